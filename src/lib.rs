@@ -1,1 +1,46 @@
-//! stonegate
+//! stonegate: Keystone token validation for any HTTP service — a
+//! `tower::Layer` to embed, a streaming sidecar proxy, and (later) a
+//! forward-auth endpoint, all thin adapters over one [`validator::Validator`].
+//!
+//! Every request goes through the same steps, in this order:
+//!
+//! ```text
+//! strip forged identity headers → extract X-Auth-Token / X-Service-Token
+//!   → cache (moka, keyed by SHA-256) → validate with Keystone (GET /v3/auth/tokens)
+//!   → expiry, service-role and access-rule checks
+//!   → inject keystonemiddleware's headers and forward | 401 / 503
+//! ```
+//!
+//! Embedding in axum:
+//!
+//! ```no_run
+//! # async fn demo(settings: stonegate::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use stonegate::{keystone, layer::AuthTokenLayer, metrics::Metrics, validator::Validator};
+//!
+//! let metrics = Metrics::unregistered();
+//! let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
+//! let validator = Arc::new(Validator::new(keystone, settings.auth.clone(), metrics.clone()));
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "hello" }))
+//!     .layer(AuthTokenLayer::new(validator, metrics));
+//! # let _ = app; Ok(()) }
+//! ```
+
+pub mod access_rules;
+pub mod cache;
+pub mod config;
+pub mod headers;
+pub mod identity;
+pub mod keystone;
+pub mod layer;
+pub mod metrics;
+pub mod proxy;
+pub mod rejection;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod tls;
+pub mod token;
+pub mod validator;
+
+pub use layer::{AuthContext, AuthToken, AuthTokenLayer};

@@ -1,0 +1,157 @@
+//! Application-credential access rules, enforced as keystonemiddleware does
+//! (`validate_allowed_request`, `_path_matches`): a token restricted by rules
+//! may only call `method` + `path` combinations of this service that a rule allows.
+//!
+//! Pattern syntax: `*` and `{name}` match one path segment (`[^/]+`), `**`
+//! matches anything (`.*`). Deviation, on purpose: keystonemiddleware pastes the
+//! other characters into a regex unescaped (so `.` matches any character);
+//! stonegate matches them literally, which is never more permissive.
+
+use crate::identity::{AccessRule, Identity};
+
+/// Whether the request may proceed under the token's access rules.
+///
+/// `service_type` is this service's catalog type; `service_token_valid` is
+/// whether the request carries a valid service token (keystonemiddleware only
+/// checks for presence; stonegate requires validity).
+pub fn allowed(
+    identity: &Identity,
+    method: &str,
+    path: &str,
+    service_type: Option<&str>,
+    service_token_valid: bool,
+) -> bool {
+    let Some(rules) = identity
+        .application_credential
+        .as_ref()
+        .and_then(|a| a.access_rules.as_ref())
+    else {
+        return true;
+    };
+    let Some(service_type) = service_type else {
+        return false;
+    };
+    if service_type == "identity" && method == "GET" && path.ends_with("/v3/auth/tokens") {
+        return true;
+    }
+    if !identity.catalog_types.iter().any(|t| t == service_type) {
+        return false;
+    }
+    if service_token_valid {
+        return true;
+    }
+    rules
+        .iter()
+        .any(|r| rule_matches(r, method, path, service_type))
+}
+
+fn rule_matches(rule: &AccessRule, method: &str, path: &str, service_type: &str) -> bool {
+    rule.method == method && rule.service == service_type && path_matches(path, &rule.path)
+}
+
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Literal(u8),
+    Segment,
+    Anything,
+}
+
+fn compile(pattern: &str) -> Vec<Piece> {
+    let b = pattern.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'*' if b.get(i + 1) == Some(&b'*') => {
+                out.push(Piece::Anything);
+                i += 2;
+            }
+            b'*' => {
+                out.push(Piece::Segment);
+                i += 1;
+            }
+            b'{' => match b[i..].iter().position(|&c| c == b'}') {
+                Some(end) => {
+                    out.push(Piece::Segment);
+                    i += end + 1;
+                }
+                None => {
+                    out.push(Piece::Literal(b'{'));
+                    i += 1;
+                }
+            },
+            c => {
+                out.push(Piece::Literal(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `path` matches `pattern` as a whole (dynamic programming: linear in
+/// pattern × path, no backtracking blow-up).
+pub fn path_matches(path: &str, pattern: &str) -> bool {
+    let pieces = compile(pattern);
+    let p = path.as_bytes();
+    // ok[j]: the pieces so far can match p[..j].
+    let mut ok = vec![false; p.len() + 1];
+    ok[0] = true;
+    for piece in &pieces {
+        let mut next = vec![false; p.len() + 1];
+        match piece {
+            Piece::Literal(c) => {
+                for (j, &byte) in p.iter().enumerate() {
+                    if ok[j] && byte == *c {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+            Piece::Anything => {
+                let mut reach = false;
+                for (n, &o) in next.iter_mut().zip(&ok) {
+                    reach |= o;
+                    *n = reach;
+                }
+            }
+            Piece::Segment => {
+                for (j, _) in ok.iter().enumerate().take(p.len()).filter(|(_, &o)| o) {
+                    let mut k = j;
+                    while k < p.len() && p[k] != b'/' {
+                        k += 1;
+                        next[k] = true;
+                    }
+                }
+            }
+        }
+        ok = next;
+    }
+    ok[p.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    #[test]
+    fn patterns_match_like_keystonemiddleware() {
+        assert!(path_matches("/v2.1/servers", "/v2.1/servers"));
+        assert!(!path_matches("/v2.1/servers/x", "/v2.1/servers"));
+        assert!(path_matches("/v2.1/servers/abc", "/v2.1/servers/*"));
+        assert!(path_matches(
+            "/v2.1/servers/abc",
+            "/v2.1/servers/{server_id}"
+        ));
+        assert!(!path_matches("/v2.1/servers/abc/action", "/v2.1/servers/*"));
+        assert!(!path_matches("/v2.1/servers/", "/v2.1/servers/*"));
+        assert!(path_matches("/v2.1/servers/abc/action", "/v2.1/servers/**"));
+        assert!(path_matches("/v2.1/servers/", "/v2.1/servers/**"));
+        assert!(path_matches("/a/x/b/y", "/a/*/b/{id}"));
+        assert!(path_matches("/anything/at/all", "**"));
+    }
+
+    #[test]
+    fn dots_are_literal_not_regex() {
+        assert!(!path_matches("/v2x1/servers", "/v2.1/servers"));
+    }
+}

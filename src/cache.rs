@@ -1,0 +1,143 @@
+//! The token cache (moka): `Fingerprint → Outcome`, never the token itself.
+//!
+//! A valid entry lives min(`token_cache_time`, the token's expiry); an invalid
+//! one (Keystone said 404) lives `negative_ttl`; Keystone errors are never
+//! stored. Concurrent misses for one key share one validation (moka's
+//! single-flight `or_try_insert_with`). Capacity is bounded in estimated bytes.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use moka::{future::Cache as Moka, Expiry};
+
+use crate::{identity::Identity, token::Fingerprint};
+
+/// What the cache remembers about a token.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Valid, with its identity.
+    Valid(Arc<Identity>),
+    /// Keystone rejected it.
+    Invalid,
+}
+
+/// Cache key: the token's hash and whether it was validated with
+/// `allow_expired` (such results are never served to ordinary requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// SHA-256 of the token.
+    pub fingerprint: Fingerprint,
+    /// Validated with `allow_expired=1`.
+    pub allow_expired: bool,
+}
+
+/// Bounded, expiring token cache.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Moka<Key, Outcome>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.inner.entry_count())
+            .finish()
+    }
+}
+
+struct Lifetimes {
+    valid: Duration,
+    invalid: Duration,
+}
+
+impl Expiry<Key, Outcome> for Lifetimes {
+    fn expire_after_create(
+        &self,
+        _key: &Key,
+        value: &Outcome,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(match value {
+            Outcome::Invalid => self.invalid,
+            Outcome::Valid(id) => {
+                let left = id.expires_at.saturating_sub(crate::keystone::now());
+                let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+                self.valid.min(left)
+            }
+        })
+    }
+}
+
+/// Estimated heap bytes of an entry (key + identity strings + overhead).
+fn weigh(_key: &Key, value: &Outcome) -> u32 {
+    const BASE: usize = 160;
+    let size = match value {
+        Outcome::Invalid => BASE,
+        Outcome::Valid(id) => {
+            let s = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+            let mut n = BASE + std::mem::size_of::<Identity>();
+            n +=
+                s(&id.user.id) + s(&id.user.name) + s(&id.user_domain.id) + s(&id.user_domain.name);
+            n += id
+                .roles
+                .iter()
+                .chain(&id.role_ids)
+                .chain(&id.audit_ids)
+                .map(|r| r.len() + 24)
+                .sum::<usize>();
+            n += id.service_catalog.as_ref().map_or(0, |c| c.len());
+            n += id.catalog_types.iter().map(|r| r.len() + 24).sum::<usize>();
+            n += 128; // scope names, methods, trust/app-cred ids
+            n
+        }
+    };
+    u32::try_from(size).unwrap_or(u32::MAX)
+}
+
+impl Cache {
+    /// A cache bounded to `capacity_bytes`, valid entries living at most
+    /// `valid_ttl`, invalid ones `invalid_ttl`.
+    pub fn new(capacity_bytes: u64, valid_ttl: Duration, invalid_ttl: Duration) -> Self {
+        Self {
+            inner: Moka::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(weigh)
+                .expire_after(Lifetimes {
+                    valid: valid_ttl,
+                    invalid: invalid_ttl,
+                })
+                .build(),
+        }
+    }
+
+    /// The cached outcome for `key`, or the result of `validate` (run once for
+    /// all concurrent callers of the same key). Errors are returned, not cached.
+    /// The boolean is true on a cache hit.
+    pub async fn get_or_validate<F, E>(
+        &self,
+        key: Key,
+        validate: F,
+    ) -> Result<(Outcome, bool), Arc<E>>
+    where
+        F: Future<Output = Result<Outcome, E>>,
+        E: Send + Sync + 'static,
+    {
+        let entry = self.inner.entry(key).or_try_insert_with(validate).await?;
+        let fresh = entry.is_fresh();
+        Ok((entry.into_value(), !fresh))
+    }
+
+    /// Drops one entry (used when a cached identity turns out unusable).
+    pub async fn invalidate(&self, key: &Key) {
+        self.inner.invalidate(key).await;
+    }
+
+    /// Number of entries (approximate).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// Estimated bytes held.
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+}

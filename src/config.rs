@@ -1,0 +1,844 @@
+//! Configuration: the TOML file as data, checked once, then compiled.
+//!
+//! [`File`] is the file exactly as written (serde, unknown keys rejected).
+//! [`File::check`] collects every problem with the key that has it, and
+//! [`File::build`] turns the strings into the types the request path uses
+//! ([`Settings`]), so nothing is parsed per request. Option names of the
+//! `[keystone_authtoken]` table are keystonemiddleware's.
+
+use std::{fmt, net::SocketAddr, path::Path, time::Duration};
+
+use http::Uri;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Environment variable that may hold the service user's password.
+pub const PASSWORD_ENV: &str = "STONEGATE_PASSWORD";
+/// Environment variable that may hold the application credential secret.
+pub const APP_CRED_SECRET_ENV: &str = "STONEGATE_APPLICATION_CREDENTIAL_SECRET";
+
+/// One problem found in a configuration: the key that has it and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `keystone_authtoken.auth_url`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// The file parsed but some values are unusable.
+    #[error("{}", format_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    format!("invalid configuration:\n{}", lines.join("\n"))
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Address the proxy listens on.
+    pub listen: Option<String>,
+    /// The protected service's base URL.
+    pub upstream: Option<String>,
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_listen: Option<String>,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Forwarding settings.
+    #[serde(default)]
+    pub proxy: ProxyFile,
+    /// keystonemiddleware-compatible options.
+    pub keystone_authtoken: AuthTokenFile,
+    /// Token cache settings.
+    #[serde(default)]
+    pub cache: CacheFile,
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+
+/// `[proxy]`: forwarding to the upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyFile {
+    /// Seconds to connect to the upstream (then 502).
+    pub connect_timeout: u64,
+    /// Seconds to wait for the upstream's response headers (then 504).
+    pub response_timeout: u64,
+    /// Seconds SIGTERM waits for in-flight requests.
+    pub shutdown_grace_period: u64,
+    /// Seconds a client has to send its request headers.
+    pub header_read_timeout: u64,
+}
+
+impl Default for ProxyFile {
+    fn default() -> Self {
+        Self {
+            connect_timeout: 5,
+            response_timeout: 60,
+            shutdown_grace_period: 30,
+            header_read_timeout: 30,
+        }
+    }
+}
+
+/// `[cache]`: the token cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheFile {
+    /// Upper bound of the cache in (estimated) bytes.
+    pub capacity_bytes: u64,
+    /// Seconds an invalid token is remembered.
+    pub negative_ttl: u64,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            capacity_bytes: 64 * 1024 * 1024,
+            negative_ttl: 10,
+        }
+    }
+}
+
+/// `[keystone_authtoken]`: keystonemiddleware's option names and defaults.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthTokenFile {
+    /// URI announced in `WWW-Authenticate: Keystone uri="..."`.
+    pub www_authenticate_uri: Option<String>,
+    /// Deprecated alias of `www_authenticate_uri`.
+    pub auth_uri: Option<String>,
+    /// Keystone URL stonegate authenticates against.
+    pub auth_url: Option<String>,
+    /// `password` or `v3applicationcredential`.
+    #[serde(default = "default_auth_type")]
+    pub auth_type: String,
+    /// Service user name.
+    pub username: Option<String>,
+    /// Service user id.
+    pub user_id: Option<String>,
+    /// Service user password (prefer `password_file` or the environment).
+    pub password: Option<String>,
+    /// File holding the service user password.
+    pub password_file: Option<String>,
+    /// Domain id of the service user.
+    pub user_domain_id: Option<String>,
+    /// Domain name of the service user.
+    pub user_domain_name: Option<String>,
+    /// Project to scope the service token to (name).
+    pub project_name: Option<String>,
+    /// Project to scope the service token to (id).
+    pub project_id: Option<String>,
+    /// Domain id of `project_name`.
+    pub project_domain_id: Option<String>,
+    /// Domain name of `project_name`.
+    pub project_domain_name: Option<String>,
+    /// Application credential id (`v3applicationcredential`).
+    pub application_credential_id: Option<String>,
+    /// Application credential secret (prefer the file or the environment).
+    pub application_credential_secret: Option<String>,
+    /// File holding the application credential secret.
+    pub application_credential_secret_file: Option<String>,
+    /// Endpoint interface of the identity service to validate with.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Region of the identity endpoint.
+    pub region_name: Option<String>,
+    /// This service's catalog type (for access rules).
+    pub service_type: Option<String>,
+    /// Forward invalid requests with `X-Identity-Status: Invalid`.
+    #[serde(default)]
+    pub delay_auth_decision: bool,
+    /// Seconds a validated token is cached.
+    #[serde(default = "default_token_cache_time")]
+    pub token_cache_time: u64,
+    /// Set `X-Service-Catalog`.
+    #[serde(default = "default_true")]
+    pub include_service_catalog: bool,
+    /// Roles that make a service token count.
+    #[serde(default = "default_service_roles")]
+    pub service_token_roles: Vec<String>,
+    /// Whether a service token must hold one of `service_token_roles`.
+    #[serde(default = "default_true")]
+    pub service_token_roles_required: bool,
+    /// Seconds to connect to Keystone.
+    #[serde(default = "default_connect_timeout")]
+    pub http_connect_timeout: u64,
+    /// Seconds for a whole Keystone request.
+    #[serde(default = "default_request_timeout")]
+    pub http_request_timeout: u64,
+    /// Retries after a connection failure.
+    #[serde(default = "default_retries")]
+    pub http_request_max_retries: u32,
+    /// CA bundle for Keystone's certificate.
+    pub cafile: Option<String>,
+    /// Client certificate for mutual TLS to Keystone.
+    pub certfile: Option<String>,
+    /// Client key for mutual TLS to Keystone.
+    pub keyfile: Option<String>,
+    /// Skip TLS verification towards Keystone (warned about).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl fmt::Debug for AuthTokenFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthTokenFile")
+            .field("auth_url", &self.auth_url)
+            .field("auth_type", &self.auth_type)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field(
+                "application_credential_secret",
+                &self
+                    .application_credential_secret
+                    .as_ref()
+                    .map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_auth_type() -> String {
+    "password".into()
+}
+fn default_interface() -> String {
+    "internal".into()
+}
+fn default_token_cache_time() -> u64 {
+    300
+}
+fn default_true() -> bool {
+    true
+}
+fn default_service_roles() -> Vec<String> {
+    vec!["service".into()]
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    10
+}
+fn default_retries() -> u32 {
+    3
+}
+
+/// How stonegate authenticates itself to Keystone.
+#[derive(Debug, Clone)]
+pub enum ServiceCredentials {
+    /// `auth_type = password`.
+    Password {
+        /// `{"id": ...}` or `{"name": ..., "domain": {...}}` of the user.
+        user: serde_json::Value,
+        /// The password.
+        password: SecretString,
+        /// The `scope` object, if any.
+        scope: Option<serde_json::Value>,
+    },
+    /// `auth_type = v3applicationcredential`.
+    ApplicationCredential {
+        /// Credential id.
+        id: String,
+        /// Credential secret.
+        secret: SecretString,
+    },
+}
+
+/// Compiled Keystone settings.
+#[derive(Debug, Clone)]
+pub struct KeystoneSettings {
+    /// Where to authenticate (`.../v3`).
+    pub auth_url: Uri,
+    /// Service credentials.
+    pub credentials: ServiceCredentials,
+    /// Identity endpoint interface.
+    pub interface: String,
+    /// Identity endpoint region.
+    pub region_name: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Retries after connection failures.
+    pub max_retries: u32,
+    /// CA bundle path.
+    pub cafile: Option<String>,
+    /// Client certificate path.
+    pub certfile: Option<String>,
+    /// Client key path.
+    pub keyfile: Option<String>,
+    /// Skip TLS verification.
+    pub insecure: bool,
+}
+
+/// Compiled authentication policy (what the validator and layer need).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Value of `WWW-Authenticate` on 401 (already formatted).
+    pub www_authenticate: http::HeaderValue,
+    /// Forward invalid requests marked `Invalid`.
+    pub delay_auth_decision: bool,
+    /// Cache lifetime of a validation.
+    pub token_cache_time: Duration,
+    /// Lifetime of a negative (invalid token) entry.
+    pub negative_ttl: Duration,
+    /// Cache capacity in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Set `X-Service-Catalog`.
+    pub include_service_catalog: bool,
+    /// Service token role list.
+    pub service_token_roles: Vec<String>,
+    /// Service token must hold one of the roles.
+    pub service_token_roles_required: bool,
+    /// This service's catalog type, for access rules.
+    pub service_type: Option<String>,
+}
+
+/// Compiled proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Upstream base URL.
+    pub upstream: Uri,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream response-header timeout.
+    pub response_timeout: Duration,
+    /// Graceful shutdown bound.
+    pub shutdown_grace_period: Duration,
+    /// Client header read timeout.
+    pub header_read_timeout: Duration,
+    /// Emit JSON log lines.
+    pub log_json: bool,
+}
+
+/// Everything the process needs, compiled.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Keystone client settings.
+    pub keystone: KeystoneSettings,
+    /// Authentication policy.
+    pub auth: AuthSettings,
+    /// Listener and upstream settings.
+    pub proxy: ProxySettings,
+}
+
+impl File {
+    /// Reads and parses a TOML file (no semantic checks yet).
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Parse { message, .. } => Error::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            path: "<config>".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value and compiles the settings, reading secrets from
+    /// files or the environment (`env` is the lookup, so tests need no globals).
+    pub fn build(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
+        let mut p = Vec::new();
+        let ks = &self.keystone_authtoken;
+        let listen = addr(&mut p, "listen", self.listen.as_deref());
+        let admin_listen = addr(&mut p, "admin_listen", self.admin_listen.as_deref());
+        let upstream = url(&mut p, "upstream", self.upstream.as_deref());
+        let log_json = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            _ => {
+                problem(&mut p, "log_format", "must be \"text\" or \"json\"");
+                false
+            }
+        };
+        let auth_url = url(
+            &mut p,
+            "keystone_authtoken.auth_url",
+            ks.auth_url.as_deref(),
+        );
+        let www_uri = ks
+            .www_authenticate_uri
+            .as_deref()
+            .or(ks.auth_uri.as_deref())
+            .or(ks.auth_url.as_deref())
+            .unwrap_or_default();
+        let www_authenticate =
+            match http::HeaderValue::from_str(&format!("Keystone uri=\"{www_uri}\"")) {
+                Ok(v) if !www_uri.contains('"') => Some(v),
+                _ => {
+                    problem(
+                        &mut p,
+                        "keystone_authtoken.www_authenticate_uri",
+                        "must be a printable URI without quotes",
+                    );
+                    None
+                }
+            };
+        let credentials = self.credentials(&mut p, env);
+        if !matches!(ks.interface.as_str(), "public" | "internal" | "admin") {
+            problem(
+                &mut p,
+                "keystone_authtoken.interface",
+                "must be \"public\", \"internal\" or \"admin\"",
+            );
+        }
+        for (key, v) in [
+            (
+                "keystone_authtoken.http_connect_timeout",
+                ks.http_connect_timeout,
+            ),
+            (
+                "keystone_authtoken.http_request_timeout",
+                ks.http_request_timeout,
+            ),
+            ("proxy.connect_timeout", self.proxy.connect_timeout),
+            ("proxy.response_timeout", self.proxy.response_timeout),
+            ("proxy.header_read_timeout", self.proxy.header_read_timeout),
+        ] {
+            if v == 0 {
+                problem(&mut p, key, "must be at least 1 second");
+            }
+        }
+        if self.cache.capacity_bytes < 1024 {
+            problem(&mut p, "cache.capacity_bytes", "must be at least 1024");
+        }
+        if ks.service_token_roles_required && ks.service_token_roles.is_empty() {
+            problem(
+                &mut p,
+                "keystone_authtoken.service_token_roles",
+                "is empty while service_token_roles_required = true: no service token could ever be valid",
+            );
+        }
+        if ks.certfile.is_some() != ks.keyfile.is_some() {
+            problem(
+                &mut p,
+                "keystone_authtoken.certfile",
+                "certfile and keyfile must be set together",
+            );
+        }
+        for (key, f) in [
+            ("keystone_authtoken.cafile", &ks.cafile),
+            ("keystone_authtoken.certfile", &ks.certfile),
+            ("keystone_authtoken.keyfile", &ks.keyfile),
+        ] {
+            if let Some(f) = f {
+                if !Path::new(f).is_file() {
+                    problem(&mut p, key, &format!("file {f:?} does not exist"));
+                }
+            }
+        }
+
+        match (
+            listen,
+            admin_listen,
+            upstream,
+            auth_url,
+            www_authenticate,
+            credentials,
+        ) {
+            (
+                Some(listen),
+                Some(admin_listen),
+                Some(upstream),
+                Some(auth_url),
+                Some(www_authenticate),
+                Some(credentials),
+            ) if p.is_empty() => Ok(Settings {
+                keystone: KeystoneSettings {
+                    auth_url,
+                    credentials,
+                    interface: ks.interface.clone(),
+                    region_name: ks.region_name.clone(),
+                    connect_timeout: Duration::from_secs(ks.http_connect_timeout),
+                    request_timeout: Duration::from_secs(ks.http_request_timeout),
+                    max_retries: ks.http_request_max_retries,
+                    cafile: ks.cafile.clone(),
+                    certfile: ks.certfile.clone(),
+                    keyfile: ks.keyfile.clone(),
+                    insecure: ks.insecure,
+                },
+                auth: AuthSettings {
+                    www_authenticate,
+                    delay_auth_decision: ks.delay_auth_decision,
+                    token_cache_time: Duration::from_secs(ks.token_cache_time),
+                    negative_ttl: Duration::from_secs(self.cache.negative_ttl),
+                    cache_capacity_bytes: self.cache.capacity_bytes,
+                    include_service_catalog: ks.include_service_catalog,
+                    service_token_roles: ks.service_token_roles.clone(),
+                    service_token_roles_required: ks.service_token_roles_required,
+                    service_type: ks.service_type.clone(),
+                },
+                proxy: ProxySettings {
+                    listen,
+                    upstream,
+                    admin_listen,
+                    connect_timeout: Duration::from_secs(self.proxy.connect_timeout),
+                    response_timeout: Duration::from_secs(self.proxy.response_timeout),
+                    shutdown_grace_period: Duration::from_secs(self.proxy.shutdown_grace_period),
+                    header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
+                    log_json,
+                },
+            }),
+            _ => Err(Error::Invalid(p)),
+        }
+    }
+
+    fn credentials(
+        &self,
+        p: &mut Vec<Problem>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<ServiceCredentials> {
+        let ks = &self.keystone_authtoken;
+        match ks.auth_type.as_str() {
+            "password" => {
+                let domain = |id: &Option<String>, name: &Option<String>| match (id, name) {
+                    (Some(id), _) => Some(serde_json::json!({ "id": id })),
+                    (None, Some(name)) => Some(serde_json::json!({ "name": name })),
+                    (None, None) => None,
+                };
+                let user = match (&ks.user_id, &ks.username) {
+                    (Some(id), _) => Some(serde_json::json!({ "id": id })),
+                    (None, Some(name)) => match domain(&ks.user_domain_id, &ks.user_domain_name) {
+                        Some(d) => Some(serde_json::json!({ "name": name, "domain": d })),
+                        None => {
+                            problem(
+                                p,
+                                "keystone_authtoken.user_domain_name",
+                                "username needs user_domain_id or user_domain_name",
+                            );
+                            None
+                        }
+                    },
+                    (None, None) => {
+                        problem(
+                            p,
+                            "keystone_authtoken.username",
+                            "is required with auth_type = \"password\" (or set user_id)",
+                        );
+                        None
+                    }
+                };
+                let scope = match (&ks.project_id, &ks.project_name) {
+                    (Some(id), _) => Some(serde_json::json!({ "project": { "id": id } })),
+                    (None, Some(name)) => {
+                        match domain(&ks.project_domain_id, &ks.project_domain_name) {
+                            Some(d) => Some(
+                                serde_json::json!({ "project": { "name": name, "domain": d } }),
+                            ),
+                            None => {
+                                problem(
+                                    p,
+                                    "keystone_authtoken.project_domain_name",
+                                    "project_name needs project_domain_id or project_domain_name",
+                                );
+                                None
+                            }
+                        }
+                    }
+                    (None, None) => None,
+                };
+                let password = secret(
+                    p,
+                    "keystone_authtoken.password",
+                    &ks.password,
+                    &ks.password_file,
+                    PASSWORD_ENV,
+                    env,
+                );
+                Some(ServiceCredentials::Password {
+                    user: user?,
+                    password: password?,
+                    scope,
+                })
+            }
+            "v3applicationcredential" => {
+                let id = ks.application_credential_id.clone();
+                if id.is_none() {
+                    problem(
+                        p,
+                        "keystone_authtoken.application_credential_id",
+                        "is required with auth_type = \"v3applicationcredential\"",
+                    );
+                }
+                let secret = secret(
+                    p,
+                    "keystone_authtoken.application_credential_secret",
+                    &ks.application_credential_secret,
+                    &ks.application_credential_secret_file,
+                    APP_CRED_SECRET_ENV,
+                    env,
+                );
+                Some(ServiceCredentials::ApplicationCredential {
+                    id: id?,
+                    secret: secret?,
+                })
+            }
+            other => {
+                problem(
+                    p,
+                    "keystone_authtoken.auth_type",
+                    &format!(
+                        "{other:?} is not supported: use \"password\" or \"v3applicationcredential\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A secret from exactly one of: the inline key, `<key>_file`, or the environment.
+fn secret(
+    p: &mut Vec<Problem>,
+    key: &str,
+    inline: &Option<String>,
+    file: &Option<String>,
+    env_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<SecretString> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problem(p, key, &format!("set either {key} or {key}_file, not both"));
+            None
+        }
+        (Some(v), None) => Some(SecretString::from(v.clone())),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(text) => {
+                let trimmed = text.trim_end_matches(['\n', '\r']);
+                if trimmed.is_empty() {
+                    problem(p, &format!("{key}_file"), &format!("file {f:?} is empty"));
+                    None
+                } else {
+                    Some(SecretString::from(trimmed.to_owned()))
+                }
+            }
+            Err(e) => {
+                problem(
+                    p,
+                    &format!("{key}_file"),
+                    &format!("cannot read {f:?}: {e}"),
+                );
+                None
+            }
+        },
+        (None, None) => match env(env_name) {
+            Some(v) if !v.is_empty() => Some(SecretString::from(v)),
+            _ => {
+                problem(
+                    p,
+                    key,
+                    &format!("is required: set {key}_file, or the environment variable {env_name}"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
+    p.push(Problem {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+fn addr(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<SocketAddr> {
+    match value {
+        None => {
+            problem(p, key, "is required (e.g. \"127.0.0.1:8080\")");
+            None
+        }
+        Some(v) => match v.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problem(p, key, &format!("{v:?} is not an IP:port address"));
+                None
+            }
+        },
+    }
+}
+
+fn url(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<Uri> {
+    let Some(v) = value else {
+        problem(p, key, "is required (an http:// or https:// URL)");
+        return None;
+    };
+    match v.parse::<Uri>() {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http") | Some("https"))
+                && u.authority().is_some()
+                && u.query().is_none() =>
+        {
+            Some(u)
+        }
+        _ => {
+            problem(
+                p,
+                key,
+                &format!("{v:?} is not an http:// or https:// URL without query"),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:5000/v3"
+username = "svc"
+password = "pw"
+user_domain_name = "Default"
+project_name = "service"
+project_domain_name = "Default"
+"#;
+
+    #[test]
+    fn annotated_example_parses_and_builds() {
+        let text = include_str!("../config/stonegate.toml");
+        let file = File::parse(text).expect("example parses");
+        // The example names a password file that does not exist here; the
+        // environment supplies it instead.
+        let mut file = file;
+        file.keystone_authtoken.password_file = None;
+        let env = |k: &str| (k == PASSWORD_ENV).then(|| "from-env".to_string());
+        let s = file.build(&env).expect("example builds");
+        assert_eq!(s.proxy.listen.port(), 8080);
+        assert_eq!(s.auth.token_cache_time, Duration::from_secs(300));
+        assert!(s.auth.service_token_roles_required);
+    }
+
+    #[test]
+    fn minimal_config_gets_keystonemiddleware_defaults() {
+        let s = File::parse(MINIMAL).unwrap().build(&no_env).unwrap();
+        assert_eq!(s.keystone.interface, "internal");
+        assert!(s.auth.include_service_catalog);
+        assert!(!s.auth.delay_auth_decision);
+        assert_eq!(s.auth.service_token_roles, vec!["service".to_string()]);
+        assert_eq!(
+            s.auth.www_authenticate,
+            "Keystone uri=\"http://127.0.0.1:5000/v3\""
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = File::parse(&format!("{MINIMAL}\nbogus_option = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("bogus_option"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+listen = "nonsense"
+upstream = "ftp://x"
+admin_listen = "127.0.0.1:9090"
+log_format = "xml"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:5000/v3"
+username = "svc"
+interface = "private"
+"#;
+        let Err(Error::Invalid(problems)) = File::parse(text).unwrap().build(&no_env) else {
+            panic!("expected problems");
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "listen",
+            "upstream",
+            "log_format",
+            "keystone_authtoken.interface",
+            "keystone_authtoken.user_domain_name",
+            "keystone_authtoken.password",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn password_comes_from_file_or_env_and_debug_redacts_it() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let text = MINIMAL.replace(
+            "password = \"pw\"",
+            &format!("password_file = {:?}", f.display().to_string()),
+        );
+        let file = File::parse(&text).unwrap();
+        let s = file.build(&no_env).unwrap();
+        let ServiceCredentials::Password { password, .. } = &s.keystone.credentials else {
+            panic!()
+        };
+        assert_eq!(password.expose_secret(), "s3cret");
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert!(!format!("{file:?}").contains("s3cret"));
+
+        let text = MINIMAL.replace("password = \"pw\"\n", "");
+        let env = |k: &str| (k == PASSWORD_ENV).then(|| "envpw".to_string());
+        let s = File::parse(&text).unwrap().build(&env).unwrap();
+        let ServiceCredentials::Password { password, .. } = &s.keystone.credentials else {
+            panic!()
+        };
+        assert_eq!(password.expose_secret(), "envpw");
+    }
+}

@@ -1,0 +1,108 @@
+//! What a validated token proves: who, in which scope, with which roles.
+//!
+//! Built from Keystone's validation response (`keystone::model`) and read by
+//! `headers` (to inject) and by embedders (from request extensions).
+
+use std::sync::Arc;
+
+/// An id with its (optional) name, as Keystone renders users, domains, roles.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Named {
+    /// The id.
+    pub id: Option<String>,
+    /// The name.
+    pub name: Option<String>,
+}
+
+/// The project of a project-scoped token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Project id and name.
+    pub project: Named,
+    /// The project's domain.
+    pub domain: Named,
+}
+
+/// What a token is scoped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// No scope: no roles.
+    Unscoped,
+    /// A project (also trusts, application credentials, OAuth).
+    Project(Project),
+    /// A domain.
+    Domain(Named),
+    /// The whole deployment (`OpenStack-System-Scope: all`).
+    System,
+}
+
+/// One application-credential access rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    /// Service type the rule applies to.
+    pub service: String,
+    /// Path pattern (`*`, `{x}` one segment, `**` anything).
+    pub path: String,
+    /// HTTP method, upper-case.
+    pub method: String,
+}
+
+/// Application-credential facts of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationCredential {
+    /// Credential id.
+    pub id: String,
+    /// Access rules, when the credential has any.
+    pub access_rules: Option<Vec<AccessRule>>,
+}
+
+/// A validated token's identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// The user (for impersonating trusts, the trustor).
+    pub user: Named,
+    /// The user's domain.
+    pub user_domain: Named,
+    /// The token's scope.
+    pub scope: Scope,
+    /// Role names in Keystone's order.
+    pub roles: Vec<String>,
+    /// Role ids in Keystone's order.
+    pub role_ids: Vec<String>,
+    /// `is_admin_project` (true when Keystone does not say, as keystoneauth).
+    pub is_admin_project: bool,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: i64,
+    /// Issue time, seconds since the Unix epoch.
+    pub issued_at: i64,
+    /// Audit ids: the token's own, then its chain's.
+    pub audit_ids: Vec<String>,
+    /// Authentication methods.
+    pub methods: Vec<String>,
+    /// Application credential, for app-credential tokens.
+    pub application_credential: Option<ApplicationCredential>,
+    /// Trust id, for trust-scoped tokens.
+    pub trust_id: Option<String>,
+    /// The catalog's service types (filled when access rules need them).
+    pub catalog_types: Vec<String>,
+    /// `X-Service-Catalog` value (v2-shaped JSON), when the catalog was fetched.
+    pub service_catalog: Option<Arc<str>>,
+}
+
+impl Identity {
+    /// True when the token's expiry has passed at `now` (Unix seconds).
+    /// At exactly `expires_at` the token is expired, as in Keystone.
+    pub fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+
+    /// True when the token holds at least one of `roles` (by name).
+    pub fn has_any_role(&self, roles: &[String]) -> bool {
+        self.roles.iter().any(|r| roles.iter().any(|w| w == r))
+    }
+
+    /// The audit id that identifies this token in logs.
+    pub fn audit_id(&self) -> Option<&str> {
+        self.audit_ids.first().map(String::as_str)
+    }
+}

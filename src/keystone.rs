@@ -1,0 +1,320 @@
+//! The Keystone client: validates tokens with `GET /v3/auth/tokens`, as
+//! keystonemiddleware does, using stonegate's own service token
+//! ([`service_auth`]). Results are typed: a token Keystone does not know is
+//! [`Validation::Invalid`]; Keystone failing is an [`Error`] (never "invalid").
+
+pub mod model;
+pub mod service_auth;
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client as HyperClient},
+    rt::TokioExecutor,
+};
+
+use crate::{
+    config::KeystoneSettings, identity::Identity, metrics::Metrics, tls::ClientTls, token::Token,
+};
+
+pub use model::ModelError;
+use service_auth::ServiceAuth;
+
+/// HTTP client used towards Keystone.
+pub(crate) type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Largest Keystone response body read (catalogs can be large).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// What Keystone said about a token.
+#[derive(Debug)]
+pub enum Validation {
+    /// The token is valid; here is who it is.
+    Valid(Box<Identity>),
+    /// Keystone does not accept the token (404).
+    Invalid,
+}
+
+/// Keystone could not give an answer. Every variant means "unavailable" to a
+/// client (503), never "invalid token".
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No answer in time.
+    #[error("Keystone timed out")]
+    Timeout,
+    /// The connection failed.
+    #[error("cannot reach Keystone: {0}")]
+    Connect(String),
+    /// Keystone answered with an unexpected status.
+    #[error("Keystone answered {0}")]
+    Status(StatusCode),
+    /// Keystone refused stonegate's own credentials or token.
+    #[error("Keystone rejected stonegate's service credentials ({0})")]
+    ServiceAuth(StatusCode),
+    /// The answer could not be understood.
+    #[error("unusable Keystone response: {0}")]
+    Malformed(String),
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+impl Error {
+    /// Label for the `status` of `stonegate_keystone_requests_total`.
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Timeout => "timeout",
+            Error::Connect(_) => "connect_error",
+            Error::Status(s) | Error::ServiceAuth(s) => status_label(*s),
+            Error::Malformed(_) => "malformed",
+            Error::Tls(_) => "tls_error",
+        }
+    }
+}
+
+fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        500..=599 => "5xx",
+        400..=499 => "4xx",
+        _ => "other",
+    }
+}
+
+/// How to validate one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ValidateOptions {
+    /// Accept a token expired within Keystone's `allow_expired_window`.
+    pub allow_expired: bool,
+    /// Ask for the service catalog (else `?nocatalog`).
+    pub catalog: bool,
+}
+
+/// A cloneable handle to Keystone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: HttpClient,
+    settings: KeystoneSettings,
+    auth: ServiceAuth,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("keystone::Client")
+            .field("auth_url", &self.inner.settings.auth_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Raw answer to one request.
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Client {
+    /// Builds a client (no network traffic yet).
+    pub fn new(settings: KeystoneSettings, metrics: Metrics) -> Result<Self, Error> {
+        let tls = ClientTls {
+            cafile: settings.cafile.clone(),
+            certfile: settings.certfile.clone(),
+            keyfile: settings.keyfile.clone(),
+            insecure: settings.insecure,
+        }
+        .build()?;
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        let auth = ServiceAuth::new(settings.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                auth,
+                metrics,
+            }),
+        })
+    }
+
+    /// True while stonegate holds a service token that is not about to expire.
+    pub fn is_ready(&self) -> bool {
+        self.inner.auth.is_ready(now())
+    }
+
+    /// Obtains (or renews) stonegate's own token now.
+    pub async fn ensure_service_token(&self) -> Result<(), Error> {
+        self.inner.auth.current(self, now()).await.map(|_| ())
+    }
+
+    /// Validates `token` with Keystone. A 401 on stonegate's own token makes it
+    /// re-authenticate and retry once; a second 401 is an [`Error`].
+    pub async fn validate(
+        &self,
+        token: &Token,
+        opts: ValidateOptions,
+    ) -> Result<Validation, Error> {
+        let subject = HeaderValue::from_str(token.expose())
+            .map_err(|_| Error::Malformed("token is not a valid header value".into()))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let svc = self.inner.auth.current(self, now()).await?;
+            let mut url = format!("{}/auth/tokens", svc.endpoint);
+            let mut sep = '?';
+            if !opts.catalog {
+                url.push_str("?nocatalog");
+                sep = '&';
+            }
+            if opts.allow_expired {
+                url.push(sep);
+                url.push_str("allow_expired=1");
+            }
+            let mut subject = subject.clone();
+            subject.set_sensitive(true);
+            let reply = self
+                .send("validate", || {
+                    let mut req = Request::builder()
+                        .method(Method::GET)
+                        .uri(url.as_str())
+                        .header("X-Subject-Token", subject.clone())
+                        .header("OpenStack-Identity-Access-Rules", "1")
+                        .header(header::ACCEPT, "application/json")
+                        .header(header::USER_AGENT, USER_AGENT)
+                        .body(Full::new(Bytes::new()))?;
+                    req.headers_mut().insert("X-Auth-Token", svc.header_value());
+                    Ok(req)
+                })
+                .await?;
+            match reply.status {
+                StatusCode::OK => {
+                    return model::parse_token(&reply.body)
+                        .map(|id| Validation::Valid(Box::new(id)))
+                        .map_err(|e| Error::Malformed(e.to_string()))
+                }
+                StatusCode::NOT_FOUND => return Ok(Validation::Invalid),
+                StatusCode::UNAUTHORIZED if attempt == 1 => {
+                    tracing::warn!(
+                        "Keystone rejected stonegate's service token; re-authenticating"
+                    );
+                    self.inner.auth.invalidate(&svc);
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(Error::ServiceAuth(reply.status))
+                }
+                other => return Err(Error::Status(other)),
+            }
+        }
+    }
+
+    /// Sends one request built by `build` (rebuilt for each retry), retrying
+    /// connection failures up to `http_request_max_retries` times, with the
+    /// whole exchange bounded by `http_request_timeout`.
+    pub(crate) async fn send(
+        &self,
+        operation: &'static str,
+        build: impl Fn() -> Result<Request<Full<Bytes>>, http::Error>,
+    ) -> Result<Reply, Error> {
+        let inner = &self.inner;
+        let mut retries = 0;
+        let result = loop {
+            let req = build().map_err(|e| Error::Malformed(e.to_string()))?;
+            let exchange = async {
+                let resp = inner.http.request(req).await?;
+                let (parts, body) = resp.into_parts();
+                let body = Limited::new(body, MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| Error::Malformed(format!("reading body: {e}")))?
+                    .to_bytes();
+                Ok::<_, ExchangeError>(Reply {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
+            };
+            match tokio::time::timeout(inner.settings.request_timeout, exchange).await {
+                Err(_) => break Err(Error::Timeout),
+                Ok(Ok(reply)) => break Ok(reply),
+                Ok(Err(ExchangeError::Done(e))) => break Err(e),
+                Ok(Err(ExchangeError::Http(e))) => {
+                    let retryable = e.is_connect();
+                    let err = Error::Connect(error_chain(&e));
+                    if retryable && retries < inner.settings.max_retries {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(retries))).await;
+                        continue;
+                    }
+                    break Err(err);
+                }
+            }
+        };
+        let label = match &result {
+            Ok(r) => status_label(r.status),
+            Err(e) => e.metric_label(),
+        };
+        inner
+            .metrics
+            .keystone_requests
+            .with_label_values(&[operation, label])
+            .inc();
+        result
+    }
+}
+
+enum ExchangeError {
+    Http(hyper_util::client::legacy::Error),
+    Done(Error),
+}
+
+impl From<hyper_util::client::legacy::Error> for ExchangeError {
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        ExchangeError::Http(e)
+    }
+}
+
+impl From<Error> for ExchangeError {
+    fn from(e: Error) -> Self {
+        ExchangeError::Done(e)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// `User-Agent` of stonegate's Keystone requests.
+const USER_AGENT: &str = concat!("stonegate/", env!("CARGO_PKG_VERSION"));
+
+/// Current Unix time in seconds.
+pub(crate) fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

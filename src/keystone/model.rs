@@ -1,0 +1,341 @@
+//! Keystone's v3 token document (`{"token": {...}}`) and its conversion to an
+//! [`Identity`]. Parsing is lenient where Keystone varies (extra keys on roles,
+//! missing names) and strict where a wrong answer would be a security bug
+//! (user id and expiry are required).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::identity::{AccessRule, ApplicationCredential, Identity, Named, Project, Scope};
+
+/// Why a validation response could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Not JSON of the expected shape.
+    #[error("malformed token document: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A required field is missing or unusable.
+    #[error("token document: {0}")]
+    Field(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    token: TokenDoc,
+}
+
+#[derive(Deserialize, Default)]
+struct NamedDoc {
+    id: Option<String>,
+    name: Option<String>,
+}
+
+impl From<NamedDoc> for Named {
+    fn from(d: NamedDoc) -> Self {
+        Named {
+            id: d.id,
+            name: d.name,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UserDoc {
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    domain: Option<NamedDoc>,
+}
+
+#[derive(Deserialize)]
+struct ProjectDoc {
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    domain: Option<NamedDoc>,
+}
+
+#[derive(Deserialize)]
+struct SystemDoc {
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Deserialize)]
+struct AppCredDoc {
+    id: String,
+    #[serde(default)]
+    access_rules: Option<Vec<AccessRuleDoc>>,
+}
+
+#[derive(Deserialize)]
+struct AccessRuleDoc {
+    service: String,
+    path: String,
+    method: String,
+}
+
+#[derive(Deserialize)]
+struct TrustDoc {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct EndpointDoc {
+    interface: String,
+    #[serde(default)]
+    region: Option<String>,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct ServiceDoc {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointDoc>,
+}
+
+#[derive(Deserialize)]
+struct TokenDoc {
+    user: UserDoc,
+    expires_at: String,
+    #[serde(default)]
+    issued_at: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    audit_ids: Vec<String>,
+    #[serde(default)]
+    project: Option<ProjectDoc>,
+    #[serde(default)]
+    domain: Option<NamedDoc>,
+    #[serde(default)]
+    system: Option<SystemDoc>,
+    #[serde(default)]
+    roles: Vec<NamedDoc>,
+    #[serde(default)]
+    is_admin_project: Option<bool>,
+    #[serde(default)]
+    catalog: Option<Vec<ServiceDoc>>,
+    #[serde(default)]
+    application_credential: Option<AppCredDoc>,
+    #[serde(rename = "OS-TRUST:trust", default)]
+    trust: Option<TrustDoc>,
+}
+
+/// Parses a validation response body into an [`Identity`].
+pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
+    let Envelope { token: t } = serde_json::from_slice(body)?;
+    let expires_at = parse_time(&t.expires_at).ok_or(ModelError::Field("expires_at"))?;
+    let issued_at = match &t.issued_at {
+        Some(s) => parse_time(s).ok_or(ModelError::Field("issued_at"))?,
+        None => 0,
+    };
+    if t.user.id.as_deref().unwrap_or_default().is_empty() {
+        return Err(ModelError::Field("user.id"));
+    }
+    let scope = if let Some(p) = t.project {
+        Scope::Project(Project {
+            project: Named {
+                id: p.id,
+                name: p.name,
+            },
+            domain: p.domain.unwrap_or_default().into(),
+        })
+    } else if let Some(d) = t.domain {
+        Scope::Domain(d.into())
+    } else if t.system.as_ref().is_some_and(|s| s.all) {
+        Scope::System
+    } else {
+        Scope::Unscoped
+    };
+    let (catalog_types, service_catalog) = match &t.catalog {
+        Some(c) => (
+            c.iter().map(|s| s.kind.clone()).collect(),
+            Some(Arc::from(v2_catalog_json(c))),
+        ),
+        None => (Vec::new(), None),
+    };
+    Ok(Identity {
+        user: Named {
+            id: t.user.id,
+            name: t.user.name,
+        },
+        user_domain: t.user.domain.unwrap_or_default().into(),
+        scope,
+        role_ids: t.roles.iter().filter_map(|r| r.id.clone()).collect(),
+        roles: t.roles.into_iter().filter_map(|r| r.name).collect(),
+        is_admin_project: t.is_admin_project.unwrap_or(true),
+        expires_at,
+        issued_at,
+        audit_ids: t.audit_ids,
+        methods: t.methods,
+        application_credential: t.application_credential.map(|a| ApplicationCredential {
+            id: a.id,
+            access_rules: a.access_rules.map(|rules| {
+                rules
+                    .into_iter()
+                    .map(|r| AccessRule {
+                        service: r.service,
+                        path: r.path,
+                        method: r.method,
+                    })
+                    .collect()
+            }),
+        }),
+        trust_id: t.trust.map(|t| t.id),
+        catalog_types,
+        service_catalog,
+    })
+}
+
+/// Seconds since the epoch of a Keystone timestamp (`2026-01-15T22:14:05.000000Z`).
+pub fn parse_time(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Endpoints of one region: `(region, [("<interface>URL", url)])`.
+type RegionGroup<'a> = (Option<&'a str>, Vec<(String, &'a str)>);
+
+/// The v3 catalog in keystonemiddleware's v2 shape, serialised byte-for-byte as
+/// Python's `json.dumps` does (`", "`/`": "` separators, non-ASCII escaped).
+fn v2_catalog_json(catalog: &[ServiceDoc]) -> String {
+    let mut out = String::with_capacity(256 * catalog.len().max(1));
+    out.push('[');
+    for (i, svc) in catalog.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"type\": ");
+        py_str(&mut out, &svc.kind);
+        if let Some(name) = &svc.name {
+            out.push_str(", \"name\": ");
+            py_str(&mut out, name);
+        }
+        out.push_str(", \"endpoints\": [");
+        // Group by region, keeping first-seen order (Python dict semantics).
+        let mut groups: Vec<RegionGroup<'_>> = Vec::new();
+        for ep in &svc.endpoints {
+            let region = ep.region.as_deref();
+            let key = format!("{}URL", ep.interface.to_lowercase());
+            let idx = match groups.iter().position(|(r, _)| *r == region) {
+                Some(i) => i,
+                None => {
+                    groups.push((region, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            let entries = &mut groups[idx].1;
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(e) => e.1 = &ep.url,
+                None => entries.push((key, &ep.url)),
+            }
+        }
+        for (g, (region, entries)) in groups.iter().enumerate() {
+            if g > 0 {
+                out.push_str(", ");
+            }
+            out.push('{');
+            let mut first = true;
+            if let Some(r) = region.filter(|r| !r.is_empty()) {
+                out.push_str("\"region\": ");
+                py_str(&mut out, r);
+                first = false;
+            }
+            for (k, url) in entries {
+                if !first {
+                    out.push_str(", ");
+                }
+                first = false;
+                py_str(&mut out, k);
+                out.push_str(": ");
+                py_str(&mut out, url);
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    out
+}
+
+/// A JSON string as Python's `json.dumps(ensure_ascii=True)` writes it.
+fn py_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const PROJECT: &str = r#"{"token": {"methods": ["password"],
+      "user": {"domain": {"id": "default", "name": "Default"}, "id": "u1", "name": "demo", "password_expires_at": null},
+      "audit_ids": ["9JsolhssRzKfyayTIiCRUg"],
+      "expires_at": "2026-01-15T22:14:05.000000Z", "issued_at": "2026-01-15T21:14:05.000000Z",
+      "project": {"domain": {"id": "default", "name": "Default"}, "id": "p1", "name": "demo"},
+      "is_domain": false,
+      "roles": [{"id": "r2", "name": "reader"}, {"id": "r1", "name": "member", "domain_id": null}],
+      "catalog": [{"id": "x", "type": "identity", "name": "keystone", "endpoints": [
+          {"id": "1", "interface": "public", "region": "RegionOne", "region_id": "RegionOne", "url": "http://k/v3/"},
+          {"id": "2", "interface": "internal", "region": "RegionOne", "region_id": "RegionOne", "url": "http://k-int/v3/"}]},
+        {"id": "y", "type": "compute", "endpoints": [{"id": "3", "interface": "admin", "region": null, "url": "http://n\u00e9"}]}]}}"#;
+
+    #[test]
+    fn project_token_document_becomes_identity() {
+        let id = parse_token(PROJECT.as_bytes()).unwrap();
+        assert_eq!(id.user.id.as_deref(), Some("u1"));
+        assert_eq!(id.roles, vec!["reader", "member"]);
+        assert_eq!(id.role_ids, vec!["r2", "r1"]);
+        assert!(id.is_admin_project);
+        assert_eq!(id.expires_at, 1768515245);
+        assert_eq!(id.issued_at, 1768511645);
+        assert!(
+            matches!(&id.scope, Scope::Project(p) if p.project.name.as_deref() == Some("demo"))
+        );
+        assert_eq!(id.catalog_types, vec!["identity", "compute"]);
+    }
+
+    #[test]
+    fn catalog_is_rendered_like_keystonemiddleware() {
+        let id = parse_token(PROJECT.as_bytes()).unwrap();
+        assert_eq!(
+            id.service_catalog.as_deref().unwrap(),
+            r#"[{"type": "identity", "name": "keystone", "endpoints": [{"region": "RegionOne", "publicURL": "http://k/v3/", "internalURL": "http://k-int/v3/"}]}, {"type": "compute", "endpoints": [{"adminURL": "http://n\u00e9"}]}]"#
+        );
+    }
+
+    #[test]
+    fn missing_user_id_or_expiry_is_an_error() {
+        let no_user = PROJECT.replace("\"id\": \"u1\", ", "");
+        assert!(parse_token(no_user.as_bytes()).is_err());
+        let bad_time = PROJECT.replace("2026-01-15T22:14:05.000000Z", "tomorrow");
+        assert!(parse_token(bad_time.as_bytes()).is_err());
+    }
+}

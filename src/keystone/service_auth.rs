@@ -1,0 +1,236 @@
+//! stonegate's own Keystone token, obtained as keystoneauth does
+//! (`password` or `v3applicationcredential`), renewed 120 s before expiry and
+//! once more when Keystone answers 401. Renewal is single-flight: concurrent
+//! requests wait for one authentication.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{model::parse_time, Client, Error};
+use crate::config::{KeystoneSettings, ServiceCredentials};
+
+/// Renew the service token when it expires within this many seconds
+/// (keystoneauth's `MIN_TOKEN_LIFE_SECONDS`).
+const MIN_TOKEN_LIFE: i64 = 120;
+
+/// A service token and where to validate with it.
+pub(crate) struct ServiceToken {
+    header: HeaderValue,
+    expires_at: i64,
+    /// Identity endpoint base, ending in `/v3` (no trailing slash).
+    pub endpoint: String,
+}
+
+impl ServiceToken {
+    /// The token as a sensitive header value.
+    pub fn header_value(&self) -> HeaderValue {
+        self.header.clone()
+    }
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceToken")
+            .field("expires_at", &self.expires_at)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct ServiceAuth {
+    settings: KeystoneSettings,
+    current: RwLock<Option<Arc<ServiceToken>>>,
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl ServiceAuth {
+    pub fn new(settings: KeystoneSettings) -> Self {
+        Self {
+            settings,
+            current: RwLock::new(None),
+            renewing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self, now: i64) -> Option<Arc<ServiceToken>> {
+        let guard = self.current.read().ok()?;
+        guard
+            .as_ref()
+            .filter(|t| t.expires_at - now > MIN_TOKEN_LIFE)
+            .cloned()
+    }
+
+    pub fn is_ready(&self, now: i64) -> bool {
+        self.current
+            .read()
+            .map(|g| g.as_ref().is_some_and(|t| t.expires_at > now))
+            .unwrap_or(false)
+    }
+
+    /// The current service token, authenticating first if there is none or it
+    /// is about to expire.
+    pub async fn current(&self, client: &Client, now: i64) -> Result<Arc<ServiceToken>, Error> {
+        if let Some(t) = self.fresh(now) {
+            return Ok(t);
+        }
+        let _one_at_a_time = self.renewing.lock().await;
+        if let Some(t) = self.fresh(now) {
+            return Ok(t);
+        }
+        let token = Arc::new(self.authenticate(client).await?);
+        tracing::info!(
+            endpoint = %token.endpoint,
+            expires_at = token.expires_at,
+            "obtained stonegate's service token"
+        );
+        if let Ok(mut g) = self.current.write() {
+            *g = Some(token.clone());
+        }
+        Ok(token)
+    }
+
+    /// Forgets `stale` (Keystone said 401), unless it was already replaced.
+    pub fn invalidate(&self, stale: &Arc<ServiceToken>) {
+        if let Ok(mut g) = self.current.write() {
+            if g.as_ref().is_some_and(|t| Arc::ptr_eq(t, stale)) {
+                *g = None;
+            }
+        }
+    }
+
+    async fn authenticate(&self, client: &Client) -> Result<ServiceToken, Error> {
+        let base = v3_base(&self.settings.auth_url.to_string());
+        let url = format!("{base}/auth/tokens");
+        let body = Bytes::from(self.request_body().to_string());
+        let reply = client
+            .send("authenticate", || {
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(url.as_str())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::USER_AGENT, super::USER_AGENT)
+                    .body(Full::new(body.clone()))
+            })
+            .await?;
+        match reply.status {
+            StatusCode::CREATED | StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                return Err(Error::ServiceAuth(reply.status))
+            }
+            other => return Err(Error::Status(other)),
+        }
+        let mut header = reply
+            .headers
+            .get("X-Subject-Token")
+            .cloned()
+            .ok_or_else(|| Error::Malformed("no X-Subject-Token in auth response".into()))?;
+        header.set_sensitive(true);
+        let doc: AuthDoc = serde_json::from_slice(&reply.body)
+            .map_err(|e| Error::Malformed(format!("auth response: {e}")))?;
+        let expires_at = parse_time(&doc.token.expires_at)
+            .ok_or_else(|| Error::Malformed("auth response: bad expires_at".into()))?;
+        let endpoint = doc
+            .token
+            .catalog
+            .iter()
+            .filter(|s| s.kind == "identity")
+            .flat_map(|s| s.endpoints.iter())
+            .find(|e| {
+                e.interface == self.settings.interface
+                    && self.settings.region_name.as_ref().is_none_or(|r| {
+                        e.region.as_ref() == Some(r) || e.region_id.as_ref() == Some(r)
+                    })
+            })
+            .map(|e| v3_base(&e.url))
+            .unwrap_or(base);
+        Ok(ServiceToken {
+            header,
+            expires_at,
+            endpoint,
+        })
+    }
+
+    fn request_body(&self) -> serde_json::Value {
+        match &self.settings.credentials {
+            ServiceCredentials::Password {
+                user,
+                password,
+                scope,
+            } => {
+                let mut user = user.clone();
+                user["password"] = serde_json::Value::String(password.expose_secret().to_owned());
+                let mut auth = serde_json::json!({
+                    "identity": {"methods": ["password"], "password": {"user": user}}
+                });
+                if let Some(scope) = scope {
+                    auth["scope"] = scope.clone();
+                }
+                serde_json::json!({ "auth": auth })
+            }
+            ServiceCredentials::ApplicationCredential { id, secret } => serde_json::json!({
+                "auth": {"identity": {
+                    "methods": ["application_credential"],
+                    "application_credential": {"id": id, "secret": secret.expose_secret()}
+                }}
+            }),
+        }
+    }
+}
+
+/// The `/v3` base of an identity URL: kept if it ends in `/v3`, else `/v3` appended.
+fn v3_base(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    if trimmed.ends_with("/v3") {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/v3")
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthDoc {
+    token: AuthToken,
+}
+
+#[derive(Deserialize)]
+struct AuthToken {
+    expires_at: String,
+    #[serde(default)]
+    catalog: Vec<CatalogService>,
+}
+
+#[derive(Deserialize)]
+struct CatalogService {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    endpoints: Vec<CatalogEndpoint>,
+}
+
+#[derive(Deserialize)]
+struct CatalogEndpoint {
+    interface: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    region_id: Option<String>,
+    url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v3_base;
+
+    #[test]
+    fn identity_urls_get_a_v3_base() {
+        assert_eq!(v3_base("http://k:5000/v3/"), "http://k:5000/v3");
+        assert_eq!(v3_base("http://k:5000"), "http://k:5000/v3");
+        assert_eq!(v3_base("https://k/identity"), "https://k/identity/v3");
+    }
+}

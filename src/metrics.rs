@@ -1,0 +1,100 @@
+//! Prometheus metrics, registered into a caller's [`Registry`] (no globals).
+//! Names are `stonegate_<subsystem>_<noun>_<unit>`; label values come from
+//! fixed enums only, never from tokens, users or paths.
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Every metric stonegate exports.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Requests by final outcome (`Outcome::as_str`).
+    pub requests: IntCounterVec,
+    /// Time to reach an auth decision, by source (`cache`, `keystone`).
+    pub validation_seconds: HistogramVec,
+    /// Cache lookups by result (`hit`, `miss`).
+    pub cache_lookups: IntCounterVec,
+    /// Entries in the token cache.
+    pub cache_entries: IntGauge,
+    /// Estimated bytes held by the token cache.
+    pub cache_bytes: IntGauge,
+    /// Keystone requests by operation and status class.
+    pub keystone_requests: IntCounterVec,
+    /// Upstream response-header latency.
+    pub upstream_seconds: Histogram,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new("stonegate_requests_total", "Requests by auth outcome."),
+                &["outcome"],
+            )?,
+            validation_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "stonegate_validation_duration_seconds",
+                    "Time to reach an auth decision, by where it came from.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["source"],
+            )?,
+            cache_lookups: IntCounterVec::new(
+                Opts::new("stonegate_cache_lookups_total", "Token cache lookups."),
+                &["result"],
+            )?,
+            cache_entries: IntGauge::new("stonegate_cache_entries", "Entries in the token cache.")?,
+            cache_bytes: IntGauge::new(
+                "stonegate_cache_size_bytes",
+                "Estimated bytes held by the token cache.",
+            )?,
+            keystone_requests: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_keystone_requests_total",
+                    "Requests to Keystone by operation and status.",
+                ),
+                &["operation", "status"],
+            )?,
+            upstream_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "stonegate_upstream_duration_seconds",
+                    "Time until the upstream's response headers.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+        };
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.validation_seconds.clone()))?;
+        registry.register(Box::new(m.cache_lookups.clone()))?;
+        registry.register(Box::new(m.cache_entries.clone()))?;
+        registry.register(Box::new(m.cache_bytes.clone()))?;
+        registry.register(Box::new(m.keystone_requests.clone()))?;
+        registry.register(Box::new(m.upstream_seconds.clone()))?;
+        Ok(m)
+    }
+
+    /// Metrics registered nowhere (for embedders that do not export them).
+    pub fn unregistered() -> Self {
+        // Registering into a fresh registry cannot collide.
+        match Self::register(&Registry::new()) {
+            Ok(m) => m,
+            Err(e) => unreachable!("fresh registry rejected metrics: {e}"),
+        }
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    if encoder.encode(&registry.gather(), &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,289 @@
+//! The forwarding service of the sidecar: streams a request to the upstream
+//! and its response back, without buffering either body. Hop-by-hop headers
+//! are dropped (RFC 9110 §7.6.1), `X-Forwarded-*` set, `Upgrade` requests
+//! (WebSocket...) tunnelled after authentication. Dropping the response
+//! future (client gone) cancels the upstream request.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{
+    header, uri::PathAndQuery, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
+    Uri, Version,
+};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
+use tower_service::Service;
+
+use crate::{layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, tls::ClientTls};
+
+/// Facts about the client connection, inserted into request extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+}
+
+/// Upstream settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Base URL (scheme, authority, optional path prefix).
+    pub url: Uri,
+    /// Connect timeout (then 502).
+    pub connect_timeout: Duration,
+    /// Time to the response headers (then 504).
+    pub response_timeout: Duration,
+    /// TLS towards an https upstream.
+    pub tls: ClientTls,
+}
+
+/// Why the proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// Forwards requests to one upstream.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+    response_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("authority", &self.shared.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy to `config.url` with a pooled keep-alive client.
+    pub fn new(config: UpstreamConfig, metrics: Metrics) -> Result<Self, ProxyError> {
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config.tls.build()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        let parts = config.url.into_parts();
+        let scheme = parts.scheme.unwrap_or(http::uri::Scheme::HTTP);
+        let Some(authority) = parts.authority else {
+            unreachable!("config guarantees an authority");
+        };
+        let prefix = parts
+            .path_and_query
+            .map(|p| p.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                scheme,
+                authority,
+                prefix,
+                response_timeout: config.response_timeout,
+                metrics,
+            }),
+        })
+    }
+}
+
+/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, plus legacy ones).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+}
+
+/// The `Upgrade` value of an upgrade request (`Connection: upgrade` + `Upgrade`).
+fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+impl Service<Request<Incoming>> for Proxy {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(shared.forward(req).await) })
+    }
+}
+
+impl Shared {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let upgrade = upgrade_of(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let info = parts.extensions.get::<ConnectionInfo>().copied();
+
+        // Target URI: upstream base + the request's path and query.
+        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let target = format!("{}{}", self.prefix, pq);
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(target)
+            .build();
+        let Ok(uri) = uri else {
+            return failure(Rejection::UpstreamUnavailable(
+                "unrepresentable request URI".into(),
+            ));
+        };
+
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h);
+        if let Some(u) = &upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, u.clone());
+        }
+        // Keep the client's Host (HTTP/2 carries it in the URI).
+        let original_host = h.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        if let Some(host) = &original_host {
+            h.insert(header::HOST, host.clone());
+            h.insert("x-forwarded-host", host.clone());
+        }
+        if let Some(info) = info {
+            let ip = info.peer.ip().to_string();
+            let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                h.insert("x-forwarded-for", v);
+            }
+            h.insert(
+                "x-forwarded-proto",
+                HeaderValue::from_static(if info.tls { "https" } else { "http" }),
+            );
+        }
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let out = Request::from_parts(parts, body);
+
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.response_timeout, self.client.request(out)).await;
+        self.metrics
+            .upstream_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut resp = match result {
+            Err(_) => return failure(Rejection::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+                return failure(Rejection::UpstreamUnavailable(e.to_string()));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((client, upstream)) => {
+                            let mut client = TokioIo::new(client);
+                            let mut upstream = TokioIo::new(upstream);
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+                return resp.map(Either::Left);
+            }
+        }
+        strip_hop_by_hop(resp.headers_mut());
+        resp.map(Either::Left)
+    }
+}
+
+fn failure(rejection: Rejection) -> Response<ProxyBody> {
+    let marker = UpstreamFailure::from_rejection(&rejection);
+    // WWW-Authenticate only applies to 401, which the proxy never produces.
+    let mut resp = rejection
+        .into_response(&HeaderValue::from_static(""))
+        .map(Either::Right);
+    resp.extensions_mut().insert(marker);
+    resp
+}
+
+impl UpstreamFailure {
+    fn from_rejection(r: &Rejection) -> Self {
+        UpstreamFailure(r.outcome())
+    }
+}

@@ -1,0 +1,152 @@
+//! rustls client configuration shared by the Keystone client and the upstream
+//! connector: system roots or a CA file, optional client certificate (mutual
+//! TLS), and an explicit, loudly logged `insecure` mode.
+
+use std::{fs::File, io::BufReader, sync::Arc};
+
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Where the trust and client identity come from.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// CA bundle (PEM); system roots when absent.
+    pub cafile: Option<String>,
+    /// Client certificate chain (PEM).
+    pub certfile: Option<String>,
+    /// Client private key (PEM).
+    pub keyfile: Option<String>,
+    /// Accept any server certificate.
+    pub insecure: bool,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn file_err(path: &str, message: impl ToString) -> TlsError {
+    TlsError::File {
+        path: path.into(),
+        message: message.to_string(),
+    }
+}
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut BufReader::new(f)).collect();
+    let certs = certs.map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let f = File::open(path).map_err(|e| file_err(path, e))?;
+    rustls_pemfile::private_key(&mut BufReader::new(f))
+        .map_err(|e| file_err(path, e))?
+        .ok_or_else(|| file_err(path, "no PEM private key found"))
+}
+
+impl ClientTls {
+    /// Builds the rustls client configuration (ALPN left to the connector).
+    pub fn build(&self) -> Result<ClientConfig, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = if self.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+        } else {
+            let mut roots = RootCertStore::empty();
+            match &self.cafile {
+                Some(path) => {
+                    for cert in read_certs(path)? {
+                        roots.add(cert).map_err(|e| file_err(path, e))?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        // A malformed system root is skipped, as browsers do.
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            builder.with_root_certificates(roots)
+        };
+        Ok(match (&self.certfile, &self.keyfile) {
+            (Some(cert), Some(key)) => {
+                builder.with_client_auth_cert(read_certs(cert)?, read_key(key)?)?
+            }
+            _ => builder.with_no_client_auth(),
+        })
+    }
+}
+
+/// `insecure = true`: verifies signatures but accepts any certificate.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

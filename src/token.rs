@@ -1,0 +1,87 @@
+//! Tokens as secrets: [`Token`] never prints itself, [`Fingerprint`] is its
+//! printable and cache-key form (SHA-256).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+/// Longest token accepted (bytes). Fernet tokens are ~180–260 characters;
+/// federated ones grow with their groups. Anything longer is rejected before hashing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// A bearer token taken from a request header. `Debug` is redacted and there is
+/// no `Display`: the only ways to see it are [`Token::expose`] (to send it to
+/// Keystone) and its [`Fingerprint`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(Box<str>);
+
+impl Token {
+    /// Takes a header value as a token: surrounding whitespace is removed (as
+    /// keystonemiddleware does); empty, non-ASCII, or longer than
+    /// [`MAX_TOKEN_LEN`] values are refused.
+    pub fn from_header(value: &http::HeaderValue) -> Option<Self> {
+        let bytes = value.as_bytes();
+        if bytes.len() > MAX_TOKEN_LEN + 64 {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        if text.is_empty() || text.len() > MAX_TOKEN_LEN || !text.is_ascii() {
+            return None;
+        }
+        Some(Self(text.into()))
+    }
+
+    /// The token text, for the one place that must send it (the Keystone client).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// SHA-256 of the token: the cache key and the only form that is logged.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", self.fingerprint())
+    }
+}
+
+/// SHA-256 of a token. `Display` shows a 12-hex-digit prefix, enough to
+/// correlate log lines, useless to an attacker.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0[..6]))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{self}")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let t = Token::from_header(&http::HeaderValue::from_static(" gAAAAAsecretvalue ")).unwrap();
+        assert_eq!(t.expose(), "gAAAAAsecretvalue");
+        let shown = format!("{t:?} {} {:?}", t.fingerprint(), t.fingerprint());
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn empty_and_oversized_values_are_not_tokens() {
+        assert!(Token::from_header(&http::HeaderValue::from_static("  ")).is_none());
+        let big = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert!(Token::from_header(&http::HeaderValue::from_str(&big).unwrap()).is_none());
+    }
+}

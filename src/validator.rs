@@ -1,0 +1,217 @@
+//! The pipeline every front door shares, knowing nothing of tower or sockets:
+//! extract tokens → cache → validate with Keystone → role, expiry and
+//! access-rule checks → an [`AuthContext`] to forward, or a [`Rejection`].
+//! Header stripping happens before, in the callers (`headers::strip_identity`).
+
+use std::{sync::Arc, time::Instant};
+
+use http::{HeaderMap, Method};
+
+use crate::{
+    access_rules,
+    cache::{Cache, Key, Outcome},
+    config::AuthSettings,
+    identity::Identity,
+    keystone::{self, ValidateOptions, Validation},
+    metrics::Metrics,
+    rejection::Rejection,
+    token::{Fingerprint, Token},
+};
+
+/// The result of authentication, placed in request extensions for embedders.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    /// The user's identity; `None` only under `delay_auth_decision` when the
+    /// user token is missing or invalid (`X-Identity-Status: Invalid`).
+    pub user: Option<Arc<Identity>>,
+    /// The service token's verdict: `None` when no `X-Service-Token` was sent,
+    /// `Some(None)` when it was invalid, `Some(Some(id))` when valid.
+    pub service: Option<Option<Arc<Identity>>>,
+    /// Fingerprint of the user token (for logs), if one was sent.
+    pub user_fingerprint: Option<Fingerprint>,
+}
+
+impl AuthContext {
+    /// True when the request may reach the service without `delay_auth_decision`.
+    pub fn is_confirmed(&self) -> bool {
+        self.user.is_some() && !matches!(self.service, Some(None))
+    }
+}
+
+/// Validates the tokens of requests.
+#[derive(Debug)]
+pub struct Validator {
+    keystone: keystone::Client,
+    cache: Cache,
+    settings: AuthSettings,
+    metrics: Metrics,
+}
+
+impl Validator {
+    /// A validator using `keystone`, with a cache sized by `settings`.
+    pub fn new(keystone: keystone::Client, settings: AuthSettings, metrics: Metrics) -> Self {
+        let cache = Cache::new(
+            settings.cache_capacity_bytes,
+            settings.token_cache_time,
+            settings.negative_ttl,
+        );
+        Self {
+            keystone,
+            cache,
+            settings,
+            metrics,
+        }
+    }
+
+    /// The authentication policy in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// The Keystone client (for readiness).
+    pub fn keystone(&self) -> &keystone::Client {
+        &self.keystone
+    }
+
+    /// The token cache (for metrics).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Decides a request from its method, path and (already stripped) headers,
+    /// following keystonemiddleware's `process_request`.
+    pub async fn authenticate(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<AuthContext, Rejection> {
+        let now = keystone::now();
+        // 1. The service token, if any.
+        let mut allow_expired = false;
+        let service = match headers.get("x-service-token") {
+            None => None,
+            Some(v) => {
+                let verdict = match Token::from_header(v) {
+                    None => None,
+                    Some(t) => self.check(&t, false, now).await?,
+                };
+                Some(verdict.and_then(|id| {
+                    let has_role = id.has_any_role(&self.settings.service_token_roles);
+                    allow_expired = has_role;
+                    (has_role || !self.settings.service_token_roles_required).then_some(id)
+                }))
+            }
+        };
+        // 2. The user token: X-Auth-Token, else X-Storage-Token.
+        let user_header = headers
+            .get("x-auth-token")
+            .or_else(|| headers.get("x-storage-token"));
+        let user_token = user_header.and_then(Token::from_header);
+        let user = match &user_token {
+            None => None,
+            Some(t) => self.check(t, allow_expired, now).await?,
+        };
+        // 3. Access rules of application-credential tokens.
+        let user = user.filter(|id| {
+            let ok = access_rules::allowed(
+                id,
+                method.as_str(),
+                &decode_path(path),
+                self.settings.service_type.as_deref(),
+                matches!(service, Some(Some(_))),
+            );
+            if !ok {
+                tracing::info!(
+                    audit_id = id.audit_id(),
+                    "request not allowed by the token's access rules"
+                );
+            }
+            ok
+        });
+        let ctx = AuthContext {
+            user,
+            service,
+            user_fingerprint: user_token.as_ref().map(Token::fingerprint),
+        };
+        if ctx.is_confirmed() || self.settings.delay_auth_decision {
+            Ok(ctx)
+        } else {
+            Err(Rejection::Unauthorized)
+        }
+    }
+
+    /// One token: from the cache, else from Keystone. `Ok(None)` = invalid.
+    async fn check(
+        &self,
+        token: &Token,
+        allow_expired: bool,
+        now: i64,
+    ) -> Result<Option<Arc<Identity>>, Rejection> {
+        let started = Instant::now();
+        let key = Key {
+            fingerprint: token.fingerprint(),
+            allow_expired,
+        };
+        let catalog = self.settings.include_service_catalog;
+        let looked_up = self
+            .cache
+            .get_or_validate(key, async {
+                let opts = ValidateOptions {
+                    allow_expired,
+                    catalog,
+                };
+                let mut v = self.keystone.validate(token, opts).await?;
+                // Access rules are checked against the catalog: fetch it if
+                // the first answer had none.
+                if let Validation::Valid(id) = &v {
+                    let rules = id
+                        .application_credential
+                        .as_ref()
+                        .is_some_and(|a| a.access_rules.is_some());
+                    if rules && !catalog {
+                        v = self
+                            .keystone
+                            .validate(
+                                token,
+                                ValidateOptions {
+                                    catalog: true,
+                                    ..opts
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                Ok::<_, keystone::Error>(match v {
+                    Validation::Valid(id) => Outcome::Valid(Arc::from(id)),
+                    Validation::Invalid => Outcome::Invalid,
+                })
+            })
+            .await;
+        let (outcome, hit) = match looked_up {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(token = %key.fingerprint, error = %e, "Keystone unavailable");
+                return Err(Rejection::KeystoneUnavailable(e));
+            }
+        };
+        let source = if hit { "cache" } else { "keystone" };
+        self.metrics
+            .cache_lookups
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+        self.metrics
+            .validation_seconds
+            .with_label_values(&[source])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(match outcome {
+            Outcome::Valid(id) if allow_expired || !id.is_expired(now) => Some(id),
+            Outcome::Valid(_) | Outcome::Invalid => None,
+        })
+    }
+}
+
+/// The path as the upstream application sees it (percent-decoded).
+fn decode_path(path: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
+}
