@@ -82,6 +82,18 @@ pub struct File {
     /// Token cache settings.
     #[serde(default)]
     pub cache: CacheFile,
+    /// Serve the proxy listener over TLS (HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls: Option<TlsFile>,
+}
+
+/// `[tls]`: the proxy listener's certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
 }
 
 fn default_log_format() -> String {
@@ -346,6 +358,8 @@ pub struct ProxySettings {
     pub header_read_timeout: Duration,
     /// Emit JSON log lines.
     pub log_json: bool,
+    /// Listener certificate and key (PEM paths), when serving TLS.
+    pub tls: Option<TlsFile>,
 }
 
 /// Everything the process needs, compiled.
@@ -464,7 +478,13 @@ impl File {
                 "certfile and keyfile must be set together",
             );
         }
+        let (tls_cert, tls_key) = match &self.tls {
+            Some(t) => (Some(t.cert_file.clone()), Some(t.key_file.clone())),
+            None => (None, None),
+        };
         for (key, f) in [
+            ("tls.cert_file", &tls_cert),
+            ("tls.key_file", &tls_key),
             ("keystone_authtoken.cafile", &ks.cafile),
             ("keystone_authtoken.certfile", &ks.certfile),
             ("keystone_authtoken.keyfile", &ks.keyfile),
@@ -525,6 +545,7 @@ impl File {
                     shutdown_grace_period: Duration::from_secs(self.proxy.shutdown_grace_period),
                     header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
                     log_json,
+                    tls: self.tls.clone(),
                 },
             }),
             _ => Err(Error::Invalid(p)),

@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The upstream client could not be built.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    /// The listener's TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -79,6 +82,12 @@ pub async fn run(
     )?;
     let service = AuthTokenLayer::new(validator.clone(), metrics.clone()).layer(proxy);
 
+    let acceptor = match &settings.proxy.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(&t.cert_file, &t.key_file)?,
+        ))),
+        None => None,
+    };
     let listener = bind(settings.proxy.listen).await?;
     let admin = bind(settings.proxy.admin_listen).await?;
     tracing::info!(
@@ -117,20 +126,47 @@ pub async fn run(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let tls = acceptor.is_some();
                 let service = service.clone();
                 let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectionInfo { peer, tls: false });
+                    req.extensions_mut().insert(ConnectionInfo { peer, tls });
                     service.clone().oneshot(req)
                 });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &acceptor {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
+                            .into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        let handshake_timeout = settings.proxy.header_read_timeout;
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

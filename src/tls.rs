@@ -102,6 +102,17 @@ impl ClientTls {
     }
 }
 
+/// The listener's rustls configuration: certificate chain and key from PEM
+/// files, ALPN `h2` then `http/1.1`.
+pub fn server_config(cert_file: &str, key_file: &str) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(read_certs(cert_file)?, read_key(key_file)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// `insecure = true`: verifies signatures but accepts any certificate.
 #[derive(Debug)]
 struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
