@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# stonegate's test command: every test, against a real Keystone.
+#
+#   scripts/test.sh                  # all targets + doctests
+#   scripts/test.sh forged           # extra arguments go to `cargo test --all-targets`
+#   KEEP_KEYSTONE=1 scripts/test.sh  # leave the harness Keystone running afterwards
+#
+# 1. installs what is missing (system packages only as root with apt-get; the
+#    Keystone virtualenv under target/keystone/venv, reused when up to date);
+# 2. starts the project's Keystone (tests/keystone/keystone-up.sh, port
+#    ${KEYSTONE_PORT:-35357}) unless it already runs, and exports
+#    STONEGATE_TEST_KEYSTONE_FIXTURES for the integration tests (tests/product/);
+# 3. runs `cargo test --all-targets` and `cargo test --doc`;
+# 4. stops the Keystone it started (also on failure or Ctrl-C).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+HARNESS="$ROOT/tests/keystone"
+T0=$(date +%s%3N)
+# shellcheck source=../tests/keystone/lib.sh
+source "$HARNESS/lib.sh"
+log() { printf '[test.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+secs() { awk -v a="$1" -v b="$(date +%s%3N)" 'BEGIN{printf "%.1f", (b-a)/1000}'; }
+
+# ------------------------------------------------------------ prerequisites
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 600 apt-get update -qq
+    timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+  else
+    die "missing: ${missing[*]} (Debian/Ubuntu: sudo apt-get install -y ${missing[*]})"
+  fi
+fi
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
+
+# ------------------------------------------------------------ keystone
+STARTED_KEYSTONE=0
+pid_alive "$KEYSTONE_PID" || STARTED_KEYSTONE=1
+cleanup() {
+  local rc=$?
+  if [[ $STARTED_KEYSTONE == 1 && "${KEEP_KEYSTONE:-0}" != 1 ]]; then
+    "$HARNESS/keystone-down.sh" >/dev/null 2>&1 || true
+  fi
+  log "total $(secs "$T0")s, exit $rc"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t=$(date +%s%3N)
+log "starting the harness Keystone on $KEYSTONE_URL (log: $KEYSTONE_LOG)"
+env_lines=$("$HARNESS/keystone-up.sh") || die "keystone-up.sh failed (see above; log $KEYSTONE_LOG)"
+eval "$env_lines"
+export STONEGATE_TEST_KEYSTONE_FIXTURES
+[[ -s "$STONEGATE_TEST_KEYSTONE_FIXTURES" ]] || die "no fixtures at $STONEGATE_TEST_KEYSTONE_FIXTURES"
+log "keystone ready in $(secs "$t")s; STONEGATE_TEST_KEYSTONE_FIXTURES=$STONEGATE_TEST_KEYSTONE_FIXTURES"
+
+# ------------------------------------------------------------ tests
+t=$(date +%s%3N)
+log "cargo test --all-targets $*"
+timeout "${TEST_TIMEOUT:-2400}" cargo test --all-targets "$@"
+log "cargo test --all-targets passed in $(secs "$t")s"
+if (($# == 0)); then
+  t=$(date +%s%3N)
+  timeout "${TEST_TIMEOUT:-2400}" cargo test --doc
+  log "cargo test --doc passed in $(secs "$t")s"
+fi
