@@ -84,6 +84,53 @@ pub struct File {
     pub cache: CacheFile,
     /// Serve the proxy listener over TLS (HTTP/2 and HTTP/1.1 by ALPN).
     pub tls: Option<TlsFile>,
+    /// A separate listener for the forward-auth endpoints.
+    pub auth_listen: Option<String>,
+    /// Forward-auth endpoints for ingress proxies.
+    #[serde(default)]
+    pub forward_auth: Vec<ForwardAuthFile>,
+    /// Routes that need no token.
+    #[serde(default)]
+    pub routes: RoutesFile,
+}
+
+/// `[[forward_auth]]`: one endpoint answering an ingress proxy's auth subrequests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthFile {
+    /// `nginx`, `traefik` or `envoy`: whose headers carry the original method and path.
+    pub flavor: String,
+    /// Path of the endpoint (for `envoy`, a prefix followed by the original path).
+    pub path: String,
+    /// Status answered when Keystone is unavailable.
+    #[serde(default = "default_unavailable_status")]
+    pub unavailable_status: u16,
+}
+
+fn default_unavailable_status() -> u16 {
+    503
+}
+
+/// `[routes]`: what passes without a token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesFile {
+    /// Let CORS preflight requests (`OPTIONS` + `Origin` + `Access-Control-Request-Method`) through.
+    #[serde(default)]
+    pub allow_cors_preflight: bool,
+    /// `{ method = "GET", path = "/" }` entries.
+    #[serde(default)]
+    pub public: Vec<PublicRouteFile>,
+}
+
+/// One `[[routes.public]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicRouteFile {
+    /// HTTP method.
+    pub method: String,
+    /// Path pattern (`*`/`{x}` one segment, `**` anything).
+    pub path: String,
 }
 
 /// `[tls]`: the proxy listener's certificate.
@@ -337,6 +384,8 @@ pub struct AuthSettings {
     pub service_token_roles_required: bool,
     /// This service's catalog type, for access rules.
     pub service_type: Option<String>,
+    /// Routes that need no token.
+    pub public_routes: crate::routes::PublicRoutes,
 }
 
 /// Compiled proxy settings.
@@ -344,8 +393,12 @@ pub struct AuthSettings {
 pub struct ProxySettings {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Upstream base URL.
-    pub upstream: Uri,
+    /// Upstream base URL; `None` when the listener only serves forward-auth.
+    pub upstream: Option<Uri>,
+    /// Separate listener for forward-auth endpoints.
+    pub auth_listen: Option<SocketAddr>,
+    /// Forward-auth endpoints.
+    pub forward_auth: Vec<crate::forward_auth::Endpoint>,
     /// Admin listen address.
     pub admin_listen: SocketAddr,
     /// Upstream connect timeout.
@@ -404,7 +457,77 @@ impl File {
         let ks = &self.keystone_authtoken;
         let listen = addr(&mut p, "listen", self.listen.as_deref());
         let admin_listen = addr(&mut p, "admin_listen", self.admin_listen.as_deref());
-        let upstream = url(&mut p, "upstream", self.upstream.as_deref());
+        let upstream = match &self.upstream {
+            None if !self.forward_auth.is_empty() => None,
+            other => url(&mut p, "upstream", other.as_deref()),
+        };
+        let auth_listen = self
+            .auth_listen
+            .as_deref()
+            .and_then(|a| addr(&mut p, "auth_listen", Some(a)));
+        if self.auth_listen.is_some() && self.forward_auth.is_empty() {
+            problem(
+                &mut p,
+                "auth_listen",
+                "is set but no [[forward_auth]] endpoint is configured",
+            );
+        }
+        let mut forward_auth = Vec::new();
+        for (i, fa) in self.forward_auth.iter().enumerate() {
+            let key = format!("forward_auth[{i}]");
+            let flavor = match fa.flavor.as_str() {
+                "nginx" => Some(crate::forward_auth::Flavor::Nginx),
+                "traefik" => Some(crate::forward_auth::Flavor::Traefik),
+                "envoy" => Some(crate::forward_auth::Flavor::Envoy),
+                other => {
+                    problem(
+                        &mut p,
+                        &format!("{key}.flavor"),
+                        &format!("{other:?} is not one of \"nginx\", \"traefik\", \"envoy\""),
+                    );
+                    None
+                }
+            };
+            if !fa.path.starts_with('/') || fa.path.contains(['?', '#']) {
+                problem(
+                    &mut p,
+                    &format!("{key}.path"),
+                    "must be an absolute path without query",
+                );
+            }
+            let status = match http::StatusCode::from_u16(fa.unavailable_status) {
+                Ok(s) if s.is_client_error() || s.is_server_error() => Some(s),
+                _ => {
+                    problem(
+                        &mut p,
+                        &format!("{key}.unavailable_status"),
+                        "must be a 4xx or 5xx status",
+                    );
+                    None
+                }
+            };
+            if let (Some(flavor), Some(unavailable_status)) = (flavor, status) {
+                forward_auth.push(crate::forward_auth::Endpoint {
+                    flavor,
+                    path: fa.path.trim_end_matches('/').to_owned(),
+                    unavailable_status,
+                });
+            }
+        }
+        let mut public = Vec::new();
+        for (i, r) in self.routes.public.iter().enumerate() {
+            let key = format!("routes.public[{i}]");
+            match http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
+                Ok(method) if r.path.starts_with('/') => public.push(crate::routes::PublicRoute {
+                    method,
+                    pattern: r.path.clone(),
+                }),
+                Ok(_) => problem(&mut p, &format!("{key}.path"), "must start with /"),
+                Err(_) => problem(&mut p, &format!("{key}.method"), "is not an HTTP method"),
+            }
+        }
+        let public_routes =
+            crate::routes::PublicRoutes::new(public, self.routes.allow_cors_preflight);
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -507,7 +630,7 @@ impl File {
             (
                 Some(listen),
                 Some(admin_listen),
-                Some(upstream),
+                upstream,
                 Some(auth_url),
                 Some(www_authenticate),
                 Some(credentials),
@@ -535,10 +658,13 @@ impl File {
                     service_token_roles: ks.service_token_roles.clone(),
                     service_token_roles_required: ks.service_token_roles_required,
                     service_type: ks.service_type.clone(),
+                    public_routes,
                 },
                 proxy: ProxySettings {
                     listen,
                     upstream,
+                    auth_listen,
+                    forward_auth,
                     admin_listen,
                     connect_timeout: Duration::from_secs(self.proxy.connect_timeout),
                     response_timeout: Duration::from_secs(self.proxy.response_timeout),

@@ -97,9 +97,18 @@ where
             let v = &shared.validator;
             let settings = v.settings();
             let forged = headers::strip_identity(req.headers_mut());
-            let decision = v
-                .authenticate(req.method(), req.uri().path(), req.headers())
-                .await;
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let decision = if v.is_public(req.method(), pq, req.headers()) {
+                Ok(AuthContext {
+                    user: None,
+                    service: None,
+                    user_fingerprint: None,
+                    public: true,
+                })
+            } else {
+                v.authenticate(req.method(), req.uri().path(), req.headers())
+                    .await
+            };
             let method = req.method().clone();
             let path_for_log = req.uri().path().to_owned();
             match decision {
@@ -107,6 +116,7 @@ where
                     let h = req.headers_mut();
                     match &ctx.user {
                         Some(id) => headers::set_user(h, id, settings.include_service_catalog),
+                        None if ctx.public => {}
                         None => {
                             h.insert("x-identity-status", headers::INVALID);
                         }
@@ -119,6 +129,7 @@ where
                         }
                     }
                     let confirmed = ctx.is_confirmed();
+                    let ctx_public = ctx.public;
                     let audit_id = ctx
                         .user
                         .as_ref()
@@ -130,8 +141,10 @@ where
                         resp.headers_mut()
                             .insert(header::WWW_AUTHENTICATE, settings.www_authenticate.clone());
                     }
+                    let public = ctx_public;
                     let outcome = match resp.extensions().get::<UpstreamFailure>() {
                         Some(UpstreamFailure(o)) => o,
+                        None if public => "public",
                         None if confirmed => "forwarded",
                         None => "forwarded_unconfirmed",
                     };

@@ -30,6 +30,7 @@
 pub mod access_rules;
 pub mod cache;
 pub mod config;
+pub mod forward_auth;
 pub mod headers;
 pub mod identity;
 pub mod keystone;
@@ -37,6 +38,7 @@ pub mod layer;
 pub mod metrics;
 pub mod proxy;
 pub mod rejection;
+pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod tls;

@@ -44,12 +44,18 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match load(&file) {
             Ok(s) => {
+                let upstream = s
+                    .proxy
+                    .upstream
+                    .as_ref()
+                    .map_or("none (forward-auth only)".to_string(), ToString::to_string);
                 println!(
-                    "{}: ok (listen {}, upstream {}, admin {}, Keystone {})",
+                    "{}: ok (listen {}, upstream {}, admin {}, forward-auth endpoints {}, Keystone {})",
                     file.display(),
                     s.proxy.listen,
-                    s.proxy.upstream,
+                    upstream,
                     s.proxy.admin_listen,
+                    s.proxy.forward_auth.len(),
                     s.keystone.auth_url
                 );
                 ExitCode::SUCCESS

@@ -6,7 +6,7 @@ use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time:
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -19,8 +19,9 @@ use tower_layer::Layer;
 
 use crate::{
     config::Settings,
+    forward_auth::ForwardAuth,
     keystone,
-    layer::AuthTokenLayer,
+    layer::{AuthToken, AuthTokenLayer},
     metrics::{self, Metrics},
     proxy::{ConnectionInfo, Proxy, UpstreamConfig},
     tls::ClientTls,
@@ -71,17 +72,27 @@ pub async fn run(
         settings.auth.clone(),
         metrics.clone(),
     ));
-    let proxy = Proxy::new(
-        UpstreamConfig {
-            url: settings.proxy.upstream.clone(),
-            connect_timeout: settings.proxy.connect_timeout,
-            response_timeout: settings.proxy.response_timeout,
-            tls: ClientTls::default(),
-        },
-        metrics.clone(),
-    )?;
-    let service = AuthTokenLayer::new(validator.clone(), metrics.clone()).layer(proxy);
-
+    let proxy = match &settings.proxy.upstream {
+        Some(url) => Some(
+            AuthTokenLayer::new(validator.clone(), metrics.clone()).layer(Proxy::new(
+                UpstreamConfig {
+                    url: url.clone(),
+                    connect_timeout: settings.proxy.connect_timeout,
+                    response_timeout: settings.proxy.response_timeout,
+                    tls: ClientTls::default(),
+                },
+                metrics.clone(),
+            )?),
+        ),
+        None => None,
+    };
+    let forward_auth = (!settings.proxy.forward_auth.is_empty()).then(|| {
+        ForwardAuth::new(
+            validator.clone(),
+            settings.proxy.forward_auth.clone(),
+            metrics.clone(),
+        )
+    });
     let acceptor = match &settings.proxy.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
             crate::tls::server_config(&t.cert_file, &t.key_file)?,
@@ -90,10 +101,16 @@ pub async fn run(
     };
     let listener = bind(settings.proxy.listen).await?;
     let admin = bind(settings.proxy.admin_listen).await?;
+    let auth_listener = match settings.proxy.auth_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     tracing::info!(
         listen = %settings.proxy.listen,
         admin = %settings.proxy.admin_listen,
-        upstream = %settings.proxy.upstream,
+        auth_listen = ?settings.proxy.auth_listen,
+        upstream = ?settings.proxy.upstream.as_ref().map(ToString::to_string),
+        forward_auth_endpoints = settings.proxy.forward_auth.len(),
         "stonegate started"
     );
 
@@ -112,45 +129,145 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.proxy.header_read_timeout);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let main_front = Front {
+        forward_auth: if auth_listener.is_some() {
+            None
+        } else {
+            forward_auth.clone()
+        },
+        proxy,
+    };
+    let mut loops = vec![tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        main_front,
+        builder.clone(),
+        graceful.clone(),
+        stop_rx.clone(),
+        settings.proxy.header_read_timeout,
+    ))];
+    if let Some(l) = auth_listener {
+        loops.push(tokio::spawn(accept_loop(
+            l,
+            None,
+            Front {
+                forward_auth,
+                proxy: None,
+            },
+            builder,
+            graceful.clone(),
+            stop_rx,
+            settings.proxy.header_read_timeout,
+        )));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    // The accept loops have ended, so this is the last handle.
+    let drained = match Arc::try_unwrap(graceful) {
+        Ok(g) => tokio::time::timeout(settings.proxy.shutdown_grace_period, g.shutdown())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if !drained {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    keeper.abort();
+    admin_task.abort();
+    Ok(())
+}
+
+type ProxyService = AuthToken<Proxy>;
+type ProxyResponseBody =
+    <<ProxyService as tower_service::Service<Request<Incoming>>>::Response as ResponseBody>::Body;
+
+/// Lets the alias above name the proxy's response body type.
+trait ResponseBody {
+    type Body;
+}
+impl<B> ResponseBody for Response<B> {
+    type Body = B;
+}
+
+/// What a listener serves: forward-auth endpoints, then the proxy, else 404.
+#[derive(Clone)]
+struct Front {
+    forward_auth: Option<ForwardAuth>,
+    proxy: Option<ProxyService>,
+}
+
+type FrontBody = Either<Full<Bytes>, ProxyResponseBody>;
+
+impl Front {
+    async fn handle(self, req: Request<Incoming>) -> Result<Response<FrontBody>, Infallible> {
+        if let Some(fa) = self.forward_auth {
+            if fa.handles(req.uri().path()) {
+                return fa.oneshot(req).await.map(|r| r.map(Either::Left));
+            }
+        }
+        match self.proxy {
+            Some(p) => p.oneshot(req).await.map(|r| r.map(Either::Right)),
+            None => {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                Ok(r.map(Either::Left))
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `stop` turns true; every
+/// connection is watched by the graceful-shutdown handle.
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    front: Front,
+    builder: auto::Builder<TokioExecutor>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    handshake_timeout: Duration,
+) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let tls = acceptor.is_some();
-                let service = service.clone();
-                let hyper_service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(ConnectionInfo { peer, tls });
-                    service.clone().oneshot(req)
-                });
-                match &acceptor {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = acceptor.is_some();
+        let front = front.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectionInfo { peer, tls });
+            front.clone().handle(req)
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let result =
+                match acceptor {
                     None => {
-                        let conn = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
-                            .into_owned();
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
                     }
                     Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        let handshake_timeout = settings.proxy.header_read_timeout;
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
                                     tracing::debug!(error = %e, "TLS handshake failed");
@@ -158,30 +275,16 @@ pub async fn run(
                                 }
                                 Err(_) => return,
                             };
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), hyper_service)
-                                .into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
                     }
-                }
+                };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
-            () = &mut shutdown => break,
-        }
+        });
     }
-    drop(listener);
-    tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(settings.proxy.shutdown_grace_period, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing remaining connections");
-    }
-    keeper.abort();
-    admin_task.abort();
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

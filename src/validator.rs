@@ -29,6 +29,8 @@ pub struct AuthContext {
     pub service: Option<Option<Arc<Identity>>>,
     /// Fingerprint of the user token (for logs), if one was sent.
     pub user_fingerprint: Option<Fingerprint>,
+    /// The route is public: no token was checked.
+    pub public: bool,
 }
 
 impl AuthContext {
@@ -76,6 +78,13 @@ impl Validator {
     /// The token cache (for metrics).
     pub fn cache(&self) -> &Cache {
         &self.cache
+    }
+
+    /// Whether the request needs no token (a configured public route or CORS preflight).
+    pub fn is_public(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> bool {
+        self.settings
+            .public_routes
+            .is_public(method, path_and_query, headers)
     }
 
     /// Decides a request from its method, path and (already stripped) headers,
@@ -133,6 +142,7 @@ impl Validator {
             user,
             service,
             user_fingerprint: user_token.as_ref().map(Token::fingerprint),
+            public: false,
         };
         if ctx.is_confirmed() || self.settings.delay_auth_decision {
             Ok(ctx)

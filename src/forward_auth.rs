@@ -1,0 +1,271 @@
+//! Forward-auth: the external authentication service of an ingress proxy
+//! (ingress-nginx `auth-url`, Traefik ForwardAuth, Envoy `ext_authz` HTTP).
+//!
+//! The proxy sends a copy of the client's request headers (never the body);
+//! stonegate validates the token as the sidecar would and answers 200 with the
+//! identity headers for the proxy to copy upstream, 401 with
+//! `WWW-Authenticate`, or the endpoint's `unavailable_status` when Keystone is
+//! down. The original method and path come only from the configured flavor's
+//! headers:
+//!
+//! | flavor | method | path |
+//! | --- | --- | --- |
+//! | `nginx` | `X-Original-Method` | `X-Original-URI` |
+//! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
+//! | `envoy` | the request's method | the request's path after the endpoint prefix |
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tower_service::Service;
+
+use crate::{headers, metrics::Metrics, rejection::Rejection, validator::Validator};
+
+/// Which proxy's conventions an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// nginx `auth_request` / ingress-nginx `auth-url`.
+    Nginx,
+    /// Traefik ForwardAuth.
+    Traefik,
+    /// Envoy `ext_authz` HTTP service (`path_prefix`).
+    Envoy,
+}
+
+/// One configured forward-auth endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Whose headers carry the original request.
+    pub flavor: Flavor,
+    /// Endpoint path (Envoy: prefix), without trailing slash.
+    pub path: String,
+    /// Status when Keystone is unavailable (nginx turns anything but
+    /// 2xx/401/403 into 500; Envoy and Traefik pass it on).
+    pub unavailable_status: StatusCode,
+}
+
+impl Endpoint {
+    /// Whether a request path addresses this endpoint.
+    pub fn matches(&self, path: &str) -> bool {
+        match self.flavor {
+            Flavor::Nginx | Flavor::Traefik => path == self.path,
+            Flavor::Envoy => {
+                path == self.path
+                    || (path.starts_with(&self.path) && path[self.path.len()..].starts_with('/'))
+            }
+        }
+    }
+
+    /// The original method and path-and-query, from the flavor's headers.
+    fn original(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        h: &HeaderMap,
+    ) -> (Option<Method>, Option<String>) {
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let method_from = |name: &str| {
+            header(name)
+                .and_then(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok())
+        };
+        match self.flavor {
+            Flavor::Nginx => (method_from("x-original-method"), header("x-original-uri")),
+            Flavor::Traefik => (method_from("x-forwarded-method"), header("x-forwarded-uri")),
+            Flavor::Envoy => {
+                let rest = path_and_query.get(self.path.len()..).unwrap_or_default();
+                let rest = if rest.is_empty() || rest.starts_with('?') {
+                    format!("/{rest}")
+                } else {
+                    rest.to_owned()
+                };
+                (Some(method.clone()), Some(rest))
+            }
+        }
+    }
+}
+
+/// The forward-auth service: all configured endpoints, one validator.
+#[derive(Clone, Debug)]
+pub struct ForwardAuth {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    validator: Arc<Validator>,
+    endpoints: Vec<Endpoint>,
+    metrics: Metrics,
+}
+
+impl ForwardAuth {
+    /// A forward-auth service for `endpoints`.
+    pub fn new(validator: Arc<Validator>, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                validator,
+                endpoints,
+                metrics,
+            }),
+        }
+    }
+
+    /// Whether `path` belongs to one of the endpoints.
+    pub fn handles(&self, path: &str) -> bool {
+        self.shared.endpoints.iter().any(|e| e.matches(path))
+    }
+}
+
+impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(shared.decide(req).await) })
+    }
+}
+
+impl Shared {
+    async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        let v = &self.validator;
+        let www = &v.settings().www_authenticate;
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
+            return status_only(StatusCode::NOT_FOUND);
+        };
+        let (method, original) = endpoint.original(req.method(), pq, req.headers());
+        let mut request_headers = req.headers().clone();
+        headers::strip_identity(&mut request_headers);
+
+        let mut answer = HeaderMap::new();
+        if let (Some(m), Some(p)) = (&method, &original) {
+            if v.settings().public_routes.is_public(m, p, &request_headers) {
+                self.metrics.requests.with_label_values(&["public"]).inc();
+                return ok_with(answer);
+            }
+        }
+        // Without the original method and path, access rules cannot pass:
+        // an empty method matches no rule (fail closed).
+        let method =
+            method.unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
+        let path = original.unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        match v.authenticate(&method, path, &request_headers).await {
+            Ok(ctx) => {
+                match &ctx.user {
+                    Some(id) => {
+                        headers::set_user(&mut answer, id, v.settings().include_service_catalog)
+                    }
+                    None => {
+                        answer.insert("x-identity-status", headers::INVALID);
+                    }
+                }
+                match &ctx.service {
+                    None => {}
+                    Some(Some(id)) => headers::set_service(&mut answer, id),
+                    Some(None) => {
+                        answer.insert("x-service-identity-status", headers::INVALID);
+                    }
+                }
+                let outcome = if ctx.is_confirmed() {
+                    "forwarded"
+                } else {
+                    "forwarded_unconfirmed"
+                };
+                self.metrics.requests.with_label_values(&[outcome]).inc();
+                ok_with(answer)
+            }
+            Err(rejection) => {
+                self.metrics
+                    .requests
+                    .with_label_values(&[rejection.outcome()])
+                    .inc();
+                let unavailable = matches!(rejection, Rejection::KeystoneUnavailable(_));
+                let mut resp = rejection.into_response(www);
+                if unavailable {
+                    *resp.status_mut() = endpoint.unavailable_status;
+                }
+                resp
+            }
+        }
+    }
+}
+
+fn ok_with(headers: HeaderMap) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.headers_mut() = headers;
+    resp
+}
+
+fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ep(flavor: Flavor, path: &str) -> Endpoint {
+        Endpoint {
+            flavor,
+            path: path.into(),
+            unavailable_status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    #[test]
+    fn original_request_comes_from_the_flavors_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert("x-original-method", "POST".parse().unwrap());
+        h.insert("x-original-uri", "/v2.1/servers?x=1".parse().unwrap());
+        h.insert("x-forwarded-method", "DELETE".parse().unwrap());
+        h.insert("x-forwarded-uri", "/other".parse().unwrap());
+        let (m, p) = ep(Flavor::Nginx, "/auth").original(&Method::GET, "/auth", &h);
+        assert_eq!(
+            (m.unwrap(), p.unwrap().as_str()),
+            (Method::POST, "/v2.1/servers?x=1")
+        );
+        let (m, p) = ep(Flavor::Traefik, "/auth").original(&Method::GET, "/auth", &h);
+        assert_eq!(
+            (m.unwrap(), p.unwrap().as_str()),
+            (Method::DELETE, "/other")
+        );
+        let envoy = ep(Flavor::Envoy, "/ext");
+        let (m, p) = envoy.original(&Method::PUT, "/ext/v2.1/servers/1?y", &h);
+        assert_eq!(
+            (m.unwrap(), p.unwrap().as_str()),
+            (Method::PUT, "/v2.1/servers/1?y")
+        );
+        let (_, p) = envoy.original(&Method::GET, "/ext", &h);
+        assert_eq!(p.unwrap(), "/");
+        let (m, p) = ep(Flavor::Nginx, "/auth").original(&Method::GET, "/auth", &HeaderMap::new());
+        assert!(m.is_none() && p.is_none());
+    }
+
+    #[test]
+    fn envoy_prefix_matches_whole_segments() {
+        let e = ep(Flavor::Envoy, "/ext");
+        assert!(e.matches("/ext") && e.matches("/ext/x"));
+        assert!(!e.matches("/extra"));
+        let n = ep(Flavor::Nginx, "/auth");
+        assert!(n.matches("/auth") && !n.matches("/auth/x"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Routes that need no token (version documents, health checks, CORS
+//! preflight), matched after normalising the path so that no spelling of a
+//! protected path can pass for a public one.
+//!
+//! Normalisation: the query is dropped, percent-escapes decoded, and dot
+//! segments removed (RFC 3986 §5.2.4). A path that contains an encoded `/`
+//! or `\`, a backslash, a NUL, or an empty segment (`//`) is never public:
+//! the upstream might read it differently from us, so it goes through auth.
+
+use http::{HeaderMap, Method};
+
+use crate::access_rules::path_matches;
+
+/// One public route: a method and a path pattern (`*`/`{x}` one segment, `**` anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicRoute {
+    /// HTTP method, upper-case (`GET` does not imply `HEAD`).
+    pub method: Method,
+    /// Path pattern, matched against the normalised path.
+    pub pattern: String,
+}
+
+/// The set of routes that skip authentication.
+#[derive(Debug, Clone, Default)]
+pub struct PublicRoutes {
+    routes: Vec<PublicRoute>,
+    cors_preflight: bool,
+}
+
+impl PublicRoutes {
+    /// Routes from configuration; `cors_preflight` lets CORS preflight requests through.
+    pub fn new(routes: Vec<PublicRoute>, cors_preflight: bool) -> Self {
+        Self {
+            routes,
+            cors_preflight,
+        }
+    }
+
+    /// True when nothing is public.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && !self.cors_preflight
+    }
+
+    /// Whether a request for `method` + `path_and_query` with `headers` needs no token.
+    pub fn is_public(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        if self.cors_preflight
+            && method == Method::OPTIONS
+            && headers.contains_key(http::header::ORIGIN)
+            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return true;
+        }
+        let Some(path) = normalize(path_and_query) else {
+            return false;
+        };
+        self.routes
+            .iter()
+            .any(|r| r.method == method && path_matches(&path, &r.pattern))
+    }
+}
+
+/// The normalised form of a request path, or `None` when it is ambiguous
+/// (see the module docs) and must therefore not be treated as public.
+pub fn normalize(path_and_query: &str) -> Option<String> {
+    let raw = path_and_query.split(['?', '#']).next().unwrap_or_default();
+    if !raw.starts_with('/') {
+        return None;
+    }
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\')
+    {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    if decoded.contains('\\') || decoded.contains('\0') || decoded.contains("//") {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => trailing_slash = i == last,
+            ".." => {
+                out.pop();
+                trailing_slash = i == last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || (trailing_slash && !path.ends_with('/')) {
+        path.push('/');
+    }
+    Some(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn routes() -> PublicRoutes {
+        PublicRoutes::new(
+            vec![
+                PublicRoute {
+                    method: Method::GET,
+                    pattern: "/".into(),
+                },
+                PublicRoute {
+                    method: Method::GET,
+                    pattern: "/healthz".into(),
+                },
+                PublicRoute {
+                    method: Method::GET,
+                    pattern: "/v2.1/".into(),
+                },
+            ],
+            true,
+        )
+    }
+
+    #[test]
+    fn dot_segments_and_escapes_never_skip_auth() {
+        let r = routes();
+        let h = HeaderMap::new();
+        assert!(r.is_public(&Method::GET, "/healthz", &h));
+        assert!(r.is_public(&Method::GET, "/healthz?x=1", &h));
+        assert!(r.is_public(&Method::GET, "/", &h));
+        assert!(!r.is_public(&Method::POST, "/healthz", &h));
+        assert!(!r.is_public(&Method::HEAD, "/healthz", &h));
+        for sneaky in [
+            "/healthz/../servers",
+            "/healthz/%2e%2e/servers",
+            "/healthz%2f..%2fservers",
+            "//healthz",
+            "/healthz/..%5cservers",
+            "/healthz\\..\\servers",
+            "/healthz/",
+            "/healthz%00",
+        ] {
+            assert!(!r.is_public(&Method::GET, sneaky, &h), "{sneaky}");
+        }
+        // Resolving dot segments can only land on a path that is itself public.
+        assert!(r.is_public(&Method::GET, "/servers/../healthz", &h));
+        assert!(r.is_public(&Method::GET, "/%68ealthz", &h));
+    }
+
+    #[test]
+    fn cors_preflight_needs_origin_and_request_method() {
+        let r = routes();
+        let mut h = HeaderMap::new();
+        assert!(!r.is_public(&Method::OPTIONS, "/servers", &h));
+        h.insert(http::header::ORIGIN, "https://ui".parse().unwrap());
+        assert!(!r.is_public(&Method::OPTIONS, "/servers", &h));
+        h.insert(
+            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+            "POST".parse().unwrap(),
+        );
+        assert!(r.is_public(&Method::OPTIONS, "/servers", &h));
+        let strict = PublicRoutes::new(vec![], false);
+        assert!(!strict.is_public(&Method::OPTIONS, "/servers", &h));
+    }
+
+    #[test]
+    fn normalize_resolves_dots() {
+        assert_eq!(normalize("/a/./b/../c").unwrap(), "/a/c");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalize("/../..").unwrap(), "/");
+        assert_eq!(normalize("relative"), None);
+    }
+}
