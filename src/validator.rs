@@ -98,10 +98,10 @@ impl Validator {
         let now = keystone::now();
         // 1. The service token, if any.
         let mut allow_expired = false;
-        let service = match headers.get("x-service-token") {
+        let service = match single(headers, "x-service-token") {
             None => None,
             Some(v) => {
-                let verdict = match Token::from_header(v) {
+                let verdict = match v.and_then(Token::from_header) {
                     None => None,
                     Some(t) => self.check(&t, false, now).await?,
                 };
@@ -113,10 +113,9 @@ impl Validator {
             }
         };
         // 2. The user token: X-Auth-Token, else X-Storage-Token.
-        let user_header = headers
-            .get("x-auth-token")
-            .or_else(|| headers.get("x-storage-token"));
-        let user_token = user_header.and_then(Token::from_header);
+        let user_header =
+            single(headers, "x-auth-token").or_else(|| single(headers, "x-storage-token"));
+        let user_token = user_header.flatten().and_then(Token::from_header);
         let user = match &user_token {
             None => None,
             Some(t) => self.check(t, allow_expired, now).await?,
@@ -219,6 +218,15 @@ impl Validator {
             Outcome::Valid(_) | Outcome::Invalid => None,
         })
     }
+}
+
+/// The one value of a token header: `None` if absent, `Some(None)` if it is
+/// repeated (the upstream might read another value than the one validated, so
+/// a repeated token header counts as an invalid token).
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a http::HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    Some(values.next().is_none().then_some(first))
 }
 
 /// The path as the upstream application sees it (percent-decoded).
