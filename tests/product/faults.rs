@@ -1,0 +1,184 @@
+//! Keystone failing: stonegate answers 503 for tokens it cannot check (never
+//! 401, never forwarded), renews its own token when Keystone rejects it, and
+//! is not ready while it has none.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{FakeKeystone, Fault, Stonegate, Upstream};
+
+async fn assert_unavailable(resp: reqwest::Response) {
+    assert_eq!(resp.status(), 503);
+    assert!(
+        !resp.headers().contains_key("www-authenticate"),
+        "a 503 is not an auth challenge"
+    );
+}
+
+#[tokio::test]
+async fn keystone_timeout_answers_503_and_does_not_forward() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .option("http_request_timeout", 1)
+        .option("http_request_max_retries", 0)
+        .start()
+        .await;
+    fk.set_fault(Fault::Hang);
+    let t = Instant::now();
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await,
+    )
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn keystone_500_answers_503() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    fk.set_fault(Fault::Status(500));
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await,
+    )
+    .await;
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn keystone_failure_is_503_even_with_delay_auth_decision() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .option("delay_auth_decision", true)
+        .start()
+        .await;
+    fk.set_fault(Fault::Status(500));
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await,
+    )
+    .await;
+    assert_eq!(up.hits(), 0, "an unchecked token was forwarded");
+}
+
+#[tokio::test]
+async fn keystone_unreachable_answers_503_but_cached_tokens_keep_working() {
+    let mut fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .option("http_request_max_retries", 1)
+        .start()
+        .await;
+    let cached = FakeKeystone::valid_token(1);
+    assert_eq!(
+        sg.get("/", &[("X-Auth-Token", &cached)]).await.status(),
+        200
+    );
+    fk.stop();
+    let t = Instant::now();
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(2))])
+            .await,
+    )
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        sg.get("/", &[("X-Auth-Token", &cached)]).await.status(),
+        200,
+        "served from cache"
+    );
+    assert_eq!(up.hits(), 2);
+}
+
+#[tokio::test]
+async fn rejected_service_token_is_renewed_once_and_the_request_succeeds() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let auths = fk.auth_calls();
+    fk.set_fault(Fault::RejectServiceTokenOnce);
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(fk.auth_calls() - auths, 1, "re-authenticated exactly once");
+    assert_eq!(up.hits(), 1);
+    // And the new token keeps working.
+    assert_eq!(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(2))])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(fk.auth_calls() - auths, 1);
+}
+
+#[tokio::test]
+async fn not_ready_until_its_own_service_token_works() {
+    let fk = FakeKeystone::start().await;
+    fk.set_auth_fault(Some(401));
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .dont_wait_ready()
+        .start()
+        .await;
+    let client = crate::harness::client();
+    let ready = client.get(sg.admin_url("/readyz")).send().await.unwrap();
+    assert_ne!(ready.status(), 200, "ready without a service token");
+    let healthy = client.get(sg.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200, "alive even so");
+    // Requests cannot be checked meanwhile: 503, not 401.
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await,
+    )
+    .await;
+
+    fk.set_auth_fault(None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.get(sg.admin_url("/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready 30 s after Keystone recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,180 @@
+//! A client can never forge an identity: every identity header a request
+//! brings, in any case and in its WSGI underscore spelling, is removed before
+//! anything else happens — with a valid token, an invalid one under
+//! `delay_auth_decision`, or none.
+
+use std::time::Duration;
+
+use crate::harness::upstream::Seen;
+use crate::harness::{Keystone, Stonegate, Upstream, IDENTITY_HEADERS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Forged identity headers, spelled as an attacker would.
+const FORGED: &[(&str, &str)] = &[
+    ("X-User-Id", "forged-user-id"),
+    ("X-User-Name", "forged-admin"),
+    ("x-roles", "forged-admin"),
+    ("X_User_Id", "forged-underscore"),
+    ("X_Roles", "forged-underscore-roles"),
+    ("X-Service-Roles", "forged-service"),
+    ("X-Service-Identity-Status", "Confirmed-forged"),
+    ("OpenStack-System-Scope", "forged-all"),
+    ("X-Identity-Status", "Confirmed-forged"),
+    ("X-Project-Id", "forged-project"),
+    ("X-Tenant", "forged-tenant"),
+    ("X-Is-Admin-Project", "forged-True"),
+    ("X-Service-Catalog", "forged-catalog"),
+    ("X-Domain-Id", "forged-domain"),
+    ("X-Service-User-Id", "forged-svc-user"),
+];
+
+/// Mixed-case spellings, sent byte for byte over a raw connection (HTTP
+/// clients normalise names to lower case).
+const FORGED_RAW: &[&str] = &[
+    "X-uSeR-iD: forged-mixed-case",
+    "x-ROLES: forged-mixed-roles",
+    "X_USER_ID: forged-upper-underscore",
+    "openstack-system-SCOPE: forged-system",
+    "X-IDENTITY-STATUS: forged-status",
+];
+
+fn assert_nothing_forged(seen: &Seen) {
+    for (name, value) in &seen.headers {
+        let v = String::from_utf8_lossy(value.as_bytes());
+        assert!(
+            !v.contains("forged"),
+            "forged value reached the upstream: {name}: {v}"
+        );
+        assert!(
+            !name.as_str().contains('_'),
+            "underscore header reached the upstream: {name}"
+        );
+    }
+}
+
+/// One raw HTTP/1.1 request with extra header lines; the response status.
+async fn raw_get(sg: &Stonegate, extra: &[String]) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let mut req = format!(
+        "GET /raw HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        sg.listen
+    );
+    for line in extra {
+        req.push_str(line);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 20 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn forged_identity_headers_never_reach_upstream_with_a_valid_token() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut headers = FORGED.to_vec();
+    headers.push(("X-Auth-Token", &token));
+    let resp = sg.get("/", &headers).await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_nothing_forged(&seen);
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert!(seen.header("openstack-system-scope").is_none());
+    assert!(seen.header("x-service-roles").is_none());
+
+    let mut raw: Vec<String> = FORGED_RAW.iter().map(|s| s.to_string()).collect();
+    raw.push(format!("X-Auth-Token: {token}"));
+    assert_eq!(raw_get(&sg, &raw).await, 200);
+    let seen = up.last();
+    assert_eq!(seen.uri.path(), "/raw");
+    assert_nothing_forged(&seen);
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+}
+
+#[tokio::test]
+async fn forged_identity_headers_never_reach_upstream_with_delay_auth_decision() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .option("delay_auth_decision", true)
+        .start()
+        .await;
+    // No token, then an invalid one: both forwarded as Invalid, nothing forged.
+    for token in [None, Some("not-a-valid-token")] {
+        let mut headers = FORGED.to_vec();
+        if let Some(t) = token {
+            headers.push(("X-Auth-Token", t));
+        }
+        let resp = sg.get("/", &headers).await;
+        assert_eq!(resp.status(), 200);
+        let seen = up.last();
+        assert_nothing_forged(&seen);
+        assert_eq!(seen.header("x-identity-status").as_deref(), Some("Invalid"));
+    }
+    let raw: Vec<String> = FORGED_RAW.iter().map(|s| s.to_string()).collect();
+    assert_eq!(raw_get(&sg, &raw).await, 200);
+    assert_nothing_forged(&up.last());
+}
+
+#[tokio::test]
+async fn delay_auth_decision_forwards_invalid_token_as_invalid_without_identity() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .option("delay_auth_decision", true)
+        .start()
+        .await;
+    let resp = sg
+        .get("/v2.1/servers", &[("X-Auth-Token", "garbage")])
+        .await;
+    assert_eq!(resp.status(), 200, "forwarded: the service decides");
+    let seen = up.last();
+    assert_eq!(seen.header("x-identity-status").as_deref(), Some("Invalid"));
+    for name in IDENTITY_HEADERS
+        .iter()
+        .filter(|n| **n != "x-identity-status")
+    {
+        assert!(
+            seen.header(name).is_none(),
+            "{name} set for an invalid token"
+        );
+    }
+    assert_eq!(
+        seen.header("x-auth-token").as_deref(),
+        Some("garbage"),
+        "token forwarded unchanged"
+    );
+
+    // A valid token still gets the full identity.
+    let token = ks.demo_token().await;
+    assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
+    let seen = up.last();
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+}

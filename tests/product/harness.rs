@@ -1,0 +1,80 @@
+//! The product-test harness: build the pieces a test needs, each on a
+//! `127.0.0.1:0`-derived port, and let `Drop` tear them down.
+//!
+//! - [`Keystone`]: the real Keystone started by `scripts/test.sh`
+//!   (`tests/keystone/keystone-up.sh`), found through `STONEGATE_TEST_KEYSTONE_FIXTURES`;
+//! - [`FakeKeystone`]: an in-process Keystone for faults and call counting;
+//! - [`Upstream`]: an in-process echo service recording what it received;
+//! - [`Stonegate`]: the real `stonegate` binary, configured and started by a builder.
+
+pub mod fake_keystone;
+pub mod keystone;
+pub mod stonegate;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+pub use fake_keystone::{FakeKeystone, Fault};
+pub use keystone::{Keystone, Scope};
+pub use stonegate::Stonegate;
+pub use upstream::Upstream;
+
+/// A loopback port that was free a moment ago (bound to port 0, then released).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr")
+}
+
+/// An HTTP client for loopback tests: no proxies from the environment, bounded in time.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("reqwest client")
+}
+
+/// What a test may print about a token: a SHA-256 prefix, never the token.
+pub fn fingerprint(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..6])
+}
+
+/// Every identity header stonegate sets (and strips from requests), user and
+/// service variants, as keystonemiddleware names them.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-identity-status",
+    "x-user-id",
+    "x-user-name",
+    "x-user-domain-id",
+    "x-user-domain-name",
+    "x-project-id",
+    "x-project-name",
+    "x-project-domain-id",
+    "x-project-domain-name",
+    "x-domain-id",
+    "x-domain-name",
+    "x-roles",
+    "x-is-admin-project",
+    "x-service-catalog",
+    "openstack-system-scope",
+    "x-tenant-id",
+    "x-tenant-name",
+    "x-tenant",
+    "x-role",
+    "x-user",
+    "x-service-identity-status",
+    "x-service-user-id",
+    "x-service-user-name",
+    "x-service-user-domain-id",
+    "x-service-user-domain-name",
+    "x-service-project-id",
+    "x-service-project-name",
+    "x-service-project-domain-id",
+    "x-service-project-domain-name",
+    "x-service-domain-id",
+    "x-service-domain-name",
+    "x-service-roles",
+];

@@ -1,0 +1,323 @@
+//! The real `stonegate` binary, configured by a builder:
+//!
+//! ```ignore
+//! let sg = Stonegate::builder().keystone(&ks).upstream(&up)
+//!     .option("delay_auth_decision", true).start().await;
+//! ```
+//!
+//! `start` writes a TOML config (the keys of `config/stonegate.toml`) into a
+//! temporary directory, spawns `stonegate serve --config FILE` with the
+//! service password in `STONEGATE_PASSWORD`, and waits until `/readyz` says
+//! 200. The process is killed when the handle is dropped; if the test is
+//! failing, its log is printed then.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{FakeKeystone, Keystone, Upstream};
+
+/// Where stonegate authenticates itself and validates tokens.
+pub trait KeystoneTarget {
+    /// `http://127.0.0.1:<port>/v3`.
+    fn auth_url(&self) -> String;
+    /// Username, password and project of the service account.
+    fn service_account(&self) -> (String, String, String);
+}
+
+impl KeystoneTarget for Keystone {
+    fn auth_url(&self) -> String {
+        self.auth_url.clone()
+    }
+    fn service_account(&self) -> (String, String, String) {
+        ("svc".into(), self.password("svc"), "service".into())
+    }
+}
+
+impl KeystoneTarget for FakeKeystone {
+    fn auth_url(&self) -> String {
+        FakeKeystone::auth_url(self)
+    }
+    fn service_account(&self) -> (String, String, String) {
+        (
+            "svc".into(),
+            FakeKeystone::PASSWORD.into(),
+            "service".into(),
+        )
+    }
+}
+
+/// Builds a stonegate configuration and starts the binary.
+pub struct Builder {
+    auth_url: Option<String>,
+    account: Option<(String, String, String)>,
+    upstream: Option<String>,
+    top: toml::Table,
+    proxy: toml::Table,
+    authtoken: toml::Table,
+    cache: toml::Table,
+    wait_ready: bool,
+}
+
+/// A running stonegate process.
+pub struct Stonegate {
+    child: Child,
+    /// The proxy listener.
+    pub listen: SocketAddr,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
+    log: PathBuf,
+    /// The config file it was started with.
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stonegate {
+    /// A builder with test-friendly defaults (short timeouts, catalog on).
+    pub fn builder() -> Builder {
+        let mut proxy = toml::Table::new();
+        proxy.insert("connect_timeout".into(), 2.into());
+        proxy.insert("response_timeout".into(), 10.into());
+        proxy.insert("shutdown_grace_period".into(), 5.into());
+        let mut authtoken = toml::Table::new();
+        authtoken.insert("auth_type".into(), "password".into());
+        authtoken.insert("user_domain_name".into(), "Default".into());
+        authtoken.insert("project_domain_name".into(), "Default".into());
+        authtoken.insert("interface".into(), "internal".into());
+        authtoken.insert("service_type".into(), "compute".into());
+        authtoken.insert("include_service_catalog".into(), true.into());
+        authtoken.insert("http_connect_timeout".into(), 2.into());
+        authtoken.insert("http_request_timeout".into(), 5.into());
+        let mut top = toml::Table::new();
+        top.insert("log_format".into(), "text".into());
+        Builder {
+            auth_url: None,
+            account: None,
+            upstream: None,
+            top,
+            proxy,
+            authtoken,
+            cache: toml::Table::new(),
+            wait_ready: true,
+        }
+    }
+
+    /// `http://<listen><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    /// `http://<admin_listen><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// A GET through the proxy with the given headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = super::client().get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request through stonegate")
+    }
+
+    /// What stonegate logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit status if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Peak resident memory of the process in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Stonegate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- stonegate log (last {} lines) ----", tail.len());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+            eprintln!(
+                "---- config ----\n{}",
+                std::fs::read_to_string(&self.config).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Builder {
+    /// Authenticate against and validate with this Keystone (real or fake).
+    pub fn keystone(mut self, ks: &impl KeystoneTarget) -> Self {
+        self.auth_url = Some(ks.auth_url());
+        self.account = Some(ks.service_account());
+        self
+    }
+
+    /// Forward to this upstream.
+    pub fn upstream(mut self, up: &Upstream) -> Self {
+        self.upstream = Some(up.url());
+        self
+    }
+
+    /// Forward to this URL (e.g. [`Upstream::down`]).
+    pub fn upstream_url(mut self, url: impl Into<String>) -> Self {
+        self.upstream = Some(url.into());
+        self
+    }
+
+    /// Set a `[keystone_authtoken]` option.
+    pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.authtoken.insert(key.into(), value.into());
+        self
+    }
+
+    /// Set a `[proxy]` option.
+    pub fn proxy_option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.proxy.insert(key.into(), value.into());
+        self
+    }
+
+    /// Set a `[cache]` option.
+    pub fn cache_option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.cache.insert(key.into(), value.into());
+        self
+    }
+
+    /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
+    pub fn dont_wait_ready(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    /// Write the config, spawn the binary, wait for `/readyz` (or `/healthz`).
+    pub async fn start(self) -> Stonegate {
+        let auth_url = self
+            .auth_url
+            .expect("Stonegate::builder().keystone(..) is required");
+        let (user, password, project) = self.account.expect("service account");
+        let upstream = self
+            .upstream
+            .expect("Stonegate::builder().upstream(..) is required");
+        let listen = super::free_addr();
+        let admin = super::free_addr();
+
+        let mut doc = self.top;
+        doc.insert("listen".into(), listen.to_string().into());
+        doc.insert("upstream".into(), upstream.into());
+        doc.insert("admin_listen".into(), admin.to_string().into());
+        doc.insert("proxy".into(), self.proxy.into());
+        let mut at = toml::Table::new();
+        at.insert("www_authenticate_uri".into(), auth_url.clone().into());
+        at.insert("auth_url".into(), auth_url.into());
+        at.insert("username".into(), user.into());
+        at.insert("project_name".into(), project.into());
+        at.extend(self.authtoken);
+        doc.insert("keystone_authtoken".into(), at.into());
+        if !self.cache.is_empty() {
+            doc.insert("cache".into(), self.cache.into());
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("stonegate.toml");
+        std::fs::write(&config, toml::to_string(&doc).expect("toml")).expect("write config");
+        let log = dir.path().join("stonegate.log");
+        let logf = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_stonegate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("STONEGATE_PASSWORD", password)
+            .env_remove("STONEGATE_APPLICATION_CREDENTIAL_SECRET")
+            .env(
+                "RUST_LOG",
+                std::env::var("STONEGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().expect("log fd"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawn the stonegate binary");
+        let mut sg = Stonegate {
+            child,
+            listen,
+            admin,
+            log,
+            config,
+            _dir: dir,
+        };
+        let path = if self.wait_ready {
+            "/readyz"
+        } else {
+            "/healthz"
+        };
+        sg.wait_for(path, Duration::from_secs(30)).await;
+        sg
+    }
+}
+
+impl Stonegate {
+    async fn wait_for(&mut self, path: &str, limit: Duration) {
+        let client = super::client();
+        let deadline = Instant::now() + limit;
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "stonegate exited ({status}) before {path} answered 200; log:\n{}",
+                    self.log()
+                );
+            }
+            match client
+                .get(self.admin_url(path))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => return,
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "stonegate's {path} did not answer 200 within {limit:?} (last: {last}); log:\n{}",
+            self.log()
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! A valid token reaches the upstream with exactly the identity headers
+//! keystonemiddleware would set, value by value against Keystone's own
+//! validation response, for every kind of token the real Keystone issues.
+
+use crate::harness::keystone::{assert_headers, expected_user_headers, v2_catalog};
+use crate::harness::upstream::Seen;
+use crate::harness::{Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
+use serde_json::Value;
+
+/// Sends one GET through a fresh stonegate with `token` in `header`; returns
+/// what the upstream saw and Keystone's own validation of the token.
+async fn through_stonegate(ks: &Keystone, header: &str, token: &str) -> (Seen, Value) {
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let resp = sg.get("/v2.1/servers?limit=1", &[(header, token)]).await;
+    let status = resp.status();
+    assert_eq!(
+        status,
+        200,
+        "body: {}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(up.hits(), 1);
+    let seen = up.last();
+    assert_eq!(seen.method, http::Method::GET);
+    assert_eq!(seen.uri.path(), "/v2.1/servers");
+    assert_eq!(seen.uri.query(), Some("limit=1"));
+    (seen, ks.validate(token).await)
+}
+
+/// The user headers match Keystone's validation; no service identity appears.
+fn assert_user_identity(seen: &Seen, token: &Value) {
+    assert_headers(&seen.headers, &expected_user_headers(token));
+    for name in IDENTITY_HEADERS
+        .iter()
+        .filter(|n| n.starts_with("x-service-") && **n != "x-service-catalog")
+    {
+        assert!(
+            seen.header(name).is_none(),
+            "{name} set without a service token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_project_token_reaches_upstream_with_keystone_identity() {
+    let ks = Keystone::from_env();
+    let token = ks.demo_token().await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+
+    // The fields users rely on, spelled out against the fixtures too.
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(seen.header("x-user-name").as_deref(), Some("demo"));
+    assert_eq!(seen.header("x-project-id"), Some(ks.project_id("demo")));
+    assert_eq!(seen.header("x-project-name").as_deref(), Some("demo"));
+    assert_eq!(
+        seen.header("x-tenant").as_deref(),
+        Some("demo"),
+        "X-Tenant is the project NAME"
+    );
+    assert_eq!(seen.header("x-user").as_deref(), Some("demo"));
+    let roles = seen.header("x-roles").unwrap();
+    let mut sorted: Vec<&str> = roles.split(',').collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["member", "reader"]);
+    assert_eq!(seen.header("x-is-admin-project").as_deref(), Some("True"));
+
+    // The token itself is forwarded unchanged.
+    assert_eq!(seen.header("x-auth-token").as_deref(), Some(token.as_str()));
+
+    // X-Service-Catalog: the v2 shape of Keystone's catalog, Python json.dumps style.
+    let catalog = seen
+        .header("x-service-catalog")
+        .expect("X-Service-Catalog is set");
+    let parsed: Value = serde_json::from_str(&catalog).expect("X-Service-Catalog is JSON");
+    assert_eq!(parsed, v2_catalog(&body));
+    assert!(
+        catalog.contains("\": \"") && !catalog.contains("\":\""),
+        "json.dumps separators: {catalog}"
+    );
+    assert!(parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["type"] == "identity"));
+}
+
+#[tokio::test]
+async fn service_catalog_is_omitted_when_include_service_catalog_is_false() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .option("include_service_catalog", false)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let resp = sg.get("/", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert!(seen.header("x-service-catalog").is_none());
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+}
+
+#[tokio::test]
+async fn project_in_another_domain_reports_the_project_domain() {
+    let ks = Keystone::from_env();
+    let token = ks
+        .token("demo", Scope::ProjectIn("demo-alt", "demo-domain"))
+        .await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(
+        seen.header("x-project-domain-name").as_deref(),
+        Some("demo-domain")
+    );
+    assert_eq!(seen.header("x-user-domain-id").as_deref(), Some("default"));
+}
+
+#[tokio::test]
+async fn unscoped_token_has_empty_roles_and_no_project() {
+    let ks = Keystone::from_env();
+    let token = ks.token("demo", Scope::Unscoped).await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(
+        seen.header("x-roles").as_deref(),
+        Some(""),
+        "X-Roles is present and empty"
+    );
+    for name in [
+        "x-project-id",
+        "x-project-name",
+        "x-tenant-id",
+        "x-tenant",
+        "x-domain-id",
+        "x-service-catalog",
+    ] {
+        assert!(seen.header(name).is_none(), "{name} on an unscoped token");
+    }
+}
+
+#[tokio::test]
+async fn domain_scoped_token_sets_domain_headers() {
+    let ks = Keystone::from_env();
+    let token = ks.token("demo", Scope::Domain("demo-domain")).await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(
+        seen.header("x-domain-id").as_deref(),
+        ks.fixtures()["domains"]["demo-domain"].as_str()
+    );
+    assert_eq!(seen.header("x-domain-name").as_deref(), Some("demo-domain"));
+    assert!(seen.header("x-project-id").is_none());
+}
+
+#[tokio::test]
+async fn system_scoped_token_sets_openstack_system_scope() {
+    let ks = Keystone::from_env();
+    let token = ks.token("admin", Scope::System).await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(
+        seen.header("openstack-system-scope").as_deref(),
+        Some("all")
+    );
+    assert!(seen.header("x-project-id").is_none());
+    assert!(seen.header("x-domain-id").is_none());
+}
+
+#[tokio::test]
+async fn application_credential_token_carries_the_credential_roles() {
+    let ks = Keystone::from_env();
+    let token = ks.app_cred_token("unrestricted").await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(seen.header("x-user-name").as_deref(), Some("demo"));
+    assert_eq!(seen.header("x-roles").as_deref(), Some("reader"));
+}
+
+#[tokio::test]
+async fn access_rule_token_only_reaches_what_its_rules_allow() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.app_cred_token("access_rules").await;
+    // The rule: compute, GET /v2.1/servers.
+    let ok = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(ok.status(), 200);
+    let other_path = sg.get("/v2.1/flavors", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(other_path.status(), 401);
+    let other_method = crate::harness::client()
+        .delete(sg.url("/v2.1/servers"))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_method.status(), 401);
+    assert_eq!(up.hits(), 1, "only the allowed request was forwarded");
+}
+
+#[tokio::test]
+async fn trust_token_reaches_upstream_as_the_trustee_on_the_trust_project() {
+    let ks = Keystone::from_env();
+    let token = ks.trust_token().await;
+    let (seen, body) = through_stonegate(&ks, "X-Auth-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(seen.header("x-user-name").as_deref(), Some("trustee"));
+    assert_eq!(seen.header("x-project-name").as_deref(), Some("demo"));
+    // The trust delegates member; Keystone adds the roles member implies (reader).
+    let roles = seen.header("x-roles").unwrap();
+    assert!(roles.split(',').any(|r| r == "member"), "X-Roles {roles}");
+}
+
+#[tokio::test]
+async fn x_storage_token_is_accepted_like_x_auth_token() {
+    let ks = Keystone::from_env();
+    let token = ks.demo_token().await;
+    let (seen, body) = through_stonegate(&ks, "X-Storage-Token", &token).await;
+    assert_user_identity(&seen, &body);
+    assert_eq!(
+        seen.header("x-storage-token").as_deref(),
+        Some(token.as_str())
+    );
+}

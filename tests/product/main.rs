@@ -1,0 +1,19 @@
+//! stonegate's product tests: the real `stonegate` binary between a client
+//! and an echo upstream, against the real Keystone of the test harness
+//! (`scripts/test.sh` starts it and exports `STONEGATE_TEST_KEYSTONE_FIXTURES`)
+//! or, for faults and call counts, an in-process fake Keystone.
+//!
+//! One test binary: one link, one Keystone per run. Every listener binds a
+//! `127.0.0.1:0`-derived port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod harness;
+
+mod cache;
+mod faults;
+mod forged;
+mod identity;
+mod proxy;
+mod rejection;
+mod service_token;

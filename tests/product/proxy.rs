@@ -1,0 +1,271 @@
+//! Proxying is real: bodies stream both ways, upstream failures map to
+//! 502/504, `Upgrade` works after authentication, SIGTERM drains in-flight
+//! requests, and the admin listener reports health, readiness and metrics.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{FakeKeystone, Stonegate, Upstream};
+
+const CHUNK: usize = 64 * 1024;
+const CHUNKS: usize = 1024; // 64 MiB
+
+fn chunk(i: usize) -> Bytes {
+    Bytes::from(vec![(i % 251) as u8; CHUNK])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_streamed_body_reaches_upstream_and_comes_back() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = FakeKeystone::valid_token(1);
+    let body = futures_util::stream::iter((0..CHUNKS).map(|i| Ok::<_, std::io::Error>(chunk(i))));
+    let resp = crate::harness::client()
+        .post(sg.url("/upload?echo=body"))
+        .header("X-Auth-Token", &token)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Check every byte that comes back, as it comes.
+    let mut stream = resp.bytes_stream();
+    let mut offset = 0usize;
+    while let Some(part) = stream.next().await {
+        let part = part.unwrap();
+        for (j, b) in part.iter().enumerate() {
+            let want = (((offset + j) / CHUNK) % 251) as u8;
+            assert_eq!(*b, want, "byte {} differs", offset + j);
+        }
+        offset += part.len();
+    }
+    assert_eq!(offset, CHUNK * CHUNKS, "the whole 64 MiB came back");
+    assert_eq!(
+        up.last().header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    if let Some(kib) = sg.peak_rss_kib() {
+        assert!(
+            kib < 48 * 1024,
+            "stonegate's peak RSS {kib} KiB suggests it buffered the 64 MiB body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_down_answers_502() {
+    let fk = FakeKeystone::start().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream_url(Upstream::down())
+        .start()
+        .await;
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .await;
+    assert_eq!(resp.status(), 502);
+    // Authentication still comes first.
+    assert_eq!(sg.get("/", &[]).await.status(), 401);
+}
+
+#[tokio::test]
+async fn upstream_too_slow_answers_504() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::slow(Duration::from_secs(8)).await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .proxy_option("response_timeout", 1)
+        .start()
+        .await;
+    let t = Instant::now();
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .await;
+    assert_eq!(resp.status(), 504);
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(up.hits(), 1);
+}
+
+/// Sends an HTTP/1.1 Upgrade request; returns the response head and the stream.
+async fn upgrade(sg: &Stonegate, token: Option<&str>) -> (String, tokio::net::TcpStream) {
+    let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let mut req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        sg.listen
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("X-Auth-Token: {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("response head within 20 s");
+    (String::from_utf8_lossy(&head).into_owned(), s)
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_forwarded_after_authentication() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+
+    let (head, _) = upgrade(&sg, None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "no token: {head}");
+    assert_eq!(up.hits(), 0);
+
+    let token = FakeKeystone::valid_token(1);
+    let (head, mut s) = upgrade(&sg, Some(&token)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "with a token: {head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
+    let seen = up.last();
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
+
+    for msg in [&b"ping over the upgraded connection"[..], b"and again"] {
+        s.write_all(msg).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
+            .await
+            .expect("echo within 10 s")
+            .unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::slow(Duration::from_millis(1500)).await;
+    let mut sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let url = sg.url("/slow");
+    let token = FakeKeystone::valid_token(1);
+    let in_flight = tokio::spawn(async move {
+        crate::harness::client()
+            .get(url)
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // Let the request reach the upstream, then ask stonegate to stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sg.terminate();
+    let status = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completed");
+    assert_eq!(status, 200, "the in-flight request was drained, not cut");
+    let exit = sg
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exited after draining");
+    assert!(exit.success(), "exit status {exit}");
+    assert!(
+        tokio::net::TcpStream::connect(sg.listen).await.is_err(),
+        "still listening"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    assert_eq!(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(sg.get("/", &[]).await.status(), 401);
+    let client = crate::harness::client();
+    assert_eq!(
+        client
+            .get(sg.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(sg.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client.get(sg.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let ctype = metrics
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(ctype.starts_with("text/plain"), "content-type {ctype}");
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("stonegate_"),
+        "no stonegate_ metrics:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("# TYPE stonegate_")),
+        "Prometheus text format"
+    );
+    assert!(
+        !text.contains(&FakeKeystone::valid_token(1)),
+        "a token in /metrics"
+    );
+    // The admin endpoints are not on the proxy port.
+    assert_eq!(sg.get("/metrics", &[]).await.status(), 401);
+}
