@@ -1,0 +1,336 @@
+//! Micro-benchmarks of the per-request hot path (issue 5):
+//!
+//! - `cache_hit`: SHA-256 fingerprint of the token + `cache::Cache` lookup of a
+//!   present entry + `headers::set_user` into the forwarded request's headers;
+//! - `strip_identity`: a 30-header request, 5 of them forged identity headers
+//!   (and the same request with none forged, the usual case);
+//! - `path_matches`: application-credential access-rule patterns;
+//! - `is_public`: the public-route check every request goes through.
+//!
+//! Run: `cargo bench --bench core` (HTML report under `target/criterion/`).
+//! Local Fernet validation and revocation matching join when they land.
+
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
+
+use std::{convert::Infallible, hint::black_box, sync::Arc, time::Duration};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use stonegate::{
+    access_rules::path_matches,
+    cache::{Cache, Key, Outcome},
+    headers,
+    identity::Identity,
+    keystone::model::parse_token,
+    routes::{PublicRoute, PublicRoutes},
+    token::Token,
+};
+
+/// A Fernet-sized token (the value is never a real credential).
+const TOKEN: &str = "gAAAAABpZ3F0Qm9ndXNCZW5jaG1hcmtUb2tlbi0xMjM0NTY3ODkwYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXpBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWjAxMjM0NTY3ODktX2FiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo";
+
+/// A devstack-like catalog: `n` services, three interfaces each.
+fn catalog_json() -> String {
+    let services = [
+        ("identity", "keystone", "5000/v3"),
+        ("compute", "nova", "8774/v2.1"),
+        ("image", "glance", "9292"),
+        ("network", "neutron", "9696"),
+        (
+            "volumev3",
+            "cinder",
+            "8776/v3/9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6",
+        ),
+        ("placement", "placement", "8778"),
+        (
+            "object-store",
+            "swift",
+            "8080/v1/AUTH_9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6",
+        ),
+        (
+            "orchestration",
+            "heat",
+            "8004/v1/9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (i, (kind, name, path)) in services.iter().enumerate() {
+        let eps: Vec<String> = ["public", "internal", "admin"]
+            .iter()
+            .enumerate()
+            .map(|(j, iface)| {
+                format!(
+                    r#"{{"id": "e{i}{j}5f0c2a9d8e7b6c5d4e3f2a1b0c9d8e7", "interface": "{iface}", "region": "RegionOne", "region_id": "RegionOne", "url": "http://{iface}.cloud.example.org:{path}"}}"#
+                )
+            })
+            .collect();
+        out.push(format!(
+            r#"{{"id": "s{i}a1b2c3d4e5f60718293a4b5c6d7e8f9", "type": "{kind}", "name": "{name}", "endpoints": [{}]}}"#,
+            eps.join(", ")
+        ));
+    }
+    format!("[{}]", out.join(", "))
+}
+
+/// A project-scoped password token as Keystone returns it from
+/// `GET /v3/auth/tokens`, expiring in an hour.
+fn identity(with_catalog: bool) -> Identity {
+    let fmt = time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    let issued = now.format(&fmt).unwrap();
+    let expires = (now + time::Duration::hours(1)).format(&fmt).unwrap();
+    let catalog = if with_catalog {
+        format!(r#", "catalog": {}"#, catalog_json())
+    } else {
+        String::new()
+    };
+    let doc = format!(
+        r#"{{"token": {{"methods": ["password"],
+          "user": {{"domain": {{"id": "default", "name": "Default"}}, "id": "1f5e2c7a9b3d4e6f8a0b1c2d3e4f5a6b", "name": "demo", "password_expires_at": null}},
+          "audit_ids": ["9JsolhssRzKfyayTIiCRUg"],
+          "expires_at": "{expires}", "issued_at": "{issued}",
+          "project": {{"domain": {{"id": "default", "name": "Default"}}, "id": "9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6", "name": "demo"}},
+          "is_domain": false,
+          "roles": [{{"id": "5e0f3b8a2c1d4e6f9a7b8c0d1e2f3a4b", "name": "reader"}}, {{"id": "7a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "member"}}]{catalog}}}}}"#
+    );
+    parse_token(doc.as_bytes()).expect("sample token document parses")
+}
+
+/// The headers of a typical API request as it reaches the proxy.
+fn request_headers(token: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in [
+        ("host", "compute.cloud.example.org:8774"),
+        (
+            "user-agent",
+            "python-novaclient keystoneauth1/5.9.1 python-requests/2.32.3 CPython/3.11.7",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate"),
+        ("x-openstack-nova-api-version", "2.96"),
+    ] {
+        h.insert(n, HeaderValue::from_static(v));
+    }
+    if token {
+        h.insert("x-auth-token", HeaderValue::from_static(TOKEN));
+    }
+    h
+}
+
+fn bench_cache_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("cache_hit");
+    for with_catalog in [true, false] {
+        let cache = Cache::new(64 << 20, Duration::from_secs(300), Duration::from_secs(10));
+        let key = Key {
+            fingerprint: Token::from_header(&HeaderValue::from_static(TOKEN))
+                .unwrap()
+                .fingerprint(),
+            allow_expired: false,
+        };
+        let id = Arc::new(identity(with_catalog));
+        rt.block_on(async {
+            let (_, hit) = cache
+                .get_or_validate(key, async { Ok::<_, Infallible>(Outcome::Valid(id)) })
+                .await
+                .unwrap();
+            assert!(!hit);
+        });
+        let base = request_headers(true);
+        let name = if with_catalog {
+            "hash+lookup+set_user (with X-Service-Catalog)"
+        } else {
+            "hash+lookup+set_user (no catalog)"
+        };
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || base.clone(),
+                |mut h| {
+                    let cache = &cache;
+                    async move {
+                        let token = Token::from_header(h.get("x-auth-token").unwrap()).unwrap();
+                        let key = Key {
+                            fingerprint: token.fingerprint(),
+                            allow_expired: false,
+                        };
+                        let (outcome, hit) = cache
+                            .get_or_validate(key, async {
+                                Err::<Outcome, &'static str>("not cached")
+                            })
+                            .await
+                            .unwrap();
+                        debug_assert!(hit);
+                        if let Outcome::Valid(id) = outcome {
+                            headers::set_user(&mut h, &id, with_catalog);
+                        }
+                        h
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+/// 30 headers: 25 an API client and the ingress commonly send, plus `forged`
+/// identity headers (various spellings) when `forged` is true.
+fn thirty_headers(forged: bool) -> HeaderMap {
+    let mut h = request_headers(true);
+    for (n, v) in [
+        ("content-type", "application/json"),
+        ("content-length", "142"),
+        ("connection", "keep-alive"),
+        (
+            "x-openstack-request-id",
+            "req-6f1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b",
+        ),
+        ("openstack-api-version", "compute 2.96"),
+        ("x-forwarded-for", "203.0.113.7, 10.0.0.12"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "compute.cloud.example.org"),
+        ("x-forwarded-port", "443"),
+        ("x-real-ip", "203.0.113.7"),
+        ("x-request-id", "3f2b1c0d-9e8f-4a7b-8c6d-5e4f3a2b1c0d"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "congo=t61rcWkgMzE"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-sampled", "1"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+        ("x-envoy-attempt-count", "1"),
+        ("cache-control", "no-cache"),
+        ("accept-language", "en-US,en;q=0.9"),
+    ] {
+        h.insert(n, HeaderValue::from_static(v));
+    }
+    let extra: &[(&str, &str)] = if forged {
+        &[
+            ("x-user-id", "admin"),
+            ("X_Roles", "admin"),
+            ("x-project-id", "9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6"),
+            ("x-identity-status", "Confirmed"),
+            ("x-service-catalog", "[]"),
+        ]
+    } else {
+        &[
+            (
+                "x-compute-request-id",
+                "req-0d1c2b3a-4d5e-4f60-8a9b-0c1d2e3f4a5b",
+            ),
+            ("x-subject-token-hint", "none"),
+            ("origin", "https://dashboard.cloud.example.org"),
+            (
+                "referer",
+                "https://dashboard.cloud.example.org/project/instances/",
+            ),
+            ("dnt", "1"),
+        ]
+    };
+    for (n, v) in extra {
+        h.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_static(v),
+        );
+    }
+    assert_eq!(h.len(), 30);
+    h
+}
+
+fn bench_strip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("strip_identity");
+    for (name, forged, removed) in [
+        ("30 headers, 5 forged", true, 5),
+        ("30 headers, none forged", false, 0),
+    ] {
+        let base = thirty_headers(forged);
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || base.clone(),
+                |h| {
+                    let n = headers::strip_identity(black_box(h));
+                    debug_assert_eq!(n, removed);
+                    n
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn bench_path_matches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("path_matches");
+    let path = "/v2.1/servers/4a0b7c1e-2d3f-4e5a-8b9c-0d1e2f3a4b5c/action";
+    for (name, pattern, want) in [
+        (
+            "{id} segment, match",
+            "/v2.1/servers/{server_id}/action",
+            true,
+        ),
+        ("* segment, mismatch", "/v2.1/servers/*/metadata", false),
+        ("** anything, match", "/v2.1/servers/**", true),
+    ] {
+        assert_eq!(path_matches(path, pattern), want, "{pattern}");
+        group.bench_function(name, |b| {
+            b.iter(|| path_matches(black_box(path), black_box(pattern)));
+        });
+    }
+    group.finish();
+}
+
+fn bench_is_public(c: &mut Criterion) {
+    let routes = PublicRoutes::new(
+        [
+            ("GET", "/"),
+            ("GET", "/healthz"),
+            ("GET", "/v2.1"),
+            ("GET", "/v2.1/versions/**"),
+        ]
+        .into_iter()
+        .map(|(m, p)| PublicRoute {
+            method: Method::from_bytes(m.as_bytes()).unwrap(),
+            pattern: p.to_owned(),
+        })
+        .collect(),
+        true,
+    );
+    let headers = request_headers(true);
+    let mut group = c.benchmark_group("is_public");
+    for (name, method, pq, want) in [
+        (
+            "protected API path (the common case)",
+            Method::GET,
+            "/v2.1/servers/4a0b7c1e-2d3f-4e5a-8b9c-0d1e2f3a4b5c/action?details=1",
+            false,
+        ),
+        ("public /healthz", Method::GET, "/healthz", true),
+        (
+            "percent-encoded dot segments",
+            Method::GET,
+            "/v2.1/versions/%2e%2e/servers",
+            false,
+        ),
+    ] {
+        assert_eq!(routes.is_public(&method, pq, &headers), want, "{pq}");
+        group.bench_function(name, |b| {
+            b.iter(|| routes.is_public(black_box(&method), black_box(pq), black_box(&headers)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_cache_hit,
+    bench_strip,
+    bench_path_matches,
+    bench_is_public
+);
+criterion_main!(benches);
