@@ -53,6 +53,7 @@ async fn large_streamed_body_reaches_upstream_and_comes_back() {
         Some("Confirmed")
     );
     if let Some(kib) = sg.peak_rss_kib() {
+        eprintln!("stonegate peak RSS after a 64 MiB round trip: {kib} KiB");
         assert!(
             kib < 48 * 1024,
             "stonegate's peak RSS {kib} KiB suggests it buffered the 64 MiB body"
@@ -268,4 +269,89 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     );
     // The admin endpoints are not on the proxy port.
     assert_eq!(sg.get("/metrics", &[]).await.status(), 401);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_dropped_and_x_forwarded_headers_appended() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = FakeKeystone::valid_token(1);
+    let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let req = format!(
+        "GET /hop HTTP/1.1\r\nHost: api.example\r\nX-Auth-Token: {token}\r\n\
+         Connection: close, X-Private-Hop\r\nX-Private-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
+         TE: trailers\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 203.0.113.7\r\n\
+         X-End-To-End: kept\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 20 s")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    let seen = up.last();
+    for hop in ["x-private-hop", "keep-alive", "te", "proxy-connection"] {
+        assert!(seen.header(hop).is_none(), "hop-by-hop {hop} was forwarded");
+    }
+    assert_eq!(seen.header("x-end-to-end").as_deref(), Some("kept"));
+    let xff: Vec<String> = seen
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let xff = xff.join(", ");
+    assert!(
+        xff.starts_with("203.0.113.7") && xff.ends_with("127.0.0.1"),
+        "X-Forwarded-For appended: {xff}"
+    );
+    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("api.example")
+    );
+}
+
+#[tokio::test]
+async fn http2_cleartext_clients_are_served() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let stream = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake (prior knowledge)");
+    tokio::spawn(conn);
+    for (token, want) in [(Some(FakeKeystone::valid_token(1)), 200), (None, 401)] {
+        let mut req = http::Request::get(sg.url("/h2"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        if let Some(t) = token {
+            req.headers_mut().insert("x-auth-token", t.parse().unwrap());
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+            .await
+            .expect("h2 response within 20 s")
+            .unwrap();
+        assert_eq!(resp.status(), want);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+    }
+    assert_eq!(up.hits(), 1);
+    assert_eq!(
+        up.last().header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
 }
