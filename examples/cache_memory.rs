@@ -1,0 +1,157 @@
+//! Memory case (`scripts/bench.sh`): resident memory per cached identity.
+//!
+//! Inserts N (default 1,000,000) distinct project-scoped identities without
+//! catalog — each parsed from its own Keystone validation document, as
+//! stonegate does on a cache miss — into a `stonegate::cache::Cache` with a
+//! capacity far above what they weigh, and reads VmRSS from
+//! `/proc/self/status` before and after.
+//!
+//! ```text
+//! cargo run --release --example cache_memory            # the cache
+//! cargo run --release --example cache_memory -- 1000000 identities
+//! ```
+//!
+//! Mode `identities` holds the same `Arc<Identity>`s in a `Vec` instead of the
+//! cache: the difference between the two runs is the cache's own overhead.
+//! Output: one `key=value` line per figure, for the script to parse.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{convert::Infallible, sync::Arc, time::Duration, time::Instant};
+
+use sha2::{Digest, Sha256};
+use stonegate::{
+    cache::{Cache, Key, Outcome},
+    identity::Identity,
+    keystone::model::parse_token,
+    token::Fingerprint,
+};
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+fn hex32(i: u64, salt: u8) -> String {
+    let d = Sha256::digest([&i.to_le_bytes()[..], &[salt]].concat());
+    hex::encode(&d[..16])
+}
+
+fn key(i: u64) -> Key {
+    Key {
+        fingerprint: Fingerprint(Sha256::digest(i.to_le_bytes()).into()),
+        allow_expired: false,
+    }
+}
+
+/// A distinct user's project-scoped password token, as `GET /v3/auth/tokens?nocatalog` returns it.
+fn identity(i: u64, issued: &str, expires: &str) -> Identity {
+    let doc = format!(
+        r#"{{"token": {{"methods": ["password"],
+          "user": {{"domain": {{"id": "default", "name": "Default"}}, "id": "{uid}", "name": "user-{i}", "password_expires_at": null}},
+          "audit_ids": ["{audit}"],
+          "expires_at": "{expires}", "issued_at": "{issued}",
+          "project": {{"domain": {{"id": "default", "name": "Default"}}, "id": "{pid}", "name": "project-{p}"}},
+          "is_domain": false,
+          "roles": [{{"id": "5e0f3b8a2c1d4e6f9a7b8c0d1e2f3a4b", "name": "reader"}}, {{"id": "7a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "member"}}]}}}}"#,
+        uid = hex32(i, 1),
+        pid = hex32(i / 10, 2),
+        p = i / 10,
+        audit = &hex32(i, 3)[..22],
+    );
+    parse_token(doc.as_bytes()).expect("document parses")
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().map_or(1_000_000, |s| s.parse().expect("N"));
+    let mode = args.next().unwrap_or_else(|| "cache".to_owned());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fmt = time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    let issued = now.format(&fmt).expect("time");
+    let expires = (now + time::Duration::hours(2)).format(&fmt).expect("time");
+
+    let cache = Cache::new(1 << 40, Duration::from_secs(3600), Duration::from_secs(10));
+    let mut held: Vec<Arc<Identity>> = Vec::new();
+    if mode == "identities" {
+        held.reserve_exact(usize::try_from(n).expect("N fits"));
+    }
+    // Warm the allocator and the cache's internals with one entry.
+    rt.block_on(async {
+        let id = Arc::new(identity(u64::MAX, &issued, &expires));
+        let _ = cache
+            .get_or_validate(key(u64::MAX), async {
+                Ok::<_, Infallible>(Outcome::Valid(id))
+            })
+            .await;
+    });
+    let before = rss_kib();
+    let started = Instant::now();
+    rt.block_on(async {
+        for i in 0..n {
+            let id = Arc::new(identity(i, &issued, &expires));
+            match mode.as_str() {
+                "identities" => held.push(id),
+                _ => {
+                    let (_, hit) = cache
+                        .get_or_validate(key(i), async { Ok::<_, Infallible>(Outcome::Valid(id)) })
+                        .await
+                        .expect("insert");
+                    assert!(!hit, "keys are distinct");
+                }
+            }
+        }
+    });
+    let elapsed = started.elapsed();
+    let after = rss_kib();
+
+    // Spot-check that the entries are still there (nothing was evicted).
+    let mut present = 0u64;
+    let step = (n / 1000).max(1);
+    let mut checked = 0u64;
+    if mode != "identities" {
+        rt.block_on(async {
+            let mut i = 0;
+            while i < n {
+                checked += 1;
+                let r = cache
+                    .get_or_validate(key(i), async { Err::<Outcome, &str>("absent") })
+                    .await;
+                if matches!(r, Ok((_, true))) {
+                    present += 1;
+                }
+                i += step;
+            }
+        });
+    }
+
+    let per_entry = (after.saturating_sub(before) as f64 * 1024.0) / n as f64;
+    println!("mem_mode={mode}");
+    println!("mem_entries={n}");
+    println!("mem_rss_before_kib={before}");
+    println!("mem_rss_after_kib={after}");
+    println!("mem_bytes_per_entry={per_entry:.0}");
+    println!("mem_size_of_identity={}", std::mem::size_of::<Identity>());
+    println!(
+        "mem_insert_rate_per_s={:.0}",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    if mode != "identities" {
+        println!("mem_spot_checked={checked}");
+        println!("mem_spot_present={present}");
+        println!("mem_cache_entry_count={}", cache.entry_count());
+        println!(
+            "mem_estimated_bytes_per_entry={:.0}",
+            cache.weighted_size() as f64 / cache.entry_count().max(1) as f64
+        );
+    }
+    drop(held);
+}
