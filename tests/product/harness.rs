@@ -13,6 +13,7 @@ pub mod stonegate;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub use fake_keystone::{FakeKeystone, Fault};
@@ -20,10 +21,34 @@ pub use keystone::{Keystone, Scope};
 pub use stonegate::Stonegate;
 pub use upstream::Upstream;
 
-/// A loopback port that was free a moment ago (bound to port 0, then released).
+/// A listener on a `127.0.0.1:0` port this process has never handed out
+/// before. Tests run in parallel and the kernel may hand a just-released port
+/// out again, so every port the harness uses goes through here.
+pub fn bind_fresh() -> TcpListener {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return l;
+        }
+    }
+    panic!("no fresh loopback port after 1000 tries");
+}
+
+/// The same, as a tokio listener (kept open by in-process servers).
+pub fn bind_fresh_tokio() -> tokio::net::TcpListener {
+    let l = bind_fresh();
+    l.set_nonblocking(true).expect("set_nonblocking");
+    tokio::net::TcpListener::from_std(l).expect("tokio listener")
+}
+
+/// A loopback address that was free a moment ago, for a child process to
+/// bind (see [`bind_fresh`]).
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr")
+    bind_fresh().local_addr().expect("local_addr")
 }
 
 /// An HTTP client for loopback tests: no proxies from the environment, bounded in time.

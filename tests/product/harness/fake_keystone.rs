@@ -26,7 +26,6 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -69,7 +68,7 @@ impl FakeKeystone {
 
     /// A well-behaved fake.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = super::bind_fresh_tokio();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let inner = Arc::new(Inner {
             url: format!("http://{addr}/v3"),

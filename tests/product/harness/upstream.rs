@@ -18,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -113,7 +112,7 @@ impl Upstream {
     }
 
     async fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = super::bind_fresh_tokio();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
