@@ -1,4 +1,4 @@
-//! Keystone failing: stonegate answers 503 for tokens it cannot check (never
+//! How stonegate talks to Keystone, and Keystone failing: stonegate answers 503 for tokens it cannot check (never
 //! 401, never forwarded), renews its own token when Keystone rejects it, and
 //! is not ready while it has none.
 
@@ -181,4 +181,44 @@ async fn not_ready_until_its_own_service_token_works() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn validation_uses_the_catalog_endpoint_of_the_configured_interface() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    for (interface, token) in [(None, 1), (Some("public"), 2), (Some("admin"), 3)] {
+        let mut b = Stonegate::builder().keystone(&fk).upstream(&up);
+        if let Some(i) = interface {
+            b = b.option("interface", i);
+        }
+        let sg = b.start().await;
+        let resp = sg
+            .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(token))])
+            .await;
+        assert_eq!(resp.status(), 200);
+        let v = fk.last_validation();
+        assert_eq!(
+            v.path,
+            format!("/{}/v3/auth/tokens", interface.unwrap_or("internal"))
+        );
+        // keystonemiddleware's request: our token, the subject, access-rules support.
+        assert!(v
+            .headers
+            .get("x-auth-token")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("fake-service-token-"));
+        assert_eq!(
+            v.headers.get("x-subject-token").unwrap(),
+            &FakeKeystone::valid_token(token)
+        );
+        assert_eq!(
+            v.headers.get("openstack-identity-access-rules").unwrap(),
+            "1"
+        );
+        // The catalog is wanted (include_service_catalog = true): no nocatalog.
+        assert!(!v.query.contains("nocatalog"), "query {:?}", v.query);
+    }
 }

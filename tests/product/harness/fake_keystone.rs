@@ -3,8 +3,10 @@
 //!
 //! - `POST /v3/auth/tokens`: 201 with a fresh service token
 //!   (`fake-service-token-<n>`) in `X-Subject-Token` and a catalog whose
-//!   identity endpoints point at the fake itself;
-//! - `GET /v3/auth/tokens`: 401 unless `X-Auth-Token` is a service token it
+//!   identity endpoints point at the fake itself, one path prefix per
+//!   interface (`/public/v3`, `/internal/v3`, `/admin/v3`, as devstack-style
+//!   deployments have), so a test can see which one stonegate chose;
+//! - `GET /v3/auth/tokens` (under any of those prefixes): 401 unless `X-Auth-Token` is a service token it
 //!   issued (and has not rejected); then 200 for subject tokens starting with
 //!   [`FakeKeystone::VALID`] and 404 for anything else — unless a [`Fault`] says
 //!   otherwise.
@@ -43,8 +45,21 @@ pub enum Fault {
     RejectServiceTokenOnce,
 }
 
+/// One validation request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct ValidationRequest {
+    /// Path, e.g. `/internal/v3/auth/tokens`.
+    pub path: String,
+    /// Query string (`nocatalog`, `allow_expired=1`), empty if none.
+    pub query: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+}
+
 struct Inner {
     url: String,
+    base: String,
+    last_validation: Mutex<Option<ValidationRequest>>,
     fault: Mutex<Fault>,
     auth_fault: Mutex<Option<u16>>,
     validate_delay: Mutex<Duration>,
@@ -72,6 +87,8 @@ impl FakeKeystone {
         let addr: SocketAddr = listener.local_addr().unwrap();
         let inner = Arc::new(Inner {
             url: format!("http://{addr}/v3"),
+            base: format!("http://{addr}"),
+            last_validation: Mutex::new(None),
             fault: Mutex::new(Fault::None),
             auth_fault: Mutex::new(None),
             validate_delay: Mutex::new(Duration::ZERO),
@@ -82,6 +99,7 @@ impl FakeKeystone {
         });
         let app = Router::new()
             .route("/v3/auth/tokens", post(issue).get(validate))
+            .route("/{interface}/v3/auth/tokens", axum::routing::get(validate))
             .route("/v3", axum::routing::get(version))
             .with_state(inner.clone());
         let server = tokio::spawn(async move {
@@ -146,6 +164,16 @@ impl FakeKeystone {
         self.inner.validate_calls.load(Ordering::SeqCst)
     }
 
+    /// The last validation request received.
+    pub fn last_validation(&self) -> ValidationRequest {
+        self.inner
+            .last_validation
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("no validation request reached the fake Keystone")
+    }
+
     /// Stop listening and drop every connection: connection refused from now on.
     pub fn stop(&mut self) {
         if let Some(s) = self.server.take() {
@@ -188,7 +216,7 @@ fn token_body(inner: &Inner, user: &str, roles: &[&str], with_catalog: bool) -> 
             .map(|i| {
                 json!({
                     "id": format!("{i}-endpoint-id"), "interface": i, "region": "RegionOne",
-                    "region_id": "RegionOne", "url": inner.url,
+                    "region_id": "RegionOne", "url": format!("{}/{i}/v3", inner.base),
                 })
             })
             .collect();
@@ -247,6 +275,11 @@ async fn validate(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     };
     let (caller, subject) = (get("x-auth-token"), get("x-subject-token"));
     let with_catalog = !req.uri().query().unwrap_or("").contains("nocatalog");
+    *inner.last_validation.lock().unwrap() = Some(ValidationRequest {
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().unwrap_or("").to_owned(),
+        headers: headers.clone(),
+    });
     let delay = *inner.validate_delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
