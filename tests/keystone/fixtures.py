@@ -12,7 +12,9 @@ integration tests need (tests/product/). Run by keystone-up.sh.
   user    trustee   (Default)  no roles; trustee of the trust demo -> trustee (member on demo)
   app credentials of demo: "stonegate-appcred" (reader, unrestricted rules) and
           "stonegate-appcred-rules" (reader, access rule compute GET /v2.1/servers);
-          recreated on every run (the secret is only shown at creation)
+          of svc: "stonegate-svc-appcred" (service: stonegate's auth_type
+          v3applicationcredential); recreated on every run (the secret is only
+          shown at creation)
   admin (bootstrap) has admin on project admin and on system 'all'.
 """
 
@@ -149,17 +151,20 @@ for iface in ("public", "internal", "admin"):
 identity_service = find("services", "services", type="identity")
 endpoints = call("GET", "/endpoints", TOKEN, params={"service_id": identity_service["id"]}).json()["endpoints"]
 
-# --- application credentials and a trust, made by demo with its own token
+# --- application credentials (each made by its owner with its own token) and a trust
 demo_token, _ = issue(password_identity("demo", DEMO_PASSWORD), project_scope("demo"))
-ac_path = f"/users/{demo_user['id']}/application_credentials"
+svc_token, _ = issue(password_identity("svc", SVC_PASSWORD), project_scope("service"))
 appcreds = {}
-for name, extra in (("stonegate-appcred", {}),
-                    ("stonegate-appcred-rules", {"access_rules": [
-                        {"service": "compute", "path": "/v2.1/servers", "method": "GET"}]})):
-    for old in kslib.call("GET", ac_path, demo_token, params={"name": name}).json()["application_credentials"]:
-        kslib.call("DELETE", f"{ac_path}/{old['id']}", demo_token)
-    body = {"name": name, "description": "stonegate tests", "roles": [{"name": "reader"}], **extra}
-    ac = kslib.call("POST", ac_path, demo_token,
+for owner, owner_token, name, role, extra in (
+        (demo_user, demo_token, "stonegate-appcred", "reader", {}),
+        (demo_user, demo_token, "stonegate-appcred-rules", "reader", {"access_rules": [
+            {"service": "compute", "path": "/v2.1/servers", "method": "GET"}]}),
+        (svc_user, svc_token, "stonegate-svc-appcred", "service", {})):
+    ac_path = f"/users/{owner['id']}/application_credentials"
+    for old in kslib.call("GET", ac_path, owner_token, params={"name": name}).json()["application_credentials"]:
+        kslib.call("DELETE", f"{ac_path}/{old['id']}", owner_token)
+    body = {"name": name, "description": "stonegate tests", "roles": [{"name": role}], **extra}
+    ac = kslib.call("POST", ac_path, owner_token,
                     json={"application_credential": body}).json()["application_credential"]
     appcreds[name] = {"id": ac["id"], "secret": ac["secret"], "name": name}
     eprint(f"  created application credential {name} {ac['id']}")
@@ -207,7 +212,8 @@ fixtures = {
     "endpoints": {e["interface"]: {"id": e["id"], "url": e["url"]} for e in endpoints},
     "fernet_key_repository": os.path.join(RUN, "fernet-keys"),
     "application_credentials": {"unrestricted": appcreds["stonegate-appcred"],
-                                "access_rules": appcreds["stonegate-appcred-rules"]},
+                                "access_rules": appcreds["stonegate-appcred-rules"],
+                                "service": appcreds["stonegate-svc-appcred"]},
     "trust": {"id": trust["id"], "trustor": "demo", "trustee": "trustee", "project": "demo",
               "roles": ["member"]},
 }

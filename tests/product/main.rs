@@ -11,9 +11,11 @@
 mod harness;
 
 mod cache;
+mod cli;
 mod faults;
 mod forged;
 mod identity;
 mod proxy;
 mod rejection;
+mod service_auth;
 mod service_token;

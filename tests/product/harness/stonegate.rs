@@ -48,10 +48,22 @@ impl KeystoneTarget for FakeKeystone {
     }
 }
 
+/// How stonegate gets its own credentials.
+enum Secret {
+    /// Password in `STONEGATE_PASSWORD` (the default).
+    PasswordEnv,
+    /// Password in a file named by `password_file`.
+    PasswordFile,
+    /// `auth_type = "v3applicationcredential"`, secret in
+    /// `STONEGATE_APPLICATION_CREDENTIAL_SECRET`.
+    AppCredential { id: String, secret: String },
+}
+
 /// Builds a stonegate configuration and starts the binary.
 pub struct Builder {
     auth_url: Option<String>,
     account: Option<(String, String, String)>,
+    secret: Secret,
     upstream: Option<String>,
     top: toml::Table,
     proxy: toml::Table,
@@ -94,6 +106,7 @@ impl Stonegate {
         Builder {
             auth_url: None,
             account: None,
+            secret: Secret::PasswordEnv,
             upstream: None,
             top,
             proxy,
@@ -189,6 +202,22 @@ impl Builder {
         self
     }
 
+    /// Give the service password in a file (`password_file`) instead of the
+    /// environment.
+    pub fn password_in_file(mut self) -> Self {
+        self.secret = Secret::PasswordFile;
+        self
+    }
+
+    /// Authenticate with an application credential instead of a password.
+    pub fn application_credential(mut self, id: &str, secret: &str) -> Self {
+        self.secret = Secret::AppCredential {
+            id: id.into(),
+            secret: secret.into(),
+        };
+        self
+    }
+
     /// Forward to this upstream.
     pub fn upstream(mut self, up: &Upstream) -> Self {
         self.upstream = Some(up.url());
@@ -242,18 +271,40 @@ impl Builder {
         doc.insert("upstream".into(), upstream.into());
         doc.insert("admin_listen".into(), admin.to_string().into());
         doc.insert("proxy".into(), self.proxy.into());
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut at = toml::Table::new();
         at.insert("www_authenticate_uri".into(), auth_url.clone().into());
         at.insert("auth_url".into(), auth_url.into());
-        at.insert("username".into(), user.into());
-        at.insert("project_name".into(), project.into());
-        at.extend(self.authtoken);
+        let mut authtoken = self.authtoken;
+        let mut env: Vec<(&str, String)> = Vec::new();
+        match self.secret {
+            Secret::PasswordEnv => {
+                at.insert("username".into(), user.into());
+                at.insert("project_name".into(), project.into());
+                env.push(("STONEGATE_PASSWORD", password));
+            }
+            Secret::PasswordFile => {
+                at.insert("username".into(), user.into());
+                at.insert("project_name".into(), project.into());
+                let file = dir.path().join("password");
+                std::fs::write(&file, format!("{password}\n")).expect("write password file");
+                at.insert("password_file".into(), file.display().to_string().into());
+            }
+            Secret::AppCredential { id, secret } => {
+                for k in ["user_domain_name", "project_domain_name"] {
+                    authtoken.remove(k);
+                }
+                authtoken.insert("auth_type".into(), "v3applicationcredential".into());
+                at.insert("application_credential_id".into(), id.into());
+                env.push(("STONEGATE_APPLICATION_CREDENTIAL_SECRET", secret));
+            }
+        }
+        at.extend(authtoken);
         doc.insert("keystone_authtoken".into(), at.into());
         if !self.cache.is_empty() {
             doc.insert("cache".into(), self.cache.into());
         }
 
-        let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("stonegate.toml");
         std::fs::write(&config, toml::to_string(&doc).expect("toml")).expect("write config");
         let log = dir.path().join("stonegate.log");
@@ -262,8 +313,9 @@ impl Builder {
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .env("STONEGATE_PASSWORD", password)
+            .env_remove("STONEGATE_PASSWORD")
             .env_remove("STONEGATE_APPLICATION_CREDENTIAL_SECRET")
+            .envs(env)
             .env(
                 "RUST_LOG",
                 std::env::var("STONEGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -1,0 +1,118 @@
+//! The command line: `stonegate check-config` validates without starting and
+//! names the key of every problem; a bad config is exit code 64 for `serve` too.
+
+use std::process::{Command, Output};
+
+fn stonegate(args: &[&str], password: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stonegate"));
+    cmd.args(args)
+        .env_remove("STONEGATE_PASSWORD")
+        .env_remove("STONEGATE_APPLICATION_CREDENTIAL_SECRET");
+    if let Some(p) = password {
+        cmd.env("STONEGATE_PASSWORD", p);
+    }
+    cmd.output().expect("run stonegate")
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("stonegate.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const VALID: &str = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+www_authenticate_uri = "http://127.0.0.1:5000/v3"
+auth_url = "http://127.0.0.1:5000/v3"
+username = "svc"
+user_domain_name = "Default"
+project_name = "service"
+project_domain_name = "Default"
+"#;
+
+#[test]
+fn check_config_accepts_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, VALID);
+    let out = stonegate(&["check-config", &path], Some("secret"));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_names_the_key_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID
+        .replace("\"127.0.0.1:8080\"", "\"nope\"")
+        .replace("http://127.0.0.1:8000", "ftp://127.0.0.1:8000")
+        + "interface = \"sideways\"\n";
+    let path = write(&dir, &text);
+    let out = stonegate(&["check-config", &path], Some("secret"));
+    assert_eq!(out.status.code(), Some(64));
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    for key in ["listen", "upstream", "keystone_authtoken.interface"] {
+        assert!(err.contains(key), "no problem reported for {key}:\n{err}");
+    }
+}
+
+#[test]
+fn missing_service_password_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, VALID);
+    let out = stonegate(&["check-config", &path], None);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("password"), "{err}");
+    assert!(err.contains("STONEGATE_PASSWORD"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_and_serve_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        &VALID.replace("username =", "delay_auth_decisionn = true\nusername ="),
+    );
+    for args in [
+        vec!["check-config", path.as_str()],
+        vec!["serve", "--config", path.as_str()],
+    ] {
+        let out = stonegate(&args, Some("secret"));
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("delay_auth_decisionn"), "{err}");
+    }
+}
+
+#[test]
+fn the_annotated_example_config_is_valid() {
+    // config/stonegate.toml reads its password from /run/secrets; point it
+    // at a file of ours instead and check everything else as written.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "secret\n").unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/stonegate.toml"
+    ))
+    .unwrap();
+    assert!(example.contains("/run/secrets/stonegate-password"));
+    let text = example.replace(
+        "/run/secrets/stonegate-password",
+        &secret.display().to_string(),
+    );
+    let path = write(&dir, &text);
+    let out = stonegate(&["check-config", &path], None);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
