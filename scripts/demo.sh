@@ -26,9 +26,9 @@ log() { printf '[demo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-for tool in curl python3 cargo; do
-  command -v "$tool" >/dev/null || die "$tool is required (scripts/test.sh and the README list the prerequisites)"
-done
+# shellcheck source=prereqs.sh
+source "$ROOT/scripts/prereqs.sh"
+ensure_prereqs || die "prerequisites missing"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stonegate-demo.XXXXXX")
 chmod 700 "$WORK"

@@ -10,7 +10,7 @@
 # 2. starts the project's Keystone (tests/keystone/keystone-up.sh, port
 #    ${KEYSTONE_PORT:-35357}) unless it already runs, and exports
 #    STONEGATE_TEST_KEYSTONE_FIXTURES for the integration tests (tests/product/);
-# 3. runs `cargo test --all-targets` and `cargo test --doc`;
+# 3. runs `cargo test --all-targets --no-fail-fast` and `cargo test --doc`;
 # 4. stops the Keystone it started (also on failure or Ctrl-C).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,23 +24,9 @@ die() { log "ERROR: $*"; exit 1; }
 secs() { awk -v a="$1" -v b="$(date +%s%3N)" 'BEGIN{printf "%.1f", (b-a)/1000}'; }
 
 # ------------------------------------------------------------ prerequisites
-missing=()
-command -v curl >/dev/null || missing+=(curl)
-command -v python3 >/dev/null || missing+=(python3)
-if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  missing+=(python3-venv)
-fi
-if ((${#missing[@]})); then
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing ${missing[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq
-    timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
-  else
-    die "missing: ${missing[*]} (Debian/Ubuntu: sudo apt-get install -y ${missing[*]})"
-  fi
-fi
-command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
+# shellcheck source=prereqs.sh
+source "$ROOT/scripts/prereqs.sh"
+ensure_prereqs || die "prerequisites missing"
 
 # ------------------------------------------------------------ keystone
 STARTED_KEYSTONE=0
@@ -66,8 +52,8 @@ log "keystone ready in $(secs "$t")s; STONEGATE_TEST_KEYSTONE_FIXTURES=$STONEGAT
 
 # ------------------------------------------------------------ tests
 t=$(date +%s%3N)
-log "cargo test --all-targets $*"
-timeout "${TEST_TIMEOUT:-2400}" cargo test --all-targets "$@"
+log "cargo test --all-targets --no-fail-fast $*"
+timeout "${TEST_TIMEOUT:-2400}" cargo test --all-targets --no-fail-fast "$@"
 log "cargo test --all-targets passed in $(secs "$t")s"
 if (($# == 0)); then
   t=$(date +%s%3N)

@@ -150,6 +150,11 @@ if cold:
     w(f"| {calls} ({verdict}; must be 1) | {cold.get('cold_ok')} | {cold.get('cold_p50_ms')} ms | "
       f"{cold.get('cold_p99_ms')} ms | {cold.get('cold_max_ms')} ms | {cold.get('cold_wall_ms')} ms |")
     w("")
+    if "keystone_one_validation_ms" in cold:
+        w(f"For scale: one validation of another new token, asked of Keystone directly with curl, "
+          f"took {cold['keystone_one_validation_ms']} ms; every one of the requests waits for the "
+          "single validation stonegate makes.")
+        w("")
 
 mc = kv(os.path.join(RAW, "mem-cache.txt"))
 mi = kv(os.path.join(RAW, "mem-identities.txt"))
