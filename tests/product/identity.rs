@@ -240,3 +240,57 @@ async fn x_storage_token_is_accepted_like_x_auth_token() {
         Some(token.as_str())
     );
 }
+
+#[tokio::test]
+async fn tokens_never_appear_in_logs_or_metrics() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .log_filter("debug")
+        .start()
+        .await;
+    let user = ks.demo_token().await;
+    let service = ks.svc_token().await;
+    let bogus = "gAAAAABbogus-token-that-must-not-be-logged-0123456789";
+    let resp = sg
+        .get(
+            "/",
+            &[("X-Auth-Token", &user), ("X-Service-Token", &service)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(sg.get("/", &[("X-Auth-Token", bogus)]).await.status(), 401);
+    let metrics = crate::harness::client()
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Give the access log a moment to reach the file.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = sg.log();
+    assert!(
+        log.contains("status=200") || log.contains("200"),
+        "no access log line:\n{log}"
+    );
+    for (what, token) in [
+        ("user token", user.as_str()),
+        ("service token", &service),
+        ("invalid token", bogus),
+    ] {
+        // Even a long fragment of a token is a leak.
+        let fragment = &token[token.len() / 4..token.len() * 3 / 4];
+        assert!(
+            !log.contains(fragment),
+            "the {what} appears in stonegate's log"
+        );
+        assert!(
+            !metrics.contains(fragment),
+            "the {what} appears in /metrics"
+        );
+    }
+}

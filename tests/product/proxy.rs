@@ -355,3 +355,35 @@ async fn http2_cleartext_clients_are_served() {
         Some("Confirmed")
     );
 }
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_request() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::slow(Duration::from_secs(10)).await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = FakeKeystone::valid_token(1);
+    let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let req = format!("GET /slow HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(s); // the client goes away
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.cancelled() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream request was still running 5 s after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

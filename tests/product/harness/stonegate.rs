@@ -70,6 +70,7 @@ pub struct Builder {
     authtoken: toml::Table,
     cache: toml::Table,
     wait_ready: bool,
+    log_filter: Option<String>,
 }
 
 /// A running stonegate process.
@@ -113,6 +114,7 @@ impl Stonegate {
             authtoken,
             cache: toml::Table::new(),
             wait_ready: true,
+            log_filter: None,
         }
     }
 
@@ -248,6 +250,12 @@ impl Builder {
         self
     }
 
+    /// The `RUST_LOG` filter (default: `$STONEGATE_TEST_LOG`, else `info`).
+    pub fn log_filter(mut self, filter: &str) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
     /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
     pub fn dont_wait_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -318,7 +326,9 @@ impl Builder {
             .envs(env)
             .env(
                 "RUST_LOG",
-                std::env::var("STONEGATE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                self.log_filter.unwrap_or_else(|| {
+                    std::env::var("STONEGATE_TEST_LOG").unwrap_or_else(|_| "info".into())
+                }),
             )
             .stdin(Stdio::null())
             .stdout(logf.try_clone().expect("log fd"))

@@ -52,6 +52,24 @@ enum Behaviour {
 struct State {
     seen: Mutex<Vec<Seen>>,
     behaviour: Behaviour,
+    /// Handlers dropped before they answered (the client went away).
+    cancelled: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a handler as cancelled if it is dropped before `done`.
+struct CancelGuard {
+    state: Arc<State>,
+    done: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state
+                .cancelled
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// The running upstream; stops when dropped.
@@ -100,6 +118,14 @@ impl Upstream {
         self.state.seen.lock().unwrap().len()
     }
 
+    /// How many requests were abandoned before the upstream answered them
+    /// (their connection closed while the handler was still waiting).
+    pub fn cancelled(&self) -> usize {
+        self.state
+            .cancelled
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The last request that arrived; panics if none did.
     pub fn last(&self) -> Seen {
         self.state
@@ -117,6 +143,7 @@ impl Upstream {
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
             behaviour,
+            cancelled: std::sync::atomic::AtomicUsize::new(0),
         });
         let st = state.clone();
         let server = tokio::spawn(async move {
@@ -156,7 +183,14 @@ async fn handle(
     });
     match state.behaviour {
         Behaviour::Echo => {}
-        Behaviour::Delay(d) => tokio::time::sleep(d).await,
+        Behaviour::Delay(d) => {
+            let mut guard = CancelGuard {
+                state: state.clone(),
+                done: false,
+            };
+            tokio::time::sleep(d).await;
+            guard.done = true;
+        }
         Behaviour::Status(status) => {
             return Ok(Response::builder()
                 .status(status)
