@@ -5,8 +5,8 @@
 #
 # 1. installs what is missing: wrk (apt-get, as root), gunicorn into the Keystone
 #    harness venv (pinned by tests/keystone/constraints.txt, which also pins
-#    keystonemiddleware 13.0.1), and starts the project's Keystone
-#    (tests/keystone/keystone-up.sh, port ${KEYSTONE_PORT:-35357}) unless it runs;
+#    keystonemiddleware 13.0.1), and starts a Keystone with the project's harness
+#    (tests/keystone/keystone-up.sh) on its own port 35358 unless it runs;
 # 2. builds stonegate and the bench examples (release);
 # 3. starts a fast upstream (examples/bench_upstream.rs), a bare hyper proxy
 #    (examples/bare_proxy.rs), stonegate (`stonegate serve`, online mode, a
@@ -27,7 +27,8 @@
 # Environment: BENCH_DURATION (5), BENCH_WARMUP (1), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (2), BENCH_PROFILE (release | debug, for trying the script out),
 # BENCH_MICRO (1), BENCH_MEM_ENTRIES (1000000), BENCH_COLD_REQUESTS (1000),
-# KEEP_KEYSTONE=1 (leave a Keystone it started running), KEYSTONE_PORT, HARNESS_VENV.
+# KEEP_KEYSTONE=1 (leave a Keystone it started running), BENCH_KEYSTONE_PORT (35358),
+# BENCH_HARNESS_RUN (target/keystone/bench-run), HARNESS_VENV (target/keystone/venv).
 # Tokens never appear on a command line or in the output: they live in files
 # under a private temporary directory and reach wrk/curl through the
 # environment or `-H @file`.
@@ -35,6 +36,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 HARNESS="$ROOT/tests/keystone"
+# The benchmark's own Keystone instance (same harness and venv, its own port and
+# state), so that a concurrent scripts/test.sh stopping the test Keystone cannot
+# break a run half-way.
+export KEYSTONE_PORT="${BENCH_KEYSTONE_PORT:-35358}"
+export HARNESS_RUN="${BENCH_HARNESS_RUN:-$ROOT/target/keystone/bench-run}"
 # shellcheck source=../tests/keystone/lib.sh
 source "$HARNESS/lib.sh"
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -306,6 +312,14 @@ BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/examples/cold_start
   "http://127.0.0.1:$SG_PORT" "http://127.0.0.1:$SG_ADMIN" "$COLD_REQUESTS" >"$RAW/cold.txt"
 awk -v s="$ks_ms" 'BEGIN{printf "keystone_one_validation_ms=%.2f\n", s * 1000}' >>"$RAW/cold.txt"
 sed 's/^/  /' "$RAW/cold.txt" >&2
+
+# stonegate's own counters, so that an anomaly (Keystone errors, 503s) shows in the report.
+for a in "$SG_ADMIN" "$SGL_ADMIN"; do
+  curl -sS --max-time 5 "http://127.0.0.1:$a/metrics" \
+    | grep -E '^stonegate_(requests_total|keystone_requests_total|cache_lookups_total)' || true
+done >"$RAW/stonegate-counters.txt"
+curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$OS_AUTH_URL" | grep -q 200 \
+  || log "WARNING: Keystone no longer answers at $OS_AUTH_URL: the Keystone-dependent cases are suspect"
 
 # Everything below runs without the servers.
 for p in "$SG_PID" "$SGL_PID" "$BARE_PID" "$UP_PID"; do stop "$p"; done

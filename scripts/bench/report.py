@@ -202,6 +202,23 @@ if crit and env.get("micro"):
     w("Fernet decrypt + payload decode and revocation matching: pending (local validation).")
     w("")
 
+counters = os.path.join(RAW, "stonegate-counters.txt")
+if os.path.exists(counters) and os.path.getsize(counters):
+    w("## stonegate's counters after the load cases (both instances, summed)")
+    w("")
+    w("Anything but `forwarded` / `invalid_token`-like outcomes and 2xx/404 Keystone statuses "
+      "means the run is suspect.")
+    w("")
+    agg = {}
+    for line in open(counters):
+        name, _, val = line.strip().rpartition(" ")
+        agg[name] = agg.get(name, 0) + int(float(val))
+    w("```text")
+    for name, val in sorted(agg.items()):
+        w(f"{name} {val}")
+    w("```")
+    w("")
+
 w("## How each case is set up")
 w("")
 for note in env.get("notes", []):
