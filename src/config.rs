@@ -1,8 +1,8 @@
 //! Configuration: the TOML file as data, checked once, then compiled.
 //!
 //! [`File`] is the file exactly as written (serde, unknown keys rejected).
-//! [`File::check`] collects every problem with the key that has it, and
-//! [`File::build`] turns the strings into the types the request path uses
+//! [`File::build`] collects every problem with the key that has it, and
+//! turns the strings into the types the request path uses
 //! ([`Settings`]), so nothing is parsed per request. Option names of the
 //! `[keystone_authtoken]` table are keystonemiddleware's.
 

@@ -39,6 +39,14 @@ fn load(path: &std::path::Path) -> Result<config::Settings, config::Error> {
     config::File::load(path)?.build(&|k| std::env::var(k).ok())
 }
 
+/// A configuration error, prefixed with the file name unless it already names it.
+fn describe(file: &std::path::Path, e: &config::Error) -> String {
+    match e {
+        config::Error::Read { .. } | config::Error::Parse { .. } => e.to_string(),
+        config::Error::Invalid(_) => format!("{}: {e}", file.display()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -61,7 +69,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{}: {e}", file.display());
+                eprintln!("{}", describe(&file, &e));
                 ExitCode::from(EXIT_CONFIG)
             }
         },
@@ -69,7 +77,7 @@ fn main() -> ExitCode {
             let settings = match load(&config) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("{}: {e}", config.display());
+                    eprintln!("{}", describe(&config, &e));
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };

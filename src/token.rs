@@ -1,5 +1,11 @@
 //! Tokens as secrets: [`Token`] never prints itself, [`Fingerprint`] is its
-//! printable and cache-key form (SHA-256).
+//! printable and cache-key form (SHA-256). Submodules decode Keystone's Fernet
+//! tokens locally: [`keys`] (the key repository), [`fernet`] (decryption),
+//! [`payload`] (the msgpack payload).
+
+pub mod fernet;
+pub mod keys;
+pub mod payload;
 
 use std::fmt;
 
