@@ -175,45 +175,89 @@ impl Client {
         token: &Token,
         opts: ValidateOptions,
     ) -> Result<Validation, Error> {
-        let subject = HeaderValue::from_str(token.expose())
+        let mut subject = HeaderValue::from_str(token.expose())
             .map_err(|_| Error::Malformed("token is not a valid header value".into()))?;
+        subject.set_sensitive(true);
+        let mut query = String::new();
+        if !opts.catalog {
+            query.push_str("?nocatalog");
+        }
+        if opts.allow_expired {
+            query.push(if query.is_empty() { '?' } else { '&' });
+            query.push_str("allow_expired=1");
+        }
+        let reply = self
+            .get_with_service_token("validate", &format!("/auth/tokens{query}"), Some(&subject))
+            .await?;
+        match reply.status {
+            StatusCode::OK => model::parse_token(&reply.body)
+                .map(|id| Validation::Valid(Box::new(id)))
+                .map_err(|e| Error::Malformed(e.to_string())),
+            StatusCode::NOT_FOUND => Ok(Validation::Invalid),
+            other => Err(Error::Status(other)),
+        }
+    }
+
+    /// Revocation events recorded after `since` (Unix seconds), or all of them.
+    pub async fn revocation_events(
+        &self,
+        since: Option<i64>,
+    ) -> Result<Vec<crate::revocation::Event>, Error> {
+        let path = match since {
+            None => "/OS-REVOKE/events".to_owned(),
+            Some(s) => {
+                let t = time::OffsetDateTime::from_unix_timestamp(s)
+                    .map_err(|e| Error::Malformed(e.to_string()))?;
+                let fmt = time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                );
+                let since = t
+                    .format(&fmt)
+                    .map_err(|e| Error::Malformed(e.to_string()))?;
+                format!("/OS-REVOKE/events?since={since}")
+            }
+        };
+        let reply = self
+            .get_with_service_token("revocation_events", &path, None)
+            .await?;
+        match reply.status {
+            StatusCode::OK => crate::revocation::parse_events(&reply.body)
+                .map_err(|e| Error::Malformed(e.to_string())),
+            other => Err(Error::Status(other)),
+        }
+    }
+
+    /// `GET {identity endpoint}{path}` with stonegate's token; on a 401 the
+    /// token is renewed and the request retried once. A second 401, or a 403,
+    /// is [`Error::ServiceAuth`]; other statuses are returned.
+    async fn get_with_service_token(
+        &self,
+        operation: &'static str,
+        path: &str,
+        subject: Option<&HeaderValue>,
+    ) -> Result<Reply, Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let svc = self.inner.auth.current(self, now()).await?;
-            let mut url = format!("{}/auth/tokens", svc.endpoint);
-            let mut sep = '?';
-            if !opts.catalog {
-                url.push_str("?nocatalog");
-                sep = '&';
-            }
-            if opts.allow_expired {
-                url.push(sep);
-                url.push_str("allow_expired=1");
-            }
-            let mut subject = subject.clone();
-            subject.set_sensitive(true);
+            let url = format!("{}{path}", svc.endpoint);
             let reply = self
-                .send("validate", || {
+                .send(operation, || {
                     let mut req = Request::builder()
                         .method(Method::GET)
                         .uri(url.as_str())
-                        .header("X-Subject-Token", subject.clone())
                         .header("OpenStack-Identity-Access-Rules", "1")
                         .header(header::ACCEPT, "application/json")
                         .header(header::USER_AGENT, USER_AGENT)
                         .body(Full::new(Bytes::new()))?;
                     req.headers_mut().insert("X-Auth-Token", svc.header_value());
+                    if let Some(s) = subject {
+                        req.headers_mut().insert("X-Subject-Token", s.clone());
+                    }
                     Ok(req)
                 })
                 .await?;
             match reply.status {
-                StatusCode::OK => {
-                    return model::parse_token(&reply.body)
-                        .map(|id| Validation::Valid(Box::new(id)))
-                        .map_err(|e| Error::Malformed(e.to_string()))
-                }
-                StatusCode::NOT_FOUND => return Ok(Validation::Invalid),
                 StatusCode::UNAUTHORIZED if attempt == 1 => {
                     tracing::warn!(
                         "Keystone rejected stonegate's service token; re-authenticating"
@@ -223,7 +267,7 @@ impl Client {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(Error::ServiceAuth(reply.status))
                 }
-                other => return Err(Error::Status(other)),
+                _ => return Ok(reply),
             }
         }
     }
@@ -317,4 +361,11 @@ const USER_AGENT: &str = concat!("stonegate/", env!("CARGO_PKG_VERSION"));
 /// Current Unix time in seconds.
 pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl crate::revocation::poller::EventSource for Client {
+    type Error = Error;
+    async fn fetch(&self, since: Option<i64>) -> Result<Vec<crate::revocation::Event>, Error> {
+        self.revocation_events(since).await
+    }
 }

@@ -38,6 +38,7 @@ pub mod layer;
 pub mod metrics;
 pub mod proxy;
 pub mod rejection;
+pub mod revocation;
 pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;

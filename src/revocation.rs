@@ -1,0 +1,626 @@
+//! Keystone revocation events (`GET /v3/OS-REVOKE/events`) and the exact
+//! matching rules of Keystone's revoke model (`revoke_model.py matches`):
+//! a token is revoked iff some event matches all eleven rules. Pure functions
+//! take `now`; the polling loop lives in [`poller`].
+//!
+//! Data a local validator may lack (an OAuth1 token's consumer, the token's
+//! roles before enrichment) is [`Known::Unknown`], and an event that needs it
+//! counts as matching: unknown fails closed.
+
+pub mod poller;
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::{identity::Identity, keystone::model::parse_time};
+
+/// One revocation event (all columns of Keystone's `RevocationEvent`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Event {
+    /// Revokes tokens of this user (as user, trustor or trustee).
+    pub user_id: Option<String>,
+    /// ... scoped to this project.
+    pub project_id: Option<String>,
+    /// ... whose user's domain or domain scope is this.
+    pub domain_id: Option<String>,
+    /// ... domain-scoped to this domain.
+    pub domain_scope_id: Option<String>,
+    /// ... holding this role.
+    pub role_id: Option<String>,
+    /// ... of this trust.
+    pub trust_id: Option<String>,
+    /// ... of this OAuth1 consumer.
+    pub consumer_id: Option<String>,
+    /// OAuth1 access token (never compared, as in Keystone).
+    pub access_token_id: Option<String>,
+    /// ... with this audit id.
+    pub audit_id: Option<String>,
+    /// ... re-scoped from the token with this audit id.
+    pub audit_chain_id: Option<String>,
+    /// Tokens issued at or before this instant (Unix seconds).
+    pub issued_before: i64,
+    /// ... expiring at exactly this second.
+    pub expires_at: Option<i64>,
+    /// When the event was recorded (Unix seconds).
+    pub revoked_at: i64,
+}
+
+#[derive(Deserialize)]
+struct EventDoc {
+    user_id: Option<String>,
+    project_id: Option<String>,
+    domain_id: Option<String>,
+    domain_scope_id: Option<String>,
+    role_id: Option<String>,
+    #[serde(rename = "OS-TRUST:trust_id")]
+    trust_id: Option<String>,
+    #[serde(rename = "OS-OAUTH1:consumer_id")]
+    consumer_id: Option<String>,
+    #[serde(rename = "OS-OAUTH1:access_token_id")]
+    access_token_id: Option<String>,
+    audit_id: Option<String>,
+    audit_chain_id: Option<String>,
+    issued_before: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventsDoc {
+    events: Vec<EventDoc>,
+}
+
+/// Why an events document could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// Not the expected JSON.
+    #[error("malformed revocation events: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A timestamp could not be parsed.
+    #[error("revocation event with an unparseable {0}")]
+    Time(&'static str),
+}
+
+/// Parses a `GET /v3/OS-REVOKE/events` body.
+pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, EventsError> {
+    let doc: EventsDoc = serde_json::from_slice(body)?;
+    doc.events
+        .into_iter()
+        .map(|e| {
+            let issued_before =
+                parse_time(&e.issued_before).ok_or(EventsError::Time("issued_before"))?;
+            let expires_at = match &e.expires_at {
+                Some(s) => Some(parse_time(s).ok_or(EventsError::Time("expires_at"))?),
+                None => None,
+            };
+            let revoked_at = match &e.revoked_at {
+                Some(s) => parse_time(s).ok_or(EventsError::Time("revoked_at"))?,
+                None => issued_before,
+            };
+            // Keystone's model: domain + expiry marks a domain-scoped-token event.
+            let (domain_id, domain_scope_id) = match (e.domain_id, e.domain_scope_id, expires_at) {
+                (Some(d), None, Some(_)) => (None, Some(d)),
+                (d, s, _) => (d, s),
+            };
+            Ok(Event {
+                user_id: e.user_id,
+                project_id: e.project_id,
+                domain_id,
+                domain_scope_id,
+                role_id: e.role_id,
+                trust_id: e.trust_id,
+                consumer_id: e.consumer_id,
+                access_token_id: e.access_token_id,
+                audit_id: e.audit_id,
+                audit_chain_id: e.audit_chain_id,
+                issued_before,
+                expires_at,
+                revoked_at,
+            })
+        })
+        .collect()
+}
+
+/// A token value that may be unknown to a local validator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known<T> {
+    /// Known (possibly absent).
+    Is(T),
+    /// Not known here: an event constraining it matches (fail closed).
+    Unknown,
+}
+
+/// What a token contributes to matching (Keystone's `build_token_values`).
+#[derive(Debug, Clone)]
+pub struct TokenValues<'a> {
+    /// The token's user.
+    pub user_id: Option<&'a str>,
+    /// Trustor (trust tokens).
+    pub trustor_id: Option<&'a str>,
+    /// Trustee (trust tokens).
+    pub trustee_id: Option<&'a str>,
+    /// The user's domain.
+    pub identity_domain_id: Known<Option<&'a str>>,
+    /// Project scope.
+    pub project_id: Option<&'a str>,
+    /// Domain scope (null for project-scoped tokens: a Keystone quirk).
+    pub assignment_domain_id: Option<&'a str>,
+    /// Trust id.
+    pub trust_id: Option<&'a str>,
+    /// OAuth1 consumer.
+    pub consumer_id: Known<Option<&'a str>>,
+    /// `audit_ids[0]`.
+    pub audit_id: Option<&'a str>,
+    /// `audit_ids[1]` (tokens obtained by re-scoping).
+    pub parent_audit_id: Option<&'a str>,
+    /// Effective role ids.
+    pub roles: Known<&'a [String]>,
+    /// Issue time, Unix seconds.
+    pub issued_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+impl<'a> TokenValues<'a> {
+    /// Values of a token validated online (roles and user domain known).
+    pub fn from_identity(id: &'a Identity) -> Self {
+        use crate::identity::Scope;
+        let (project_id, assignment_domain_id) = match &id.scope {
+            Scope::Project(p) => (p.project.id.as_deref(), None),
+            Scope::Domain(d) => (None, d.id.as_deref()),
+            Scope::System | Scope::Unscoped => (None, None),
+        };
+        Self {
+            user_id: id.user.id.as_deref(),
+            trustor_id: None,
+            trustee_id: None,
+            identity_domain_id: Known::Is(id.user_domain.id.as_deref()),
+            project_id,
+            assignment_domain_id,
+            trust_id: id.trust_id.as_deref(),
+            consumer_id: if id.methods.iter().any(|m| m == "oauth1") {
+                Known::Unknown
+            } else {
+                Known::Is(None)
+            },
+            audit_id: id.audit_ids.first().map(String::as_str),
+            parent_audit_id: id.audit_ids.get(1).map(String::as_str),
+            roles: Known::Is(&id.role_ids),
+            issued_at: id.issued_at,
+            expires_at: id.expires_at,
+        }
+    }
+}
+
+fn eq(rule: &Option<String>, value: Option<&str>) -> bool {
+    rule.as_deref().is_none_or(|r| Some(r) == value)
+}
+
+impl Event {
+    /// Keystone's `matches`: rules 1–11 of the spec, all required.
+    pub fn matches(&self, t: &TokenValues<'_>) -> bool {
+        // 1. Issued at or before the event (same second is revoked).
+        self.issued_before >= t.issued_at
+            // 2. user, trustor or trustee.
+            && self.user_id.as_deref().is_none_or(|u| {
+                [t.user_id, t.trustor_id, t.trustee_id].contains(&Some(u))
+            })
+            // 3. project.
+            && eq(&self.project_id, t.project_id)
+            // 4. audit id.
+            && eq(&self.audit_id, t.audit_id)
+            // 5. trust.
+            && eq(&self.trust_id, t.trust_id)
+            // 6. user's domain or domain scope.
+            && self.domain_id.as_deref().is_none_or(|d| {
+                t.assignment_domain_id == Some(d)
+                    || match t.identity_domain_id {
+                        Known::Is(v) => v == Some(d),
+                        Known::Unknown => true,
+                    }
+            })
+            // 7. domain scope.
+            && eq(&self.domain_scope_id, t.assignment_domain_id)
+            // 8. exact expiry.
+            && self.expires_at.is_none_or(|e| e == t.expires_at)
+            // 9. OAuth1 consumer.
+            && self.consumer_id.as_deref().is_none_or(|c| match t.consumer_id {
+                Known::Is(v) => v == Some(c),
+                Known::Unknown => true,
+            })
+            // 10. chain: the token's parent audit id.
+            && eq(&self.audit_chain_id, t.parent_audit_id)
+            // 11. role.
+            && self.role_id.as_deref().is_none_or(|r| match t.roles {
+                Known::Is(roles) => roles.iter().any(|x| x == r),
+                Known::Unknown => true,
+            })
+    }
+}
+
+/// The field an event is indexed under (the most selective one it has).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IndexKey {
+    Audit(String),
+    Chain(String),
+    User(String),
+    Project(String),
+    Trust(String),
+}
+
+impl IndexKey {
+    fn of(e: &Event) -> Option<Self> {
+        let k = |f: &Option<String>, make: fn(String) -> IndexKey| f.clone().map(make);
+        k(&e.audit_id, IndexKey::Audit)
+            .or_else(|| k(&e.audit_chain_id, IndexKey::Chain))
+            .or_else(|| k(&e.user_id, IndexKey::User))
+            .or_else(|| k(&e.project_id, IndexKey::Project))
+            .or_else(|| k(&e.trust_id, IndexKey::Trust))
+    }
+}
+
+/// An immutable, indexed set of events.
+#[derive(Debug, Default, Clone)]
+pub struct List {
+    events: Vec<Event>,
+    index: HashMap<IndexKey, Vec<usize>>,
+    unindexed: Vec<usize>,
+}
+
+impl List {
+    /// An indexed list of `events` (duplicates removed).
+    pub fn new(mut events: Vec<Event>) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| seen.insert(e.clone()));
+        let mut index: HashMap<IndexKey, Vec<usize>> = HashMap::new();
+        let mut unindexed = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match IndexKey::of(e) {
+                Some(k) => index.entry(k).or_default().push(i),
+                None => unindexed.push(i),
+            }
+        }
+        Self {
+            events,
+            index,
+            unindexed,
+        }
+    }
+
+    /// This list plus `more`, de-duplicated by full content.
+    pub fn merged(&self, more: Vec<Event>) -> Self {
+        let mut all = self.events.clone();
+        all.extend(more);
+        Self::new(all)
+    }
+
+    /// Without events that can no longer match any acceptable token: those
+    /// issued before `now - max_token_lifetime - allow_expired_window`.
+    pub fn pruned(&self, now: i64, max_token_lifetime: i64, allow_expired_window: i64) -> Self {
+        let cutoff = now - max_token_lifetime - allow_expired_window;
+        Self::new(
+            self.events
+                .iter()
+                .filter(|e| e.issued_before >= cutoff)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Number of events held.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The newest `revoked_at`, for the next poll's `since`.
+    pub fn newest(&self) -> Option<i64> {
+        self.events.iter().map(|e| e.revoked_at).max()
+    }
+
+    /// Whether some event revokes the token.
+    pub fn is_revoked(&self, t: &TokenValues<'_>) -> bool {
+        let lookup = |k: IndexKey| self.index.get(&k).into_iter().flatten();
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let mut candidates: Vec<&usize> = self.unindexed.iter().collect();
+        if let Some(a) = owned(t.audit_id) {
+            candidates.extend(lookup(IndexKey::Audit(a)));
+        }
+        if let Some(a) = owned(t.parent_audit_id) {
+            candidates.extend(lookup(IndexKey::Chain(a)));
+        }
+        for u in [t.user_id, t.trustor_id, t.trustee_id]
+            .into_iter()
+            .flatten()
+        {
+            candidates.extend(lookup(IndexKey::User(u.to_owned())));
+        }
+        if let Some(p) = owned(t.project_id) {
+            candidates.extend(lookup(IndexKey::Project(p)));
+        }
+        if let Some(tr) = owned(t.trust_id) {
+            candidates.extend(lookup(IndexKey::Trust(tr)));
+        }
+        candidates
+            .into_iter()
+            .any(|&i| self.events.get(i).is_some_and(|e| e.matches(t)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn token() -> TokenValues<'static> {
+        TokenValues {
+            user_id: Some("u1"),
+            trustor_id: None,
+            trustee_id: None,
+            identity_domain_id: Known::Is(Some("default")),
+            project_id: Some("p1"),
+            assignment_domain_id: None,
+            trust_id: None,
+            consumer_id: Known::Is(None),
+            audit_id: Some("aud1"),
+            parent_audit_id: Some("chain1"),
+            roles: Known::Is(&[]),
+            issued_at: 1000,
+            expires_at: 4600,
+        }
+    }
+
+    fn ev() -> Event {
+        Event {
+            issued_before: 1000,
+            revoked_at: 1000,
+            ..Event::default()
+        }
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.into())
+    }
+
+    #[test]
+    fn rule_1_same_second_is_revoked_later_token_is_not() {
+        let t = token();
+        assert!(Event {
+            user_id: s("u1"),
+            ..ev()
+        }
+        .matches(&t));
+        assert!(!Event {
+            user_id: s("u1"),
+            issued_before: 999,
+            ..ev()
+        }
+        .matches(&t));
+    }
+
+    #[test]
+    fn rules_2_to_11_each_constrain() {
+        let t = token();
+        let cases: Vec<(Event, bool)> = vec![
+            (
+                Event {
+                    user_id: s("u2"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    project_id: s("p1"),
+                    ..ev()
+                },
+                true,
+            ),
+            (
+                Event {
+                    project_id: s("p2"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    audit_id: s("aud1"),
+                    ..ev()
+                },
+                true,
+            ),
+            (
+                Event {
+                    audit_id: s("aud2"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    trust_id: s("t1"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    domain_id: s("default"),
+                    ..ev()
+                },
+                true,
+            ),
+            (
+                Event {
+                    domain_id: s("other"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    domain_scope_id: s("default"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    expires_at: Some(4600),
+                    ..ev()
+                },
+                true,
+            ),
+            (
+                Event {
+                    expires_at: Some(4601),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    consumer_id: s("c1"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    audit_chain_id: s("chain1"),
+                    ..ev()
+                },
+                true,
+            ),
+            (
+                Event {
+                    audit_chain_id: s("aud1"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    role_id: s("r1"),
+                    ..ev()
+                },
+                false,
+            ),
+            (
+                Event {
+                    access_token_id: s("x"),
+                    ..ev()
+                },
+                true,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.matches(&t), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn trustor_and_trustee_are_users_too() {
+        let mut t = token();
+        t.trustor_id = Some("boss");
+        assert!(Event {
+            user_id: s("boss"),
+            ..ev()
+        }
+        .matches(&t));
+        assert!(List::new(vec![Event {
+            user_id: s("boss"),
+            ..ev()
+        }])
+        .is_revoked(&t));
+    }
+
+    #[test]
+    fn unknown_data_fails_closed() {
+        let mut t = token();
+        t.roles = Known::Unknown;
+        t.consumer_id = Known::Unknown;
+        assert!(Event {
+            role_id: s("r1"),
+            ..ev()
+        }
+        .matches(&t));
+        assert!(Event {
+            consumer_id: s("c1"),
+            ..ev()
+        }
+        .matches(&t));
+        let roles = vec!["r1".to_string()];
+        t.roles = Known::Is(&roles);
+        assert!(Event {
+            role_id: s("r1"),
+            ..ev()
+        }
+        .matches(&t));
+    }
+
+    #[test]
+    fn domain_event_with_expiry_is_a_domain_scope_event() {
+        let body = br#"{"events": [{"domain_id": "d1", "expires_at": "2026-01-01T00:00:00Z",
+            "issued_before": "2026-01-01T10:00:05.000000Z", "revoked_at": "2026-01-01T10:00:05.000000Z"},
+            {"OS-TRUST:trust_id": "t1", "issued_before": "2026-01-01T10:02:00.000000Z",
+             "revoked_at": "2026-01-01T10:02:00.000000Z"}], "links": {}}"#;
+        let events = parse_events(body).unwrap();
+        assert_eq!(events[0].domain_id, None);
+        assert_eq!(events[0].domain_scope_id.as_deref(), Some("d1"));
+        assert_eq!(events[1].trust_id.as_deref(), Some("t1"));
+        assert_eq!(events[1].revoked_at, 1767261720);
+    }
+
+    #[test]
+    fn index_finds_what_a_scan_finds() {
+        let mut events: Vec<Event> = (0..2000)
+            .map(|i| Event {
+                audit_id: Some(format!("a{i}")),
+                ..ev()
+            })
+            .collect();
+        events.push(Event {
+            project_id: s("p1"),
+            ..ev()
+        });
+        let list = List::new(events.clone());
+        let t = token();
+        assert_eq!(list.is_revoked(&t), events.iter().any(|e| e.matches(&t)));
+        let mut other = token();
+        other.project_id = Some("p9");
+        assert!(!list.is_revoked(&other));
+        let unindexed = List::new(vec![Event {
+            domain_id: s("default"),
+            ..ev()
+        }]);
+        assert!(unindexed.is_revoked(&t));
+    }
+
+    #[test]
+    fn merge_dedups_and_prune_drops_old() {
+        let a = Event {
+            user_id: s("u1"),
+            ..ev()
+        };
+        let list = List::new(vec![a.clone()]).merged(vec![
+            a.clone(),
+            Event {
+                user_id: s("u2"),
+                issued_before: 5000,
+                revoked_at: 5000,
+                ..ev()
+            },
+        ]);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.newest(), Some(5000));
+        let pruned = list.pruned(1000 + 3600 + 100 + 1, 3600, 100);
+        assert_eq!(pruned.len(), 1);
+    }
+}
