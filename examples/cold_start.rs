@@ -10,6 +10,9 @@
 //!     http://127.0.0.1:18080 http://127.0.0.1:19090 [N]
 //! ```
 //!
+//! With `-` for the admin URL the target is not stonegate (the same burst
+//! through the bare proxy, as a baseline) and no call count is printed.
+//!
 //! The token comes from the environment (never argv, never printed). Output:
 //! one `key=value` line per figure, for the script to parse.
 
@@ -42,8 +45,10 @@ async fn connect(base: &Uri) -> http1::SendRequest<Empty<Bytes>> {
     send
 }
 
-/// Sum of `stonegate_keystone_requests_total{operation="validate",...}`.
-async fn validate_calls(admin: &Uri) -> u64 {
+/// Sum of `stonegate_keystone_requests_total{operation="validate",...}`
+/// (`None` without an admin URL: a target that is not stonegate).
+async fn validate_calls(admin: Option<&Uri>) -> Option<u64> {
+    let admin = admin?;
     let mut send = connect(admin).await;
     let req = Request::get("/metrics")
         .header("host", admin.authority().expect("authority").as_str())
@@ -52,13 +57,15 @@ async fn validate_calls(admin: &Uri) -> u64 {
     let resp = send.send_request(req).await.expect("GET /metrics");
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8_lossy(&body);
-    text.lines()
+    let calls = text
+        .lines()
         .filter(|l| {
             l.starts_with("stonegate_keystone_requests_total{")
                 && l.contains("operation=\"validate\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .sum::<f64>() as u64;
+    Some(calls)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -78,14 +85,18 @@ async fn main() {
     let usage = "usage: cold_start PROXY_URL ADMIN_URL [N] (token in BENCH_COLD_TOKEN)";
     let mut args = std::env::args().skip(1);
     let proxy: Uri = args.next().expect(usage).parse().expect(usage);
-    let admin: Uri = args.next().expect(usage).parse().expect(usage);
+    // "-": the target is not stonegate (a baseline): no Keystone call count.
+    let admin: Option<Uri> = match args.next().expect(usage).as_str() {
+        "-" => None,
+        a => Some(a.parse().expect(usage)),
+    };
     let n: usize = args.next().map_or(1000, |s| s.parse().expect(usage));
     let token = std::env::var("BENCH_COLD_TOKEN").expect("BENCH_COLD_TOKEN is not set");
     let mut token = HeaderValue::from_str(token.trim()).expect("token is a header value");
     token.set_sensitive(true);
 
     let run = async {
-        let before = validate_calls(&admin).await;
+        let before = validate_calls(admin.as_ref()).await;
 
         // 1. N open connections (at most 64 handshakes in flight: the accept
         //    backlog is not what this measures).
@@ -140,11 +151,13 @@ async fn main() {
         }
         let wall = started.elapsed();
         // The metrics are updated before the response is sent.
-        let after = validate_calls(&admin).await;
+        let after = validate_calls(admin.as_ref()).await;
         lat.sort_unstable();
         println!("cold_requests={n}");
         println!("cold_ok={ok}");
-        println!("cold_validate_calls={}", after.saturating_sub(before));
+        if let (Some(before), Some(after)) = (before, after) {
+            println!("cold_validate_calls={}", after.saturating_sub(before));
+        }
         println!("cold_p50_ms={}", ms(percentile(&lat, 50.0)));
         println!("cold_p99_ms={}", ms(percentile(&lat, 99.0)));
         println!("cold_max_ms={}", ms(percentile(&lat, 100.0)));

@@ -17,6 +17,7 @@
 #      a upstream directly | b bare proxy | c stonegate, cached token
 #      c_log same, with the per-request access log on | d (pending: local Fernet)
 #      e stonegate, invalid token (negative cache) | f keystonemiddleware, cached token
+#      b1, c1: b and c with ONE connection (latency without queueing: the added p99)
 # 5. cold start (examples/cold_start.rs): 1,000 concurrent requests with one new
 #    token; Keystone validation calls (must be 1) and p99;
 # 6. memory (examples/cache_memory.rs): 1,000,000 identities in the cache, RSS per entry;
@@ -239,6 +240,7 @@ CPU=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 # appended to cases.jsonl.
 run_wrk() {
   local case="$1" label="$2" url="$3" tokf="$4" warm="${5:-$WARMUP}" dur="${6:-$DURATION}" token="" line load rustc
+  local THREADS="${WRK_THREADS:-$THREADS}" CONNS="${WRK_CONNS:-$CONNS}"
   [[ "$tokf" != - ]] && token=$(cat "$tokf")
   load=$(cut -d' ' -f1 /proc/loadavg)
   rustc=$(pgrep -c -x rustc || true)
@@ -258,6 +260,9 @@ run_wrk a "upstream directly" "http://127.0.0.1:$UP_PORT$PATH_Q" -
 run_wrk b "bare proxy" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
 run_wrk c "stonegate, cached token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
 run_wrk c_log "stonegate, access log on" "http://127.0.0.1:$SGL_PORT$PATH_Q" "$WORK/token-valid"
+# Added latency without queueing: one connection, one request at a time.
+WRK_THREADS=1 WRK_CONNS=1 run_wrk b1 "bare proxy, 1 connection" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
+WRK_THREADS=1 WRK_CONNS=1 run_wrk c1 "stonegate, 1 connection" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
 # HOOK(case d): local Fernet validation, token cached and first-sight tokens.
 # When stonegate gains local validation, start a third stonegate with it
 # enabled (keys from $KEYSTONE_FERNET_KEYS) and add here:
@@ -310,6 +315,9 @@ ks_ms=$(curl -sS -o /dev/null -w '%{time_total}' --max-time 30 -H @"$WORK/header
   -H @"$WORK/header-subject" "$OS_AUTH_URL/auth/tokens")
 BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/examples/cold_start" \
   "http://127.0.0.1:$SG_PORT" "http://127.0.0.1:$SG_ADMIN" "$COLD_REQUESTS" >"$RAW/cold.txt"
+# The same burst through the bare proxy (no auth): what the burst costs without validation.
+BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/examples/cold_start" \
+  "http://127.0.0.1:$BARE_PORT" - "$COLD_REQUESTS" | sed 's/^cold_/bare_cold_/' >>"$RAW/cold.txt"
 awk -v s="$ks_ms" 'BEGIN{printf "keystone_one_validation_ms=%.2f\n", s * 1000}' >>"$RAW/cold.txt"
 sed 's/^/  /' "$RAW/cold.txt" >&2
 
