@@ -92,6 +92,98 @@ pub struct File {
     /// Routes that need no token.
     #[serde(default)]
     pub routes: RoutesFile,
+    /// Local validation of Fernet tokens with Keystone's key repository.
+    pub fernet: Option<FernetFile>,
+    /// Revocation-event polling.
+    pub revocation: Option<RevocationFile>,
+}
+
+/// `[fernet]`: local validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FernetFile {
+    /// Keystone's `[fernet_tokens] key_repository`.
+    pub key_repository: String,
+    /// Keystone's `[auth] methods`, in order (it defines the methods bitmask).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Seconds between checks of the key repository for rotations.
+    #[serde(default = "default_key_reload_interval")]
+    pub key_reload_interval: u64,
+    /// Seconds of clock skew allowed on expiry.
+    #[serde(default)]
+    pub clock_skew: u64,
+    /// Resolve names and roles from Keystone once per (user, scope, ...).
+    #[serde(default = "default_true")]
+    pub enrich: bool,
+    /// Seconds resolved names and roles are reused.
+    #[serde(default = "default_token_cache_time")]
+    pub enrichment_cache_time: u64,
+}
+
+fn default_key_reload_interval() -> u64 {
+    2
+}
+
+/// `[revocation]`: revocation-event polling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationFile {
+    /// Poll `GET /v3/OS-REVOKE/events` (default: on).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between polls.
+    #[serde(default = "default_poll_interval")]
+    pub revocation_poll_interval: u64,
+    /// Seconds without a successful poll after which local validation stops
+    /// (tokens are then treated as with Keystone unreachable).
+    #[serde(default = "default_staleness_limit")]
+    pub staleness_limit: u64,
+    /// Keystone's `[token] expiration`, for pruning old events.
+    #[serde(default = "default_token_expiration")]
+    pub token_expiration: u64,
+    /// Keystone's `[token] allow_expired_window`.
+    #[serde(default = "default_allow_expired_window")]
+    pub allow_expired_window: u64,
+}
+
+fn default_poll_interval() -> u64 {
+    10
+}
+fn default_staleness_limit() -> u64 {
+    60
+}
+fn default_token_expiration() -> u64 {
+    3600
+}
+fn default_allow_expired_window() -> u64 {
+    172_800
+}
+
+/// Compiled `[fernet]`.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// Key repository directory.
+    pub key_repository: std::path::PathBuf,
+    /// Method order of the bitmask.
+    pub methods: crate::token::payload::Methods,
+    /// Repository check interval.
+    pub key_reload_interval: Duration,
+    /// Expiry leeway, seconds.
+    pub clock_skew: i64,
+    /// Enrich from Keystone.
+    pub enrich: bool,
+    /// Enrichment lifetime.
+    pub enrichment_cache_time: Duration,
+}
+
+/// Compiled `[revocation]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RevocationSettings {
+    /// Polling and pruning.
+    pub poll: crate::revocation::poller::PollConfig,
+    /// Staleness limit, seconds.
+    pub staleness_limit: i64,
 }
 
 /// `[[forward_auth]]`: one endpoint answering an ingress proxy's auth subrequests.
@@ -386,6 +478,10 @@ pub struct AuthSettings {
     pub service_type: Option<String>,
     /// Routes that need no token.
     pub public_routes: crate::routes::PublicRoutes,
+    /// Local Fernet validation, when configured.
+    pub local: Option<LocalSettings>,
+    /// Revocation polling, when enabled.
+    pub revocation: Option<RevocationSettings>,
 }
 
 /// Compiled proxy settings.
@@ -528,6 +624,65 @@ impl File {
         }
         let public_routes =
             crate::routes::PublicRoutes::new(public, self.routes.allow_cors_preflight);
+        let local = self.fernet.as_ref().map(|f| {
+            if f.key_reload_interval == 0 {
+                problem(
+                    &mut p,
+                    "fernet.key_reload_interval",
+                    "must be at least 1 second",
+                );
+            }
+            if f.methods
+                .as_ref()
+                .is_some_and(|m| m.is_empty() || m.len() > 63)
+            {
+                problem(
+                    &mut p,
+                    "fernet.methods",
+                    "must list 1 to 63 methods, in Keystone's [auth] methods order",
+                );
+            }
+            if let Err(e) = crate::token::keys::KeySet::load(Path::new(&f.key_repository)) {
+                problem(&mut p, "fernet.key_repository", &e.to_string());
+            }
+            LocalSettings {
+                key_repository: f.key_repository.clone().into(),
+                methods: f
+                    .methods
+                    .clone()
+                    .map(crate::token::payload::Methods::new)
+                    .unwrap_or_default(),
+                key_reload_interval: Duration::from_secs(f.key_reload_interval.max(1)),
+                clock_skew: i64::try_from(f.clock_skew).unwrap_or(i64::MAX),
+                enrich: f.enrich,
+                enrichment_cache_time: Duration::from_secs(f.enrichment_cache_time),
+            }
+        });
+        // Polling is on by default with local validation, off otherwise.
+        let revocation = match (&self.revocation, &self.fernet) {
+            (Some(r), _) if !r.enabled => None,
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(_)) => toml::from_str::<RevocationFile>("").ok(),
+            (None, None) => None,
+        }
+        .map(|r| {
+            if r.revocation_poll_interval == 0 {
+                problem(
+                    &mut p,
+                    "revocation.revocation_poll_interval",
+                    "must be at least 1 second",
+                );
+            }
+            let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            RevocationSettings {
+                poll: crate::revocation::poller::PollConfig {
+                    interval: Duration::from_secs(r.revocation_poll_interval.max(1)),
+                    max_token_lifetime: secs(r.token_expiration),
+                    allow_expired_window: secs(r.allow_expired_window),
+                },
+                staleness_limit: secs(r.staleness_limit),
+            }
+        });
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -659,6 +814,8 @@ impl File {
                     service_token_roles_required: ks.service_token_roles_required,
                     service_type: ks.service_type.clone(),
                     public_routes,
+                    local,
+                    revocation,
                 },
                 proxy: ProxySettings {
                     listen,

@@ -83,6 +83,8 @@ pub struct Identity {
     pub application_credential: Option<ApplicationCredential>,
     /// Trust id, for trust-scoped tokens.
     pub trust_id: Option<String>,
+    /// Trustor and trustee user ids, for trust-scoped tokens.
+    pub trust_users: Option<(String, String)>,
     /// The catalog's service types (filled when access rules need them).
     pub catalog_types: Vec<String>,
     /// `X-Service-Catalog` value (v2-shaped JSON), when the catalog was fetched.

@@ -57,6 +57,10 @@ pub enum Error {
     /// The answer could not be understood.
     #[error("unusable Keystone response: {0}")]
     Malformed(String),
+    /// Revocation events have not been refreshed within the staleness limit,
+    /// so a token cannot be decided locally.
+    #[error("revocation events are stale")]
+    RevocationStale,
     /// The TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -70,6 +74,7 @@ impl Error {
             Error::Connect(_) => "connect_error",
             Error::Status(s) | Error::ServiceAuth(s) => status_label(*s),
             Error::Malformed(_) => "malformed",
+            Error::RevocationStale => "revocation_stale",
             Error::Tls(_) => "tls_error",
         }
     }

@@ -35,6 +35,7 @@ pub mod headers;
 pub mod identity;
 pub mod keystone;
 pub mod layer;
+pub mod local;
 pub mod metrics;
 pub mod proxy;
 pub mod rejection;

@@ -2,7 +2,9 @@
 //! Names are `stonegate_<subsystem>_<noun>_<unit>`; label values come from
 //! fixed enums only, never from tokens, users or paths.
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Every metric stonegate exports.
 #[derive(Clone, Debug)]
@@ -21,6 +23,20 @@ pub struct Metrics {
     pub keystone_requests: IntCounterVec,
     /// Upstream response-header latency.
     pub upstream_seconds: Histogram,
+    /// Local (Fernet) decisions by outcome.
+    pub local_decisions: IntCounterVec,
+    /// Enrichment cache lookups by result (`hit`, `miss`).
+    pub enrichment_lookups: IntCounterVec,
+    /// Fernet keys loaded.
+    pub fernet_keys: IntGauge,
+    /// Failed reloads of the key repository (the last good keys stay in use).
+    pub fernet_reload_failures: IntCounter,
+    /// Revocation events held.
+    pub revocation_events: IntGauge,
+    /// Failed revocation polls.
+    pub revocation_poll_failures: IntCounter,
+    /// Unix time of the last successful revocation poll.
+    pub revocation_last_success: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,7 +83,45 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
+            local_decisions: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_local_decisions_total",
+                    "Local Fernet validation decisions by outcome.",
+                ),
+                &["outcome"],
+            )?,
+            enrichment_lookups: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_enrichment_lookups_total",
+                    "Lookups of names and roles learnt for a user and scope.",
+                ),
+                &["result"],
+            )?,
+            fernet_keys: IntGauge::new("stonegate_fernet_keys", "Fernet keys loaded.")?,
+            fernet_reload_failures: IntCounter::new(
+                "stonegate_fernet_key_reload_failures_total",
+                "Failed reloads of the Fernet key repository.",
+            )?,
+            revocation_events: IntGauge::new(
+                "stonegate_revocation_events",
+                "Revocation events held.",
+            )?,
+            revocation_poll_failures: IntCounter::new(
+                "stonegate_revocation_poll_failures_total",
+                "Failed polls of Keystone's revocation events.",
+            )?,
+            revocation_last_success: IntGauge::new(
+                "stonegate_revocation_last_success_timestamp_seconds",
+                "Unix time of the last successful revocation poll.",
+            )?,
         };
+        registry.register(Box::new(m.local_decisions.clone()))?;
+        registry.register(Box::new(m.enrichment_lookups.clone()))?;
+        registry.register(Box::new(m.fernet_keys.clone()))?;
+        registry.register(Box::new(m.fernet_reload_failures.clone()))?;
+        registry.register(Box::new(m.revocation_events.clone()))?;
+        registry.register(Box::new(m.revocation_poll_failures.clone()))?;
+        registry.register(Box::new(m.revocation_last_success.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.validation_seconds.clone()))?;
         registry.register(Box::new(m.cache_lookups.clone()))?;

@@ -173,8 +173,8 @@ impl<'a> TokenValues<'a> {
         };
         Self {
             user_id: id.user.id.as_deref(),
-            trustor_id: None,
-            trustee_id: None,
+            trustor_id: id.trust_users.as_ref().map(|(trustor, _)| trustor.as_str()),
+            trustee_id: id.trust_users.as_ref().map(|(_, trustee)| trustee.as_str()),
             identity_domain_id: Known::Is(id.user_domain.id.as_deref()),
             project_id,
             assignment_domain_id,

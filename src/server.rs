@@ -22,8 +22,10 @@ use crate::{
     forward_auth::ForwardAuth,
     keystone,
     layer::{AuthToken, AuthTokenLayer},
+    local::Local,
     metrics::{self, Metrics},
     proxy::{ConnectionInfo, Proxy, UpstreamConfig},
+    revocation::poller::Revocations,
     tls::ClientTls,
     validator::Validator,
 };
@@ -48,6 +50,9 @@ pub enum ServerError {
     /// The listener's TLS configuration is unusable.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The Fernet key repository could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::token::keys::KeyError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -67,11 +72,32 @@ pub async fn run(
         );
     }
     let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
-    let validator = Arc::new(Validator::new(
-        keystone.clone(),
-        settings.auth.clone(),
-        metrics.clone(),
-    ));
+    let mut validator = Validator::new(keystone.clone(), settings.auth.clone(), metrics.clone());
+    let mut background = Vec::new();
+    if let Some(local_settings) = &settings.auth.local {
+        let local = Arc::new(Local::new(local_settings.clone())?);
+        metrics
+            .fernet_keys
+            .set(gauge(local.keys.current().keys().len()));
+        background.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
+        validator = validator.with_local(local);
+    }
+    if let Some(r) = &settings.auth.revocation {
+        let revocations = Arc::new(Revocations::new(r.poll));
+        let m = metrics.clone();
+        background.push(tokio::spawn(revocations.clone().run(
+            keystone.clone(),
+            move |result: Result<usize, &keystone::Error>| match result {
+                Ok(held) => {
+                    m.revocation_events.set(gauge(held));
+                    m.revocation_last_success.set(keystone::now());
+                }
+                Err(_) => m.revocation_poll_failures.inc(),
+            },
+        )));
+        validator = validator.with_revocations(revocations);
+    }
+    let validator = Arc::new(validator);
     let proxy = match &settings.proxy.upstream {
         Some(url) => Some(
             AuthTokenLayer::new(validator.clone(), metrics.clone()).layer(Proxy::new(
@@ -180,7 +206,32 @@ pub async fn run(
     }
     keeper.abort();
     admin_task.abort();
+    for task in background {
+        task.abort();
+    }
     Ok(())
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Picks up key rotations: checks the repository every `key_reload_interval`;
+/// a bad repository is logged and counted, and the last good keys stay.
+async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
+    let interval = local.settings().key_reload_interval;
+    loop {
+        tokio::time::sleep(interval).await;
+        match local.keys.refresh(false) {
+            Ok(_) => metrics
+                .fernet_keys
+                .set(gauge(local.keys.current().keys().len())),
+            Err(e) => {
+                metrics.fernet_reload_failures.inc();
+                tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
+            }
+        }
+    }
 }
 
 type ProxyService = AuthToken<Proxy>;

@@ -13,8 +13,10 @@ use crate::{
     config::AuthSettings,
     identity::Identity,
     keystone::{self, ValidateOptions, Validation},
+    local::{self, Local},
     metrics::Metrics,
     rejection::Rejection,
+    revocation::{poller::Revocations, TokenValues},
     token::{Fingerprint, Token},
 };
 
@@ -47,6 +49,8 @@ pub struct Validator {
     cache: Cache,
     settings: AuthSettings,
     metrics: Metrics,
+    local: Option<Arc<Local>>,
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl Validator {
@@ -62,7 +66,31 @@ impl Validator {
             cache,
             settings,
             metrics,
+            local: None,
+            revocations: None,
         }
+    }
+
+    /// Decides Fernet tokens locally first (see [`crate::local`]).
+    pub fn with_local(mut self, local: Arc<Local>) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// Checks every token, cached or not, against revocation events.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// Local validation, when configured.
+    pub fn local(&self) -> Option<&Arc<Local>> {
+        self.local.as_ref()
+    }
+
+    /// The revocation list, when polling is enabled.
+    pub fn revocations(&self) -> Option<&Arc<Revocations>> {
+        self.revocations.as_ref()
     }
 
     /// The authentication policy in force.
@@ -150,7 +178,8 @@ impl Validator {
         }
     }
 
-    /// One token: from the cache, else from Keystone. `Ok(None)` = invalid.
+    /// One token: from the cache, else decided locally or by Keystone, then
+    /// checked against expiry and revocation events. `Ok(None)` = invalid.
     async fn check(
         &self,
         token: &Token,
@@ -162,40 +191,9 @@ impl Validator {
             fingerprint: token.fingerprint(),
             allow_expired,
         };
-        let catalog = self.settings.include_service_catalog;
         let looked_up = self
             .cache
-            .get_or_validate(key, async {
-                let opts = ValidateOptions {
-                    allow_expired,
-                    catalog,
-                };
-                let mut v = self.keystone.validate(token, opts).await?;
-                // Access rules are checked against the catalog: fetch it if
-                // the first answer had none.
-                if let Validation::Valid(id) = &v {
-                    let rules = id
-                        .application_credential
-                        .as_ref()
-                        .is_some_and(|a| a.access_rules.is_some());
-                    if rules && !catalog {
-                        v = self
-                            .keystone
-                            .validate(
-                                token,
-                                ValidateOptions {
-                                    catalog: true,
-                                    ..opts
-                                },
-                            )
-                            .await?;
-                    }
-                }
-                Ok::<_, keystone::Error>(match v {
-                    Validation::Valid(id) => Outcome::Valid(Arc::from(id)),
-                    Validation::Invalid => Outcome::Invalid,
-                })
-            })
+            .get_or_validate(key, self.resolve(token, allow_expired, now))
             .await;
         let (outcome, hit) = match looked_up {
             Ok(x) => x,
@@ -204,7 +202,7 @@ impl Validator {
                 return Err(Rejection::KeystoneUnavailable(e));
             }
         };
-        let source = if hit { "cache" } else { "keystone" };
+        let source = if hit { "cache" } else { "validation" };
         self.metrics
             .cache_lookups
             .with_label_values(&[if hit { "hit" } else { "miss" }])
@@ -213,9 +211,152 @@ impl Validator {
             .validation_seconds
             .with_label_values(&[source])
             .observe(started.elapsed().as_secs_f64());
-        Ok(match outcome {
-            Outcome::Valid(id) if allow_expired || !id.is_expired(now) => Some(id),
-            Outcome::Valid(_) | Outcome::Invalid => None,
+        let skew = self.local.as_ref().map_or(0, |l| l.settings().clock_skew);
+        let id = match outcome {
+            Outcome::Valid(id) if allow_expired || !id.is_expired(now - skew) => id,
+            Outcome::Valid(_) | Outcome::Invalid => return Ok(None),
+        };
+        if let Some(r) = &self.revocations {
+            if r.is_revoked(&TokenValues::from_identity(&id)) {
+                tracing::info!(token = %key.fingerprint, audit_id = id.audit_id(), "token revoked");
+                self.metrics
+                    .local_decisions
+                    .with_label_values(&["revoked"])
+                    .inc();
+                self.cache.invalidate(&key).await;
+                return Ok(None);
+            }
+        }
+        Ok(Some(id))
+    }
+
+    /// Keystone's `allow_expired_window`, as configured for revocation pruning.
+    fn allow_expired_window(&self) -> i64 {
+        self.settings
+            .revocation
+            .map_or(172_800, |r| r.poll.allow_expired_window)
+    }
+
+    /// A cache miss: decide locally when possible, else ask Keystone.
+    async fn resolve(
+        &self,
+        token: &Token,
+        allow_expired: bool,
+        now: i64,
+    ) -> Result<Outcome, keystone::Error> {
+        let mut decoded = None;
+        if let Some(local) = &self.local {
+            let count = |label: &str| {
+                self.metrics
+                    .local_decisions
+                    .with_label_values(&[label])
+                    .inc();
+            };
+            let window = allow_expired.then(|| self.allow_expired_window());
+            let d = match local.decode(token, now, window) {
+                Ok(d) => d,
+                Err(r) => {
+                    count(r.label());
+                    tracing::debug!(token = %token.fingerprint(), reason = %r, "rejected locally");
+                    return Ok(Outcome::Invalid);
+                }
+            };
+            let limit = self
+                .settings
+                .revocation
+                .map_or(i64::MAX, |r| r.staleness_limit);
+            let stale = self
+                .revocations
+                .as_ref()
+                .is_some_and(|r| r.is_stale(now, limit));
+            if !local.settings().enrich {
+                if stale {
+                    return Err(keystone::Error::RevocationStale);
+                }
+                if self
+                    .revocations
+                    .as_ref()
+                    .is_some_and(|r| r.is_revoked(&d.token_values()))
+                {
+                    count("revoked");
+                    return Ok(Outcome::Invalid);
+                }
+                return Ok(match local::identity(&d, None) {
+                    Ok(id) => {
+                        count("valid");
+                        Outcome::Valid(Arc::new(id))
+                    }
+                    Err(r) => {
+                        count(r.label());
+                        Outcome::Invalid
+                    }
+                });
+            }
+            if !stale && !d.needs_online() {
+                match local.enrichment(&d).await {
+                    Some(template) => {
+                        self.metrics
+                            .enrichment_lookups
+                            .with_label_values(&["hit"])
+                            .inc();
+                        if let Ok(id) = local::identity(&d, Some(&template)) {
+                            count("valid");
+                            return Ok(Outcome::Valid(Arc::new(id)));
+                        }
+                    }
+                    None => {
+                        self.metrics
+                            .enrichment_lookups
+                            .with_label_values(&["miss"])
+                            .inc();
+                    }
+                }
+            }
+            count("online");
+            decoded = Some(d);
+        }
+        let outcome = self.validate_online(token, allow_expired).await?;
+        if let (Some(local), Some(d), Outcome::Valid(id)) = (&self.local, &decoded, &outcome) {
+            local.learn(d, id.clone()).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Asks Keystone (`GET /v3/auth/tokens`).
+    async fn validate_online(
+        &self,
+        token: &Token,
+        allow_expired: bool,
+    ) -> Result<Outcome, keystone::Error> {
+        let catalog = self.settings.include_service_catalog;
+        let opts = ValidateOptions {
+            allow_expired,
+            catalog,
+        };
+        let mut v = self.keystone.validate(token, opts).await?;
+        // Access rules are checked against the catalog: fetch it if the
+        // first answer had none.
+        if let Validation::Valid(id) = &v {
+            let rules = id
+                .application_credential
+                .as_ref()
+                .is_some_and(|a| a.access_rules.is_some());
+            if rules && !catalog {
+                v = self
+                    .keystone
+                    .validate(
+                        token,
+                        ValidateOptions {
+                            catalog: true,
+                            ..opts
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(match v {
+            Validation::Valid(id) => Outcome::Valid(Arc::from(id)),
+            Validation::Invalid => Outcome::Invalid,
         })
     }
 }

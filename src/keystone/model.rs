@@ -79,6 +79,15 @@ struct AccessRuleDoc {
 #[derive(Deserialize)]
 struct TrustDoc {
     id: String,
+    #[serde(default)]
+    trustor_user: Option<IdOnly>,
+    #[serde(default)]
+    trustee_user: Option<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +195,12 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
                     })
                     .collect()
             }),
+        }),
+        trust_users: t.trust.as_ref().and_then(|t| {
+            Some((
+                t.trustor_user.as_ref()?.id.clone(),
+                t.trustee_user.as_ref()?.id.clone(),
+            ))
         }),
         trust_id: t.trust.map(|t| t.id),
         catalog_types,

@@ -80,7 +80,7 @@ impl Methods {
 }
 
 /// What a token is scoped to, as far as the payload says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// No scope.
     Unscoped,
@@ -93,7 +93,7 @@ pub enum Scope {
 }
 
 /// Federation facts (payload versions 4–6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Federation {
     /// Group ids the mapping produced.
     pub group_ids: Vec<String>,

@@ -1,0 +1,347 @@
+//! Local validation of Fernet tokens with Keystone's key repository: decrypt,
+//! decode, check expiry — no network call — then attach the names and roles
+//! learnt from one online validation of another token of the same user and
+//! scope (enrichment), so a new token of a known user costs no Keystone call.
+//!
+//! Trust (v3) and OAuth1 (v7) tokens are always validated online when
+//! enrichment is on: whether they are revoked depends on their trustor or
+//! consumer, which the token does not carry.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::{
+    config::LocalSettings,
+    identity::{ApplicationCredential, Identity, Named, Project, Scope},
+    revocation::{Known, TokenValues},
+    token::{
+        fernet::{self, FernetError},
+        keys::{KeyError, KeySet},
+        payload::{self, Federation, Payload, PayloadError},
+        Token, MAX_TOKEN_LEN,
+    },
+};
+
+/// Why a token was rejected locally (a metric label each).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalRejection {
+    /// Not a Fernet token of ours (bad encoding, MAC, or key rotated out).
+    #[error("undecryptable: {0}")]
+    Undecryptable(#[from] FernetError),
+    /// Decrypted but not a payload Keystone issues.
+    #[error("malformed payload: {0}")]
+    Malformed(#[from] PayloadError),
+    /// Past its expiry.
+    #[error("expired")]
+    Expired,
+    /// Matched by a revocation event.
+    #[error("revoked")]
+    Revoked,
+    /// An application-credential token whose access rules cannot be known
+    /// without Keystone (`enrich = false`).
+    #[error("application credential rules unknown without enrichment")]
+    RulesUnknown,
+}
+
+impl LocalRejection {
+    /// Label for `stonegate_local_decisions_total{outcome}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LocalRejection::Undecryptable(_) => "undecryptable",
+            LocalRejection::Malformed(_) => "malformed",
+            LocalRejection::Expired => "expired",
+            LocalRejection::Revoked => "revoked",
+            LocalRejection::RulesUnknown => "rules_unknown",
+        }
+    }
+}
+
+/// A token decoded locally.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The payload.
+    pub payload: Payload,
+    /// The Fernet timestamp (issued_at), Unix seconds.
+    pub issued_at: i64,
+    /// File number of the key that opened it.
+    pub key_id: u64,
+}
+
+impl Decoded {
+    /// Revocation values from the token alone (roles and user domain unknown).
+    pub fn token_values(&self) -> TokenValues<'_> {
+        let p = &self.payload;
+        let (project_id, assignment_domain_id) = match &p.scope {
+            payload::Scope::Project(id) => (Some(id.as_str()), None),
+            payload::Scope::Domain(id) => (None, Some(id.as_str())),
+            payload::Scope::System(_) | payload::Scope::Unscoped => (None, None),
+        };
+        TokenValues {
+            user_id: Some(&p.user_id),
+            trustor_id: None,
+            trustee_id: p.trust_id.as_ref().map(|_| p.user_id.as_str()),
+            identity_domain_id: Known::Unknown,
+            project_id,
+            assignment_domain_id,
+            trust_id: p.trust_id.as_deref(),
+            consumer_id: if p.access_token_id.is_some() {
+                Known::Unknown
+            } else {
+                Known::Is(None)
+            },
+            audit_id: p.audit_ids.first().map(String::as_str),
+            parent_audit_id: p.audit_ids.get(1).map(String::as_str),
+            roles: Known::Unknown,
+            issued_at: self.issued_at,
+            expires_at: p.expires_at,
+        }
+    }
+
+    /// Whether only an online validation can decide this token (see module docs).
+    pub fn needs_online(&self) -> bool {
+        self.payload.trust_id.is_some() || self.payload.access_token_id.is_some()
+    }
+}
+
+/// What makes two tokens share names and roles.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnrichKey {
+    user_id: String,
+    scope: payload::Scope,
+    trust_id: Option<String>,
+    app_cred_id: Option<String>,
+    federation: Option<Federation>,
+    access_token_id: Option<String>,
+}
+
+impl EnrichKey {
+    /// The key of a decoded token.
+    pub fn of(p: &Payload) -> Self {
+        Self {
+            user_id: p.user_id.clone(),
+            scope: p.scope.clone(),
+            trust_id: p.trust_id.clone(),
+            app_cred_id: p.app_cred_id.clone(),
+            federation: p.federation.clone(),
+            access_token_id: p.access_token_id.clone(),
+        }
+    }
+}
+
+/// The key repository, reloaded when it changes.
+#[derive(Debug)]
+pub struct KeyStore {
+    dir: PathBuf,
+    current: RwLock<Arc<KeySet>>,
+    signature: Mutex<Vec<(String, u64, Option<SystemTime>)>>,
+    last_forced: Mutex<Option<Instant>>,
+}
+
+impl KeyStore {
+    /// Loads `dir` (an error if it is missing, empty, or holds a bad key).
+    pub fn open(dir: PathBuf) -> Result<Self, KeyError> {
+        let set = KeySet::load(&dir)?;
+        let signature = dir_signature(&dir);
+        Ok(Self {
+            dir,
+            current: RwLock::new(Arc::new(set)),
+            signature: Mutex::new(signature),
+            last_forced: Mutex::new(None),
+        })
+    }
+
+    /// The keys in use.
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the repository if its listing changed (or `force`). A bad
+    /// repository keeps the last good keys and returns the error.
+    pub fn refresh(&self, force: bool) -> Result<bool, KeyError> {
+        let sig = dir_signature(&self.dir);
+        let changed = match self.signature.lock() {
+            Ok(mut g) => {
+                let changed = *g != sig;
+                *g = sig;
+                changed
+            }
+            Err(_) => true,
+        };
+        if !changed && !force {
+            return Ok(false);
+        }
+        let set = KeySet::load(&self.dir)?;
+        let ids = set.ids();
+        if let Ok(mut g) = self.current.write() {
+            *g = Arc::new(set);
+        }
+        tracing::info!(keys = ?ids, "Fernet key repository reloaded");
+        Ok(true)
+    }
+
+    /// After a token no key opens: reload at most once every 2 seconds (a
+    /// key may have reached Keystone seconds before it reached us).
+    fn refresh_after_miss(&self) -> bool {
+        let Ok(mut last) = self.last_forced.lock() else {
+            return false;
+        };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        self.refresh(false).unwrap_or(false)
+    }
+}
+
+/// Names, sizes and modification times of the integer-named files of `dir`.
+fn dir_signature(dir: &std::path::Path) -> Vec<(String, u64, Option<SystemTime>)> {
+    let mut sig: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.parse::<u64>().ok()?;
+            let meta = std::fs::metadata(e.path()).ok()?;
+            Some((name, meta.len(), meta.modified().ok()))
+        })
+        .collect();
+    sig.sort();
+    sig
+}
+
+/// Local validation: keys, method order, enrichment cache.
+#[derive(Debug)]
+pub struct Local {
+    /// The key repository.
+    pub keys: KeyStore,
+    settings: LocalSettings,
+    enrichment: moka::future::Cache<EnrichKey, Arc<Identity>>,
+}
+
+impl Local {
+    /// Opens the key repository of `settings`.
+    pub fn new(settings: LocalSettings) -> Result<Self, KeyError> {
+        Ok(Self {
+            keys: KeyStore::open(settings.key_repository.clone())?,
+            enrichment: moka::future::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(settings.enrichment_cache_time)
+                .build(),
+            settings,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &LocalSettings {
+        &self.settings
+    }
+
+    /// Decrypts and decodes `token`, and checks its expiry at `now`
+    /// (`allow_expired_window` seconds more when `allow_expired`).
+    pub fn decode(
+        &self,
+        token: &Token,
+        now: i64,
+        allow_expired: Option<i64>,
+    ) -> Result<Decoded, LocalRejection> {
+        let text = token.expose();
+        let d = match fernet::decrypt(text, &self.keys.current(), MAX_TOKEN_LEN) {
+            Err(FernetError::Signature) if self.keys.refresh_after_miss() => {
+                fernet::decrypt(text, &self.keys.current(), MAX_TOKEN_LEN)?
+            }
+            other => other?,
+        };
+        let payload = payload::decode(&d.plaintext, &self.settings.methods)?;
+        let leeway = self.settings.clock_skew + allow_expired.unwrap_or(0);
+        if payload.is_expired(now, leeway) {
+            return Err(LocalRejection::Expired);
+        }
+        Ok(Decoded {
+            payload,
+            issued_at: i64::try_from(d.timestamp).unwrap_or(i64::MAX),
+            key_id: d.key_id,
+        })
+    }
+
+    /// Names and roles learnt for this token's user and scope, if fresh.
+    pub async fn enrichment(&self, d: &Decoded) -> Option<Arc<Identity>> {
+        self.enrichment.get(&EnrichKey::of(&d.payload)).await
+    }
+
+    /// Remembers what Keystone said about a token of this user and scope.
+    pub async fn learn(&self, d: &Decoded, identity: Arc<Identity>) {
+        if !d.needs_online() {
+            self.enrichment
+                .insert(EnrichKey::of(&d.payload), identity)
+                .await;
+        }
+    }
+
+    /// Number of enrichment entries.
+    pub fn enrichment_entries(&self) -> u64 {
+        self.enrichment.entry_count()
+    }
+}
+
+/// The identity of `d`: the enrichment `template` with this token's own
+/// times, audit ids and methods, or (without one) only what the token proves.
+pub fn identity(d: &Decoded, template: Option<&Identity>) -> Result<Identity, LocalRejection> {
+    let p = &d.payload;
+    if let Some(t) = template {
+        let mut id = t.clone();
+        id.expires_at = p.expires_at;
+        id.issued_at = d.issued_at;
+        id.audit_ids.clone_from(&p.audit_ids);
+        id.methods.clone_from(&p.methods);
+        return Ok(id);
+    }
+    if p.app_cred_id.is_some() {
+        return Err(LocalRejection::RulesUnknown);
+    }
+    let scope = match &p.scope {
+        payload::Scope::Unscoped => Scope::Unscoped,
+        payload::Scope::Project(id) => Scope::Project(Project {
+            project: Named {
+                id: Some(id.clone()),
+                name: None,
+            },
+            domain: Named::default(),
+        }),
+        payload::Scope::Domain(id) => Scope::Domain(Named {
+            id: Some(id.clone()),
+            name: None,
+        }),
+        payload::Scope::System(_) => Scope::System,
+    };
+    Ok(Identity {
+        user: Named {
+            id: Some(p.user_id.clone()),
+            name: None,
+        },
+        user_domain: Named::default(),
+        scope,
+        roles: Vec::new(),
+        role_ids: Vec::new(),
+        is_admin_project: true,
+        expires_at: p.expires_at,
+        issued_at: d.issued_at,
+        audit_ids: p.audit_ids.clone(),
+        methods: p.methods.clone(),
+        application_credential: p.app_cred_id.clone().map(|id| ApplicationCredential {
+            id,
+            access_rules: None,
+        }),
+        trust_id: p.trust_id.clone(),
+        trust_users: None,
+        catalog_types: Vec::new(),
+        service_catalog: None,
+    })
+}
