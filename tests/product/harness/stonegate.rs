@@ -69,6 +69,8 @@ pub struct Builder {
     proxy: toml::Table,
     authtoken: toml::Table,
     cache: toml::Table,
+    extra_toml: String,
+    no_upstream: bool,
     wait_ready: bool,
     log_filter: Option<String>,
 }
@@ -113,6 +115,8 @@ impl Stonegate {
             proxy,
             authtoken,
             cache: toml::Table::new(),
+            extra_toml: String::new(),
+            no_upstream: false,
             wait_ready: true,
             log_filter: None,
         }
@@ -251,6 +255,23 @@ impl Builder {
     }
 
     /// The `RUST_LOG` filter (default: `$STONEGATE_TEST_LOG`, else `info`).
+    /// Appends raw TOML (whole tables such as `[fernet]`, `[[forward_auth]]`,
+    /// `[routes]`) to the generated configuration.
+    #[allow(dead_code)] // used by the local-validation and ingress tests
+    pub fn extra_toml(mut self, toml: &str) -> Self {
+        self.extra_toml.push('\n');
+        self.extra_toml.push_str(toml);
+        self.extra_toml.push('\n');
+        self
+    }
+
+    /// Runs without an upstream (forward-auth only); `.upstream(..)` is then not needed.
+    #[allow(dead_code)] // used by the forward-auth tests
+    pub fn without_upstream(mut self) -> Self {
+        self.no_upstream = true;
+        self
+    }
+
     pub fn log_filter(mut self, filter: &str) -> Self {
         self.log_filter = Some(filter.into());
         self
@@ -268,15 +289,22 @@ impl Builder {
             .auth_url
             .expect("Stonegate::builder().keystone(..) is required");
         let (user, password, project) = self.account.expect("service account");
-        let upstream = self
-            .upstream
-            .expect("Stonegate::builder().upstream(..) is required");
+        let upstream = if self.no_upstream {
+            None
+        } else {
+            Some(
+                self.upstream
+                    .expect("Stonegate::builder().upstream(..) is required"),
+            )
+        };
         let listen = super::free_addr();
         let admin = super::free_addr();
 
         let mut doc = self.top;
         doc.insert("listen".into(), listen.to_string().into());
-        doc.insert("upstream".into(), upstream.into());
+        if let Some(upstream) = upstream {
+            doc.insert("upstream".into(), upstream.into());
+        }
         doc.insert("admin_listen".into(), admin.to_string().into());
         doc.insert("proxy".into(), self.proxy.into());
         let dir = tempfile::tempdir().expect("tempdir");
@@ -314,7 +342,8 @@ impl Builder {
         }
 
         let config = dir.path().join("stonegate.toml");
-        std::fs::write(&config, toml::to_string(&doc).expect("toml")).expect("write config");
+        let text = toml::to_string(&doc).expect("toml") + &self.extra_toml;
+        std::fs::write(&config, text).expect("write config");
         let log = dir.path().join("stonegate.log");
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_stonegate"))
