@@ -33,6 +33,38 @@ enum Command {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Fernet token tools.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Fernet key repository tools.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Decrypt a token with a key repository and print what it holds.
+    Inspect {
+        /// Keystone's Fernet key repository.
+        #[arg(long)]
+        key_repository: PathBuf,
+        /// Keystone's `[auth] methods`, comma-separated, in order (default: Keystone's).
+        #[arg(long, value_delimiter = ',')]
+        methods: Option<Vec<String>>,
+        /// The token; `-` (the default) reads it from standard input, which
+        /// keeps it out of the shell history and the process list.
+        #[arg(default_value = "-")]
+        token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Report a key repository's state: keys, their roles, problems.
+    Check {
+        /// Keystone's Fernet key repository.
+        dir: PathBuf,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<config::Settings, config::Error> {
@@ -73,6 +105,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Token(TokenCommand::Inspect {
+            key_repository,
+            methods,
+            token,
+        }) => inspect(&key_repository, methods, &token),
+        Command::Keys(KeysCommand::Check { dir }) => keys_check(&dir),
         Command::Serve { config } => {
             let settings = match load(&config) {
                 Ok(s) => s,
@@ -99,6 +137,116 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn inspect(dir: &std::path::Path, methods: Option<Vec<String>>, token: &str) -> ExitCode {
+    use stonegate::token::{fernet, keys::KeySet, payload};
+    let token = if token == "-" {
+        let mut buf = String::new();
+        if std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).is_err() {
+            eprintln!("cannot read the token from standard input");
+            return ExitCode::FAILURE;
+        }
+        buf.trim().to_owned()
+    } else {
+        token.trim().to_owned()
+    };
+    let keys = match KeySet::load(dir) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let methods = methods.map(payload::Methods::new).unwrap_or_default();
+    let decrypted = match fernet::decrypt(&token, &keys, stonegate::token::MAX_TOKEN_LEN) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("token does not decrypt with {} ({e})", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let p = match payload::decode(&decrypted.plaintext, &methods) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("decrypted, but the payload is not Keystone's: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let iso = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    let issued = i64::try_from(decrypted.timestamp).unwrap_or(i64::MAX);
+    let out = serde_json::json!({
+        "key": decrypted.key_id,
+        "payload_version": p.version,
+        "user_id": p.user_id,
+        "methods": p.methods,
+        "scope": format!("{:?}", p.scope),
+        "trust_id": p.trust_id,
+        "app_cred_id": p.app_cred_id,
+        "federation": p.federation.as_ref().map(|f| serde_json::json!({
+            "group_ids": f.group_ids, "idp_id": f.idp_id, "protocol_id": f.protocol_id})),
+        "access_token_id": p.access_token_id,
+        "thumbprint": p.thumbprint,
+        "audit_ids": p.audit_ids,
+        "issued_at": iso(issued),
+        "expires_at": iso(p.expires_at),
+        "expired": p.is_expired(now, 0),
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn keys_check(dir: &std::path::Path) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
+    match stonegate::token::keys::KeySet::load(dir) {
+        Ok(keys) => {
+            let ids = keys.ids();
+            let primary = ids.first().copied().unwrap_or(0);
+            println!("{}: {} key(s)", dir.display(), ids.len());
+            for id in &ids {
+                let role = match *id {
+                    0 => "staged (next primary)",
+                    i if i == primary => "primary (encrypts new tokens)",
+                    _ => "secondary (decrypts only)",
+                };
+                println!("  {id:>6}  {role}");
+            }
+            let mut ok = true;
+            if !ids.contains(&0) {
+                println!("warning: no staged key 0 (a rotation may be in progress)");
+            }
+            if ids.len() < 2 {
+                println!("warning: a single key: the next rotation invalidates every token");
+                ok = false;
+            }
+            if let Ok(meta) = std::fs::metadata(dir) {
+                if meta.permissions().mode() & 0o007 != 0 {
+                    println!(
+                        "warning: the repository is world-accessible; Fernet keys can mint tokens"
+                    );
+                    ok = false;
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
