@@ -13,7 +13,7 @@
 #    generated config), and keystonemiddleware's auth_token around a trivial WSGI
 #    app under gunicorn (scripts/bench/kmw_app.py; 4 configurations tried, the best kept);
 # 4. drives the same wrk load at each (2 threads, 64 connections, HTTP/1.1
-#    keep-alive, 1 s warm-up + 5 s):
+#    keep-alive, 1 s warm-up + 5 s; 3 interleaved rounds, medians reported):
 #      a upstream directly | b bare proxy | c stonegate, cached token
 #      c_log same, with the per-request access log on | d (pending: local Fernet)
 #      e stonegate, invalid token (negative cache) | f keystonemiddleware, cached token
@@ -25,7 +25,7 @@
 # 8. writes target/bench/results.md and target/bench/results.svg, prints the table,
 #    stops everything it started (the Keystone too, if it started it).
 #
-# Environment: BENCH_DURATION (5), BENCH_WARMUP (1), BENCH_CONNECTIONS (64),
+# Environment: BENCH_DURATION (5), BENCH_ROUNDS (3), BENCH_WARMUP (1), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (2), BENCH_PROFILE (release | debug, for trying the script out),
 # BENCH_MICRO (1), BENCH_MEM_ENTRIES (1000000), BENCH_COLD_REQUESTS (1000),
 # KEEP_KEYSTONE=1 (leave a Keystone it started running), BENCH_KEYSTONE_PORT (35358),
@@ -49,6 +49,7 @@ die() { log "ERROR: $*"; exit 1; }
 T0=$(date +%s)
 
 DURATION="${BENCH_DURATION:-5}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-1}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-2}"
@@ -256,6 +257,11 @@ run_wrk() {
 }
 PATH_Q="/v2.1/servers/detail?limit=10"
 log "load: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per case"
+# The cases run in ROUNDS interleaved rounds (a b c c_log b1 c1 e, a b c ...):
+# on a shared machine the load changes within seconds, so the report takes
+# each case's median and shows the spread.
+for round in $(seq 1 "$ROUNDS"); do
+log "round $round/$ROUNDS"
 run_wrk a "upstream directly" "http://127.0.0.1:$UP_PORT$PATH_Q" -
 run_wrk b "bare proxy" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
 run_wrk c "stonegate, cached token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
@@ -269,8 +275,9 @@ WRK_THREADS=1 WRK_CONNS=1 run_wrk c1 "stonegate, 1 connection" "http://127.0.0.1
 #   run_wrk d "stonegate, local Fernet" "http://127.0.0.1:$SGF_PORT$PATH_Q" "$WORK/token-valid"
 # plus a first-sight run with many distinct tokens (a wrk Lua script rotating
 # through a token file); report.py already has a row and the d/b ratio for it.
-log "case d (local Fernet validation): skipped, not implemented yet"
+[[ $round == 1 ]] && log "case d (local Fernet validation): skipped, not implemented yet"
 run_wrk e "stonegate, invalid token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-invalid"
+done
 
 # keystonemiddleware under gunicorn: sync and gthread, 2 and 4 workers; the best is case f.
 KMW_BEST="" KMW_BEST_RPS=0
@@ -377,7 +384,7 @@ json.dump({
     "mem_gib": mem,
     "profile": "$PROFILE",
     "wrk": "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)",
-    "threads": $THREADS, "connections": $CONNS, "warmup_s": $WARMUP, "duration_s": $DURATION,
+    "threads": $THREADS, "connections": $CONNS, "rounds": $ROUNDS, "warmup_s": $WARMUP, "duration_s": $DURATION,
     "command": "scripts/bench.sh",
     "kmw_choice": """$KMW_BEST""",
     "micro": $MICRO == 1,

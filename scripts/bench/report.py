@@ -44,6 +44,7 @@ def kv(path):
 env = json.load(open(os.path.join(RAW, "env.json")))
 results = {}
 probes = []
+rounds = {}
 path = os.path.join(RAW, "cases.jsonl")
 if os.path.exists(path):
     for line in open(path):
@@ -51,7 +52,29 @@ if os.path.exists(path):
         if r["case"].startswith("f_probe"):
             probes.append(r)
         else:
-            results[r["case"]] = r
+            rounds.setdefault(r["case"], []).append(r)
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+# Several interleaved rounds per case: each figure is the median over rounds.
+for case, rs in rounds.items():
+    m = dict(rs[0])
+    for k, v in rs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            m[k] = median([x[k] for x in rs])
+    for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us"):
+        m[k] = int(m[k])
+    m["rounds"] = len(rs)
+    m["rps_min"] = min(x["rps"] for x in rs)
+    m["rps_max"] = max(x["rps"] for x in rs)
+    m["load"] = "/".join(str(x.get("load", "?")) for x in rs)
+    m["rustc"] = max(int(x.get("rustc", 0)) for x in rs)
+    results[case] = m
 
 
 def us(v):
@@ -80,22 +103,25 @@ w("The machine is shared (other engineers compile on it): absolute figures drift
   "1-minute load average and `rustc` the number of compiler processes running when the "
   "case started.")
 w("")
-w("| case | what | req/s | p50 | p99 | p99.9 | max | non-2xx | load / rustc |")
-w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+w(f"Each case ran in {env.get('rounds', 1)} interleaved rounds; every figure is the median over "
+  "rounds, `req/s range` the spread between rounds.")
+w("")
+w("| case | what | req/s | req/s range | p50 | p99 | p99.9 | max | non-2xx | load / rustc |")
+w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 for key, what in CASES:
     r = results.get(key)
     if r is None:
         if key == "d":
-            w(f"| d | {what} | — | — | — | — | — | — | not implemented yet |")
+            w(f"| d | {what} | — | — | — | — | — | — | — | not implemented yet |")
         continue
     if key == "f" and env.get("kmw_choice"):
         what = f"{what}: {env['kmw_choice']}"
     non2xx = r["errors_status"]
     errs = r["errors_connect"] + r["errors_read"] + r["errors_write"] + r["errors_timeout"]
-    note = f"{non2xx}" + (" (401, expected)" if key == "e" and non2xx else "")
+    note = f"{non2xx:,.0f}" + (" (401, expected)" if key == "e" and non2xx else "")
     if errs:
         note += f" + {errs} socket errors"
-    w(f"| {key} | {what} | {r['rps']:,.0f} | {us(r['p50_us'])} | {us(r['p99_us'])} | "
+    w(f"| {key} | {what} | {r['rps']:,.0f} | {r['rps_min']:,.0f}–{r['rps_max']:,.0f} | {us(r['p50_us'])} | {us(r['p99_us'])} | "
       f"{us(r['p999_us'])} | {us(r['max_us'])} | {note} | {r.get('load', '?')} / {r.get('rustc', '?')} |")
 w("")
 
