@@ -362,6 +362,25 @@ pub struct AuthTokenFile {
     /// Skip TLS verification towards Keystone (warned about).
     #[serde(default)]
     pub insecure: bool,
+    /// stonegate-specific: most Keystone requests in flight at once.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+    /// stonegate-specific: consecutive Keystone failures that open the circuit breaker (0 = never).
+    #[serde(default = "default_breaker_threshold")]
+    pub circuit_breaker_threshold: u32,
+    /// stonegate-specific: seconds Keystone is not called once the breaker opened.
+    #[serde(default = "default_breaker_cooldown")]
+    pub circuit_breaker_cooldown: u64,
+}
+
+fn default_max_concurrent() -> usize {
+    64
+}
+fn default_breaker_threshold() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> u64 {
+    2
 }
 
 impl fmt::Debug for AuthTokenFile {
@@ -453,6 +472,12 @@ pub struct KeystoneSettings {
     pub keyfile: Option<String>,
     /// Skip TLS verification.
     pub insecure: bool,
+    /// Most Keystone requests in flight.
+    pub max_concurrent_requests: usize,
+    /// Failures that open the circuit breaker (0 = never).
+    pub circuit_breaker_threshold: u32,
+    /// How long the breaker stays open.
+    pub circuit_breaker_cooldown: Duration,
 }
 
 /// Compiled authentication policy (what the validator and layer need).
@@ -739,6 +764,13 @@ impl File {
                 problem(&mut p, key, "must be at least 1 second");
             }
         }
+        if ks.max_concurrent_requests == 0 {
+            problem(
+                &mut p,
+                "keystone_authtoken.max_concurrent_requests",
+                "must be at least 1",
+            );
+        }
         if self.cache.capacity_bytes < 1024 {
             problem(&mut p, "cache.capacity_bytes", "must be at least 1024");
         }
@@ -802,6 +834,9 @@ impl File {
                     certfile: ks.certfile.clone(),
                     keyfile: ks.keyfile.clone(),
                     insecure: ks.insecure,
+                    max_concurrent_requests: ks.max_concurrent_requests,
+                    circuit_breaker_threshold: ks.circuit_breaker_threshold,
+                    circuit_breaker_cooldown: Duration::from_secs(ks.circuit_breaker_cooldown),
                 },
                 auth: AuthSettings {
                     www_authenticate,

@@ -57,6 +57,9 @@ pub enum Error {
     /// The answer could not be understood.
     #[error("unusable Keystone response: {0}")]
     Malformed(String),
+    /// Keystone failed repeatedly; it is not called until the breaker's cooldown ends.
+    #[error("Keystone circuit breaker open after repeated failures")]
+    CircuitOpen,
     /// Revocation events have not been refreshed within the staleness limit,
     /// so a token cannot be decided locally.
     #[error("revocation events are stale")]
@@ -75,6 +78,7 @@ impl Error {
             Error::Status(s) | Error::ServiceAuth(s) => status_label(*s),
             Error::Malformed(_) => "malformed",
             Error::RevocationStale => "revocation_stale",
+            Error::CircuitOpen => "circuit_open",
             Error::Tls(_) => "tls_error",
         }
     }
@@ -113,6 +117,17 @@ struct Inner {
     settings: KeystoneSettings,
     auth: ServiceAuth,
     metrics: Metrics,
+    /// Bounds concurrent Keystone requests, so a miss storm cannot flood Keystone.
+    limiter: tokio::sync::Semaphore,
+    breaker: std::sync::Mutex<Breaker>,
+}
+
+/// Circuit breaker: after `threshold` consecutive failures (no answer, or
+/// 5xx), Keystone is not called for `cooldown`; requests fail fast with 503.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Client {
@@ -153,12 +168,15 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
         let auth = ServiceAuth::new(settings.clone());
+        let limiter = tokio::sync::Semaphore::new(settings.max_concurrent_requests.max(1));
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 settings,
                 auth,
                 metrics,
+                limiter,
+                breaker: std::sync::Mutex::new(Breaker::default()),
             }),
         })
     }
@@ -286,6 +304,21 @@ impl Client {
         build: impl Fn() -> Result<Request<Full<Bytes>>, http::Error>,
     ) -> Result<Reply, Error> {
         let inner = &self.inner;
+        if let Ok(b) = inner.breaker.lock() {
+            if b.open_until.is_some_and(|t| t > std::time::Instant::now()) {
+                inner
+                    .metrics
+                    .keystone_requests
+                    .with_label_values(&[operation, "circuit_open"])
+                    .inc();
+                return Err(Error::CircuitOpen);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + inner.settings.request_timeout;
+        let _permit = match tokio::time::timeout_at(deadline, inner.limiter.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) | Err(_) => return Err(Error::Timeout),
+        };
         let mut retries = 0;
         let result = loop {
             let req = build().map_err(|e| Error::Malformed(e.to_string()))?;
@@ -319,6 +352,27 @@ impl Client {
                 }
             }
         };
+        let failed = match &result {
+            Ok(r) => r.status.is_server_error(),
+            Err(_) => true,
+        };
+        if let Ok(mut b) = inner.breaker.lock() {
+            if failed {
+                b.failures += 1;
+                let threshold = inner.settings.circuit_breaker_threshold;
+                if threshold > 0 && b.failures >= threshold {
+                    b.open_until =
+                        Some(std::time::Instant::now() + inner.settings.circuit_breaker_cooldown);
+                    tracing::warn!(
+                        failures = b.failures,
+                        cooldown_s = inner.settings.circuit_breaker_cooldown.as_secs(),
+                        "Keystone keeps failing; not calling it during the cooldown"
+                    );
+                }
+            } else {
+                *b = Breaker::default();
+            }
+        }
         let label = match &result {
             Ok(r) => status_label(r.status),
             Err(e) => e.metric_label(),

@@ -222,3 +222,54 @@ async fn validation_uses_the_catalog_endpoint_of_the_configured_interface() {
         assert!(!v.query.contains("nocatalog"), "query {:?}", v.query);
     }
 }
+
+#[tokio::test]
+async fn circuit_breaker_stops_calling_a_failing_keystone_and_recovers_after_cooldown() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .option("circuit_breaker_threshold", 3)
+        .option("circuit_breaker_cooldown", 2)
+        .start()
+        .await;
+    fk.set_fault(Fault::Status(500));
+    // Distinct tokens: none is cached, every one needs Keystone.
+    for n in 0..3 {
+        assert_unavailable(
+            sg.get(
+                "/",
+                &[("X-Auth-Token", &FakeKeystone::valid_token(100 + n))],
+            )
+            .await,
+        )
+        .await;
+    }
+    let calls = fk.validate_calls();
+    // Open: further misses are answered 503 without calling Keystone.
+    for n in 3..10 {
+        assert_unavailable(
+            sg.get(
+                "/",
+                &[("X-Auth-Token", &FakeKeystone::valid_token(100 + n))],
+            )
+            .await,
+        )
+        .await;
+    }
+    assert_eq!(
+        fk.validate_calls(),
+        calls,
+        "Keystone called while the breaker was open"
+    );
+    assert_eq!(up.hits(), 0);
+
+    // Keystone is back; after the cooldown stonegate recovers by itself.
+    fk.set_fault(Fault::None);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .await;
+    assert_eq!(resp.status(), 200);
+}
