@@ -251,6 +251,14 @@ pub struct ProxyFile {
     pub shutdown_grace_period: u64,
     /// Seconds a client has to send its request headers.
     pub header_read_timeout: u64,
+    /// CA bundle for an https upstream (system roots when unset).
+    pub cafile: Option<String>,
+    /// Client certificate for mutual TLS to the upstream.
+    pub certfile: Option<String>,
+    /// Client key for mutual TLS to the upstream.
+    pub keyfile: Option<String>,
+    /// Skip verification of the upstream's certificate (warned about).
+    pub insecure: bool,
 }
 
 impl Default for ProxyFile {
@@ -260,6 +268,10 @@ impl Default for ProxyFile {
             response_timeout: 60,
             shutdown_grace_period: 30,
             header_read_timeout: 30,
+            cafile: None,
+            certfile: None,
+            keyfile: None,
+            insecure: false,
         }
     }
 }
@@ -534,6 +546,8 @@ pub struct ProxySettings {
     pub log_json: bool,
     /// Listener certificate and key (PEM paths), when serving TLS.
     pub tls: Option<TlsFile>,
+    /// TLS towards an https upstream.
+    pub upstream_tls: crate::tls::ClientTls,
 }
 
 /// Everything the process needs, compiled.
@@ -781,6 +795,13 @@ impl File {
                 "is empty while service_token_roles_required = true: no service token could ever be valid",
             );
         }
+        if self.proxy.certfile.is_some() != self.proxy.keyfile.is_some() {
+            problem(
+                &mut p,
+                "proxy.certfile",
+                "certfile and keyfile must be set together",
+            );
+        }
         if ks.certfile.is_some() != ks.keyfile.is_some() {
             problem(
                 &mut p,
@@ -795,6 +816,9 @@ impl File {
         for (key, f) in [
             ("tls.cert_file", &tls_cert),
             ("tls.key_file", &tls_key),
+            ("proxy.cafile", &self.proxy.cafile),
+            ("proxy.certfile", &self.proxy.certfile),
+            ("proxy.keyfile", &self.proxy.keyfile),
             ("keystone_authtoken.cafile", &ks.cafile),
             ("keystone_authtoken.certfile", &ks.certfile),
             ("keystone_authtoken.keyfile", &ks.keyfile),
@@ -864,6 +888,12 @@ impl File {
                     header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
                     log_json,
                     tls: self.tls.clone(),
+                    upstream_tls: crate::tls::ClientTls {
+                        cafile: self.proxy.cafile.clone(),
+                        certfile: self.proxy.certfile.clone(),
+                        keyfile: self.proxy.keyfile.clone(),
+                        insecure: self.proxy.insecure,
+                    },
                 },
             }),
             _ => Err(Error::Invalid(p)),

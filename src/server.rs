@@ -26,7 +26,6 @@ use crate::{
     metrics::{self, Metrics},
     proxy::{ConnectionInfo, Proxy, UpstreamConfig},
     revocation::poller::Revocations,
-    tls::ClientTls,
     validator::Validator,
 };
 
@@ -66,6 +65,9 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
+    if settings.proxy.upstream_tls.insecure {
+        tracing::warn!("proxy.insecure = true: the upstream's TLS certificate is NOT verified");
+    }
     if settings.keystone.insecure {
         tracing::warn!(
             "keystone_authtoken.insecure = true: Keystone's TLS certificate is NOT verified"
@@ -105,7 +107,7 @@ pub async fn run(
                     url: url.clone(),
                     connect_timeout: settings.proxy.connect_timeout,
                     response_timeout: settings.proxy.response_timeout,
-                    tls: ClientTls::default(),
+                    tls: settings.proxy.upstream_tls.clone(),
                 },
                 metrics.clone(),
             )?),
