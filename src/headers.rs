@@ -112,7 +112,53 @@ fn named(n: &Named) -> (Option<&str>, Option<&str>) {
 
 /// Sets the headers of a valid user token, exactly as keystonemiddleware's
 /// `_set_auth_headers` + deprecated aliases (absent values are omitted).
+/// The block is rendered once per identity and copied afterwards.
 pub fn set_user(headers: &mut HeaderMap, id: &Identity, include_catalog: bool) {
+    let block = id
+        .rendered
+        .user
+        .get_or_init(|| render(|h| render_user(h, id)));
+    copy(headers, block);
+    if include_catalog {
+        let catalog = id.rendered.catalog.get_or_init(|| {
+            id.service_catalog
+                .as_deref()
+                .and_then(|c| HeaderValue::from_str(c).ok())
+        });
+        if let Some(c) = catalog {
+            headers.insert(HeaderName::from_static("x-service-catalog"), c.clone());
+        }
+    }
+}
+
+/// Sets the `X-Service-*` headers of a valid service token.
+pub fn set_service(headers: &mut HeaderMap, id: &Identity) {
+    let block = id.rendered.service.get_or_init(|| {
+        render(|h| {
+            h.insert(
+                HeaderName::from_static("x-service-identity-status"),
+                CONFIRMED,
+            );
+            set_common(h, id, true);
+        })
+    });
+    copy(headers, block);
+}
+
+fn render(fill: impl FnOnce(&mut HeaderMap)) -> crate::identity::HeaderBlock {
+    let mut h = HeaderMap::new();
+    fill(&mut h);
+    h.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+}
+
+fn copy(headers: &mut HeaderMap, block: &[(HeaderName, HeaderValue)]) {
+    headers.reserve(block.len());
+    for (n, v) in block {
+        headers.insert(n.clone(), v.clone());
+    }
+}
+
+fn render_user(headers: &mut HeaderMap, id: &Identity) {
     headers.insert(HeaderName::from_static("x-identity-status"), CONFIRMED);
     set_common(headers, id, false);
     let is_admin = if id.is_admin_project { "True" } else { "False" };
@@ -137,18 +183,6 @@ pub fn set_user(headers: &mut HeaderMap, id: &Identity, include_catalog: bool) {
         put(headers, "x-tenant-name", p.project.name.as_deref());
         put(headers, "x-tenant", p.project.name.as_deref());
     }
-    if include_catalog {
-        put(headers, "x-service-catalog", id.service_catalog.as_deref());
-    }
-}
-
-/// Sets the `X-Service-*` headers of a valid service token.
-pub fn set_service(headers: &mut HeaderMap, id: &Identity) {
-    headers.insert(
-        HeaderName::from_static("x-service-identity-status"),
-        CONFIRMED,
-    );
-    set_common(headers, id, true);
 }
 
 fn set_common(headers: &mut HeaderMap, id: &Identity, service: bool) {

@@ -89,6 +89,33 @@ pub struct Identity {
     pub catalog_types: Vec<String>,
     /// `X-Service-Catalog` value (v2-shaped JSON), when the catalog was fetched.
     pub service_catalog: Option<Arc<str>>,
+    /// Header blocks rendered from this identity, filled once by `headers`
+    /// so a cache hit costs no formatting.
+    pub rendered: Rendered,
+}
+
+/// A header block: names and values ready to copy into a request.
+pub type HeaderBlock = Box<[(http::HeaderName, http::HeaderValue)]>;
+
+/// Lazily rendered header blocks of an [`Identity`] (see `headers`).
+#[derive(Default, Clone)]
+pub struct Rendered {
+    pub(crate) user: std::sync::OnceLock<HeaderBlock>,
+    pub(crate) service: std::sync::OnceLock<HeaderBlock>,
+    pub(crate) catalog: std::sync::OnceLock<Option<http::HeaderValue>>,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendered")
+    }
+}
+
+/// Rendered blocks are derived data: they never make identities differ.
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Identity {

@@ -343,5 +343,6 @@ pub fn identity(d: &Decoded, template: Option<&Identity>) -> Result<Identity, Lo
         trust_users: None,
         catalog_types: Vec::new(),
         service_catalog: None,
+        rendered: Default::default(),
     })
 }

@@ -205,6 +205,7 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         trust_id: t.trust.map(|t| t.id),
         catalog_types,
         service_catalog,
+        rendered: Default::default(),
     })
 }
 
