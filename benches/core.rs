@@ -294,10 +294,7 @@ fn bench_is_public(c: &mut Criterion) {
             ("GET", "/v2.1/versions/**"),
         ]
         .into_iter()
-        .map(|(m, p)| PublicRoute {
-            method: Method::from_bytes(m.as_bytes()).unwrap(),
-            pattern: p.to_owned(),
-        })
+        .map(|(m, p)| PublicRoute::new(Method::from_bytes(m.as_bytes()).unwrap(), p))
         .collect(),
         true,
     );

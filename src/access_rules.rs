@@ -49,11 +49,42 @@ fn rule_matches(rule: &AccessRule, method: &str, path: &str, service_type: &str)
     rule.method == method && rule.service == service_type && path_matches(path, &rule.path)
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Literal(u8),
     Segment,
     Anything,
+}
+
+/// A compiled path pattern (`*`/`{x}` one segment, `**` anything, the rest literal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    pieces: Vec<Piece>,
+    source: String,
+}
+
+impl Pattern {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Self {
+        Self {
+            pieces: compile(pattern),
+            source: pattern.to_owned(),
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `path` matches as a whole.
+    pub fn matches(&self, path: &str) -> bool {
+        // Literal-only patterns (the usual public route) need no DP.
+        if self.pieces.iter().all(|p| matches!(p, Piece::Literal(_))) {
+            return self.source.as_bytes() == path.as_bytes();
+        }
+        matches_pieces(&self.pieces, path)
+    }
 }
 
 fn compile(pattern: &str) -> Vec<Piece> {
@@ -92,12 +123,15 @@ fn compile(pattern: &str) -> Vec<Piece> {
 /// Whether `path` matches `pattern` as a whole (dynamic programming: linear in
 /// pattern × path, no backtracking blow-up).
 pub fn path_matches(path: &str, pattern: &str) -> bool {
-    let pieces = compile(pattern);
+    matches_pieces(&compile(pattern), path)
+}
+
+fn matches_pieces(pieces: &[Piece], path: &str) -> bool {
     let p = path.as_bytes();
     // ok[j]: the pieces so far can match p[..j].
     let mut ok = vec![false; p.len() + 1];
     ok[0] = true;
-    for piece in &pieces {
+    for piece in pieces {
         let mut next = vec![false; p.len() + 1];
         match piece {
             Piece::Literal(c) => {
@@ -148,6 +182,23 @@ mod tests {
         assert!(path_matches("/v2.1/servers/", "/v2.1/servers/**"));
         assert!(path_matches("/a/x/b/y", "/a/*/b/{id}"));
         assert!(path_matches("/anything/at/all", "**"));
+    }
+
+    #[test]
+    fn compiled_patterns_agree_with_path_matches() {
+        for (path, pattern) in [
+            ("/healthz", "/healthz"),
+            ("/healthz/", "/healthz"),
+            ("/v2.1/servers/abc", "/v2.1/servers/*"),
+            ("/a/b/c", "/a/**"),
+            ("/x", "/{id}"),
+        ] {
+            assert_eq!(
+                super::Pattern::new(pattern).matches(path),
+                path_matches(path, pattern),
+                "{path} {pattern}"
+            );
+        }
     }
 
     #[test]

@@ -653,10 +653,9 @@ impl File {
         for (i, r) in self.routes.public.iter().enumerate() {
             let key = format!("routes.public[{i}]");
             match http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
-                Ok(method) if r.path.starts_with('/') => public.push(crate::routes::PublicRoute {
-                    method,
-                    pattern: r.path.clone(),
-                }),
+                Ok(method) if r.path.starts_with('/') => {
+                    public.push(crate::routes::PublicRoute::new(method, &r.path))
+                }
                 Ok(_) => problem(&mut p, &format!("{key}.path"), "must start with /"),
                 Err(_) => problem(&mut p, &format!("{key}.method"), "is not an HTTP method"),
             }

@@ -153,7 +153,7 @@ impl Shared {
         let mut answer = HeaderMap::new();
         if let (Some(m), Some(p)) = (&method, &original) {
             if v.settings().public_routes.is_public(m, p, &request_headers) {
-                self.metrics.requests.with_label_values(&["public"]).inc();
+                self.metrics.request("public");
                 return ok_with(answer);
             }
         }
@@ -185,14 +185,11 @@ impl Shared {
                 } else {
                     "forwarded_unconfirmed"
                 };
-                self.metrics.requests.with_label_values(&[outcome]).inc();
+                self.metrics.request(outcome);
                 ok_with(answer)
             }
             Err(rejection) => {
-                self.metrics
-                    .requests
-                    .with_label_values(&[rejection.outcome()])
-                    .inc();
+                self.metrics.request(rejection.outcome());
                 let unavailable = matches!(rejection, Rejection::KeystoneUnavailable(_));
                 let mut resp = rejection.into_response(www);
                 if unavailable {

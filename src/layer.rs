@@ -109,8 +109,14 @@ where
                 v.authenticate(req.method(), req.uri().path(), req.headers())
                     .await
             };
+            // Log fields are built only when the access log is on.
+            let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
             let method = req.method().clone();
-            let path_for_log = req.uri().path().to_owned();
+            let path_for_log = if log {
+                req.uri().path().to_owned()
+            } else {
+                String::new()
+            };
             match decision {
                 Ok(ctx) => {
                     let h = req.headers_mut();
@@ -130,10 +136,13 @@ where
                     }
                     let confirmed = ctx.is_confirmed();
                     let ctx_public = ctx.public;
-                    let audit_id = ctx
-                        .user
-                        .as_ref()
-                        .and_then(|u| u.audit_id().map(str::to_owned));
+                    let audit_id = if log {
+                        ctx.user
+                            .as_ref()
+                            .and_then(|u| u.audit_id().map(str::to_owned))
+                    } else {
+                        None
+                    };
                     let fp = ctx.user_fingerprint;
                     req.extensions_mut().insert(ctx);
                     let mut resp = inner.call(req).await?;
@@ -148,7 +157,7 @@ where
                         None if confirmed => "forwarded",
                         None => "forwarded_unconfirmed",
                     };
-                    shared.metrics.requests.with_label_values(&[outcome]).inc();
+                    shared.metrics.request(outcome);
                     tracing::info!(
                         target: "stonegate::access",
                         %method,
@@ -164,7 +173,7 @@ where
                 }
                 Err(rejection) => {
                     let outcome = rejection.outcome();
-                    shared.metrics.requests.with_label_values(&[outcome]).inc();
+                    shared.metrics.request(outcome);
                     let status = rejection.status().as_u16();
                     tracing::info!(
                         target: "stonegate::access",

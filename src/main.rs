@@ -119,7 +119,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            init_logging(settings.proxy.log_json);
+            // Keep the guard alive: dropping it flushes and stops the writer thread.
+            let _log_guard = init_logging(settings.proxy.log_json);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -251,18 +252,24 @@ fn keys_check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
+/// Logs go to stderr through a non-blocking writer (a background thread), so
+/// a slow terminal or pipe never stalls request handling; lines are dropped,
+/// not queued without bound, if the writer falls far behind.
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
+    guard
 }
 
 async fn shutdown_signal() {

@@ -37,6 +37,20 @@ pub struct Metrics {
     pub revocation_poll_failures: IntCounter,
     /// Unix time of the last successful revocation poll.
     pub revocation_last_success: IntGauge,
+    hot: Hot,
+}
+
+/// Children of the per-request metrics, resolved once (a label lookup hashes
+/// and locks; these are plain atomics).
+#[derive(Clone, Debug)]
+struct Hot {
+    forwarded: IntCounter,
+    unauthorized: IntCounter,
+    public: IntCounter,
+    cache_hit: IntCounter,
+    cache_miss: IntCounter,
+    seconds_cache: Histogram,
+    seconds_validation: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -47,23 +61,36 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new("stonegate_requests_total", "Requests by auth outcome."),
+            &["outcome"],
+        )?;
+        let validation_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "stonegate_validation_duration_seconds",
+                "Time to reach an auth decision, by where it came from.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["source"],
+        )?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new("stonegate_cache_lookups_total", "Token cache lookups."),
+            &["result"],
+        )?;
+        let hot = Hot {
+            forwarded: requests.with_label_values(&["forwarded"]),
+            unauthorized: requests.with_label_values(&["unauthorized"]),
+            public: requests.with_label_values(&["public"]),
+            cache_hit: cache_lookups.with_label_values(&["hit"]),
+            cache_miss: cache_lookups.with_label_values(&["miss"]),
+            seconds_cache: validation_seconds.with_label_values(&["cache"]),
+            seconds_validation: validation_seconds.with_label_values(&["validation"]),
+        };
         let m = Self {
-            requests: IntCounterVec::new(
-                Opts::new("stonegate_requests_total", "Requests by auth outcome."),
-                &["outcome"],
-            )?,
-            validation_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "stonegate_validation_duration_seconds",
-                    "Time to reach an auth decision, by where it came from.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["source"],
-            )?,
-            cache_lookups: IntCounterVec::new(
-                Opts::new("stonegate_cache_lookups_total", "Token cache lookups."),
-                &["result"],
-            )?,
+            hot,
+            requests,
+            validation_seconds,
+            cache_lookups,
             cache_entries: IntGauge::new("stonegate_cache_entries", "Entries in the token cache.")?,
             cache_bytes: IntGauge::new(
                 "stonegate_cache_size_bytes",
@@ -138,6 +165,29 @@ impl Metrics {
         match Self::register(&Registry::new()) {
             Ok(m) => m,
             Err(e) => unreachable!("fresh registry rejected metrics: {e}"),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one request under `outcome`.
+    pub fn request(&self, outcome: &str) {
+        match outcome {
+            "forwarded" => self.hot.forwarded.inc(),
+            "unauthorized" => self.hot.unauthorized.inc(),
+            "public" => self.hot.public.inc(),
+            other => self.requests.with_label_values(&[other]).inc(),
+        }
+    }
+
+    /// Counts one token-cache lookup and the time its decision took.
+    pub fn lookup(&self, hit: bool, seconds: f64) {
+        if hit {
+            self.hot.cache_hit.inc();
+            self.hot.seconds_cache.observe(seconds);
+        } else {
+            self.hot.cache_miss.inc();
+            self.hot.seconds_validation.observe(seconds);
         }
     }
 }

@@ -9,15 +9,27 @@
 
 use http::{HeaderMap, Method};
 
-use crate::access_rules::path_matches;
+use std::borrow::Cow;
+
+use crate::access_rules::Pattern;
 
 /// One public route: a method and a path pattern (`*`/`{x}` one segment, `**` anything).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublicRoute {
     /// HTTP method, upper-case (`GET` does not imply `HEAD`).
     pub method: Method,
-    /// Path pattern, matched against the normalised path.
-    pub pattern: String,
+    /// Path pattern, compiled once, matched against the normalised path.
+    pub pattern: Pattern,
+}
+
+impl PublicRoute {
+    /// A route for `method` and the path pattern `pattern`.
+    pub fn new(method: Method, pattern: &str) -> Self {
+        Self {
+            method,
+            pattern: Pattern::new(pattern),
+        }
+    }
 }
 
 /// The set of routes that skip authentication.
@@ -58,16 +70,20 @@ impl PublicRoutes {
         };
         self.routes
             .iter()
-            .any(|r| r.method == method && path_matches(&path, &r.pattern))
+            .any(|r| r.method == method && r.pattern.matches(&path))
     }
 }
 
 /// The normalised form of a request path, or `None` when it is ambiguous
 /// (see the module docs) and must therefore not be treated as public.
-pub fn normalize(path_and_query: &str) -> Option<String> {
+pub fn normalize(path_and_query: &str) -> Option<Cow<'_, str>> {
     let raw = path_and_query.split(['?', '#']).next().unwrap_or_default();
     if !raw.starts_with('/') {
         return None;
+    }
+    // Fast path: nothing to decode or resolve.
+    if !raw.contains(['%', '.', '\\']) && !raw.contains("//") {
+        return Some(Cow::Borrowed(raw));
     }
     let lower = raw.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\')
@@ -105,7 +121,7 @@ pub fn normalize(path_and_query: &str) -> Option<String> {
     if path.is_empty() || (trailing_slash && !path.ends_with('/')) {
         path.push('/');
     }
-    Some(path)
+    Some(Cow::Owned(path))
 }
 
 #[cfg(test)]
@@ -116,18 +132,9 @@ mod tests {
     fn routes() -> PublicRoutes {
         PublicRoutes::new(
             vec![
-                PublicRoute {
-                    method: Method::GET,
-                    pattern: "/".into(),
-                },
-                PublicRoute {
-                    method: Method::GET,
-                    pattern: "/healthz".into(),
-                },
-                PublicRoute {
-                    method: Method::GET,
-                    pattern: "/v2.1/".into(),
-                },
+                PublicRoute::new(Method::GET, "/"),
+                PublicRoute::new(Method::GET, "/healthz"),
+                PublicRoute::new(Method::GET, "/v2.1/"),
             ],
             true,
         )

@@ -202,15 +202,7 @@ impl Validator {
                 return Err(Rejection::KeystoneUnavailable(e));
             }
         };
-        let source = if hit { "cache" } else { "validation" };
-        self.metrics
-            .cache_lookups
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
-            .inc();
-        self.metrics
-            .validation_seconds
-            .with_label_values(&[source])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.lookup(hit, started.elapsed().as_secs_f64());
         let skew = self.local.as_ref().map_or(0, |l| l.settings().clock_skew);
         let id = match outcome {
             Outcome::Valid(id) if allow_expired || !id.is_expired(now - skew) => id,
