@@ -71,8 +71,20 @@ impl Validator {
         }
     }
 
-    /// Decides Fernet tokens locally first (see [`crate::local`]).
+    /// Decides Fernet tokens locally first (see [`crate::local`]). A cached
+    /// result then lives at most `enrichment_cache_time`, so changes Keystone
+    /// records no event for (a removed role) reach every token within that
+    /// bound; re-deciding locally is cheap.
     pub fn with_local(mut self, local: Arc<Local>) -> Self {
+        let ttl = self
+            .settings
+            .token_cache_time
+            .min(local.settings().enrichment_cache_time);
+        self.cache = Cache::new(
+            self.settings.cache_capacity_bytes,
+            ttl,
+            self.settings.negative_ttl,
+        );
         self.local = Some(local);
         self
     }

@@ -15,6 +15,7 @@ mod cli;
 mod faults;
 mod forged;
 mod identity;
+mod local;
 mod proxy;
 mod rejection;
 mod service_auth;
