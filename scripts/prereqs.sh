@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/demo.sh: make sure the system tools
-# the Keystone harness needs are there (curl, python3 >= 3.11 with venv).
+# the Keystone harness needs are there (curl, python3 >= 3.11 with venv), and
+# nginx (with auth_request) for the ingress tests.
 # As root with apt-get they are installed (idempotently); otherwise the
 # missing ones are named and the script stops.
 ensure_prereqs() {
@@ -10,12 +11,17 @@ ensure_prereqs() {
   if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
   fi
+  [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx)
   if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       printf 'installing %s with apt-get\n' "${missing[*]}" >&2
       DEBIAN_FRONTEND=noninteractive timeout 600 apt-get update -qq
       DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" ca-certificates >/dev/null
+      # The package starts a system nginx on port 80; the tests run their own.
+      if [[ " ${missing[*]} " == *" nginx "* ]]; then
+        { systemctl stop nginx || service nginx stop || pkill -x nginx; } >/dev/null 2>&1 || true
+      fi
     else
       printf 'ERROR: missing %s (Debian/Ubuntu: sudo apt-get install -y %s)\n' \
         "${missing[*]}" "${missing[*]}" >&2

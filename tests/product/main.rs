@@ -15,6 +15,7 @@ mod cli;
 mod faults;
 mod forged;
 mod identity;
+mod ingress;
 mod local;
 mod proxy;
 mod rejection;

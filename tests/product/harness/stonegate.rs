@@ -243,6 +243,12 @@ impl Builder {
     }
 
     /// Set a `[proxy]` option.
+    /// A top-level key (e.g. `auth_listen`).
+    pub fn top_option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.top.insert(key.into(), value.into());
+        self
+    }
+
     pub fn proxy_option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
         self.proxy.insert(key.into(), value.into());
         self
@@ -257,7 +263,6 @@ impl Builder {
     /// The `RUST_LOG` filter (default: `$STONEGATE_TEST_LOG`, else `info`).
     /// Appends raw TOML (whole tables such as `[fernet]`, `[[forward_auth]]`,
     /// `[routes]`) to the generated configuration.
-    #[allow(dead_code)] // used by the local-validation and ingress tests
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra_toml.push('\n');
         self.extra_toml.push_str(toml);
@@ -266,7 +271,6 @@ impl Builder {
     }
 
     /// Runs without an upstream (forward-auth only); `.upstream(..)` is then not needed.
-    #[allow(dead_code)] // used by the forward-auth tests
     pub fn without_upstream(mut self) -> Self {
         self.no_upstream = true;
         self

@@ -1,0 +1,152 @@
+//! A real nginx (Debian package, `auth_request` module) configured the way
+//! ingress-nginx configures `auth-url` + `auth-response-headers`: every
+//! request is first sent (headers only) to stonegate's forward-auth endpoint;
+//! on 200 every identity header is set from stonegate's answer — and, when
+//! the answer lacks it, set empty, i.e. not sent.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The identity headers stonegate may answer with (ingress-nginx's
+/// `auth-response-headers` in deploy/kubernetes/forward-auth.yaml).
+pub const AUTH_RESPONSE_HEADERS: &[&str] = &[
+    "X-Identity-Status",
+    "X-User-Id",
+    "X-User-Name",
+    "X-User-Domain-Id",
+    "X-User-Domain-Name",
+    "X-Project-Id",
+    "X-Project-Name",
+    "X-Project-Domain-Id",
+    "X-Project-Domain-Name",
+    "X-Domain-Id",
+    "X-Domain-Name",
+    "X-Roles",
+    "X-Is-Admin-Project",
+    "X-Service-Catalog",
+    "OpenStack-System-Scope",
+    "X-Role",
+    "X-User",
+    "X-Tenant-Id",
+    "X-Tenant-Name",
+    "X-Tenant",
+    "X-Service-Identity-Status",
+    "X-Service-User-Id",
+    "X-Service-User-Name",
+    "X-Service-User-Domain-Id",
+    "X-Service-User-Domain-Name",
+    "X-Service-Project-Id",
+    "X-Service-Project-Name",
+    "X-Service-Project-Domain-Id",
+    "X-Service-Project-Domain-Name",
+    "X-Service-Domain-Id",
+    "X-Service-Domain-Name",
+    "X-Service-Roles",
+];
+
+/// A running nginx; killed on drop.
+pub struct Nginx {
+    child: Child,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// nginx on a free loopback port, auth subrequests to
+    /// `http://{stonegate}{auth_path}`, proxying to `upstream` (`host:port`).
+    pub async fn start(stonegate: SocketAddr, auth_path: &str, upstream: &str) -> Self {
+        let bin = which_nginx();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = super::free_addr();
+        let d = dir.path().display();
+        let mut copies = String::new();
+        for (i, h) in AUTH_RESPONSE_HEADERS.iter().enumerate() {
+            let var = h.to_ascii_lowercase().replace('-', "_");
+            copies.push_str(&format!(
+                "      auth_request_set $sg_{i} $upstream_http_{var};\n      proxy_set_header {h} $sg_{i};\n"
+            ));
+        }
+        // Workers of a root master run as `nobody` unless told otherwise.
+        let user = if is_root() { "user root;\n" } else { "" };
+        let conf = format!(
+            "{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+events {{ worker_connections 256; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  server {{\n    listen {addr};\n\
+    location / {{\n      auth_request /_stonegate_auth;\n{copies}      proxy_pass http://{upstream};\n    }}\n\
+    location = /_stonegate_auth {{\n      internal;\n      proxy_pass http://{stonegate}{auth_path};\n\
+      proxy_pass_request_body off;\n      proxy_set_header Content-Length \"\";\n\
+      proxy_set_header X-Original-URI $request_uri;\n      proxy_set_header X-Original-Method $request_method;\n    }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let child = Command::new(&bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let mut n = Nginx { child, addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                panic!("nginx exited ({status}): {}", n.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                n.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        n
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// nginx's error log.
+    pub fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        format!("{}{}", read("stderr.log"), read("error.log"))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The nginx binary; fails the test (never skips it) when nginx is missing.
+fn which_nginx() -> String {
+    for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
+        if std::path::Path::new(p).exists() {
+            return p.to_owned();
+        }
+    }
+    panic!(
+        "nginx is not installed: the ingress tests need a real nginx with auth_request \
+         (Debian: apt-get install -y nginx); scripts/test.sh installs it as root"
+    );
+}
