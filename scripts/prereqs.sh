@@ -12,6 +12,7 @@ ensure_prereqs() {
     missing+=(python3-venv)
   fi
   [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx)
+  command -v openssl >/dev/null || missing+=(openssl)
   if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       printf 'installing %s with apt-get\n' "${missing[*]}" >&2

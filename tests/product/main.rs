@@ -21,3 +21,4 @@ mod proxy;
 mod rejection;
 mod service_auth;
 mod service_token;
+mod tls;
