@@ -23,7 +23,8 @@ CASES = [
     ("b", "bare hyper proxy, no auth"),
     ("c", "stonegate, online, token cached"),
     ("c_log", "stonegate, token cached, access log on"),
-    ("d", "stonegate, local Fernet (pending)"),
+    ("d", "stonegate, local Fernet, token cached"),
+    ("d_miss", "stonegate, local Fernet, every request decoded (cache off)"),
     ("e", "stonegate, invalid token (negative cache)"),
     ("f", "keystonemiddleware auth_token (gunicorn)"),
     ("b1", "bare proxy, 1 connection (no queueing)"),
@@ -141,7 +142,12 @@ if "c1" in results and "b1" in results:
 if "c" in results and "b" in results:
     added = results["c"]["p99_us"] - results["b"]["p99_us"]
     w(f"| c − b p99 at 64 connections (queueing on 2 shared cores; noise) | {added} µs | — |")
-w("| d/b throughput (local Fernet vs bare proxy) | pending (case d) | — |")
+db = ratio("d", "b")
+if db is not None:
+    w(f"| d/b throughput (local Fernet, cached, vs bare proxy) | {db:.2f} | — |")
+dmb = ratio("d_miss", "b")
+if dmb is not None:
+    w(f"| d_miss/b throughput (every request decoded locally vs bare proxy) | {dmb:.2f} | — |")
 cf = ratio("c", "f")
 if cf is not None:
     w(f"| c/f throughput (stonegate vs keystonemiddleware) | {cf:.1f}× | ≥ 20× |")
