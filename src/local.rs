@@ -165,21 +165,18 @@ impl KeyStore {
     /// repository keeps the last good keys and returns the error.
     pub fn refresh(&self, force: bool) -> Result<bool, KeyError> {
         let sig = dir_signature(&self.dir);
-        let changed = match self.signature.lock() {
-            Ok(mut g) => {
-                let changed = *g != sig;
-                *g = sig;
-                changed
-            }
-            Err(_) => true,
-        };
+        let changed = self.signature.lock().map_or(true, |g| *g != sig);
         if !changed && !force {
             return Ok(false);
         }
+        // On error the signature is not recorded, so the next check retries.
         let set = KeySet::load(&self.dir)?;
         let ids = set.ids();
         if let Ok(mut g) = self.current.write() {
             *g = Arc::new(set);
+        }
+        if let Ok(mut g) = self.signature.lock() {
+            *g = sig;
         }
         tracing::info!(keys = ?ids, "Fernet key repository reloaded");
         Ok(true)
@@ -345,4 +342,43 @@ pub fn identity(d: &Decoded, template: Option<&Identity>) -> Result<Identity, Lo
         service_catalog: None,
         rendered: Default::default(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn key(b: u8) -> String {
+        base64::engine::general_purpose::URL_SAFE.encode([b; 32])
+    }
+
+    #[test]
+    fn rotations_are_picked_up_and_a_bad_repository_keeps_the_last_good_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0"), key(0)).unwrap();
+        std::fs::write(dir.path().join("1"), key(1)).unwrap();
+        let store = KeyStore::open(dir.path().to_path_buf()).unwrap();
+        assert_eq!(store.current().ids(), vec![1, 0]);
+        assert!(!store.refresh(false).unwrap(), "nothing changed");
+
+        // keystone-manage fernet_rotate: 0 -> 2, new 0.
+        std::fs::rename(dir.path().join("0"), dir.path().join("2")).unwrap();
+        std::fs::write(dir.path().join("0"), key(3)).unwrap();
+        assert!(store.refresh(false).unwrap());
+        assert_eq!(store.current().ids(), vec![2, 1, 0]);
+
+        // A malformed key on reload: an error, and the last good keys stay.
+        std::fs::write(dir.path().join("5"), "garbage").unwrap();
+        assert!(store.refresh(false).is_err());
+        assert_eq!(store.current().ids(), vec![2, 1, 0]);
+        assert!(store.refresh(false).is_err(), "a failed reload is retried");
+        // An emptied repository: likewise.
+        for f in ["0", "1", "2", "5"] {
+            std::fs::remove_file(dir.path().join(f)).unwrap();
+        }
+        assert!(store.refresh(false).is_err());
+        assert_eq!(store.current().ids(), vec![2, 1, 0]);
+    }
 }
