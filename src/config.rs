@@ -251,6 +251,10 @@ pub struct ProxyFile {
     pub shutdown_grace_period: u64,
     /// Seconds a client has to send its request headers.
     pub header_read_timeout: u64,
+    /// Most request headers accepted (more: 431).
+    pub max_headers: usize,
+    /// Most bytes of request line + headers accepted (more: 431).
+    pub max_header_bytes: usize,
     /// CA bundle for an https upstream (system roots when unset).
     pub cafile: Option<String>,
     /// Client certificate for mutual TLS to the upstream.
@@ -268,6 +272,8 @@ impl Default for ProxyFile {
             response_timeout: 60,
             shutdown_grace_period: 30,
             header_read_timeout: 30,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
             cafile: None,
             certfile: None,
             keyfile: None,
@@ -542,6 +548,10 @@ pub struct ProxySettings {
     pub shutdown_grace_period: Duration,
     /// Client header read timeout.
     pub header_read_timeout: Duration,
+    /// Most request headers (HTTP/1.1; 431 beyond).
+    pub max_headers: usize,
+    /// Most bytes of request head (431 beyond).
+    pub max_header_bytes: usize,
     /// Emit JSON log lines.
     pub log_json: bool,
     /// Listener certificate and key (PEM paths), when serving TLS.
@@ -794,6 +804,16 @@ impl File {
                 "is empty while service_token_roles_required = true: no service token could ever be valid",
             );
         }
+        if self.proxy.max_headers < 16 {
+            problem(&mut p, "proxy.max_headers", "must be at least 16");
+        }
+        if self.proxy.max_header_bytes < 8192 {
+            problem(
+                &mut p,
+                "proxy.max_header_bytes",
+                "must be at least 8192 (hyper's minimum buffer)",
+            );
+        }
         if self.proxy.certfile.is_some() != self.proxy.keyfile.is_some() {
             problem(
                 &mut p,
@@ -885,6 +905,8 @@ impl File {
                     response_timeout: Duration::from_secs(self.proxy.response_timeout),
                     shutdown_grace_period: Duration::from_secs(self.proxy.shutdown_grace_period),
                     header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
+                    max_headers: self.proxy.max_headers,
+                    max_header_bytes: self.proxy.max_header_bytes,
                     log_json,
                     tls: self.tls.clone(),
                     upstream_tls: crate::tls::ClientTls {

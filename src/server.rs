@@ -153,10 +153,16 @@ pub async fn run(
     ));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Limits answered with 431 (HTTP/1.1) or a stream reset (HTTP/2).
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.proxy.header_read_timeout);
+        .header_read_timeout(settings.proxy.header_read_timeout)
+        .max_headers(settings.proxy.max_headers)
+        .max_buf_size(settings.proxy.max_header_bytes);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(settings.proxy.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let main_front = Front {

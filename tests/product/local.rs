@@ -201,11 +201,12 @@ async fn garbage_tampered_and_foreign_tokens_never_reach_keystone() {
     fakes.push("x".repeat(100_000));
     for fake in &fakes {
         let status = sg.get("/", &[("X-Auth-Token", fake)]).await.status();
-        // A flipped padding bit can leave the token intact; never a 5xx.
-        assert!(
-            status == 401 || *fake == format!("{real}=="),
-            "got {status}"
-        );
+        // The padded original is the same token; a 100 KB header is refused
+        // with 431 before any token handling; never a 5xx.
+        let ok = status == 401
+            || (*fake == format!("{real}==") && status == 200)
+            || (fake.len() > 65_536 && status == 431);
+        assert!(ok, "got {status} for a {}-byte token", fake.len());
     }
     assert_eq!(
         validate_calls(&sg).await,

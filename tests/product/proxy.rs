@@ -387,3 +387,44 @@ async fn client_disconnect_cancels_the_upstream_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstream() {
+    let fk = crate::harness::FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .proxy_option("max_headers", 32)
+        .proxy_option("max_header_bytes", 16384)
+        .start()
+        .await;
+    let token = crate::harness::FakeKeystone::valid_token(1);
+    let raw = |extra: String| {
+        let addr = sg.listen;
+        let token = token.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{extra}Connection: close\r\n\r\n"
+            );
+            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+            )
+            .await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let many: String = (0..40).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+    assert!(raw(many).await.starts_with("HTTP/1.1 431"));
+    let large = format!("X-Large: {}\r\n", "a".repeat(20_000));
+    assert!(raw(large).await.starts_with("HTTP/1.1 431"));
+    assert!(raw(String::new()).await.starts_with("HTTP/1.1 200"));
+    assert_eq!(up.hits(), 1);
+    assert_eq!(fk.validate_calls(), 1);
+}
