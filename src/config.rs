@@ -1041,14 +1041,15 @@ fn secret(
         }
         (Some(v), None) => Some(SecretString::from(v.clone())),
         (None, Some(f)) => match std::fs::read_to_string(f) {
-            Ok(text) => {
+            Ok(mut text) => {
                 let trimmed = text.trim_end_matches(['\n', '\r']);
-                if trimmed.is_empty() {
+                let secret = (!trimmed.is_empty()).then(|| SecretString::from(trimmed.to_owned()));
+                // The file's text held the secret too: wipe it.
+                zeroize::Zeroize::zeroize(&mut text);
+                if secret.is_none() {
                     problem(p, &format!("{key}_file"), &format!("file {f:?} is empty"));
-                    None
-                } else {
-                    Some(SecretString::from(trimmed.to_owned()))
                 }
+                secret
             }
             Err(e) => {
                 problem(

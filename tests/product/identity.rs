@@ -248,7 +248,7 @@ async fn tokens_never_appear_in_logs_or_metrics() {
     let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .log_filter("debug")
+        .log_filter("trace")
         .start()
         .await;
     let user = ks.demo_token().await;
@@ -293,4 +293,11 @@ async fn tokens_never_appear_in_logs_or_metrics() {
             "the {what} appears in /metrics"
         );
     }
+    // Nor stonegate's own password, which it sent to Keystone.
+    let password = ks.password("svc");
+    assert!(
+        !log.contains(&password),
+        "the service password appears in the log"
+    );
+    assert!(!metrics.contains(&password));
 }
