@@ -1,14 +1,18 @@
 //! stonegate: Keystone token validation for any HTTP service — a
-//! `tower::Layer` to embed, a streaming sidecar proxy, and (later) a
-//! forward-auth endpoint, all thin adapters over one [`validator::Validator`].
+//! `tower::Layer` to embed ([`AuthTokenLayer`]), a streaming sidecar proxy
+//! (`stonegate serve`: the layer around [`proxy::Proxy`]), and forward-auth
+//! endpoints for ingress proxies ([`forward_auth`]), all thin adapters over one
+//! [`validator::Validator`].
 //!
 //! Every request goes through the same steps, in this order:
 //!
 //! ```text
-//! strip forged identity headers → extract X-Auth-Token / X-Service-Token
-//!   → cache (moka, keyed by SHA-256) → validate with Keystone (GET /v3/auth/tokens)
-//!   → expiry, service-role and access-rule checks
-//!   → inject keystonemiddleware's headers and forward | 401 / 503
+//! strip forged identity headers (headers) → public route? (routes)
+//!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
+//!   → cache (moka, keyed by SHA-256; cache)
+//!   → on a miss: local Fernet decode + enrichment (local, token) | GET /v3/auth/tokens (keystone)
+//!   → expiry, revocation events (revocation), service-token roles, access rules (access_rules)
+//!   → inject keystonemiddleware's headers and forward | 401 / 503 (rejection)
 //! ```
 //!
 //! Embedding in axum:
