@@ -27,7 +27,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
-use crate::{headers, metrics::Metrics, rejection::Rejection, validator::Validator};
+use crate::{
+    headers,
+    metrics::Metrics,
+    rejection::Rejection,
+    validator::{Handle, Validator},
+};
 
 /// Which proxy's conventions an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +105,7 @@ pub struct ForwardAuth {
 
 #[derive(Debug)]
 struct Shared {
-    validator: Arc<Validator>,
+    validator: Handle,
     endpoints: Vec<Endpoint>,
     metrics: Metrics,
 }
@@ -108,9 +113,14 @@ struct Shared {
 impl ForwardAuth {
     /// A forward-auth service for `endpoints`.
     pub fn new(validator: Arc<Validator>, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
+        Self::with_handle(Handle::new(validator), endpoints, metrics)
+    }
+
+    /// A forward-auth service deciding with whatever validator `handle` holds.
+    pub fn with_handle(handle: Handle, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
         Self {
             shared: Arc::new(Shared {
-                validator,
+                validator: handle,
                 endpoints,
                 metrics,
             }),
@@ -140,7 +150,7 @@ impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
 
 impl Shared {
     async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
-        let v = &self.validator;
+        let v = &self.validator.get();
         let www = &v.settings().www_authenticate;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {

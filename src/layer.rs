@@ -21,7 +21,11 @@ use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{headers, metrics::Metrics, validator::Validator};
+use crate::{
+    headers,
+    metrics::Metrics,
+    validator::{Handle, Validator},
+};
 
 pub use crate::validator::AuthContext;
 
@@ -33,15 +37,24 @@ pub struct AuthTokenLayer {
 
 #[derive(Debug)]
 struct Shared {
-    validator: Arc<Validator>,
+    validator: Handle,
     metrics: Metrics,
 }
 
 impl AuthTokenLayer {
     /// A layer deciding with `validator`, counting into `metrics`.
     pub fn new(validator: Arc<Validator>, metrics: Metrics) -> Self {
+        Self::with_handle(Handle::new(validator), metrics)
+    }
+
+    /// A layer deciding with whatever validator `handle` holds (replaceable
+    /// at run time, e.g. on a configuration reload).
+    pub fn with_handle(handle: Handle, metrics: Metrics) -> Self {
         Self {
-            shared: Arc::new(Shared { validator, metrics }),
+            shared: Arc::new(Shared {
+                validator: handle,
+                metrics,
+            }),
         }
     }
 }
@@ -94,7 +107,7 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let v = &shared.validator;
+            let v = &shared.validator.get();
             let settings = v.settings();
             let forged = headers::strip_identity(req.headers_mut());
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());

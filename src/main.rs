@@ -131,7 +131,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(stonegate::server::run(settings, shutdown_signal())) {
+            let reload = || load(&config);
+            match runtime.block_on(stonegate::server::run(settings, shutdown_signal(), reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "stonegate failed");

@@ -26,7 +26,7 @@ use crate::{
     metrics::{self, Metrics},
     proxy::{ConnectionInfo, Proxy, UpstreamConfig},
     revocation::poller::Revocations,
-    validator::Validator,
+    validator::{Handle, Validator},
 };
 
 /// Why the server could not start.
@@ -62,6 +62,7 @@ pub enum ServerError {
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
+    reload: impl Fn() -> Result<Settings, crate::config::Error>,
 ) -> Result<(), ServerError> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
@@ -73,36 +74,12 @@ pub async fn run(
             "keystone_authtoken.insecure = true: Keystone's TLS certificate is NOT verified"
         );
     }
-    let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
-    let mut validator = Validator::new(keystone.clone(), settings.auth.clone(), metrics.clone());
+    let (validator, mut generation) = build_validator(&settings, &metrics)?;
+    let handle = Handle::new(validator);
     let mut background = Vec::new();
-    if let Some(local_settings) = &settings.auth.local {
-        let local = Arc::new(Local::new(local_settings.clone())?);
-        metrics
-            .fernet_keys
-            .set(gauge(local.keys.current().keys().len()));
-        background.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
-        validator = validator.with_local(local);
-    }
-    if let Some(r) = &settings.auth.revocation {
-        let revocations = Arc::new(Revocations::new(r.poll));
-        let m = metrics.clone();
-        background.push(tokio::spawn(revocations.clone().run(
-            keystone.clone(),
-            move |result: Result<usize, &keystone::Error>| match result {
-                Ok(held) => {
-                    m.revocation_events.set(gauge(held));
-                    m.revocation_last_success.set(keystone::now());
-                }
-                Err(_) => m.revocation_poll_failures.inc(),
-            },
-        )));
-        validator = validator.with_revocations(revocations);
-    }
-    let validator = Arc::new(validator);
     let proxy = match &settings.proxy.upstream {
         Some(url) => Some(
-            AuthTokenLayer::new(validator.clone(), metrics.clone()).layer(Proxy::new(
+            AuthTokenLayer::with_handle(handle.clone(), metrics.clone()).layer(Proxy::new(
                 UpstreamConfig {
                     url: url.clone(),
                     connect_timeout: settings.proxy.connect_timeout,
@@ -115,18 +92,25 @@ pub async fn run(
         None => None,
     };
     let forward_auth = (!settings.proxy.forward_auth.is_empty()).then(|| {
-        ForwardAuth::new(
-            validator.clone(),
+        ForwardAuth::with_handle(
+            handle.clone(),
             settings.proxy.forward_auth.clone(),
             metrics.clone(),
         )
     });
-    let acceptor = match &settings.proxy.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-            crate::tls::server_config(&t.cert_file, &t.key_file)?,
+    let listener_cert = match &settings.proxy.tls {
+        Some(t) => Some(crate::tls::ReloadableCert::load(&t.cert_file, &t.key_file)?),
+        None => None,
+    };
+    let acceptor = match &listener_cert {
+        Some(cert) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            cert.server_config()?,
         ))),
         None => None,
     };
+    if let Some(cert) = listener_cert.clone() {
+        background.push(tokio::spawn(watch_certificate(cert)));
+    }
     let listener = bind(settings.proxy.listen).await?;
     let admin = bind(settings.proxy.admin_listen).await?;
     let auth_listener = match settings.proxy.auth_listen {
@@ -142,13 +126,12 @@ pub async fn run(
         "stonegate started"
     );
 
-    let keeper = tokio::spawn(keep_service_token(keystone.clone()));
     let admin_task = tokio::spawn(serve_admin(
         admin,
         Arc::new(AdminState {
             registry,
-            metrics,
-            validator,
+            metrics: metrics.clone(),
+            validator: handle.clone(),
         }),
     ));
 
@@ -196,7 +179,38 @@ pub async fn run(
             settings.proxy.header_read_timeout,
         )));
     }
-    shutdown.await;
+    // SIGHUP: re-read the configuration, keys and certificate; requests in
+    // flight and open connections are not touched.
+    let mut hangup = hangup_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = hangup.recv() => {
+                if let Some(cert) = &listener_cert {
+                    match cert.reload(true) {
+                        Ok(_) => tracing::info!("listener certificate reloaded"),
+                        Err(e) => tracing::error!(error = %e, "listener certificate reload failed; keeping the current one"),
+                    }
+                }
+                match reload().map_err(|e| e.to_string()).and_then(|new| {
+                    for key in restart_only_changes(&settings, &new) {
+                        tracing::warn!(key, "changed in the configuration file; takes effect at the next restart");
+                    }
+                    build_validator(&new, &metrics).map_err(|e| e.to_string())
+                }) {
+                    Ok((validator, tasks)) => {
+                        handle.replace(validator);
+                        for task in std::mem::replace(&mut generation, tasks) {
+                            task.abort();
+                        }
+                        tracing::info!("configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
+                }
+            }
+        }
+    }
     let _ = stop_tx.send(true);
     for l in loops {
         let _ = l.await;
@@ -212,16 +226,120 @@ pub async fn run(
     if !drained {
         tracing::warn!("grace period over; closing remaining connections");
     }
-    keeper.abort();
     admin_task.abort();
-    for task in background {
+    for task in background.into_iter().chain(generation) {
         task.abort();
     }
     Ok(())
 }
 
+/// A validator for `settings` and the tasks that keep it current (service
+/// token, key repository, revocation events). Built at start and on reload.
+fn build_validator(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<(Arc<Validator>, Vec<tokio::task::JoinHandle<()>>), ServerError> {
+    let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
+    let mut validator = Validator::new(keystone.clone(), settings.auth.clone(), metrics.clone());
+    let mut tasks = vec![tokio::spawn(keep_service_token(keystone.clone()))];
+    if let Some(local_settings) = &settings.auth.local {
+        let local = Arc::new(Local::new(local_settings.clone())?);
+        metrics
+            .fernet_keys
+            .set(gauge(local.keys.current().keys().len()));
+        tasks.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
+        validator = validator.with_local(local);
+    }
+    if let Some(r) = &settings.auth.revocation {
+        let revocations = Arc::new(Revocations::new(r.poll));
+        let m = metrics.clone();
+        tasks.push(tokio::spawn(revocations.clone().run(
+            keystone,
+            move |result: Result<usize, &keystone::Error>| match result {
+                Ok(held) => {
+                    m.revocation_events.set(gauge(held));
+                    m.revocation_last_success.set(keystone::now());
+                }
+                Err(_) => m.revocation_poll_failures.inc(),
+            },
+        )));
+        validator = validator.with_revocations(revocations);
+    }
+    Ok((Arc::new(validator), tasks))
+}
+
+/// Settings a reload cannot apply (listeners, upstream, proxy limits).
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let (o, n) = (&old.proxy, &new.proxy);
+    let mut changed = Vec::new();
+    let mut check = |key: &'static str, differs: bool| {
+        if differs {
+            changed.push(key);
+        }
+    };
+    check("listen", o.listen != n.listen);
+    check("admin_listen", o.admin_listen != n.admin_listen);
+    check("auth_listen", o.auth_listen != n.auth_listen);
+    check("upstream", o.upstream != n.upstream);
+    check("forward_auth", o.forward_auth != n.forward_auth);
+    check("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls));
+    check("log_format", o.log_json != n.log_json);
+    check(
+        "proxy",
+        (
+            o.connect_timeout,
+            o.response_timeout,
+            o.header_read_timeout,
+            o.max_headers,
+            o.max_header_bytes,
+        ) != (
+            n.connect_timeout,
+            n.response_timeout,
+            n.header_read_timeout,
+            n.max_headers,
+            n.max_header_bytes,
+        ) || format!("{:?}", o.upstream_tls) != format!("{:?}", n.upstream_tls),
+    );
+    changed
+}
+
+/// SIGHUP as a stream of `()`; never fires where there is no such signal.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+fn hangup_signal() -> Hangup {
+    Hangup(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok())
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
 fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Picks up a renewed listener certificate (checked every 5 s); a bad pair
+/// is logged and the current certificate kept.
+async fn watch_certificate(cert: Arc<crate::tls::ReloadableCert>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        match cert.reload(false) {
+            Ok(true) => tracing::info!("listener certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "listener certificate reload failed; keeping the current one")
+            }
+        }
+    }
 }
 
 /// Picks up key rotations: checks the repository every `key_reload_interval`;
@@ -374,7 +492,7 @@ async fn keep_service_token(keystone: keystone::Client) {
 struct AdminState {
     registry: Registry,
     metrics: Metrics,
-    validator: Arc<Validator>,
+    validator: Handle,
 }
 
 async fn serve_admin(listener: TcpListener, state: Arc<AdminState>) {
@@ -406,7 +524,7 @@ fn admin_response(state: &AdminState, req: &Request<Incoming>) -> Response<Full<
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => {
-            if state.validator.keystone().is_ready() {
+            if state.validator.get().keystone().is_ready() {
                 text(StatusCode::OK, "ready\n".into(), "text/plain")
             } else {
                 text(
@@ -417,7 +535,8 @@ fn admin_response(state: &AdminState, req: &Request<Incoming>) -> Response<Full<
             }
         }
         "/metrics" => {
-            let cache = state.validator.cache();
+            let validator = state.validator.get();
+            let cache = validator.cache();
             state
                 .metrics
                 .cache_entries

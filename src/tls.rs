@@ -102,15 +102,74 @@ impl ClientTls {
     }
 }
 
-/// The listener's rustls configuration: certificate chain and key from PEM
-/// files, ALPN `h2` then `http/1.1`.
-pub fn server_config(cert_file: &str, key_file: &str) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(read_certs(cert_file)?, read_key(key_file)?)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+/// The listener's certificate, replaceable while running: new handshakes use
+/// the newest one, established connections keep theirs.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    cert_file: String,
+    key_file: String,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+    modified: std::sync::Mutex<Option<(std::time::SystemTime, std::time::SystemTime)>>,
+}
+
+fn modified(cert: &str, key: &str) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let m = |f: &str| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+fn certified_key(cert_file: &str, key_file: &str) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    rustls::sign::CertifiedKey::from_der(read_certs(cert_file)?, read_key(key_file)?, &provider())
+        .map_err(|e| file_err(cert_file, format!("certificate and key do not match: {e}")))
+}
+
+impl ReloadableCert {
+    /// Loads the certificate chain and key (PEM).
+    pub fn load(cert_file: &str, key_file: &str) -> Result<Arc<Self>, TlsError> {
+        let key = certified_key(cert_file, key_file)?;
+        Ok(Arc::new(Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            current: std::sync::RwLock::new(Arc::new(key)),
+            modified: std::sync::Mutex::new(modified(cert_file, key_file)),
+        }))
+    }
+
+    /// Re-reads the files when they changed (or `force`). A bad pair keeps
+    /// the current certificate and returns the error.
+    pub fn reload(&self, force: bool) -> Result<bool, TlsError> {
+        let now = modified(&self.cert_file, &self.key_file);
+        let changed = self.modified.lock().map_or(true, |m| *m != now);
+        if !changed && !force {
+            return Ok(false);
+        }
+        let key = certified_key(&self.cert_file, &self.key_file)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = Arc::new(key);
+        }
+        if let Ok(mut m) = self.modified.lock() {
+            *m = now;
+        }
+        Ok(true)
+    }
+
+    /// The listener's rustls configuration, ALPN `h2` then `http/1.1`.
+    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
 }
 
 /// `insecure = true`: verifies signatures but accepts any certificate.

@@ -42,6 +42,34 @@ impl AuthContext {
     }
 }
 
+/// A validator that can be replaced while requests flow (configuration
+/// reload): each request uses the validator current when it started.
+#[derive(Clone, Debug)]
+pub struct Handle(Arc<std::sync::RwLock<Arc<Validator>>>);
+
+impl Handle {
+    /// A handle on `validator`.
+    pub fn new(validator: Arc<Validator>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(validator)))
+    }
+
+    /// The current validator.
+    pub fn get(&self) -> Arc<Validator> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `validator` in place for the requests that start from now on.
+    pub fn replace(&self, validator: Arc<Validator>) {
+        match self.0.write() {
+            Ok(mut g) => *g = validator,
+            Err(p) => *p.into_inner() = validator,
+        }
+    }
+}
+
 /// Validates the tokens of requests.
 #[derive(Debug)]
 pub struct Validator {

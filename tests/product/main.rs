@@ -19,6 +19,7 @@ mod ingress;
 mod local;
 mod proxy;
 mod rejection;
+mod reload;
 mod service_auth;
 mod service_token;
 mod tls;

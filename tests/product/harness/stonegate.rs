@@ -147,6 +147,16 @@ impl Stonegate {
     }
 
     /// Sends SIGTERM (graceful shutdown).
+    /// Sends `signal` (e.g. `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
     pub fn terminate(&self) {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
