@@ -178,3 +178,64 @@ async fn delay_auth_decision_forwards_invalid_token_as_invalid_without_identity(
     );
     assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
 }
+
+#[tokio::test]
+async fn duplicated_and_folded_forgeries_never_reach_upstream() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    // Each identity header several times, in several spellings, before and
+    // after the valid token.
+    let mut raw = vec![
+        "X-Roles: forged-dup-1".to_string(),
+        "X-Roles: forged-dup-2".to_string(),
+        "x_roles: forged-dup-3".to_string(),
+        "X-User-Id: forged-dup-user".to_string(),
+    ];
+    raw.push(format!("X-Auth-Token: {token}"));
+    raw.extend([
+        "X-User-Id: forged-dup-user-after".to_string(),
+        "X_USER_ID: forged-dup-underscore".to_string(),
+        "OpenStack-System-Scope: forged-dup-all".to_string(),
+        "OPENSTACK-SYSTEM-SCOPE: forged-dup-all-2".to_string(),
+    ]);
+    assert_eq!(raw_get(&sg, &raw).await, 200);
+    let seen = up.last();
+    assert_nothing_forged(&seen);
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(
+        seen.headers.get_all("x-roles").iter().count(),
+        1,
+        "exactly stonegate's X-Roles"
+    );
+
+    // obs-fold (a continuation line) smuggling a value into X-Roles: refused
+    // outright, never forwarded.
+    let hits = up.hits();
+    let folded = vec![
+        format!("X-Auth-Token: {token}"),
+        "X-Roles: member".to_string(),
+        " forged-folded-admin".to_string(),
+    ];
+    let status = raw_get(&sg, &folded).await;
+    assert!(status == 400 || status == 200, "got {status}");
+    if status == 200 {
+        assert_nothing_forged(&up.last());
+    } else {
+        assert_eq!(up.hits(), hits, "a malformed request reached the upstream");
+    }
+
+    // Two different tokens in one request: the upstream could use either, so
+    // neither counts.
+    let two = vec![
+        format!("X-Auth-Token: {token}"),
+        "X-Auth-Token: another-token".to_string(),
+    ];
+    assert_eq!(raw_get(&sg, &two).await, 401);
+    assert_eq!(up.hits(), hits);
+}
