@@ -273,3 +273,36 @@ async fn circuit_breaker_stops_calling_a_failing_keystone_and_recovers_after_coo
         .await;
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn slow_keystone_within_the_timeout_is_waited_for_beyond_it_is_503() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .option("http_request_timeout", 1)
+        .start()
+        .await;
+    fk.set_validate_delay(Duration::from_millis(300));
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(41))])
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "a slow but timely Keystone is waited for"
+    );
+    fk.set_validate_delay(Duration::from_millis(2500));
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(42))])
+            .await,
+    )
+    .await;
+    assert_eq!(up.hits(), 1, "the timed-out request was not forwarded");
+    // The cached token keeps working while Keystone is slow.
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(41))])
+        .await;
+    assert_eq!(resp.status(), 200);
+}
