@@ -52,8 +52,9 @@ pub struct Endpoint {
     pub flavor: Flavor,
     /// Endpoint path (Envoy: prefix), without trailing slash.
     pub path: String,
-    /// Status when Keystone is unavailable (nginx turns anything but
-    /// 2xx/401/403 into 500; Envoy and Traefik pass it on).
+    /// Status when Keystone is unavailable. nginx turns anything but
+    /// 2xx/401/403 into 500; Traefik passes it on; Envoy answers its own
+    /// `status_on_error` for a 5xx (deploy/envoy/envoy.yaml sets 503).
     pub unavailable_status: StatusCode,
 }
 
