@@ -523,17 +523,14 @@ fn admin_response(state: &AdminState, req: &Request<Incoming>) -> Response<Full<
     };
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
-        "/readyz" => {
-            if state.validator.get().keystone().is_ready() {
-                text(StatusCode::OK, "ready\n".into(), "text/plain")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: no valid service token from Keystone yet\n".into(),
-                    "text/plain",
-                )
-            }
-        }
+        "/readyz" => match state.validator.get().not_ready_reason() {
+            None => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+            Some(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+                "text/plain",
+            ),
+        },
         "/metrics" => {
             let validator = state.validator.get();
             let cache = validator.cache();

@@ -128,6 +128,23 @@ impl Validator {
         self.local.as_ref()
     }
 
+    /// Why the validator cannot decide requests yet, if it cannot: it has no
+    /// service token of its own, or (with revocation polling) no revocation
+    /// list yet — until then local decisions would fail closed.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.keystone.is_ready() {
+            return Some("no valid service token from Keystone yet");
+        }
+        if self
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.last_success() == 0)
+        {
+            return Some("no revocation events fetched from Keystone yet");
+        }
+        None
+    }
+
     /// The revocation list, when polling is enabled.
     pub fn revocations(&self) -> Option<&Arc<Revocations>> {
         self.revocations.as_ref()
