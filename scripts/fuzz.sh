@@ -3,17 +3,32 @@
 #   scripts/fuzz.sh          # 60 s per target
 #   scripts/fuzz.sh 10       # CI smoke run
 # Needs the nightly toolchain (rustup) and cargo-fuzz (installed if missing).
+# fuzz/ is its own package (own [workspace], own lock file): the main build,
+# tests and clippy never see it. The working corpus is fuzz/corpus/<target>
+# (not versioned); fuzz/seeds/<target> (versioned) holds real Keystone
+# payloads of every kind and the spec's test vectors to start from.
+# A crash leaves its input in fuzz/artifacts/<target>/ and fails this script.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/fuzz"
 SECS="${1:-60}"
-rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolchain" >&2; exit 1; }
+[[ "$SECS" =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [seconds per target]" >&2; exit 64; }
+rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   timeout 1200 cargo install cargo-fuzz --locked
 fi
 for target in token_decode header_strip; do
-  mkdir -p "corpus/$target"
+  mkdir -p "corpus/$target" "seeds/$target" target
   echo "fuzz.sh: $target for ${SECS}s"
-  timeout $((SECS + 600)) cargo +nightly fuzz run "$target" "corpus/$target" -- \
-    -max_total_time="$SECS" -max_len=4096 -print_final_stats=1 2>&1 | tail -n 12
+  rc=0
+  timeout $((SECS + 900)) cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+    -max_total_time="$SECS" -max_len=4096 -print_final_stats=1 >"target/fuzz-$target.log" 2>&1 || rc=$?
+  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|panicked|SUMMARY|Test unit written' \
+    "target/fuzz-$target.log" || true
+  if [[ $rc != 0 ]]; then
+    tail -n 40 "target/fuzz-$target.log" >&2
+    echo "fuzz.sh: $target FAILED (exit $rc; full log fuzz/target/fuzz-$target.log)" >&2
+    exit "$rc"
+  fi
 done
+echo "fuzz.sh: every target ran ${SECS}s without a crash"

@@ -265,7 +265,15 @@ async fn every_token_kind_decodes_locally_as_keystone_validates_it() {
             .unwrap_or_else(|e| panic!("{kind}: payload: {e}"));
         let methods: Vec<String> = serde_json::from_value(t["methods"].clone()).unwrap();
         let audit: Vec<String> = serde_json::from_value(t["audit_ids"].clone()).unwrap();
-        assert_eq!(p.methods, methods, "{kind}: methods");
+        // Keystone itself reports methods in two orders: a token validated
+        // from its payload lists the highest bit first, one served from the
+        // cache filled at issue (`cache_on_issue`) keeps the issue-time order,
+        // and a revocation elsewhere flushes that cache at any moment. The
+        // set is the contract; the payload order is pinned by a unit test.
+        let (mut local_methods, mut methods) = (p.methods.clone(), methods);
+        local_methods.sort();
+        methods.sort();
+        assert_eq!(local_methods, methods, "{kind}: methods");
         assert_eq!(p.audit_ids, audit, "{kind}: audit_ids");
         assert_eq!(
             p.expires_at,
