@@ -96,6 +96,8 @@ pub struct File {
     pub fernet: Option<FernetFile>,
     /// Revocation-event polling.
     pub revocation: Option<RevocationFile>,
+    /// Browser sessions (login, cookies, CSRF).
+    pub session: Option<crate::session::SessionFile>,
 }
 
 /// `[fernet]`: local validation.
@@ -525,6 +527,8 @@ pub struct AuthSettings {
     pub local: Option<LocalSettings>,
     /// Revocation polling, when enabled.
     pub revocation: Option<RevocationSettings>,
+    /// Browser sessions, when enabled.
+    pub session: Option<crate::session::SessionSettings>,
 }
 
 /// Compiled proxy settings.
@@ -763,6 +767,11 @@ impl File {
                 }
             };
         let credentials = self.credentials(&mut p, env);
+        let session = self
+            .session
+            .as_ref()
+            .filter(|s| s.enabled)
+            .and_then(|s| s.build(&mut p, env));
         if !matches!(ks.interface.as_str(), "public" | "internal" | "admin") {
             problem(
                 &mut p,
@@ -894,6 +903,7 @@ impl File {
                     public_routes,
                     local,
                     revocation,
+                    session,
                 },
                 proxy: ProxySettings {
                     listen,
@@ -1074,7 +1084,8 @@ fn secret(
     }
 }
 
-fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
+/// Records that `key` has `message` as a problem.
+pub(crate) fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
     p.push(Problem {
         key: key.into(),
         message: message.into(),

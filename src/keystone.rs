@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod service_auth;
+pub mod user_tokens;
 
 use std::{sync::Arc, time::Duration};
 

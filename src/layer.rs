@@ -24,6 +24,7 @@ use tower_service::Service;
 use crate::{
     headers,
     metrics::Metrics,
+    session::Endpoint,
     validator::{Handle, Validator},
 };
 
@@ -89,7 +90,9 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: Send + 'static,
 {
     type Response = Response<Either<ResBody, Full<Bytes>>>;
@@ -110,7 +113,33 @@ where
             let v = &shared.validator.get();
             let settings = v.settings();
             let forged = headers::strip_identity(req.headers_mut());
+            if let Some(sessions) = v.sessions() {
+                let endpoint = sessions.endpoint(req.uri().path());
+                if let Some(endpoint) = endpoint {
+                    let resp = match endpoint {
+                        Endpoint::Login => sessions.login(v, &shared.metrics, req).await,
+                        Endpoint::Logout => {
+                            let tls = crate::session::request_is_tls(&req);
+                            let (parts, _body) = req.into_parts();
+                            sessions
+                                .logout(v, &shared.metrics, &parts.method, &parts.headers, tls)
+                                .await
+                        }
+                    };
+                    shared.metrics.request("session_endpoint");
+                    tracing::info!(
+                        target: "stonegate::access",
+                        endpoint = ?endpoint,
+                        status = resp.status().as_u16(),
+                        outcome = "session_endpoint",
+                        forged_headers = forged,
+                        latency_us = started.elapsed().as_micros() as u64,
+                    );
+                    return Ok(resp.map(Either::Right));
+                }
+            }
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let mut session = None;
             let decision = if v.is_public(req.method(), pq, req.headers()) {
                 Ok(AuthContext {
                     user: None,
@@ -119,6 +148,23 @@ where
                     public: true,
                 })
             } else {
+                if let Some(sessions) = v.sessions() {
+                    match sessions.attach(&mut req, &shared.metrics) {
+                        Ok(attached) => session = attached,
+                        Err(resp) => {
+                            shared.metrics.request("session_rejected");
+                            tracing::info!(
+                                target: "stonegate::access",
+                                method = %req.method(),
+                                status = resp.status().as_u16(),
+                                outcome = "session_rejected",
+                                forged_headers = forged,
+                                latency_us = started.elapsed().as_micros() as u64,
+                            );
+                            return Ok(resp.map(Either::Right));
+                        }
+                    }
+                }
                 v.authenticate(req.method(), req.uri().path(), req.headers())
                     .await
             };
@@ -185,6 +231,8 @@ where
                     Ok(resp.map(Either::Left))
                 }
                 Err(rejection) => {
+                    let unauthorized =
+                        matches!(rejection, crate::rejection::Rejection::Unauthorized);
                     let outcome = rejection.outcome();
                     shared.metrics.request(outcome);
                     let status = rejection.status().as_u16();
@@ -198,9 +246,18 @@ where
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
                     );
-                    Ok(rejection
-                        .into_response(&settings.www_authenticate)
-                        .map(Either::Right))
+                    let mut resp = rejection.into_response(&settings.www_authenticate);
+                    // A session whose token Keystone no longer accepts is over.
+                    if let (Some(attached), Some(sessions), true) =
+                        (&session, v.sessions(), unauthorized)
+                    {
+                        tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
+                        let tls = crate::session::request_is_tls(&req);
+                        for c in sessions.clearing_cookies(tls) {
+                            resp.headers_mut().append(header::SET_COOKIE, c);
+                        }
+                    }
+                    Ok(resp.map(Either::Right))
                 }
             }
         })

@@ -47,6 +47,7 @@ pub mod revocation;
 pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod token;
 pub mod validator;

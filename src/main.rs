@@ -39,6 +39,8 @@ enum Command {
     /// Fernet key repository tools.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print a new random session key (for `[session] keys_file`).
+    SessionKey,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +113,16 @@ fn main() -> ExitCode {
             token,
         }) => inspect(&key_repository, methods, &token),
         Command::Keys(KeysCommand::Check { dir }) => keys_check(&dir),
+        Command::SessionKey => match stonegate::session::keys::SessionKeys::generate() {
+            Ok(k) => {
+                println!("{k}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stonegate session-key: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => {
             let settings = match load(&config) {
                 Ok(s) => s,

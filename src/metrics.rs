@@ -37,6 +37,8 @@ pub struct Metrics {
     pub revocation_poll_failures: IntCounter,
     /// Unix time of the last successful revocation poll.
     pub revocation_last_success: IntGauge,
+    /// Browser-session events (`login`, `login_failed`, `csrf_rejected`, ...).
+    pub session_events: IntCounterVec,
     hot: Hot,
 }
 
@@ -141,7 +143,15 @@ impl Metrics {
                 "stonegate_revocation_last_success_timestamp_seconds",
                 "Unix time of the last successful revocation poll.",
             )?,
+            session_events: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_session_events_total",
+                    "Browser-session logins, logouts and rejected session requests.",
+                ),
+                &["event"],
+            )?,
         };
+        registry.register(Box::new(m.session_events.clone()))?;
         registry.register(Box::new(m.local_decisions.clone()))?;
         registry.register(Box::new(m.enrichment_lookups.clone()))?;
         registry.register(Box::new(m.fernet_keys.clone()))?;
@@ -178,6 +188,11 @@ impl Metrics {
             "public" => self.hot.public.inc(),
             other => self.requests.with_label_values(&[other]).inc(),
         }
+    }
+
+    /// Counts one browser-session event.
+    pub fn session(&self, event: &'static str) {
+        self.session_events.with_label_values(&[event]).inc();
     }
 
     /// Counts one token-cache lookup and the time its decision took.

@@ -17,6 +17,7 @@ use crate::{
     metrics::Metrics,
     rejection::Rejection,
     revocation::{poller::Revocations, TokenValues},
+    session::Sessions,
     token::{Fingerprint, Token},
 };
 
@@ -79,6 +80,7 @@ pub struct Validator {
     metrics: Metrics,
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
+    sessions: Option<Arc<Sessions>>,
 }
 
 impl Validator {
@@ -89,6 +91,7 @@ impl Validator {
             settings.token_cache_time,
             settings.negative_ttl,
         );
+        let sessions = settings.session.clone().map(|s| Arc::new(Sessions::new(s)));
         Self {
             keystone,
             cache,
@@ -96,6 +99,7 @@ impl Validator {
             metrics,
             local: None,
             revocations: None,
+            sessions,
         }
     }
 
@@ -143,6 +147,24 @@ impl Validator {
             return Some("no revocation events fetched from Keystone yet");
         }
         None
+    }
+
+    /// Browser sessions, when `[session]` is enabled.
+    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
+        self.sessions.as_ref()
+    }
+
+    /// Drops every cached verdict on `token` (after it was revoked here).
+    pub async fn forget(&self, token: &Token) {
+        let fingerprint = token.fingerprint();
+        for allow_expired in [false, true] {
+            self.cache
+                .invalidate(&Key {
+                    fingerprint,
+                    allow_expired,
+                })
+                .await;
+        }
     }
 
     /// The revocation list, when polling is enabled.

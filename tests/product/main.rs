@@ -22,4 +22,5 @@ mod rejection;
 mod reload;
 mod service_auth;
 mod service_token;
+mod session;
 mod tls;

@@ -1,0 +1,179 @@
+//! Login throttling: a fixed window per username and per client address.
+//!
+//! An attempt is counted *before* Keystone is asked, so a burst of parallel
+//! guesses is cut at the limit, not after the answers come back. A successful
+//! login clears its username's count and takes its own attempt back from the
+//! address's count, so only failures accumulate against an address (many
+//! users behind one NAT can still log in).
+
+use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use moka::future::Cache;
+
+/// Limits of one throttle.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Attempts per username per window.
+    pub per_user: u32,
+    /// Failed attempts per client address per window.
+    pub per_address: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    count: AtomicU32,
+}
+
+/// Counts login attempts.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    limits: Limits,
+    users: Cache<String, Arc<Window>>,
+    addresses: Cache<IpAddr, Arc<Window>>,
+}
+
+/// A counted attempt; give it to [`Throttle::succeeded`] when it succeeds.
+#[derive(Debug)]
+pub struct Attempt {
+    user: String,
+    address: Option<IpAddr>,
+}
+
+impl Throttle {
+    /// A throttle with `limits`, tracking at most `capacity` keys of each kind
+    /// (a flood of distinct usernames cannot grow memory without bound).
+    pub fn new(limits: Limits, capacity: u64) -> Self {
+        Self {
+            limits,
+            users: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(limits.window)
+                .build(),
+            addresses: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(limits.window)
+                .build(),
+        }
+    }
+
+    /// Counts an attempt for `user` (already normalised) from `address`:
+    /// `Err(retry_after)` when either limit is reached (nothing is counted then).
+    pub async fn attempt(&self, user: &str, address: Option<IpAddr>) -> Result<Attempt, Duration> {
+        let now = Instant::now();
+        let fresh = || async move {
+            Arc::new(Window {
+                started: now,
+                count: AtomicU32::new(0),
+            })
+        };
+        let u = self.users.get_with(user.to_owned(), fresh()).await;
+        let a = match address {
+            Some(ip) => Some(self.addresses.get_with(ip, fresh()).await),
+            None => None,
+        };
+        let retry = |w: &Window| {
+            let left = self.limits.window.saturating_sub(now - w.started);
+            Duration::from_secs(left.as_secs_f64().ceil().max(1.0) as u64)
+        };
+        if let Some(a) = &a {
+            if a.count.load(Ordering::Relaxed) >= self.limits.per_address {
+                return Err(retry(a));
+            }
+        }
+        if u.count.fetch_add(1, Ordering::Relaxed) >= self.limits.per_user {
+            u.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(retry(&u));
+        }
+        if let Some(a) = &a {
+            if a.count.fetch_add(1, Ordering::Relaxed) >= self.limits.per_address {
+                a.count.fetch_sub(1, Ordering::Relaxed);
+                u.count.fetch_sub(1, Ordering::Relaxed);
+                return Err(retry(a));
+            }
+        }
+        Ok(Attempt {
+            user: user.to_owned(),
+            address,
+        })
+    }
+
+    /// The attempt succeeded: clear the username, give the address its attempt back.
+    pub async fn succeeded(&self, attempt: Attempt) {
+        self.users.invalidate(&attempt.user).await;
+        if let Some(ip) = attempt.address {
+            if let Some(w) = self.addresses.get(&ip).await {
+                let _ = w
+                    .count
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            per_user: 3,
+            per_address: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn per_user_limit_then_retry_after_within_the_window() {
+        let t = Throttle::new(limits(), 1000);
+        for _ in 0..3 {
+            t.attempt("alice", None).await.unwrap();
+        }
+        let retry = t.attempt("alice", None).await.unwrap_err();
+        assert!(retry <= Duration::from_secs(60) && retry >= Duration::from_secs(59));
+        // Another user is unaffected.
+        t.attempt("bob", None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn per_address_counts_failures_across_usernames() {
+        let t = Throttle::new(limits(), 1000);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..5 {
+            t.attempt(&format!("user{i}"), Some(ip)).await.unwrap();
+        }
+        assert!(t.attempt("user9", Some(ip)).await.is_err());
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        t.attempt("user9", Some(other)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn success_clears_the_user_and_refunds_the_address() {
+        let t = Throttle::new(limits(), 1000);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..2 {
+            t.attempt("alice", Some(ip)).await.unwrap();
+        }
+        let ok = t.attempt("alice", Some(ip)).await.unwrap();
+        t.succeeded(ok).await;
+        // alice starts over; the address holds only the 2 failures.
+        for _ in 0..3 {
+            let a = t.attempt("alice", Some(ip)).await.unwrap();
+            t.succeeded(a).await;
+        }
+        for i in 0..3 {
+            t.attempt(&format!("x{i}"), Some(ip)).await.unwrap();
+        }
+        assert!(t.attempt("y", Some(ip)).await.is_err());
+    }
+}

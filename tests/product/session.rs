@@ -1,0 +1,685 @@
+//! Browser sessions against the real Keystone: login with a password, the
+//! session cookie standing in for `X-Auth-Token`, CSRF on writes, logout
+//! revoking the token, and every way a cookie can be wrong failing closed
+//! with the cookies cleared.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use stonegate::session::{
+    keys::SessionKeys,
+    seal::{self, SessionData},
+};
+
+use crate::harness::keystone::{assert_headers, expected_user_headers};
+use crate::harness::{client, FakeKeystone, Keystone, Stonegate, Upstream};
+
+const LOGIN: &str = "/authentication/login/";
+const LOGOUT: &str = "/authentication/logout/";
+
+/// A key ring file in a temporary directory.
+struct Ring {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    keys: Vec<String>,
+}
+
+fn ring(keys: &[&str]) -> Ring {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session-keys");
+    std::fs::write(&path, format!("# test ring\n{}\n", keys.join("\n"))).unwrap();
+    Ring {
+        _dir: dir,
+        path,
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+fn new_key() -> String {
+    SessionKeys::generate().unwrap()
+}
+
+async fn start(ks: &Keystone, up: &Upstream, ring: &Ring, extra: &str) -> Stonegate {
+    Stonegate::builder()
+        .keystone(ks)
+        .upstream(up)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\n{extra}",
+            ring.path.display().to_string()
+        ))
+        .start()
+        .await
+}
+
+/// One parsed `Set-Cookie`: value and attributes (lower-case names).
+#[derive(Debug)]
+struct SetCookie {
+    value: String,
+    attrs: BTreeMap<String, String>,
+}
+
+fn set_cookies(resp: &reqwest::Response) -> BTreeMap<String, SetCookie> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| {
+            let v = v.to_str().unwrap();
+            let mut parts = v.split(';').map(str::trim);
+            let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+            let attrs = parts
+                .map(|a| match a.split_once('=') {
+                    Some((k, v)) => (k.to_ascii_lowercase(), v.to_owned()),
+                    None => (a.to_ascii_lowercase(), String::new()),
+                })
+                .collect();
+            (
+                name.to_owned(),
+                SetCookie {
+                    value: value.to_owned(),
+                    attrs,
+                },
+            )
+        })
+        .collect()
+}
+
+fn assert_cleared(resp: &reqwest::Response) {
+    let c = set_cookies(resp);
+    for name in ["sessionid", "csrftoken"] {
+        let cookie = c
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not cleared: {c:?}"));
+        assert_eq!(cookie.value, "", "{name}");
+        assert_eq!(cookie.attrs.get("max-age").map(String::as_str), Some("0"));
+    }
+}
+
+async fn login(sg: &Stonegate, body: Value) -> reqwest::Response {
+    client()
+        .post(sg.url(LOGIN))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn demo_login(ks: &Keystone) -> Value {
+    json!({"username": "demo", "password": ks.password("demo"), "project_name": "demo"})
+}
+
+/// A logged-in session: the cookie header to send and the CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+    session_value: String,
+}
+
+async fn logged_in(sg: &Stonegate, ks: &Keystone) -> Session {
+    let resp = login(sg, demo_login(ks)).await;
+    assert_eq!(resp.status(), 200);
+    let c = set_cookies(&resp);
+    let session_value = c["sessionid"].value.clone();
+    let csrf = c["csrftoken"].value.clone();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["csrf_token"], json!(csrf));
+    Session {
+        cookie: format!("sessionid={session_value}; csrftoken={csrf}; theme=dark"),
+        csrf,
+        session_value,
+    }
+}
+
+/// A new user (no roles) only this test logs in as: failed logins make
+/// Keystone write `failed_auth_count`, and the harness's sqlite database
+/// must not see those writes race other tests' logins of shared users.
+async fn throwaway_user(ks: &Keystone) -> (String, String) {
+    let admin = ks
+        .token("admin", crate::harness::Scope::Project("admin"))
+        .await;
+    let name = format!(
+        "session-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let password = "session-test-password-1".to_owned();
+    let resp = client()
+        .post(format!("{}/users", ks.auth_url))
+        .header("x-auth-token", admin)
+        .json(&json!({"user": {"name": name, "password": password, "domain_id": "default"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "create user: {}",
+        resp.text().await.unwrap()
+    );
+    (name, password)
+}
+
+async fn body(resp: reqwest::Response) -> Value {
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json",
+        "every answer is JSON"
+    );
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn login_read_write_and_logout_against_keystone() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+
+    // Login: 200, the user, and two cookies with the right attributes.
+    let resp = login(&sg, demo_login(&ks)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let cookies = set_cookies(&resp);
+    let session = &cookies["sessionid"];
+    assert!(session.attrs.contains_key("httponly"), "{session:?}");
+    assert_eq!(session.attrs["samesite"], "Lax");
+    assert_eq!(session.attrs["path"], "/");
+    assert!(
+        !session.attrs.contains_key("secure"),
+        "plain HTTP: no Secure"
+    );
+    let max_age: i64 = session.attrs["max-age"].parse().unwrap();
+    assert!(
+        (3000..=3600).contains(&max_age),
+        "lives as long as the token: {max_age}"
+    );
+    let csrf = &cookies["csrftoken"];
+    assert!(
+        !csrf.attrs.contains_key("httponly"),
+        "scripts read the CSRF cookie"
+    );
+    assert_eq!(csrf.value.len(), 64);
+    let user: Value = resp.json().await.unwrap();
+    assert_eq!(user["user"]["id"], json!(ks.user_id("demo")));
+    assert_eq!(user["user"]["name"], json!("demo"));
+    assert_eq!(user["project"]["id"], json!(ks.project_id("demo")));
+    let roles = user["roles"].as_array().unwrap();
+    assert!(roles.contains(&json!("member")), "{roles:?}");
+    // The cookie never holds the token in clear.
+    assert!(!session.value.starts_with("gAAAA"));
+    let s = Session {
+        cookie: format!(
+            "sessionid={}; csrftoken={}; theme=dark",
+            session.value, csrf.value
+        ),
+        csrf: csrf.value.clone(),
+        session_value: session.value.clone(),
+    };
+
+    // A read needs only the cookie; the upstream sees exactly the identity
+    // keystonemiddleware would set for the token behind it, and the token.
+    let resp = sg.get("/servers", &[("cookie", &s.cookie)]).await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    let token = seen.header("x-auth-token").expect("X-Auth-Token forwarded");
+    assert_headers(
+        &seen.headers,
+        &expected_user_headers(&ks.validate(&token).await),
+    );
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    let forwarded_cookie = seen.header("cookie").unwrap();
+    assert!(
+        !forwarded_cookie.contains("sessionid"),
+        "{forwarded_cookie}"
+    );
+    assert!(forwarded_cookie.contains("theme=dark"));
+
+    // Writes: without the CSRF header, or with a wrong one, 403 and nothing forwarded.
+    let hits = up.hits();
+    for (method, csrf) in [
+        (reqwest::Method::POST, None),
+        (reqwest::Method::PUT, Some("0".repeat(64))),
+        (reqwest::Method::DELETE, Some(s.csrf[..63].to_owned())),
+        (reqwest::Method::PATCH, None),
+    ] {
+        let mut req = client()
+            .request(method.clone(), sg.url("/servers"))
+            .header("cookie", &s.cookie)
+            .header("x-user-id", "forged");
+        if let Some(c) = &csrf {
+            req = req.header("x-csrftoken", c);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{method} with CSRF {csrf:?}");
+        let b = body(resp).await;
+        assert!(b["error"]["message"].as_str().unwrap().contains("CSRF"));
+    }
+    assert_eq!(
+        up.hits(),
+        hits,
+        "no write without CSRF reached the upstream"
+    );
+
+    // With the CSRF token, the write goes through with the identity.
+    let resp = client()
+        .post(sg.url("/servers"))
+        .header("cookie", &s.cookie)
+        .header("x-csrftoken", &s.csrf)
+        .header("x-user-id", "forged")
+        .body("{\"server\": {}}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(
+        seen.header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+
+    // Logout needs CSRF too.
+    let resp = client()
+        .post(sg.url(LOGOUT))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = client()
+        .post(sg.url(LOGOUT))
+        .header("cookie", &s.cookie)
+        .header("x-csrftoken", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_cleared(&resp);
+    assert_eq!(body(resp).await, json!({"logout": true}));
+    // Keystone revoked the token ...
+    let (status, _) = ks.validate_raw(&token, false).await;
+    assert_eq!(status, 404, "the session's token is revoked in Keystone");
+    // ... and the old cookie no longer works: 401 JSON, cookies cleared, not forwarded.
+    let hits = up.hits();
+    let resp = sg.get("/servers", &[("cookie", &s.cookie)]).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    assert_cleared(&resp);
+    let b = body(resp).await;
+    assert_eq!(b["error"]["code"], 401);
+    assert_eq!(up.hits(), hits);
+    let _ = s.session_value;
+}
+
+#[tokio::test]
+async fn wrong_credentials_get_401_and_no_cookie() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+    let (user, _) = throwaway_user(&ks).await;
+    for attempt in [
+        json!({"username": user, "password": "not-the-password"}),
+        json!({"username": "no-such-user-anywhere", "password": "x"}),
+        json!({"username": "demo", "password": ks.password("demo"), "project_name": "no-such-project"}),
+        json!({"username": "demo", "password": ks.password("demo"), "user_domain_name": "no-such-domain"}),
+    ] {
+        let resp = login(&sg, attempt.clone()).await;
+        assert_eq!(resp.status(), 401, "{}", attempt["username"]);
+        assert!(resp.headers().get("set-cookie").is_none());
+        let b = body(resp).await;
+        assert_eq!(b["error"]["code"], 401);
+        // Never echoes what was sent.
+        assert!(!b.to_string().contains("not-the-password"));
+    }
+    // Malformed requests: 400 / 415 / 405, never a cookie.
+    let resp = login(&sg, json!({"username": "demo"})).await;
+    assert_eq!(resp.status(), 400);
+    let resp = client()
+        .post(sg.url(LOGIN))
+        .header("content-type", "text/plain")
+        .body("demo:pass")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let resp = sg.get(LOGIN, &[]).await;
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(up.hits(), 0, "login never reaches the upstream");
+    // Passwords never reach the log.
+    assert!(!sg.log().contains(&ks.password("demo")));
+    assert!(!sg.log().contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn form_login_domain_and_cookie_attributes() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(
+        &ks,
+        &up,
+        &r,
+        "cookie_secure = \"always\"\nsame_site = \"Strict\"\ncookie_path = \"/api\"\ncookie_domain = \"example.test\"\ncookie_name = \"sg\"\ncsrf_cookie_name = \"sgcsrf\"",
+    )
+    .await;
+    // Form-encoded, as an HTML form posts it, scoped to a project of another domain.
+    let resp = client()
+        .post(sg.url(LOGIN))
+        .form(&[
+            ("username", "demo"),
+            ("password", ks.password("demo").as_str()),
+            ("domain", "Default"),
+            ("project_name", "demo-alt"),
+            ("project_domain_name", "demo-domain"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let c = set_cookies(&resp);
+    for name in ["sg", "sgcsrf"] {
+        let a = &c[name].attrs;
+        assert!(a.contains_key("secure"), "{name}: {a:?}");
+        assert_eq!(a["samesite"], "Strict");
+        assert_eq!(a["path"], "/api");
+        assert_eq!(a["domain"], "example.test");
+    }
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(b["project"]["name"], "demo-alt");
+    let cookie = format!("sg={}", c["sg"].value);
+    let resp = sg.get("/api/x", &[("cookie", &cookie)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        up.last().header("x-project-name").as_deref(),
+        Some("demo-alt")
+    );
+    assert_eq!(
+        up.last().header("x-project-domain-name").as_deref(),
+        Some("demo-domain")
+    );
+}
+
+#[tokio::test]
+async fn tampered_foreign_and_rotated_out_cookies_fail_closed() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let (k1, k2) = (new_key(), new_key());
+    let r1 = ring(&[&k1]);
+    let a = start(&ks, &up, &r1, "").await;
+    let s = logged_in(&a, &ks).await;
+
+    // Another replica mid-rotation (new key first, old key kept) opens it:
+    // no server-side state, sessions survive restarts and cross replicas.
+    let r21 = ring(&[&k2, &k1]);
+    let b = start(&ks, &up, &r21, "").await;
+    let resp = b.get("/x", &[("cookie", &s.cookie)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.last().header("x-user-id"), Some(ks.user_id("demo")));
+
+    let hits = up.hits();
+    // The old key rotated out: 401, cleared.
+    let r2 = ring(&[&k2]);
+    let c = start(&ks, &up, &r2, "").await;
+    let resp = c.get("/x", &[("cookie", &s.cookie)]).await;
+    assert_eq!(resp.status(), 401);
+    assert_cleared(&resp);
+
+    // Tampered: every way of changing the value is rejected.
+    let v = &s.session_value;
+    let mut flipped = v.clone().into_bytes();
+    let mid = flipped.len() / 2;
+    flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for bad in [
+        flipped.as_str(),
+        &v[..v.len() - 1],
+        &v[1..],
+        "gAAAAABnot-a-session",
+        "",
+    ] {
+        let resp = a
+            .get("/x", &[("cookie", &format!("sessionid={bad}"))])
+            .await;
+        assert_eq!(resp.status(), 401, "tampered value {bad:?}");
+        assert_cleared(&resp);
+        assert_eq!(body(resp).await["error"]["code"], 401);
+    }
+    // A cookie sealed for another cookie name with the same key does not open.
+    let foreign = seal::seal(
+        &SessionKeys::parse(&r1.keys.join("\n")).unwrap(),
+        "othercookie",
+        &SessionData {
+            token: ks.demo_token().await,
+            csrf: "c".into(),
+            expires_at: i64::MAX / 2,
+            user_id: "x".into(),
+        },
+    )
+    .unwrap();
+    let resp = a
+        .get("/x", &[("cookie", &format!("sessionid={foreign}"))])
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(up.hits(), hits, "no bad cookie reached the upstream");
+    // The valid session still works alongside (a bad duplicate does not hide it).
+    let resp = a
+        .get(
+            "/x",
+            &[("cookie", &format!("sessionid={flipped}; {}", s.cookie))],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn revoked_or_expired_session_token_is_401_and_clears_cookies() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let key = new_key();
+    let r = ring(&[&key]);
+    let sg = start(&ks, &up, &r, "").await;
+    let keys = SessionKeys::parse(&key).unwrap();
+
+    // A session whose token is revoked in Keystone behind stonegate's back
+    // (the user changed their password, an admin revoked it ...).
+    let token = ks
+        .token("revokee", crate::harness::Scope::Project("demo"))
+        .await;
+    let sealed = seal::seal(
+        &keys,
+        "sessionid",
+        &SessionData {
+            token: token.clone(),
+            csrf: "c".repeat(64),
+            expires_at: i64::MAX / 2,
+            user_id: ks.user_id("revokee"),
+        },
+    )
+    .unwrap();
+    let cookie = format!("sessionid={sealed}");
+    // Before revocation the sealed token works (the test's cookie is genuine).
+    assert_eq!(sg.get("/x", &[("cookie", &cookie)]).await.status(), 200);
+    ks.revoke(&token).await;
+    // The cached verdict lives token_cache_time; a fresh instance asks Keystone.
+    let fresh = start(&ks, &up, &r, "").await;
+    let hits = up.hits();
+    let resp = fresh.get("/x", &[("cookie", &cookie)]).await;
+    assert_eq!(resp.status(), 401);
+    assert_cleared(&resp);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    assert_eq!(up.hits(), hits);
+
+    // Expired: rejected before Keystone is asked, cookies cleared.
+    let expired = seal::seal(
+        &keys,
+        "sessionid",
+        &SessionData {
+            token: ks.demo_token().await,
+            csrf: "c".repeat(64),
+            expires_at: 1_000_000,
+            user_id: ks.user_id("demo"),
+        },
+    )
+    .unwrap();
+    let resp = sg
+        .get("/x", &[("cookie", &format!("sessionid={expired}"))])
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_cleared(&resp);
+    assert_eq!(up.hits(), hits);
+}
+
+#[tokio::test]
+async fn explicit_token_wins_over_the_cookie() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+    let s = logged_in(&sg, &ks).await;
+    let svc = ks.svc_token().await;
+    // A POST with X-Auth-Token needs no CSRF header (a cross-site page cannot
+    // set it), and the token's identity is used, not the session's.
+    let resp = client()
+        .post(sg.url("/x"))
+        .header("cookie", &s.cookie)
+        .header("x-auth-token", &svc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.last().header("x-user-id"), Some(ks.user_id("svc")));
+    // An invalid explicit token is not rescued by a valid cookie.
+    let resp = sg
+        .get(
+            "/x",
+            &[("cookie", &s.cookie), ("x-auth-token", "gAAAAAbogus")],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "the session itself is fine"
+    );
+}
+
+#[tokio::test]
+async fn login_is_throttled_per_user_and_per_address() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(
+        &ks,
+        &up,
+        &r,
+        "login_attempts_per_user = 3\nlogin_failures_per_address = 6\nlogin_throttle_window = 120",
+    )
+    .await;
+    let (t1, t1_password) = throwaway_user(&ks).await;
+    let (t2, t2_password) = throwaway_user(&ks).await;
+    let wrong = |user: &str| json!({"username": user, "password": "wrong-password"});
+    for _ in 0..3 {
+        assert_eq!(login(&sg, wrong(&t1)).await.status(), 401);
+    }
+    // The 4th attempt is refused without asking Keystone, even with the right password.
+    let resp = login(&sg, json!({"username": t1, "password": t1_password})).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=120).contains(&retry), "{retry}");
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert_eq!(body(resp).await["error"]["code"], 429);
+    // Usernames differing in case share the count.
+    assert_eq!(login(&sg, wrong(&t1.to_uppercase())).await.status(), 429);
+
+    // A successful login resets its user's count.
+    for _ in 0..2 {
+        assert_eq!(login(&sg, wrong(&t2)).await.status(), 401);
+    }
+    let t2_login = json!({"username": t2, "password": t2_password});
+    assert_eq!(login(&sg, t2_login.clone()).await.status(), 200);
+    assert_eq!(login(&sg, wrong(&t2)).await.status(), 401);
+    // The address has 3 + 2 + 1 = 6 failures: every username is now throttled from it.
+    let resp = login(&sg, t2_login).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(login(&sg, wrong("someone-else")).await.status(), 429);
+    let metrics = client()
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stonegate_session_events_total{event=\"login_throttled\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn keystone_down_at_login_is_503_and_sets_no_cookie() {
+    let fake = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = Stonegate::builder()
+        .keystone(&fake)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}",
+            r.path.display().to_string()
+        ))
+        .start()
+        .await;
+    fake.set_auth_fault(Some(500));
+    let resp = login(&sg, json!({"username": "demo", "password": "p"})).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert_eq!(body(resp).await["error"]["code"], 503);
+}
+
+#[tokio::test]
+async fn python_requests_session_client_flow() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("HARNESS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/keystone/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run the tests with scripts/test.sh",
+        python.display()
+    );
+    let script = root.join("tests/product/session_client.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .arg(sg.url(""))
+        .env("DEMO_PASSWORD", ks.password("demo"))
+        .env("DEMO_USER_ID", ks.user_id("demo"))
+        .env("NO_PROXY", "*")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("session flow ok"), "{stdout}");
+    // The upstream saw the client's write with the identity.
+    let posts = up.hits();
+    assert!(posts >= 2, "{posts}");
+}
