@@ -133,7 +133,7 @@ impl Sessions {
         }
     }
 
-    /// For a request without `X-Auth-Token`: opens its session cookie, checks
+    /// For a request without `X-Auth-Token` (or `X-Storage-Token`): opens its session cookie, checks
     /// CSRF on writes, and sets `X-Auth-Token` (the session cookie itself is
     /// removed from what is forwarded). `Ok(None)`: no session cookie, the
     /// request goes on unchanged. `Err`: the response to send instead.
@@ -142,7 +142,9 @@ impl Sessions {
         req: &mut Request<B>,
         metrics: &Metrics,
     ) -> Result<Option<Attached>, Box<Answer>> {
-        if req.headers().contains_key("x-auth-token") {
+        if req.headers().contains_key("x-auth-token")
+            || req.headers().contains_key("x-storage-token")
+        {
             return Ok(None);
         }
         let tls = request_is_tls(req);

@@ -565,6 +565,12 @@ async fn explicit_token_wins_over_the_cookie() {
         resp.headers().get("set-cookie").is_none(),
         "the session itself is fine"
     );
+    // X-Storage-Token (keystonemiddleware's other user-token header) counts as explicit too.
+    let resp = sg
+        .get("/x", &[("cookie", &s.cookie), ("x-storage-token", &svc)])
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.last().header("x-user-id"), Some(ks.user_id("svc")));
 }
 
 #[tokio::test]
