@@ -5,7 +5,10 @@
 //! - `strip_identity`: a 30-header request, 5 of them forged identity headers
 //!   (and the same request with none forged, the usual case);
 //! - `path_matches`: application-credential access-rule patterns;
-//! - `is_public`: the public-route check every request goes through.
+//! - `is_public`: the public-route check every request goes through;
+//! - `session`: opening a browser-session cookie (base64 + XChaCha20-Poly1305
+//!   + JSON), the extra cost of a cookie request over an `X-Auth-Token` one,
+//!   and sealing one at login.
 //!
 //! Run: `cargo bench --bench core` (HTML report under `target/criterion/`).
 //! Local Fernet validation and revocation matching join when they land.
@@ -323,11 +326,35 @@ fn bench_is_public(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_session(c: &mut Criterion) {
+    use stonegate::session::{
+        keys::SessionKeys,
+        seal::{open, seal, SessionData},
+    };
+    let keys = SessionKeys::parse(&SessionKeys::generate().unwrap()).unwrap();
+    let data = SessionData {
+        token: TOKEN.to_owned(),
+        csrf: "0123456789abcdef".repeat(4),
+        expires_at: 1_900_000_000,
+        user_id: "a1b2c3d4e5f60718293a4b5c6d7e8f90".to_owned(),
+    };
+    let cookie = seal(&keys, "sessionid", &data).unwrap();
+    let mut group = c.benchmark_group("session");
+    group.bench_function("open cookie", |b| {
+        b.iter(|| open(black_box(&keys), "sessionid", black_box(&cookie)).unwrap())
+    });
+    group.bench_function("seal cookie (login)", |b| {
+        b.iter(|| seal(black_box(&keys), "sessionid", black_box(&data)).unwrap())
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_cache_hit,
     bench_strip,
     bench_path_matches,
-    bench_is_public
+    bench_is_public,
+    bench_session
 );
 criterion_main!(benches);
