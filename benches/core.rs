@@ -6,8 +6,8 @@
 //!   (and the same request with none forged, the usual case);
 //! - `path_matches`: application-credential access-rule patterns;
 //! - `is_public`: the public-route check every request goes through;
-//! - `session`: opening a browser-session cookie (base64 + XChaCha20-Poly1305
-//!   + JSON), the extra cost of a cookie request over an `X-Auth-Token` one,
+//! - `session`: opening a browser-session cookie (base64, XChaCha20-Poly1305,
+//!   JSON), the extra cost of a cookie request over an `X-Auth-Token` one,
 //!   and sealing one at login.
 //!
 //! Run: `cargo bench --bench core` (HTML report under `target/criterion/`).
