@@ -6,11 +6,17 @@
 //! ([`Settings`]), so nothing is parsed per request. Option names of the
 //! `[keystone_authtoken]` table are keystonemiddleware's.
 
+pub mod ini;
+pub mod oslo;
+mod sources;
+
 use std::{fmt, net::SocketAddr, path::Path, time::Duration};
 
 use http::Uri;
 use secrecy::SecretString;
 use serde::Deserialize;
+
+pub use sources::{Loaded, Sources};
 
 /// Environment variable that may hold the service user's password.
 pub const PASSWORD_ENV: &str = "STONEGATE_PASSWORD";

@@ -24,14 +24,16 @@ struct Cli {
 enum Command {
     /// Run the proxy and the admin listener.
     Serve {
-        /// Configuration file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        sources: SourceArgs,
     },
-    /// Validate a configuration file without starting anything.
+    /// Validate a configuration without starting anything; with
+    /// `--oslo-config`, explain where every imported option came from.
     CheckConfig {
-        /// Configuration file (TOML).
-        file: PathBuf,
+        /// Configuration file (TOML); same as `--config`.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// Fernet token tools.
     #[command(subcommand)]
@@ -41,6 +43,41 @@ enum Command {
     Keys(KeysCommand),
     /// Print a new random session key (for `[session] keys_file`).
     SessionKey,
+}
+
+/// Where the configuration comes from (see `config::Sources`).
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// Configuration file (TOML).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// An existing service's oslo.config file (`nova.conf`) or paste.deploy
+    /// file (`api-paste.ini`) whose `[keystone_authtoken]` / auth_token filter
+    /// section supplies stonegate's `[keystone_authtoken]`. Repeatable; later
+    /// files win, a paste filter section wins over all.
+    #[arg(long = "oslo-config", value_name = "FILE")]
+    oslo: Vec<PathBuf>,
+    /// Proxy address (`listen`), when no TOML file gives it.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Protected service URL (`upstream`), when no TOML file gives it.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Admin listener address (`admin_listen`), when no TOML file gives it.
+    #[arg(long)]
+    admin_listen: Option<String>,
+}
+
+impl SourceArgs {
+    fn into_sources(self, file: Option<PathBuf>) -> config::Sources {
+        config::Sources {
+            toml: self.config.or(file),
+            oslo: self.oslo,
+            listen: self.listen,
+            upstream: self.upstream,
+            admin_listen: self.admin_listen,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -69,44 +106,86 @@ enum KeysCommand {
     },
 }
 
-fn load(path: &std::path::Path) -> Result<config::Settings, config::Error> {
-    config::File::load(path)?.build(&|k| std::env::var(k).ok())
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
 }
 
-/// A configuration error, prefixed with the file name unless it already names it.
-fn describe(file: &std::path::Path, e: &config::Error) -> String {
+/// A configuration error, prefixed with the sources unless it already names them.
+fn describe(sources: &config::Sources, e: &config::Error) -> String {
     match e {
         config::Error::Read { .. } | config::Error::Parse { .. } => e.to_string(),
-        config::Error::Invalid(_) => format!("{}: {e}", file.display()),
+        config::Error::Invalid(_) => format!("{}: {e}", sources.describe()),
     }
+}
+
+/// `check-config`: the explanation of imported options, then the verdict.
+fn check_config(sources: &config::Sources) -> ExitCode {
+    let loaded = match sources.load() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}", describe(sources, &e));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(imported) = &loaded.imported {
+        println!("[keystone_authtoken] imported from:");
+        for f in &imported.files {
+            println!("  {}", f.display());
+        }
+        println!("options used:");
+        for (key, value) in &imported.table {
+            let shown = if is_secret(key) {
+                "[redacted]".to_owned()
+            } else {
+                value.to_string()
+            };
+            let origin = imported
+                .origins
+                .get(key)
+                .map_or_else(String::new, ToString::to_string);
+            println!("  {key} = {shown}    <- {origin}");
+        }
+        if !imported.warnings.is_empty() {
+            println!("warnings:");
+            for w in &imported.warnings {
+                println!("  {w}");
+            }
+        }
+    }
+    match loaded.build(&env) {
+        Ok(s) => {
+            let upstream = s
+                .proxy
+                .upstream
+                .as_ref()
+                .map_or("none (forward-auth only)".to_string(), ToString::to_string);
+            println!(
+                "{}: ok (listen {}, upstream {}, admin {}, forward-auth endpoints {}, Keystone {})",
+                sources.describe(),
+                s.proxy.listen,
+                upstream,
+                s.proxy.admin_listen,
+                s.proxy.forward_auth.len(),
+                s.keystone.auth_url
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", describe(sources, &e));
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Options whose values `check-config` never prints.
+fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret")
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match load(&file) {
-            Ok(s) => {
-                let upstream = s
-                    .proxy
-                    .upstream
-                    .as_ref()
-                    .map_or("none (forward-auth only)".to_string(), ToString::to_string);
-                println!(
-                    "{}: ok (listen {}, upstream {}, admin {}, forward-auth endpoints {}, Keystone {})",
-                    file.display(),
-                    s.proxy.listen,
-                    upstream,
-                    s.proxy.admin_listen,
-                    s.proxy.forward_auth.len(),
-                    s.keystone.auth_url
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}", describe(&file, &e));
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::CheckConfig { file, sources } => check_config(&sources.into_sources(file)),
         Command::Token(TokenCommand::Inspect {
             key_repository,
             methods,
@@ -123,16 +202,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => {
-            let settings = match load(&config) {
+        Command::Serve { sources } => {
+            let sources = sources.into_sources(None);
+            let loaded = match sources.load() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{}", describe(&sources, &e));
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let settings = match loaded.build(&env) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("{}", describe(&config, &e));
+                    eprintln!("{}", describe(&sources, &e));
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
             // Keep the guard alive: dropping it flushes and stops the writer thread.
             let _log_guard = init_logging(settings.proxy.log_json);
+            for w in loaded.imported.iter().flat_map(|i| &i.warnings) {
+                tracing::warn!("--oslo-config: {w}");
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -143,7 +233,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let reload = || load(&config);
+            let reload = || sources.build(&env);
             match runtime.block_on(stonegate::server::run(settings, shutdown_signal(), reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -17,6 +17,7 @@ mod forged;
 mod identity;
 mod ingress;
 mod local;
+mod oslo;
 mod proxy;
 mod rejection;
 mod reload;

@@ -73,6 +73,7 @@ pub struct Builder {
     no_upstream: bool,
     wait_ready: bool,
     log_filter: Option<String>,
+    oslo: Option<Vec<(String, String)>>,
 }
 
 /// A running stonegate process.
@@ -119,6 +120,7 @@ impl Stonegate {
             no_upstream: false,
             wait_ready: true,
             log_filter: None,
+            oslo: None,
         }
     }
 
@@ -291,6 +293,21 @@ impl Builder {
         self
     }
 
+    /// Configure through an existing service's files only: `files` (name,
+    /// text) are written next to each other and passed as `--oslo-config`,
+    /// in order, with `--listen`, `--upstream` and `--admin-listen` on the
+    /// command line and no TOML file (`.keystone(..)` is still needed, for
+    /// the harness's bookkeeping, but its account is not written anywhere).
+    pub fn oslo_only(mut self, files: &[(&str, String)]) -> Self {
+        self.oslo = Some(
+            files
+                .iter()
+                .map(|(n, t)| ((*n).to_owned(), t.clone()))
+                .collect(),
+        );
+        self
+    }
+
     /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
     pub fn dont_wait_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -355,15 +372,38 @@ impl Builder {
             doc.insert("cache".into(), self.cache.into());
         }
 
-        let config = dir.path().join("stonegate.toml");
-        let text = toml::to_string(&doc).expect("toml") + &self.extra_toml;
-        std::fs::write(&config, text).expect("write config");
+        let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+        let config = if let Some(files) = &self.oslo {
+            let mut first = None;
+            for (name, text) in files {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).expect("write oslo file");
+                args.push("--oslo-config".into());
+                args.push(path.clone().into());
+                first.get_or_insert(path);
+            }
+            args.push("--listen".into());
+            args.push(listen.to_string().into());
+            args.push("--admin-listen".into());
+            args.push(admin.to_string().into());
+            if let Some(toml::Value::String(up)) = doc.get("upstream") {
+                args.push("--upstream".into());
+                args.push(up.into());
+            }
+            env.clear();
+            first.expect("at least one oslo file")
+        } else {
+            let config = dir.path().join("stonegate.toml");
+            let text = toml::to_string(&doc).expect("toml") + &self.extra_toml;
+            std::fs::write(&config, text).expect("write config");
+            args.push("--config".into());
+            args.push(config.clone().into());
+            config
+        };
         let log = dir.path().join("stonegate.log");
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_stonegate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
+            .args(&args)
             .env_remove("STONEGATE_PASSWORD")
             .env_remove("STONEGATE_APPLICATION_CREDENTIAL_SECRET")
             .envs(env)
