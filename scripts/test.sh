@@ -8,7 +8,7 @@
 # 1. installs what is missing (system packages only as root with apt-get; the
 #    Keystone virtualenv under target/keystone/venv, reused when up to date);
 # 2. starts the project's Keystone (tests/keystone/keystone-up.sh, port
-#    ${KEYSTONE_PORT:-35357}) unless it already runs, and exports
+#    ${KEYSTONE_PORT:-25357}) unless it already runs, and exports
 #    STONEGATE_TEST_KEYSTONE_FIXTURES for the integration tests (tests/product/);
 # 3. runs `cargo test --all-targets --no-fail-fast` and `cargo test --doc`;
 # 4. stops the Keystone it started (also on failure or Ctrl-C).

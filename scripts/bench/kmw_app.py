@@ -5,7 +5,7 @@ answers 200 "ok" -- what a Python OpenStack service pays per request.
 Run under gunicorn:  gunicorn --chdir scripts/bench kmw_app:application
 
 Configuration from the environment (set by scripts/bench.sh):
-  BENCH_KS_AUTH_URL      e.g. http://127.0.0.1:35357/v3
+  BENCH_KS_AUTH_URL      e.g. http://127.0.0.1:25357/v3
   BENCH_KS_USER / BENCH_KS_PROJECT / BENCH_KS_PASSWORD   the validating service account
 No memcached_servers: keystonemiddleware uses its in-process token cache
 (one per worker process), token_cache_time 300 s as stonegate.

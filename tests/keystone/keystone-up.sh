@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a REAL OpenStack Keystone (PyPI `keystone` 30.0.0) on 127.0.0.1:${KEYSTONE_PORT:-35357}
+# Start a REAL OpenStack Keystone (PyPI `keystone` 30.0.0) on 127.0.0.1:${KEYSTONE_PORT:-25357}
 # with sqlite + fernet tokens, bootstrap it and create the fixtures stonegate's
 # integration tests use (tests/keystone/fixtures.py -> $HARNESS_RUN/fixtures.json).
 #

@@ -8,7 +8,7 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.environ.get("HARNESS_RUN", os.path.join(HERE, "run"))
-PORT = os.environ.get("KEYSTONE_PORT", "35357")
+PORT = os.environ.get("KEYSTONE_PORT", "25357")
 AUTH_URL = os.environ.get("OS_AUTH_URL", f"http://127.0.0.1:{PORT}/v3")
 TIMEOUT = (3, 20)  # connect, read
 

@@ -4,7 +4,7 @@
 # shared harness). Sourced by keystone-up.sh / keystone-down.sh; not run directly.
 #
 # Everything can be overridden from the environment:
-#   KEYSTONE_PORT (35357)  KEYSTONE_WORKERS (2)
+#   KEYSTONE_PORT (25357)  KEYSTONE_WORKERS (2)
 #   HARNESS_VENV (<repo>/target/keystone/venv)  HARNESS_RUN (<repo>/target/keystone/run)
 #   KEYSTONE_ADMIN_PASSWORD  DEMO_PASSWORD  SVC_PASSWORD  REVOKEE_PASSWORD  TRUSTEE_PASSWORD
 
@@ -15,7 +15,9 @@ RUN="${HARNESS_RUN:-$REPO_DIR/target/keystone/run}"
 PY="$VENV/bin/python"
 
 HOST=127.0.0.1
-KEYSTONE_PORT="${KEYSTONE_PORT:-35357}"
+# Below 32768: Linux hands out 32768-60999 as ephemeral client ports, which
+# could already hold the port when the harness starts.
+KEYSTONE_PORT="${KEYSTONE_PORT:-25357}"
 KEYSTONE_WORKERS="${KEYSTONE_WORKERS:-2}"
 
 KEYSTONE_URL="http://$HOST:$KEYSTONE_PORT"
