@@ -100,6 +100,12 @@ fn main() -> ExitCode {
                     s.proxy.forward_auth.len(),
                     s.keystone.auth_url
                 );
+                if s.keystone.auth_version == config::AuthVersion::V2 {
+                    println!("Identity API v2.0 (auth_version): legacy validation, GET /v2.0/tokens/{{token}}");
+                }
+                for w in &s.warnings {
+                    println!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
