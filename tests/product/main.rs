@@ -24,3 +24,4 @@ mod service_auth;
 mod service_token;
 mod session;
 mod tls;
+mod v2;
