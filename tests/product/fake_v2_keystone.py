@@ -20,7 +20,8 @@ Identity v2.0:
 Test control (never in a real Keystone):
   POST /_test/tokens         {"user_id", "user_name", "tenant_id"?,
                              "tenant_name"?, "roles": [[name, id], ...],
-                             "expires_in"? (seconds, may be negative)}: mints
+                             "expires_in"? (seconds, may be negative),
+                             "without_expiry"? (answer lacks token.expires)}: mints
                              a user token; answers {"id", "headers"} where
                              headers are the identity headers
                              keystonemiddleware's _request.py set for it.
@@ -211,9 +212,13 @@ class Handler(BaseHTTPRequestHandler):
         if doc.get("tenant_id"):
             add_catalog(token)
         body = json.loads(json.dumps(token))
+        headers = kmw_headers(body)
+        if doc.get("without_expiry"):
+            # A broken answer: keystoneauth itself could not read its expiry.
+            del body["access"]["token"]["expires"]
         with LOCK:
             USER_TOKENS[token.token_id] = body
-        self.reply(200, {"id": token.token_id, "headers": kmw_headers(body)})
+        self.reply(200, {"id": token.token_id, "headers": headers})
 
     def validate(self, token_id):
         with LOCK:

@@ -161,6 +161,54 @@ async fn v2_unknown_token_is_401_and_fake_down_is_503() {
 }
 
 #[tokio::test]
+async fn v2_identity_endpoint_follows_region_else_auth_url() {
+    let v2 = FakeV2::start();
+    let up = Upstream::echo().await;
+    // No identity endpoint in that region: validation goes to auth_url.
+    let sg = Stonegate::builder()
+        .keystone(&v2)
+        .upstream(&up)
+        .option("auth_version", "v2.0")
+        .option("region_name", "Elsewhere")
+        .start()
+        .await;
+    let user = v2.mint(("u-1", "one"), Some(("t-1", "p")), &[]).await;
+    let resp = sg.get("/", &[("X-Auth-Token", user.id.as_str())]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        gets(&v2.log().await),
+        vec![format!("/v2.0/tokens/{}", user.id)]
+    );
+    drop(sg);
+    let sg = Stonegate::builder()
+        .keystone(&v2)
+        .upstream(&up)
+        .option("auth_version", "v2.0")
+        .option("region_name", "RegionOne")
+        .option("interface", "admin")
+        .start()
+        .await;
+    let other = v2.mint(("u-2", "two"), Some(("t-1", "p")), &[]).await;
+    let resp = sg.get("/", &[("X-Auth-Token", other.id.as_str())]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        gets(&v2.log().await).last().copied(),
+        Some(format!("/admin/v2.0/tokens/{}", other.id).as_str())
+    );
+}
+
+#[tokio::test]
+async fn v2_answer_without_expiry_is_503_never_forwarded() {
+    let v2 = FakeV2::start();
+    let up = Upstream::echo().await;
+    let sg = start(&v2, &up).await;
+    let token = v2.mint_without_expiry(("u-1", "one")).await;
+    let resp = sg.get("/", &[("X-Auth-Token", token.as_str())]).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
 async fn v2_path_injection_tokens_never_reach_keystone() {
     let v2 = FakeV2::start();
     let up = Upstream::echo().await;

@@ -105,6 +105,17 @@ impl FakeV2 {
         self.mint_expiring(user, tenant, roles, 3600).await
     }
 
+    /// A token whose validation answer lacks `token.expires` (malformed).
+    pub async fn mint_without_expiry(&self, user: (&str, &str)) -> String {
+        let v = self
+            .control(
+                "/_test/tokens",
+                &json!({"user_id": user.0, "user_name": user.1, "without_expiry": true}),
+            )
+            .await;
+        v["id"].as_str().expect("id").to_owned()
+    }
+
     /// [`FakeV2::mint`] with an expiry `expires_in` seconds from now
     /// (negative: already expired, yet still answered 200 by the fake).
     pub async fn mint_expiring(
