@@ -307,10 +307,15 @@ impl Client {
                     let mut req = Request::builder()
                         .method(Method::GET)
                         .uri(url.as_str())
-                        .header("OpenStack-Identity-Access-Rules", "1")
                         .header(header::ACCEPT, "application/json")
                         .header(header::USER_AGENT, USER_AGENT)
                         .body(Full::new(Bytes::new()))?;
+                    if self.inner.settings.auth_version == AuthVersion::V3 {
+                        req.headers_mut().insert(
+                            "OpenStack-Identity-Access-Rules",
+                            HeaderValue::from_static("1"),
+                        );
+                    }
                     req.headers_mut().insert("X-Auth-Token", svc.header_value());
                     if let Some(s) = subject {
                         req.headers_mut().insert("X-Subject-Token", s.clone());

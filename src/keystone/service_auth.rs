@@ -332,6 +332,7 @@ struct CatalogEndpoint {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::version_base;
     use crate::config::AuthVersion::{V2, V3};
@@ -343,6 +344,33 @@ mod tests {
         assert_eq!(
             version_base("https://k/identity", V3),
             "https://k/identity/v3"
+        );
+    }
+
+    #[test]
+    fn v2_password_body_is_keystoneauths() {
+        let text = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:5000/v2.0"
+auth_version = "v2.0"
+user_id = "u1"
+password = "pw"
+project_id = "p1"
+"#;
+        let s = crate::config::File::parse(text)
+            .unwrap()
+            .build(&|_| None)
+            .unwrap();
+        let body = super::ServiceAuth::new(s.keystone).request_body();
+        assert_eq!(
+            body,
+            serde_json::json!({"auth": {
+                "passwordCredentials": {"userId": "u1", "password": "pw"},
+                "tenantId": "p1"
+            }})
         );
     }
 
