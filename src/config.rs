@@ -322,6 +322,8 @@ pub struct AuthTokenFile {
     /// `password` or `v3applicationcredential`.
     #[serde(default = "default_auth_type")]
     pub auth_type: String,
+    /// Identity API version: `"v3"` (default) or `"v2.0"` for legacy clouds.
+    pub auth_version: Option<String>,
     /// Service user name.
     pub username: Option<String>,
     /// Service user id.
@@ -452,6 +454,36 @@ fn default_retries() -> u32 {
     3
 }
 
+/// Which Identity API stonegate speaks (`auth_version`, keystonemiddleware's option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthVersion {
+    /// Identity v3 (`POST /v3/auth/tokens`, `GET /v3/auth/tokens`): the default.
+    #[default]
+    V3,
+    /// Legacy Identity v2.0 (`POST /v2.0/tokens`, `GET /v2.0/tokens/{token}`).
+    V2,
+}
+
+impl AuthVersion {
+    /// Reads an `auth_version` value: `"v2.0"`, `"v2"`, `"2.0"`, `"2"`, or
+    /// `"v3"`, `"v3.0"`, `"3"`, `"3.0"`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().trim_start_matches(['v', 'V']) {
+            "2" | "2.0" => Some(Self::V2),
+            "3" | "3.0" => Some(Self::V3),
+            _ => None,
+        }
+    }
+
+    /// Path segment of the API's base URL (`v3` or `v2.0`).
+    pub fn segment(self) -> &'static str {
+        match self {
+            Self::V3 => "v3",
+            Self::V2 => "v2.0",
+        }
+    }
+}
+
 /// How stonegate authenticates itself to Keystone.
 #[derive(Debug, Clone)]
 pub enum ServiceCredentials {
@@ -463,6 +495,16 @@ pub enum ServiceCredentials {
         password: SecretString,
         /// The `scope` object, if any.
         scope: Option<serde_json::Value>,
+    },
+    /// `auth_type = password` with `auth_version = "v2.0"`: keystoneauth's
+    /// v2 `passwordCredentials`.
+    PasswordV2 {
+        /// `("username", name)` or `("userId", id)`.
+        user: (&'static str, String),
+        /// The password.
+        password: SecretString,
+        /// `("tenantId", id)` or `("tenantName", name)`, if scoped.
+        tenant: Option<(&'static str, String)>,
     },
     /// `auth_type = v3applicationcredential`.
     ApplicationCredential {
@@ -476,8 +518,10 @@ pub enum ServiceCredentials {
 /// Compiled Keystone settings.
 #[derive(Debug, Clone)]
 pub struct KeystoneSettings {
-    /// Where to authenticate (`.../v3`).
+    /// Where to authenticate (`.../v3`, or `.../v2.0` with [`AuthVersion::V2`]).
     pub auth_url: Uri,
+    /// The Identity API version spoken.
+    pub auth_version: AuthVersion,
     /// Service credentials.
     pub credentials: ServiceCredentials,
     /// Identity endpoint interface.
@@ -579,6 +623,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Listener and upstream settings.
     pub proxy: ProxySettings,
+    /// Options that are set but have no effect (e.g. domains with Identity
+    /// v2.0), each with its key: logged at start, printed by `check-config`.
+    pub warnings: Vec<Problem>,
 }
 
 impl File {
@@ -772,7 +819,25 @@ impl File {
                     None
                 }
             };
-        let credentials = self.credentials(&mut p, env);
+        let auth_version = match ks.auth_version.as_deref() {
+            None => AuthVersion::V3,
+            Some(v) => AuthVersion::parse(v).unwrap_or_else(|| {
+                problem(
+                    &mut p,
+                    "keystone_authtoken.auth_version",
+                    &format!("{v:?} is not supported: use \"v3\" (the default) or \"v2.0\""),
+                );
+                AuthVersion::V3
+            }),
+        };
+        let mut warnings = Vec::new();
+        let credentials = match auth_version {
+            AuthVersion::V3 => self.credentials(&mut p, env),
+            AuthVersion::V2 => {
+                self.v2_checks(&mut p);
+                self.credentials_v2(&mut p, &mut warnings, env)
+            }
+        };
         let session = self
             .session
             .as_ref()
@@ -880,8 +945,10 @@ impl File {
                 Some(www_authenticate),
                 Some(credentials),
             ) if p.is_empty() => Ok(Settings {
+                warnings,
                 keystone: KeystoneSettings {
                     auth_url,
+                    auth_version,
                     credentials,
                     interface: ks.interface.clone(),
                     region_name: ks.region_name.clone(),
@@ -1038,6 +1105,103 @@ impl File {
                 None
             }
         }
+    }
+}
+
+impl File {
+    /// What Identity v2.0 cannot do: local Fernet validation, revocation
+    /// events and password logins all need v3.
+    fn v2_checks(&self, p: &mut Vec<Problem>) {
+        const WHY: &str = "needs Identity v3; remove it or auth_version = \"v2.0\"";
+        if self.fernet.is_some() {
+            problem(p, "fernet", &format!("local Fernet validation {WHY}"));
+        }
+        if self.revocation.as_ref().is_some_and(|r| r.enabled) {
+            problem(p, "revocation", &format!("revocation-event polling {WHY}"));
+        }
+        if self.session.as_ref().is_some_and(|s| s.enabled) {
+            problem(
+                p,
+                "session",
+                &format!("browser sessions (v3 password login) {WHY}"),
+            );
+        }
+        if let Some(url) = &self.keystone_authtoken.auth_url {
+            if url.trim_end_matches('/').ends_with("/v3") {
+                problem(
+                    p,
+                    "keystone_authtoken.auth_url",
+                    "ends in /v3 but auth_version = \"v2.0\": give the Identity v2.0 URL (or the bare Keystone URL)",
+                );
+            }
+        }
+    }
+
+    /// keystoneauth's v2 `password` plugin: `username` (else `user_id`),
+    /// `project_id` (else `project_name`) as the tenant; domains do not exist
+    /// in v2.0 and are ignored with a warning.
+    fn credentials_v2(
+        &self,
+        p: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<ServiceCredentials> {
+        let ks = &self.keystone_authtoken;
+        if ks.auth_type != "password" {
+            problem(
+                p,
+                "keystone_authtoken.auth_type",
+                &format!(
+                    "{:?} is not available with auth_version = \"v2.0\": use \"password\" (application credentials need Identity v3)",
+                    ks.auth_type
+                ),
+            );
+            return None;
+        }
+        for (key, value) in [
+            ("user_domain_id", &ks.user_domain_id),
+            ("user_domain_name", &ks.user_domain_name),
+            ("project_domain_id", &ks.project_domain_id),
+            ("project_domain_name", &ks.project_domain_name),
+        ] {
+            if value.is_some() {
+                problem(
+                    warnings,
+                    &format!("keystone_authtoken.{key}"),
+                    "ignored: Identity v2.0 (auth_version) has no domains",
+                );
+            }
+        }
+        let user = match (&ks.username, &ks.user_id) {
+            (Some(name), _) => Some(("username", name.clone())),
+            (None, Some(id)) => Some(("userId", id.clone())),
+            (None, None) => {
+                problem(
+                    p,
+                    "keystone_authtoken.username",
+                    "is required with auth_type = \"password\" (or set user_id)",
+                );
+                None
+            }
+        };
+        let tenant = match (&ks.project_id, &ks.project_name) {
+            (Some(id), _) => Some(("tenantId", id.clone())),
+            (None, Some(name)) => Some(("tenantName", name.clone())),
+            (None, None) => None,
+        };
+        let password = secret(
+            p,
+            "keystone_authtoken.password",
+            &ks.password,
+            &ks.password_file,
+            PASSWORD_ENV,
+            env,
+        );
+        Some(ServiceCredentials::PasswordV2 {
+            user: user?,
+            password: password?,
+            tenant,
+        })
     }
 }
 
@@ -1220,6 +1384,106 @@ interface = "private"
         ] {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
+    }
+
+    fn v2(extra: &str) -> Result<Settings, Error> {
+        let text = MINIMAL.replace("/v3\"", "/v2.0\"").replace(
+            "[keystone_authtoken]\n",
+            &format!("[keystone_authtoken]\nauth_version = \"v2.0\"\n{extra}"),
+        );
+        File::parse(&text).unwrap().build(&no_env)
+    }
+
+    fn problem_keys(r: Result<Settings, Error>) -> Vec<String> {
+        match r {
+            Err(Error::Invalid(p)) => p.into_iter().map(|p| p.key).collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_version_spellings() {
+        for (v, want) in [
+            ("2", AuthVersion::V2),
+            ("2.0", AuthVersion::V2),
+            ("v2.0", AuthVersion::V2),
+            ("v3", AuthVersion::V3),
+            ("3", AuthVersion::V3),
+            ("v3.0", AuthVersion::V3),
+        ] {
+            assert_eq!(AuthVersion::parse(v), Some(want), "{v}");
+        }
+        for v in ["v1", "2.1", "", "v4", "latest"] {
+            assert_eq!(AuthVersion::parse(v), None, "{v}");
+        }
+        let s = File::parse(MINIMAL).unwrap().build(&no_env).unwrap();
+        assert_eq!(s.keystone.auth_version, AuthVersion::V3);
+        let text = MINIMAL.replace(
+            "[keystone_authtoken]\n",
+            "[keystone_authtoken]\nauth_version = \"v2.5\"\n",
+        );
+        let keys = problem_keys(File::parse(&text).unwrap().build(&no_env));
+        assert_eq!(keys, vec!["keystone_authtoken.auth_version"]);
+    }
+
+    #[test]
+    fn v2_password_credentials_ignore_domains_with_a_warning() {
+        use secrecy::ExposeSecret;
+        let s = v2("").unwrap();
+        assert_eq!(s.keystone.auth_version, AuthVersion::V2);
+        let ServiceCredentials::PasswordV2 {
+            user,
+            password,
+            tenant,
+        } = &s.keystone.credentials
+        else {
+            panic!("{:?}", s.keystone.credentials)
+        };
+        assert_eq!(user, &("username", "svc".to_string()));
+        assert_eq!(password.expose_secret(), "pw");
+        assert_eq!(tenant, &Some(("tenantName", "service".to_string())));
+        let warned: Vec<&str> = s.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(
+            warned,
+            vec![
+                "keystone_authtoken.user_domain_name",
+                "keystone_authtoken.project_domain_name"
+            ]
+        );
+        let s = v2("project_id = \"p1\"\n").unwrap();
+        let ServiceCredentials::PasswordV2 { tenant, .. } = &s.keystone.credentials else {
+            panic!()
+        };
+        assert_eq!(tenant, &Some(("tenantId", "p1".to_string())));
+    }
+
+    #[test]
+    fn v3_only_features_are_errors_with_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let fernet = format!(
+            "\n[fernet]\nkey_repository = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let text = MINIMAL.replace("/v3\"", "/v2.0\"").replace(
+            "[keystone_authtoken]\n",
+            "[keystone_authtoken]\nauth_version = \"2\"\n",
+        ) + &fernet
+            + "\n[revocation]\nenabled = true\n";
+        let keys = problem_keys(File::parse(&text).unwrap().build(&no_env));
+        assert!(keys.contains(&"fernet".to_string()), "{keys:?}");
+        assert!(keys.contains(&"revocation".to_string()), "{keys:?}");
+
+        let keys = problem_keys(v2(
+            "auth_type = \"v3applicationcredential\"\napplication_credential_id = \"x\"\n",
+        ));
+        assert_eq!(keys, vec!["keystone_authtoken.auth_type"]);
+
+        let text = MINIMAL.replace(
+            "[keystone_authtoken]\n",
+            "[keystone_authtoken]\nauth_version = \"v2.0\"\n",
+        );
+        let keys = problem_keys(File::parse(&text).unwrap().build(&no_env));
+        assert_eq!(keys, vec!["keystone_authtoken.auth_url"]);
     }
 
     #[test]

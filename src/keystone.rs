@@ -1,9 +1,12 @@
 //! The Keystone client: validates tokens with `GET /v3/auth/tokens`, as
 //! keystonemiddleware does, using stonegate's own service token
-//! ([`service_auth`]). Results are typed: a token Keystone does not know is
+//! ([`service_auth`]); with `auth_version = "v2.0"`, with
+//! `GET /v2.0/tokens/{token}` ([`model_v2`]), as keystonemiddleware's old
+//! `_V2RequestStrategy` did. Results are typed: a token Keystone does not know is
 //! [`Validation::Invalid`]; Keystone failing is an [`Error`] (never "invalid").
 
 pub mod model;
+pub mod model_v2;
 pub mod service_auth;
 pub mod user_tokens;
 
@@ -18,7 +21,11 @@ use hyper_util::{
 };
 
 use crate::{
-    config::KeystoneSettings, identity::Identity, metrics::Metrics, tls::ClientTls, token::Token,
+    config::{AuthVersion, KeystoneSettings},
+    identity::Identity,
+    metrics::Metrics,
+    tls::ClientTls,
+    token::Token,
 };
 
 pub use model::ModelError;
@@ -192,6 +199,11 @@ impl Client {
         self.inner.auth.current(self, now()).await.map(|_| ())
     }
 
+    /// The Identity API version this client speaks.
+    pub fn auth_version(&self) -> AuthVersion {
+        self.inner.settings.auth_version
+    }
+
     /// Validates `token` with Keystone. A 401 on stonegate's own token makes it
     /// re-authenticate and retry once; a second 401 is an [`Error`].
     pub async fn validate(
@@ -199,6 +211,9 @@ impl Client {
         token: &Token,
         opts: ValidateOptions,
     ) -> Result<Validation, Error> {
+        if self.inner.settings.auth_version == AuthVersion::V2 {
+            return self.validate_v2(token).await;
+        }
         let mut subject = HeaderValue::from_str(token.expose())
             .map_err(|_| Error::Malformed("token is not a valid header value".into()))?;
         subject.set_sensitive(true);
@@ -215,6 +230,28 @@ impl Client {
             .await?;
         match reply.status {
             StatusCode::OK => model::parse_token(&reply.body)
+                .map(|id| Validation::Valid(Box::new(id)))
+                .map_err(|e| Error::Malformed(e.to_string())),
+            StatusCode::NOT_FOUND => Ok(Validation::Invalid),
+            other => Err(Error::Status(other)),
+        }
+    }
+
+    /// Identity v2.0: `GET {endpoint}/tokens/{token}` (no `allow_expired`, no
+    /// `nocatalog` in v2.0). The token goes into the URL path, so a token
+    /// that is not a plain path segment is invalid without asking Keystone.
+    async fn validate_v2(&self, token: &Token) -> Result<Validation, Error> {
+        if !is_path_safe(token.expose()) {
+            tracing::info!(
+                token = %token.fingerprint(),
+                "token has characters not allowed in a v2.0 token id; invalid"
+            );
+            return Ok(Validation::Invalid);
+        }
+        let path = format!("/tokens/{}", token.expose());
+        let reply = self.get_with_service_token("validate", &path, None).await?;
+        match reply.status {
+            StatusCode::OK => model_v2::parse_access(&reply.body)
                 .map(|id| Validation::Valid(Box::new(id)))
                 .map_err(|e| Error::Malformed(e.to_string())),
             StatusCode::NOT_FOUND => Ok(Validation::Invalid),
@@ -270,10 +307,15 @@ impl Client {
                     let mut req = Request::builder()
                         .method(Method::GET)
                         .uri(url.as_str())
-                        .header("OpenStack-Identity-Access-Rules", "1")
                         .header(header::ACCEPT, "application/json")
                         .header(header::USER_AGENT, USER_AGENT)
                         .body(Full::new(Bytes::new()))?;
+                    if self.inner.settings.auth_version == AuthVersion::V3 {
+                        req.headers_mut().insert(
+                            "OpenStack-Identity-Access-Rules",
+                            HeaderValue::from_static("1"),
+                        );
+                    }
                     req.headers_mut().insert("X-Auth-Token", svc.header_value());
                     if let Some(s) = subject {
                         req.headers_mut().insert("X-Subject-Token", s.clone());
@@ -415,6 +457,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// True when `token` can be one URL path segment as it is: only RFC 3986
+/// unreserved characters plus `=` and `+` (UUID, PKI, PKIZ and Fernet token
+/// ids), and not made of dots only (`.`/`..` would be dot-segments). So no
+/// `/`, `?`, `#`, `%` or `..` can change which URL Keystone is asked.
+fn is_path_safe(token: &str) -> bool {
+    !token.is_empty()
+        && !token.bytes().all(|b| b == b'.')
+        && token.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'=' | b'+')
+        })
+}
+
 /// `User-Agent` of stonegate's Keystone requests.
 const USER_AGENT: &str = concat!("stonegate/", env!("CARGO_PKG_VERSION"));
 
@@ -427,5 +481,28 @@ impl crate::revocation::poller::EventSource for Client {
     type Error = Error;
     async fn fetch(&self, since: Option<i64>) -> Result<Vec<crate::revocation::Event>, Error> {
         self.revocation_events(since).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_path_safe;
+
+    #[test]
+    fn only_plain_path_segments_are_v2_token_ids() {
+        for ok in [
+            "0123456789abcdef0123456789abcdef",
+            "gAAAAABk-x_y=",
+            "PKIZ_eJx+abc",
+            "a.b",
+        ] {
+            assert!(is_path_safe(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "...", "../admin", "a/b", "a?x=1", "a#f", "a%2Fb", "a b", "a\\b", "a;b",
+            "a@b",
+        ] {
+            assert!(!is_path_safe(bad), "{bad}");
+        }
     }
 }

@@ -145,12 +145,6 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                 .map_or_else(String::new, ToString::to_string);
             println!("  {key} = {shown}    <- {origin}");
         }
-        if !imported.warnings.is_empty() {
-            println!("warnings:");
-            for w in &imported.warnings {
-                println!("  {w}");
-            }
-        }
     }
     match loaded.build(&env) {
         Ok(s) => {
@@ -168,6 +162,14 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                 s.proxy.forward_auth.len(),
                 s.keystone.auth_url
             );
+            if s.keystone.auth_version == config::AuthVersion::V2 {
+                println!(
+                    "Identity API v2.0 (auth_version): legacy validation, GET /v2.0/tokens/{{token}}"
+                );
+            }
+            for w in &s.warnings {
+                println!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -220,9 +222,7 @@ fn main() -> ExitCode {
             };
             // Keep the guard alive: dropping it flushes and stops the writer thread.
             let _log_guard = init_logging(settings.proxy.log_json);
-            for w in loaded.imported.iter().flat_map(|i| &i.warnings) {
-                tracing::warn!("--oslo-config: {w}");
-            }
+
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -69,6 +69,9 @@ pub async fn run(
     if settings.proxy.upstream_tls.insecure {
         tracing::warn!("proxy.insecure = true: the upstream's TLS certificate is NOT verified");
     }
+    for w in &settings.warnings {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
     if settings.keystone.insecure {
         tracing::warn!(
             "keystone_authtoken.insecure = true: Keystone's TLS certificate is NOT verified"

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method};
 use crate::{
     access_rules,
     cache::{Cache, Key, Outcome},
-    config::AuthSettings,
+    config::{AuthSettings, AuthVersion},
     identity::Identity,
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
@@ -214,7 +214,9 @@ impl Validator {
                 };
                 Some(verdict.and_then(|id| {
                     let has_role = id.has_any_role(&self.settings.service_token_roles);
-                    allow_expired = has_role;
+                    // Identity v2.0 has no allow_expired: a service token
+                    // never extends an expired user token there.
+                    allow_expired = has_role && self.keystone.auth_version() == AuthVersion::V3;
                     (has_role || !self.settings.service_token_roles_required).then_some(id)
                 }))
             }

@@ -73,7 +73,7 @@ macro_rules! opt {
 const OPTIONS: &[Opt] = &[
     // keystonemiddleware
     opt!("www_authenticate_uri", ["auth_uri"], Str, Use::Pass("www_authenticate_uri")),
-    opt!("auth_version", Str, Use::Only(&["v3", "3", "3.0", "v3.0"], "only Identity v3 is supported by this build")),
+    opt!("auth_version", Str, Use::Pass("auth_version")),
     opt!("interface", Str, Use::Pass("interface")),
     opt!("delay_auth_decision", Bool, Use::Pass("delay_auth_decision")),
     opt!("http_connect_timeout", Int, Use::Pass("http_connect_timeout")),
@@ -798,7 +798,8 @@ mod tests {
             &d,
             "old.conf",
             "[keystone_authtoken]\nauth_host = 10.1.1.1\nauth_port = 35357\nauth_protocol = http\n\
-             admin_user = nova\nadmin_password = secret\nadmin_tenant_name = service\n",
+             admin_user = nova\nadmin_password = secret\nadmin_tenant_name = service\n\
+             auth_version = v2.0\n",
         );
         let i = import(&[f]).unwrap();
         assert_eq!(i.table["auth_url"].as_str(), Some("http://10.1.1.1:35357"));
@@ -806,6 +807,7 @@ mod tests {
         assert_eq!(i.table["project_name"].as_str(), Some("service"));
         assert_eq!(i.table["user_domain_id"].as_str(), Some("default"));
         assert_eq!(i.table["project_domain_id"].as_str(), Some("default"));
+        assert_eq!(i.table["auth_version"].as_str(), Some("v2.0"));
     }
 
     #[test]

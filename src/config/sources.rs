@@ -152,22 +152,34 @@ impl Sources {
 
 impl Loaded {
     /// Checks and compiles (see [`File::build`]); a problem with an imported
-    /// option names the file and line it came from.
+    /// option names the file and line it came from. The import's warnings join [`Settings::warnings`].
     pub fn build(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
-        self.file.build(env).map_err(|e| match (e, &self.imported) {
-            (Error::Invalid(problems), Some(imported)) => Error::Invalid(
-                problems
-                    .into_iter()
-                    .map(|mut p| {
-                        if let Some(origin) = imported.origin_of(&p.key) {
-                            p.message = format!("{} (from {origin})", p.message);
-                        }
-                        p
-                    })
-                    .collect(),
-            ),
-            (e, _) => e,
-        })
+        let mut settings = self
+            .file
+            .build(env)
+            .map_err(|e| match (e, &self.imported) {
+                (Error::Invalid(problems), Some(imported)) => Error::Invalid(
+                    problems
+                        .into_iter()
+                        .map(|mut p| {
+                            if let Some(origin) = imported.origin_of(&p.key) {
+                                p.message = format!("{} (from {origin})", p.message);
+                            }
+                            p
+                        })
+                        .collect(),
+                ),
+                (e, _) => e,
+            })?;
+        if let Some(imported) = &self.imported {
+            settings
+                .warnings
+                .extend(imported.warnings.iter().map(|w| Problem {
+                    key: "--oslo-config".into(),
+                    message: w.clone(),
+                }));
+        }
+        Ok(settings)
     }
 }
 

@@ -282,7 +282,7 @@ fn v2_catalog_json(catalog: &[ServiceDoc]) -> String {
 }
 
 /// A JSON string as Python's `json.dumps(ensure_ascii=True)` writes it.
-fn py_str(out: &mut String, s: &str) {
+pub(super) fn py_str(out: &mut String, s: &str) {
     use std::fmt::Write;
     out.push('"');
     for c in s.chars() {

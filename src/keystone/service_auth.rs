@@ -1,5 +1,6 @@
 //! stonegate's own Keystone token, obtained as keystoneauth does
-//! (`password` or `v3applicationcredential`), renewed 120 s before expiry and
+//! (`password` or `v3applicationcredential` with Identity v3; `password`
+//! with v2.0: `POST /v2.0/tokens`), renewed 120 s before expiry and
 //! once more when Keystone answers 401. Renewal is single-flight: concurrent
 //! requests wait for one authentication.
 
@@ -12,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{model::parse_time, Client, Error};
-use crate::config::{KeystoneSettings, ServiceCredentials};
+use crate::config::{AuthVersion, KeystoneSettings, ServiceCredentials};
 
 /// Renew the service token when it expires within this many seconds
 /// (keystoneauth's `MIN_TOKEN_LIFE_SECONDS`).
@@ -22,7 +23,7 @@ const MIN_TOKEN_LIFE: i64 = 120;
 pub(crate) struct ServiceToken {
     header: HeaderValue,
     expires_at: i64,
-    /// Identity endpoint base, ending in `/v3` (no trailing slash).
+    /// Identity endpoint base, ending in `/v3` (or `/v2.0`; no trailing slash).
     pub endpoint: String,
 }
 
@@ -104,7 +105,68 @@ impl ServiceAuth {
     }
 
     async fn authenticate(&self, client: &Client) -> Result<ServiceToken, Error> {
-        let base = v3_base(&self.settings.auth_url.to_string());
+        match self.settings.auth_version {
+            AuthVersion::V3 => self.authenticate_v3(client).await,
+            AuthVersion::V2 => self.authenticate_v2(client).await,
+        }
+    }
+
+    /// `POST {auth_url}/v2.0/tokens`: the token is `access.token.id`, the
+    /// identity endpoint comes from `access.serviceCatalog`.
+    async fn authenticate_v2(&self, client: &Client) -> Result<ServiceToken, Error> {
+        let base = version_base(&self.settings.auth_url.to_string(), AuthVersion::V2);
+        let url = format!("{base}/tokens");
+        let body = Bytes::from(self.request_body().to_string());
+        let reply = client
+            .send("authenticate", || {
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(url.as_str())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::USER_AGENT, super::USER_AGENT)
+                    .body(Full::new(body.clone()))
+            })
+            .await?;
+        match reply.status {
+            StatusCode::OK | StatusCode::CREATED => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                return Err(Error::ServiceAuth(reply.status))
+            }
+            other => return Err(Error::Status(other)),
+        }
+        let doc: AccessV2Doc = serde_json::from_slice(&reply.body)
+            .map_err(|e| Error::Malformed(format!("v2.0 auth response: {e}")))?;
+        let mut header = HeaderValue::from_str(&doc.access.token.id)
+            .map_err(|_| Error::Malformed("v2.0 auth response: unusable token id".into()))?;
+        header.set_sensitive(true);
+        let expires_at = super::model_v2::parse_time(&doc.access.token.expires)
+            .ok_or_else(|| Error::Malformed("v2.0 auth response: bad token.expires".into()))?;
+        let key = format!("{}URL", self.settings.interface);
+        let endpoint = doc
+            .access
+            .service_catalog
+            .iter()
+            .filter(|s| s.kind == "identity")
+            .flat_map(|s| s.endpoints.iter())
+            .filter(|e| {
+                self.settings
+                    .region_name
+                    .as_ref()
+                    .is_none_or(|r| e.get("region").and_then(|v| v.as_str()) == Some(r))
+            })
+            .find_map(|e| e.get(&key).and_then(|v| v.as_str()))
+            .map(|url| version_base(url, AuthVersion::V2))
+            .unwrap_or(base);
+        Ok(ServiceToken {
+            header,
+            expires_at,
+            endpoint,
+        })
+    }
+
+    async fn authenticate_v3(&self, client: &Client) -> Result<ServiceToken, Error> {
+        let base = version_base(&self.settings.auth_url.to_string(), AuthVersion::V3);
         let url = format!("{base}/auth/tokens");
         let body = Bytes::from(self.request_body().to_string());
         let reply = client
@@ -147,7 +209,7 @@ impl ServiceAuth {
                         e.region.as_ref() == Some(r) || e.region_id.as_ref() == Some(r)
                     })
             })
-            .map(|e| v3_base(&e.url))
+            .map(|e| version_base(&e.url, AuthVersion::V3))
             .unwrap_or(base);
         Ok(ServiceToken {
             header,
@@ -173,6 +235,19 @@ impl ServiceAuth {
                 }
                 serde_json::json!({ "auth": auth })
             }
+            ServiceCredentials::PasswordV2 {
+                user: (user_key, user),
+                password,
+                tenant,
+            } => {
+                let mut auth = serde_json::json!({"passwordCredentials": {
+                    *user_key: user, "password": password.expose_secret()
+                }});
+                if let Some((tenant_key, tenant)) = tenant {
+                    auth[*tenant_key] = serde_json::Value::String(tenant.clone());
+                }
+                serde_json::json!({ "auth": auth })
+            }
             ServiceCredentials::ApplicationCredential { id, secret } => serde_json::json!({
                 "auth": {"identity": {
                     "methods": ["application_credential"],
@@ -183,14 +258,47 @@ impl ServiceAuth {
     }
 }
 
-/// The `/v3` base of an identity URL: kept if it ends in `/v3`, else `/v3` appended.
-fn v3_base(url: &str) -> String {
+/// The `/v3` (or `/v2.0`) base of an identity URL: kept if it already ends
+/// in that version, else the version appended.
+fn version_base(url: &str, version: AuthVersion) -> String {
     let trimmed = url.trim_end_matches('/');
-    if trimmed.ends_with("/v3") {
+    let segment = version.segment();
+    if trimmed
+        .strip_suffix(segment)
+        .is_some_and(|rest| rest.ends_with('/'))
+    {
         trimmed.to_owned()
     } else {
-        format!("{trimmed}/v3")
+        format!("{trimmed}/{segment}")
     }
+}
+
+/// The parts of a v2.0 `POST /tokens` answer stonegate uses.
+#[derive(Deserialize)]
+struct AccessV2Doc {
+    access: AccessV2,
+}
+
+#[derive(Deserialize)]
+struct AccessV2 {
+    token: TokenV2,
+    #[serde(rename = "serviceCatalog", default)]
+    service_catalog: Vec<CatalogServiceV2>,
+}
+
+#[derive(Deserialize)]
+struct TokenV2 {
+    id: String,
+    expires: String,
+}
+
+#[derive(Deserialize)]
+struct CatalogServiceV2 {
+    #[serde(rename = "type")]
+    kind: String,
+    /// `{"region": ..., "publicURL": ..., "internalURL": ..., "adminURL": ...}`.
+    #[serde(default)]
+    endpoints: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -224,13 +332,55 @@ struct CatalogEndpoint {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::v3_base;
+    use super::version_base;
+    use crate::config::AuthVersion::{V2, V3};
 
     #[test]
     fn identity_urls_get_a_v3_base() {
-        assert_eq!(v3_base("http://k:5000/v3/"), "http://k:5000/v3");
-        assert_eq!(v3_base("http://k:5000"), "http://k:5000/v3");
-        assert_eq!(v3_base("https://k/identity"), "https://k/identity/v3");
+        assert_eq!(version_base("http://k:5000/v3/", V3), "http://k:5000/v3");
+        assert_eq!(version_base("http://k:5000", V3), "http://k:5000/v3");
+        assert_eq!(
+            version_base("https://k/identity", V3),
+            "https://k/identity/v3"
+        );
+    }
+
+    #[test]
+    fn v2_password_body_is_keystoneauths() {
+        let text = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:5000/v2.0"
+auth_version = "v2.0"
+user_id = "u1"
+password = "pw"
+project_id = "p1"
+"#;
+        let s = crate::config::File::parse(text)
+            .unwrap()
+            .build(&|_| None)
+            .unwrap();
+        let body = super::ServiceAuth::new(s.keystone).request_body();
+        assert_eq!(
+            body,
+            serde_json::json!({"auth": {
+                "passwordCredentials": {"userId": "u1", "password": "pw"},
+                "tenantId": "p1"
+            }})
+        );
+    }
+
+    #[test]
+    fn identity_urls_get_a_v2_base() {
+        assert_eq!(
+            version_base("http://k:5000/v2.0/", V2),
+            "http://k:5000/v2.0"
+        );
+        assert_eq!(version_base("http://k:5000", V2), "http://k:5000/v2.0");
+        assert_eq!(version_base("http://k/xv2.0", V2), "http://k/xv2.0/v2.0");
     }
 }

@@ -4,10 +4,12 @@
 //! - [`Keystone`]: the real Keystone started by `scripts/test.sh`
 //!   (`tests/keystone/keystone-up.sh`), found through `STONEGATE_TEST_KEYSTONE_FIXTURES`;
 //! - [`FakeKeystone`]: an in-process Keystone for faults and call counting;
+//! - [`FakeV2`]: a fake Identity v2.0 server (keystoneauth's `V2Token` documents);
 //! - [`Upstream`]: an in-process echo service recording what it received;
 //! - [`Stonegate`]: the real `stonegate` binary, configured and started by a builder.
 
 pub mod fake_keystone;
+pub mod fake_v2;
 pub mod keystone;
 pub mod nginx;
 pub mod stonegate;
@@ -18,6 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use fake_keystone::{FakeKeystone, Fault};
+pub use fake_v2::FakeV2;
 pub use keystone::{Keystone, Scope};
 pub use stonegate::Stonegate;
 pub use upstream::Upstream;

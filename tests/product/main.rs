@@ -25,3 +25,4 @@ mod service_auth;
 mod service_token;
 mod session;
 mod tls;
+mod v2;
