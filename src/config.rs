@@ -285,13 +285,27 @@ impl Default for ProxyFile {
 }
 
 /// `[cache]`: the token cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheFile {
     /// Upper bound of the cache in (estimated) bytes.
     pub capacity_bytes: u64,
     /// Seconds an invalid token is remembered.
     pub negative_ttl: u64,
+    /// A Redis server as the shared second-level cache (instead of
+    /// `keystone_authtoken.memcached_servers`).
+    pub redis_url: Option<String>,
+}
+
+impl fmt::Debug for CacheFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheFile")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("negative_ttl", &self.negative_ttl)
+            // May hold a password.
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl Default for CacheFile {
@@ -299,6 +313,7 @@ impl Default for CacheFile {
         Self {
             capacity_bytes: 64 * 1024 * 1024,
             negative_ttl: 10,
+            redis_url: None,
         }
     }
 }
@@ -391,6 +406,21 @@ pub struct AuthTokenFile {
     /// stonegate-specific: seconds Keystone is not called once the breaker opened.
     #[serde(default = "default_breaker_cooldown")]
     pub circuit_breaker_cooldown: u64,
+    /// memcached servers (`host:port`) shared with other replicas and
+    /// keystonemiddleware services.
+    pub memcached_servers: Option<Vec<String>>,
+    /// `MAC` or `ENCRYPT` (required with a shared cache).
+    pub memcache_security_strategy: Option<String>,
+    /// Secret the shared entries' keys derive from (prefer the file or the environment).
+    pub memcache_secret_key: Option<String>,
+    /// File holding `memcache_secret_key`.
+    pub memcache_secret_key_file: Option<String>,
+    /// Seconds one shared-cache connect or operation may take.
+    pub memcache_pool_socket_timeout: Option<f64>,
+    /// Seconds a failed shared-cache server is skipped.
+    pub memcache_pool_dead_retry: Option<u64>,
+    /// Idle connections kept per memcached server.
+    pub memcache_pool_maxsize: Option<usize>,
 }
 
 fn default_max_concurrent() -> usize {
@@ -416,6 +446,11 @@ impl fmt::Debug for AuthTokenFile {
                     .application_credential_secret
                     .as_ref()
                     .map(|_| "[redacted]"),
+            )
+            .field("memcached_servers", &self.memcached_servers)
+            .field(
+                "memcache_secret_key",
+                &self.memcache_secret_key.as_ref().map(|_| "[redacted]"),
             )
             .finish_non_exhaustive()
     }
@@ -529,6 +564,8 @@ pub struct AuthSettings {
     pub revocation: Option<RevocationSettings>,
     /// Browser sessions, when enabled.
     pub session: Option<crate::session::SessionSettings>,
+    /// The shared second-level cache (memcached or Redis), when configured.
+    pub shared_cache: Option<crate::shared_cache::SharedCacheSettings>,
 }
 
 /// Compiled proxy settings.
@@ -772,6 +809,18 @@ impl File {
             .as_ref()
             .filter(|s| s.enabled)
             .and_then(|s| s.build(&mut p, env));
+        let shared_cache = crate::shared_cache::settings::SharedCacheFile {
+            memcached_servers: ks.memcached_servers.as_deref(),
+            redis_url: self.cache.redis_url.as_deref(),
+            security_strategy: ks.memcache_security_strategy.as_deref(),
+            secret_key: ks.memcache_secret_key.as_ref(),
+            secret_key_file: ks.memcache_secret_key_file.as_ref(),
+            socket_timeout: ks.memcache_pool_socket_timeout,
+            dead_retry: ks.memcache_pool_dead_retry,
+            pool_maxsize: ks.memcache_pool_maxsize,
+            local_validation: self.fernet.is_some(),
+        }
+        .build(&mut p, env);
         if !matches!(ks.interface.as_str(), "public" | "internal" | "admin") {
             problem(
                 &mut p,
@@ -904,6 +953,7 @@ impl File {
                     local,
                     revocation,
                     session,
+                    shared_cache,
                 },
                 proxy: ProxySettings {
                     listen,
@@ -1036,7 +1086,7 @@ impl File {
 }
 
 /// A secret from exactly one of: the inline key, `<key>_file`, or the environment.
-fn secret(
+pub(crate) fn secret(
     p: &mut Vec<Problem>,
     key: &str,
     inline: &Option<String>,

@@ -48,6 +48,7 @@ pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;
+pub mod shared_cache;
 pub mod tls;
 pub mod token;
 pub mod validator;
