@@ -9,6 +9,7 @@
 
 pub mod fake_keystone;
 pub mod keystone;
+pub mod kv;
 pub mod nginx;
 pub mod stonegate;
 pub mod upstream;

@@ -23,4 +23,5 @@ mod reload;
 mod service_auth;
 mod service_token;
 mod session;
+mod shared_cache;
 mod tls;
