@@ -10,7 +10,8 @@
 //! strip forged identity headers (headers) → public route? (routes)
 //!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
 //!   → cache (moka, keyed by SHA-256; cache)
-//!   → on a miss: local Fernet decode + enrichment (local, token) | GET /v3/auth/tokens (keystone)
+//!   → on a miss: local Fernet decode + enrichment (local, token)
+//!     | shared memcached/Redis cache (shared_cache) → GET /v3/auth/tokens (keystone)
 //!   → expiry, revocation events (revocation), service-token roles, access rules (access_rules)
 //!   → inject keystonemiddleware's headers and forward | 401 / 503 (rejection)
 //! ```

@@ -3,7 +3,8 @@
 //! without a Keystone call and with the same headers; entries are unreadable
 //! (ENCRYPT) and unforgeable (MAC) without the secret; keystonemiddleware's
 //! own cache code reads stonegate's entries and the other way round; and the
-//! cache dying, hanging or answering garbage never costs a request.
+//! cache dying, hanging or answering garbage never costs a request; a session
+//! logout removes the shared entry.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -384,4 +385,68 @@ async fn entries_live_on_the_server_python_memcached_picks() {
         );
         assert!(mcs[1 - home].raw_get(&key).await.is_none());
     }
+}
+
+#[tokio::test]
+async fn a_session_logout_removes_the_shared_entry_for_every_replica() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("session-keys");
+    let key = stonegate::session::keys::SessionKeys::generate().unwrap();
+    std::fs::write(&ring, format!("{key}\n")).unwrap();
+    let start = || {
+        Stonegate::builder()
+            .keystone(&ks)
+            .upstream(&up)
+            .option("memcache_security_strategy", "ENCRYPT")
+            .option("memcache_secret_key", SECRET)
+            .option("memcached_servers", vec![mc.server()])
+            .extra_toml(&format!(
+                "[session]\nenabled = true\nkeys_file = {:?}\n",
+                ring.display().to_string()
+            ))
+            .start()
+    };
+    let (a, b) = (start().await, start().await);
+    let client = crate::harness::client();
+    let login = client
+        .post(a.url("/authentication/login/"))
+        .json(&json!({"username": "demo", "password": ks.password("demo"), "project_name": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    let csrf = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("csrftoken="))
+        .unwrap()
+        .to_owned();
+    let cookie = cookies.join("; ");
+    // A validates (and shares); B is served from the shared cache.
+    assert_eq!(a.get("/", &[("cookie", &cookie)]).await.status(), 200);
+    assert_eq!(b.get("/", &[("cookie", &cookie)]).await.status(), 200);
+    assert_eq!(validate_calls(&b).await, 0.0);
+    let logout = client
+        .post(a.url("/authentication/logout/"))
+        .header("cookie", &cookie)
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    assert_eq!(shared_ops(&a, "delete", "ok").await, 1.0);
+    // A does not take the token back from the shared cache ...
+    assert_eq!(a.get("/", &[("cookie", &cookie)]).await.status(), 401);
+    // ... and a replica that never cached it locally asks Keystone: revoked.
+    let c = start().await;
+    assert_eq!(c.get("/", &[("cookie", &cookie)]).await.status(), 401);
+    assert_eq!(validate_calls(&c).await, 1.0);
 }
