@@ -59,6 +59,24 @@ pub enum BackendError {
     Random,
 }
 
+/// An entry as a server returned it.
+#[derive(Debug)]
+pub struct Stored {
+    /// The bytes stored.
+    pub value: Vec<u8>,
+    /// Its remaining lifetime, when the server tells and it has one.
+    pub ttl: Option<Duration>,
+}
+
+/// A trusted shared entry.
+#[derive(Debug)]
+pub struct Hit {
+    /// Who the token is.
+    pub identity: Identity,
+    /// How long the entry has left, when the server says.
+    pub ttl: Option<Duration>,
+}
+
 enum Store {
     Memcached(memcached::Memcached),
     Redis(redis::Redis),
@@ -119,7 +137,7 @@ impl SharedCache {
 
     /// The identity stored for `token` by any replica (or keystonemiddleware),
     /// or `None`: absent, unreachable, or not trustworthy.
-    pub async fn get(&self, token: &Token) -> Option<Identity> {
+    pub async fn get(&self, token: &Token) -> Option<Hit> {
         let keys = self.keys(token);
         let key = keys.cache_key();
         let stored = match &self.store {
@@ -127,7 +145,7 @@ impl SharedCache {
             Store::Redis(r) => r.get(&key).await,
         };
         let c = &self.counters;
-        let value = match stored {
+        let Stored { value, ttl } = match stored {
             Ok(Some(v)) => v,
             Ok(None) => {
                 c.get_miss.inc();
@@ -148,9 +166,9 @@ impl SharedCache {
             }
         };
         match crate::keystone::model::parse_token(&data) {
-            Ok(id) => {
+            Ok(identity) => {
                 c.get_hit.inc();
-                Some(id)
+                Some(Hit { identity, ttl })
             }
             Err(e) => {
                 c.get_unusable.inc();

@@ -298,8 +298,12 @@ impl Validator {
         self.metrics.lookup(hit, started.elapsed().as_secs_f64());
         let skew = self.local.as_ref().map_or(0, |l| l.settings().clock_skew);
         let id = match outcome {
-            Outcome::Valid(id) if allow_expired || !id.is_expired(now - skew) => id,
-            Outcome::Valid(_) | Outcome::Invalid => return Ok(None),
+            Outcome::Valid(id) | Outcome::Shared(id, _)
+                if allow_expired || !id.is_expired(now - skew) =>
+            {
+                id
+            }
+            Outcome::Valid(_) | Outcome::Shared(..) | Outcome::Invalid => return Ok(None),
         };
         if let Some(r) = &self.revocations {
             if r.is_revoked(&TokenValues::from_identity(&id)) {
@@ -406,15 +410,18 @@ impl Validator {
             .as_ref()
             .filter(|_| self.local.is_none() && !allow_expired);
         if let Some(shared) = shared {
-            if let Some(id) = shared.get(token).await {
+            if let Some(hit) = shared.get(token).await {
                 // Access rules are checked against the catalog: an entry
                 // written without one is not enough for such a token.
+                let id = hit.identity;
                 let needs_catalog = id
                     .application_credential
                     .as_ref()
                     .is_some_and(|a| a.access_rules.is_some());
                 if !needs_catalog || id.service_catalog.is_some() {
-                    return Ok(Outcome::Valid(Arc::new(id)));
+                    // Reused locally no longer than the shared entry lives.
+                    let left = hit.ttl.unwrap_or(self.settings.token_cache_time);
+                    return Ok(Outcome::Shared(Arc::new(id), left));
                 }
             }
         }

@@ -1,10 +1,12 @@
-//! A small memcached client: the text protocol's `get` and `set` only, over
-//! tokio sockets with a few pooled connections per server.
+//! A small memcached client: `get`, `set` and `delete` of the text protocol
+//! (plus `mg`, memcached 1.6's meta get, for an entry's remaining lifetime;
+//! classic `get` on older servers), over tokio sockets with a few pooled
+//! connections per server.
 //!
 //! Hand-written rather than a crate because what matters here is agreeing
 //! with keystonemiddleware's client (python-memcached, through oslo.cache) on
 //! *where* a key lives and when a server counts as down — which no Rust
-//! memcached crate implements — while the protocol subset needed is two
+//! memcached crate implements — while the protocol subset needed is three
 //! commands. Every step is bounded by `socket_timeout`; a server that fails
 //! is skipped for `dead_retry` (python-memcached's `mark_dead`), and its keys
 //! move to the next server exactly as python-memcached rehashes them.
@@ -19,7 +21,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::BackendError;
+use super::{BackendError, Stored};
 
 /// Largest value read back (the Keystone body limit plus protection overhead).
 const MAX_VALUE: usize = 12 * 1024 * 1024;
@@ -83,7 +85,7 @@ impl Memcached {
     }
 
     /// The stored bytes of `key`, `None` when absent.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Stored>, BackendError> {
         self.exchange(key, Command::Get).await
     }
 
@@ -106,7 +108,7 @@ impl Memcached {
         &self,
         key: &str,
         command: Command<'_>,
-    ) -> Result<Option<Vec<u8>>, BackendError> {
+    ) -> Result<Option<Stored>, BackendError> {
         let mut retried = false;
         loop {
             let (server, conn, pooled) = self.connection(key).await?;
@@ -214,14 +216,44 @@ impl Server {
 
 type Conn = BufStream<TcpStream>;
 
-async fn get(mut conn: Conn, key: &str) -> Result<(Option<Vec<u8>>, Conn), BackendError> {
+/// `mg <key> t v` (memcached 1.6+: the value and its remaining lifetime);
+/// on an older server that answers `ERROR`, a classic `get`.
+async fn get(mut conn: Conn, key: &str) -> Result<(Option<Stored>, Conn), BackendError> {
+    conn.write_all(format!("mg {key} t v\r\n").as_bytes())
+        .await?;
+    conn.flush().await?;
+    let line = read_line(&mut conn).await?;
+    match line.as_slice() {
+        b"EN" => return Ok((None, conn)),
+        b"ERROR" => return classic_get(conn, key).await,
+        _ => {}
+    }
+    // VA <size> t<seconds left, -1: none>
+    let header = std::str::from_utf8(&line).map_err(|_| BackendError::Protocol)?;
+    let mut parts = header.split(' ');
+    if parts.next() != Some("VA") {
+        return Err(BackendError::Protocol);
+    }
+    let len = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or(BackendError::Protocol)?;
+    let ttl = parts
+        .find_map(|f| f.strip_prefix('t'))
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let value = read_value(&mut conn, len).await?;
+    Ok((Some(Stored { value, ttl }), conn))
+}
+
+/// `get <key>`: `VALUE <key> <flags> <bytes>`, the value, `END`.
+async fn classic_get(mut conn: Conn, key: &str) -> Result<(Option<Stored>, Conn), BackendError> {
     conn.write_all(format!("get {key}\r\n").as_bytes()).await?;
     conn.flush().await?;
     let line = read_line(&mut conn).await?;
     if line == b"END" {
         return Ok((None, conn));
     }
-    // VALUE <key> <flags> <bytes>
     let header = std::str::from_utf8(&line).map_err(|_| BackendError::Protocol)?;
     let mut parts = header.split(' ');
     let (Some("VALUE"), Some(k), Some(_flags), Some(len), None) = (
@@ -233,8 +265,20 @@ async fn get(mut conn: Conn, key: &str) -> Result<(Option<Vec<u8>>, Conn), Backe
     ) else {
         return Err(BackendError::Protocol);
     };
-    let len: usize = len.parse().map_err(|_| BackendError::Protocol)?;
-    if k != key || len > MAX_VALUE {
+    if k != key {
+        return Err(BackendError::Protocol);
+    }
+    let len = len.parse().map_err(|_| BackendError::Protocol)?;
+    let value = read_value(&mut conn, len).await?;
+    if read_line(&mut conn).await? != b"END" {
+        return Err(BackendError::Protocol);
+    }
+    Ok((Some(Stored { value, ttl: None }), conn))
+}
+
+/// `len` bytes of value and their `\r\n`.
+async fn read_value(conn: &mut Conn, len: usize) -> Result<Vec<u8>, BackendError> {
+    if len > MAX_VALUE {
         return Err(BackendError::Protocol);
     }
     let mut value = vec![0u8; len + 2];
@@ -243,10 +287,7 @@ async fn get(mut conn: Conn, key: &str) -> Result<(Option<Vec<u8>>, Conn), Backe
         return Err(BackendError::Protocol);
     }
     value.truncate(len);
-    if read_line(&mut conn).await? != b"END" {
-        return Err(BackendError::Protocol);
-    }
-    Ok((Some(value), conn))
+    Ok(value)
 }
 
 async fn set(
@@ -255,7 +296,8 @@ async fn set(
     value: &[u8],
     ttl: Duration,
 ) -> Result<((), Conn), BackendError> {
-    let ttl = ttl.as_secs().max(1);
+    // Above 30 days memcached reads the number as a Unix time.
+    let ttl = ttl.as_secs().clamp(1, 30 * 24 * 3600);
     conn.write_all(format!("set {key} 0 {ttl} {}\r\n", value.len()).as_bytes())
         .await?;
     conn.write_all(value).await?;

@@ -1,4 +1,4 @@
-//! The Redis backend: `GET` and `SET … EX` through the `redis` crate's
+//! The Redis backend: `GET` (with `TTL`), `SET … EX` and `DEL` through the `redis` crate's
 //! auto-reconnecting [`ConnectionManager`], created on first use (so a
 //! validator can be built outside a runtime and with Redis down).
 
@@ -10,7 +10,7 @@ use std::{
 use ::redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, AsyncCommands, Client};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::BackendError;
+use super::{BackendError, Stored};
 
 /// One Redis server (or proxy in front of several).
 pub struct Redis {
@@ -46,13 +46,22 @@ impl Redis {
     }
 
     /// The stored bytes of `key`, `None` when absent.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Stored>, BackendError> {
         let mut conn = self.connection()?;
         let result = tokio::time::timeout(self.timeout, async move {
-            conn.get::<_, Option<Vec<u8>>>(key).await
+            ::redis::pipe()
+                .get(key)
+                .ttl(key)
+                .query_async::<(Option<Vec<u8>>, i64)>(&mut conn)
+                .await
         })
         .await;
-        self.finish(result)
+        let (value, ttl) = self.finish(result)?;
+        Ok(value.map(|value| Stored {
+            value,
+            // -1: no expiry, -2: gone meanwhile.
+            ttl: u64::try_from(ttl).ok().map(Duration::from_secs),
+        }))
     }
 
     /// Stores `value` under `key` for `ttl` (whole seconds, at least 1).

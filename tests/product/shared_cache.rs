@@ -450,3 +450,26 @@ async fn a_session_logout_removes_the_shared_entry_for_every_replica() {
     assert_eq!(c.get("/", &[("cookie", &cookie)]).await.status(), 401);
     assert_eq!(validate_calls(&c).await, 1.0);
 }
+
+#[tokio::test]
+async fn a_shared_hit_is_reused_locally_no_longer_than_the_shared_entry_lives() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let a = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let b = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let token = ks.demo_token().await;
+    assert_eq!(status(&a, &token).await, 200);
+    // The entry has 2 s left (as if written 298 s ago).
+    let key = key(&token, Strategy::Encrypt);
+    let value = mc.raw_get(&key).await.unwrap();
+    mc.raw_set(&key, &value, 2).await;
+    assert_eq!(status(&b, &token).await, 200);
+    assert_eq!(validate_calls(&b).await, 0.0);
+    // Once it is gone from memcached, B's own cache has let it go too: B
+    // asks Keystone rather than reuse it for another token_cache_time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&b, &token).await, 200);
+    assert_eq!(validate_calls(&b).await, 1.0);
+}
