@@ -8,7 +8,10 @@
 //! - `is_public`: the public-route check every request goes through;
 //! - `session`: opening a browser-session cookie (base64, XChaCha20-Poly1305,
 //!   JSON), the extra cost of a cookie request over an `X-Auth-Token` one,
-//!   and sealing one at login.
+//!   and sealing one at login;
+//! - `shared_cache`: a shared-cache hit without the network (key derivation,
+//!   MAC check, decryption, token parsing) and the protection of a write, for
+//!   a body with a devstack-sized catalog.
 //!
 //! Run: `cargo bench --bench core` (HTML report under `target/criterion/`).
 //! Local Fernet validation and revocation matching join when they land.
@@ -78,6 +81,11 @@ fn catalog_json() -> String {
 /// A project-scoped password token as Keystone returns it from
 /// `GET /v3/auth/tokens`, expiring in an hour.
 fn identity(with_catalog: bool) -> Identity {
+    parse_token(token_doc(with_catalog).as_bytes()).expect("sample token document parses")
+}
+
+/// Keystone's validation body of [`identity`].
+fn token_doc(with_catalog: bool) -> String {
     let fmt = time::format_description::well_known::Rfc3339;
     let now = time::OffsetDateTime::now_utc();
     let issued = now.format(&fmt).unwrap();
@@ -87,7 +95,7 @@ fn identity(with_catalog: bool) -> Identity {
     } else {
         String::new()
     };
-    let doc = format!(
+    format!(
         r#"{{"token": {{"methods": ["password"],
           "user": {{"domain": {{"id": "default", "name": "Default"}}, "id": "1f5e2c7a9b3d4e6f8a0b1c2d3e4f5a6b", "name": "demo", "password_expires_at": null}},
           "audit_ids": ["9JsolhssRzKfyayTIiCRUg"],
@@ -95,8 +103,7 @@ fn identity(with_catalog: bool) -> Identity {
           "project": {{"domain": {{"id": "default", "name": "Default"}}, "id": "9c4fdf3a1b2c4d5e8f90a1b2c3d4e5f6", "name": "demo"}},
           "is_domain": false,
           "roles": [{{"id": "5e0f3b8a2c1d4e6f9a7b8c0d1e2f3a4b", "name": "reader"}}, {{"id": "7a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "member"}}]{catalog}}}}}"#
-    );
-    parse_token(doc.as_bytes()).expect("sample token document parses")
+    )
 }
 
 /// The headers of a typical API request as it reaches the proxy.
@@ -349,12 +356,41 @@ fn bench_session(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_shared_cache(c: &mut Criterion) {
+    use stonegate::shared_cache::crypt::{Keys, Strategy};
+    let body = token_doc(true);
+    let secret = b"a shared secret of some length";
+    let mut group = c.benchmark_group("shared_cache");
+    for strategy in [Strategy::Mac, Strategy::Encrypt] {
+        let keys = Keys::derive(secret, TOKEN.as_bytes(), strategy);
+        let value = keys.protect(body.as_bytes()).unwrap();
+        let name = strategy.as_str();
+        // A shared hit minus the network: derive the keys and the entry's
+        // name, check the MAC, decrypt, parse the token document.
+        group.bench_function(format!("hit {name} (catalog body)"), |b| {
+            b.iter(|| {
+                let k = Keys::derive(secret, black_box(TOKEN).as_bytes(), strategy);
+                black_box(k.cache_key());
+                parse_token(&k.unprotect(black_box(&value)).unwrap()).unwrap()
+            })
+        });
+        group.bench_function(format!("protect {name} (catalog body)"), |b| {
+            b.iter(|| {
+                let k = Keys::derive(secret, black_box(TOKEN).as_bytes(), strategy);
+                k.protect(black_box(body.as_bytes())).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_cache_hit,
     bench_strip,
     bench_path_matches,
     bench_is_public,
-    bench_session
+    bench_session,
+    bench_shared_cache
 );
 criterion_main!(benches);

@@ -16,6 +16,10 @@ use crate::{identity::Identity, token::Fingerprint};
 pub enum Outcome {
     /// Valid, with its identity.
     Valid(Arc<Identity>),
+    /// Valid, read from the shared cache whose entry ends after the
+    /// duration: the local entry ends no later, so that a result is reused
+    /// nowhere longer than `token_cache_time` after Keystone gave it.
+    Shared(Arc<Identity>, Duration),
     /// Keystone rejected it.
     Invalid,
 }
@@ -58,13 +62,16 @@ impl Expiry<Key, Outcome> for Lifetimes {
     ) -> Option<Duration> {
         Some(match value {
             Outcome::Invalid => self.invalid,
-            Outcome::Valid(id) => {
-                let left = id.expires_at.saturating_sub(crate::keystone::now());
-                let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
-                self.valid.min(left)
-            }
+            Outcome::Valid(id) => self.valid.min(expiry_left(id)),
+            Outcome::Shared(id, shared_left) => self.valid.min(expiry_left(id)).min(*shared_left),
         })
     }
+}
+
+/// Time until the token expires.
+fn expiry_left(id: &Identity) -> Duration {
+    let left = id.expires_at.saturating_sub(crate::keystone::now());
+    Duration::from_secs(u64::try_from(left).unwrap_or(0))
 }
 
 /// Estimated heap bytes of an entry (key + identity strings + overhead).
@@ -72,7 +79,7 @@ fn weigh(_key: &Key, value: &Outcome) -> u32 {
     const BASE: usize = 160;
     let size = match value {
         Outcome::Invalid => BASE,
-        Outcome::Valid(id) => {
+        Outcome::Valid(id) | Outcome::Shared(id, _) => {
             let s = |o: &Option<String>| o.as_ref().map_or(0, String::len);
             let mut n = BASE + std::mem::size_of::<Identity>();
             n +=

@@ -291,13 +291,27 @@ impl Default for ProxyFile {
 }
 
 /// `[cache]`: the token cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheFile {
     /// Upper bound of the cache in (estimated) bytes.
     pub capacity_bytes: u64,
     /// Seconds an invalid token is remembered.
     pub negative_ttl: u64,
+    /// A Redis server as the shared second-level cache (instead of
+    /// `keystone_authtoken.memcached_servers`).
+    pub redis_url: Option<String>,
+}
+
+impl fmt::Debug for CacheFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheFile")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("negative_ttl", &self.negative_ttl)
+            // May hold a password.
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl Default for CacheFile {
@@ -305,6 +319,7 @@ impl Default for CacheFile {
         Self {
             capacity_bytes: 64 * 1024 * 1024,
             negative_ttl: 10,
+            redis_url: None,
         }
     }
 }
@@ -399,6 +414,21 @@ pub struct AuthTokenFile {
     /// stonegate-specific: seconds Keystone is not called once the breaker opened.
     #[serde(default = "default_breaker_cooldown")]
     pub circuit_breaker_cooldown: u64,
+    /// memcached servers (`host:port`) shared with other replicas and
+    /// keystonemiddleware services.
+    pub memcached_servers: Option<Vec<String>>,
+    /// `MAC` or `ENCRYPT` (required with a shared cache).
+    pub memcache_security_strategy: Option<String>,
+    /// Secret the shared entries' keys derive from (prefer the file or the environment).
+    pub memcache_secret_key: Option<String>,
+    /// File holding `memcache_secret_key`.
+    pub memcache_secret_key_file: Option<String>,
+    /// Seconds one shared-cache connect or operation may take.
+    pub memcache_pool_socket_timeout: Option<f64>,
+    /// Seconds a failed shared-cache server is skipped.
+    pub memcache_pool_dead_retry: Option<u64>,
+    /// Idle connections kept per memcached server.
+    pub memcache_pool_maxsize: Option<usize>,
 }
 
 fn default_max_concurrent() -> usize {
@@ -424,6 +454,11 @@ impl fmt::Debug for AuthTokenFile {
                     .application_credential_secret
                     .as_ref()
                     .map(|_| "[redacted]"),
+            )
+            .field("memcached_servers", &self.memcached_servers)
+            .field(
+                "memcache_secret_key",
+                &self.memcache_secret_key.as_ref().map(|_| "[redacted]"),
             )
             .finish_non_exhaustive()
     }
@@ -579,6 +614,8 @@ pub struct AuthSettings {
     pub revocation: Option<RevocationSettings>,
     /// Browser sessions, when enabled.
     pub session: Option<crate::session::SessionSettings>,
+    /// The shared second-level cache (memcached or Redis), when configured.
+    pub shared_cache: Option<crate::shared_cache::SharedCacheSettings>,
 }
 
 /// Compiled proxy settings.
@@ -843,6 +880,18 @@ impl File {
             .as_ref()
             .filter(|s| s.enabled)
             .and_then(|s| s.build(&mut p, env));
+        let shared_cache = crate::shared_cache::settings::SharedCacheFile {
+            memcached_servers: ks.memcached_servers.as_deref(),
+            redis_url: self.cache.redis_url.as_deref(),
+            security_strategy: ks.memcache_security_strategy.as_deref(),
+            secret_key: ks.memcache_secret_key.as_ref(),
+            secret_key_file: ks.memcache_secret_key_file.as_ref(),
+            socket_timeout: ks.memcache_pool_socket_timeout,
+            dead_retry: ks.memcache_pool_dead_retry,
+            pool_maxsize: ks.memcache_pool_maxsize,
+            local_validation: self.fernet.is_some(),
+        }
+        .build(&mut p, env);
         if !matches!(ks.interface.as_str(), "public" | "internal" | "admin") {
             problem(
                 &mut p,
@@ -977,6 +1026,7 @@ impl File {
                     local,
                     revocation,
                     session,
+                    shared_cache,
                 },
                 proxy: ProxySettings {
                     listen,
@@ -1206,7 +1256,7 @@ impl File {
 }
 
 /// A secret from exactly one of: the inline key, `<key>_file`, or the environment.
-fn secret(
+pub(crate) fn secret(
     p: &mut Vec<Problem>,
     key: &str,
     inline: &Option<String>,
@@ -1512,5 +1562,173 @@ interface = "private"
             panic!()
         };
         assert_eq!(password.expose_secret(), "envpw");
+    }
+
+    fn shared(extra_authtoken: &str, extra_top: &str) -> Result<Settings, Vec<Problem>> {
+        let text = format!("{extra_top}\n{MINIMAL}\n{extra_authtoken}\n");
+        match File::parse(&text).unwrap().build(&no_env) {
+            Ok(s) => Ok(s),
+            Err(Error::Invalid(p)) => Err(p),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn keys_of(p: &[Problem]) -> Vec<&str> {
+        p.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn shared_cache_needs_mac_or_encrypt_and_a_secret() {
+        use crate::shared_cache::{crypt::Strategy, Backend};
+        use secrecy::ExposeSecret;
+        let servers = "memcached_servers = [\"127.0.0.1:11211\", \"[::1]:11212\"]\n";
+        // No strategy (kmw's default "None"): refused, naming the key.
+        let p = shared(servers, "").unwrap_err();
+        assert_eq!(
+            keys_of(&p),
+            ["keystone_authtoken.memcache_security_strategy"]
+        );
+        assert!(p[0].message.contains("forge"), "{}", p[0]);
+        let p = shared(
+            &format!("{servers}memcache_security_strategy = \"None\""),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys_of(&p),
+            ["keystone_authtoken.memcache_security_strategy"]
+        );
+        // Lower case would derive other keys than keystonemiddleware's.
+        let p = shared(
+            &format!("{servers}memcache_security_strategy = \"mac\""),
+            "",
+        )
+        .unwrap_err();
+        assert!(p[0].message.contains("upper case"), "{}", p[0]);
+        // A strategy but no secret.
+        let p = shared(
+            &format!("{servers}memcache_security_strategy = \"MAC\""),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(keys_of(&p), ["keystone_authtoken.memcache_secret_key"]);
+        assert!(p[0].message.contains(settings_env()), "{}", p[0]);
+        // Complete.
+        let s = shared(
+            &format!(
+                "{servers}memcache_security_strategy = \"ENCRYPT\"\nmemcache_secret_key = \"k\""
+            ),
+            "",
+        )
+        .unwrap();
+        let c = s.auth.shared_cache.unwrap();
+        assert_eq!(c.strategy, Strategy::Encrypt);
+        assert_eq!(c.secret.expose_secret(), "k");
+        assert_eq!(c.socket_timeout, Duration::from_millis(500));
+        assert_eq!(c.dead_retry, Duration::from_secs(300));
+        assert!(matches!(&c.backend, Backend::Memcached(v) if v.len() == 2));
+        assert!(!format!("{c:?}").contains("\"k\""));
+        // Without servers nothing is shared, whatever the strategy says.
+        let s = shared("memcache_security_strategy = \"MAC\"", "").unwrap();
+        assert!(s.auth.shared_cache.is_none());
+    }
+
+    fn settings_env() -> &'static str {
+        crate::shared_cache::settings::SECRET_KEY_ENV
+    }
+
+    #[test]
+    fn shared_cache_secret_from_file_or_environment() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\nmemcached_servers = [\"127.0.0.1:11211\"]\nmemcache_security_strategy = \"MAC\"\n\
+             memcache_secret_key_file = {:?}\n",
+            f.display().to_string()
+        );
+        let s = File::parse(&text).unwrap().build(&no_env).unwrap();
+        assert_eq!(
+            s.auth.shared_cache.unwrap().secret.expose_secret(),
+            "from-file"
+        );
+        let text = format!(
+            "{MINIMAL}\nmemcached_servers = [\"127.0.0.1:11211\"]\nmemcache_security_strategy = \"MAC\"\n"
+        );
+        let env = |k: &str| (k == settings_env()).then(|| "from-env".to_string());
+        let s = File::parse(&text).unwrap().build(&env).unwrap();
+        assert_eq!(
+            s.auth.shared_cache.unwrap().secret.expose_secret(),
+            "from-env"
+        );
+    }
+
+    #[test]
+    fn shared_cache_backends_and_values_are_checked() {
+        let ok = "memcache_security_strategy = \"MAC\"\nmemcache_secret_key = \"k\"\n";
+        // Both backends: one problem naming both keys.
+        let p = shared(
+            &format!("{ok}memcached_servers = [\"127.0.0.1:11211\"]"),
+            "",
+        )
+        .map(|_| ())
+        .and_then(|()| {
+            shared(
+                &format!("{ok}memcached_servers = [\"127.0.0.1:11211\"]\n[cache]\nredis_url = \"redis://127.0.0.1/0\""),
+                "",
+            )
+        })
+        .unwrap_err();
+        assert_eq!(keys_of(&p), ["cache.redis_url"]);
+        assert!(p[0]
+            .message
+            .contains("keystone_authtoken.memcached_servers"));
+        // Redis alone.
+        let s = shared(
+            &format!("{ok}[cache]\nredis_url = \"redis://:pw@127.0.0.1:6379/0\""),
+            "",
+        )
+        .unwrap();
+        let c = s.auth.shared_cache.unwrap();
+        assert_eq!(c.backend.label(), "redis");
+        assert!(!format!("{c:?}").contains("pw"));
+        let p = shared(&format!("{ok}[cache]\nredis_url = \"http://x\""), "").unwrap_err();
+        assert_eq!(keys_of(&p), ["cache.redis_url"]);
+        // Bad servers and values, each named.
+        let p = shared(
+            &format!(
+                "{ok}memcached_servers = [\"127.0.0.1\", \"h:0\", \"ok:1\"]\n\
+                 memcache_pool_socket_timeout = 0\nmemcache_pool_maxsize = 0"
+            ),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys_of(&p),
+            [
+                "keystone_authtoken.memcache_pool_socket_timeout",
+                "keystone_authtoken.memcache_pool_maxsize",
+                "keystone_authtoken.memcached_servers[0]",
+                "keystone_authtoken.memcached_servers[1]",
+            ]
+        );
+        let p = shared(&format!("{ok}memcached_servers = []"), "").unwrap_err();
+        assert_eq!(keys_of(&p), ["keystone_authtoken.memcached_servers"]);
+        // The shared cache serves online validation: not with [fernet].
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0"), "").unwrap();
+        let p = shared(
+            &format!(
+                "{ok}memcached_servers = [\"127.0.0.1:11211\"]\n[fernet]\nkey_repository = {:?}",
+                dir.path().display().to_string()
+            ),
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            keys_of(&p).contains(&"keystone_authtoken.memcached_servers"),
+            "{p:?}"
+        );
     }
 }

@@ -41,7 +41,12 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 pub enum Validation {
     /// The token is valid; here is who it is.
-    Valid(Box<Identity>),
+    Valid {
+        /// Who the token is.
+        identity: Box<Identity>,
+        /// Keystone's response body (`{"token": {...}}`), for the shared cache.
+        body: Bytes,
+    },
     /// Keystone does not accept the token (404).
     Invalid,
 }
@@ -230,7 +235,10 @@ impl Client {
             .await?;
         match reply.status {
             StatusCode::OK => model::parse_token(&reply.body)
-                .map(|id| Validation::Valid(Box::new(id)))
+                .map(|id| Validation::Valid {
+                    identity: Box::new(id),
+                    body: reply.body,
+                })
                 .map_err(|e| Error::Malformed(e.to_string())),
             StatusCode::NOT_FOUND => Ok(Validation::Invalid),
             other => Err(Error::Status(other)),
@@ -252,7 +260,10 @@ impl Client {
         let reply = self.get_with_service_token("validate", &path, None).await?;
         match reply.status {
             StatusCode::OK => model_v2::parse_access(&reply.body)
-                .map(|id| Validation::Valid(Box::new(id)))
+                .map(|id| Validation::Valid {
+                    identity: Box::new(id),
+                    body: reply.body,
+                })
                 .map_err(|e| Error::Malformed(e.to_string())),
             StatusCode::NOT_FOUND => Ok(Validation::Invalid),
             other => Err(Error::Status(other)),

@@ -10,7 +10,8 @@
 //! strip forged identity headers (headers) → public route? (routes)
 //!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
 //!   → cache (moka, keyed by SHA-256; cache)
-//!   → on a miss: local Fernet decode + enrichment (local, token) | GET /v3/auth/tokens (keystone)
+//!   → on a miss: local Fernet decode + enrichment (local, token)
+//!     | shared memcached/Redis cache (shared_cache) → GET /v3/auth/tokens (keystone)
 //!     (legacy clouds, `auth_version = "v2.0"`: GET /v2.0/tokens/{token})
 //!   → expiry, revocation events (revocation), service-token roles, access rules (access_rules)
 //!   → inject keystonemiddleware's headers and forward | 401 / 503 (rejection)
@@ -49,6 +50,7 @@ pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;
+pub mod shared_cache;
 pub mod tls;
 pub mod token;
 pub mod validator;

@@ -153,14 +153,22 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                 .upstream
                 .as_ref()
                 .map_or("none (forward-auth only)".to_string(), ToString::to_string);
+            let shared = s
+                .auth
+                .shared_cache
+                .as_ref()
+                .map_or("none".to_string(), |c| {
+                    format!("{} ({})", c.backend.label(), c.strategy.as_str())
+                });
             println!(
-                "{}: ok (listen {}, upstream {}, admin {}, forward-auth endpoints {}, Keystone {})",
+                "{}: ok (listen {}, upstream {}, admin {}, forward-auth endpoints {}, Keystone {}, shared cache {})",
                 sources.describe(),
                 s.proxy.listen,
                 upstream,
                 s.proxy.admin_listen,
                 s.proxy.forward_auth.len(),
-                s.keystone.auth_url
+                s.keystone.auth_url,
+                shared
             );
             if s.keystone.auth_version == config::AuthVersion::V2 {
                 println!(

@@ -39,7 +39,32 @@ pub struct Metrics {
     pub revocation_last_success: IntGauge,
     /// Browser-session events (`login`, `login_failed`, `csrf_rejected`, ...).
     pub session_events: IntCounterVec,
+    /// Shared (memcached/Redis) cache operations by backend, operation, result.
+    pub shared_cache_operations: IntCounterVec,
     hot: Hot,
+}
+
+/// The shared cache's counters for one backend, resolved once.
+#[derive(Clone, Debug)]
+pub struct SharedCacheCounters {
+    /// `get`, found and trusted.
+    pub get_hit: IntCounter,
+    /// `get`, absent.
+    pub get_miss: IntCounter,
+    /// `get`, server down, slow or answering garbage.
+    pub get_error: IntCounter,
+    /// `get`, entry failing its MAC or decryption (never trusted).
+    pub get_rejected: IntCounter,
+    /// `get`, authentic entry that is not a usable token document.
+    pub get_unusable: IntCounter,
+    /// `set`, stored.
+    pub set_ok: IntCounter,
+    /// `set`, not stored.
+    pub set_error: IntCounter,
+    /// `delete` (logout), done.
+    pub delete_ok: IntCounter,
+    /// `delete`, failed.
+    pub delete_error: IntCounter,
 }
 
 /// Children of the per-request metrics, resolved once (a label lookup hashes
@@ -150,7 +175,15 @@ impl Metrics {
                 ),
                 &["event"],
             )?,
+            shared_cache_operations: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_shared_cache_operations_total",
+                    "Shared token cache (memcached/Redis) operations by result.",
+                ),
+                &["backend", "op", "result"],
+            )?,
         };
+        registry.register(Box::new(m.shared_cache_operations.clone()))?;
         registry.register(Box::new(m.session_events.clone()))?;
         registry.register(Box::new(m.local_decisions.clone()))?;
         registry.register(Box::new(m.enrichment_lookups.clone()))?;
@@ -193,6 +226,25 @@ impl Metrics {
     /// Counts one browser-session event.
     pub fn session(&self, event: &'static str) {
         self.session_events.with_label_values(&[event]).inc();
+    }
+
+    /// The shared-cache counters of `backend` (`memcached` or `redis`).
+    pub fn shared_cache(&self, backend: &'static str) -> SharedCacheCounters {
+        let c = |op: &str, result: &str| {
+            self.shared_cache_operations
+                .with_label_values(&[backend, op, result])
+        };
+        SharedCacheCounters {
+            get_hit: c("get", "hit"),
+            get_miss: c("get", "miss"),
+            get_error: c("get", "error"),
+            get_rejected: c("get", "rejected"),
+            get_unusable: c("get", "unusable"),
+            set_ok: c("set", "ok"),
+            set_error: c("set", "error"),
+            delete_ok: c("delete", "ok"),
+            delete_error: c("delete", "error"),
+        }
     }
 
     /// Counts one token-cache lookup and the time its decision took.

@@ -18,6 +18,7 @@ use crate::{
     rejection::Rejection,
     revocation::{poller::Revocations, TokenValues},
     session::Sessions,
+    shared_cache::SharedCache,
     token::{Fingerprint, Token},
 };
 
@@ -81,6 +82,7 @@ pub struct Validator {
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
     sessions: Option<Arc<Sessions>>,
+    shared: Option<SharedCache>,
 }
 
 impl Validator {
@@ -92,6 +94,13 @@ impl Validator {
             settings.negative_ttl,
         );
         let sessions = settings.session.clone().map(|s| Arc::new(Sessions::new(s)));
+        let shared = settings.shared_cache.as_ref().and_then(|s| {
+            SharedCache::new(s, keystone.auth_version(), &metrics)
+                .map_err(
+                    |e| tracing::error!(error = %e, "shared cache unusable; running without it"),
+                )
+                .ok()
+        });
         Self {
             keystone,
             cache,
@@ -100,6 +109,7 @@ impl Validator {
             local: None,
             revocations: None,
             sessions,
+            shared,
         }
     }
 
@@ -154,8 +164,12 @@ impl Validator {
         self.sessions.as_ref()
     }
 
-    /// Drops every cached verdict on `token` (after it was revoked here).
+    /// Drops every cached verdict on `token` (after it was revoked here),
+    /// the shared cache's included.
     pub async fn forget(&self, token: &Token) {
+        if let Some(shared) = &self.shared {
+            shared.delete(token).await;
+        }
         let fingerprint = token.fingerprint();
         for allow_expired in [false, true] {
             self.cache
@@ -286,8 +300,12 @@ impl Validator {
         self.metrics.lookup(hit, started.elapsed().as_secs_f64());
         let skew = self.local.as_ref().map_or(0, |l| l.settings().clock_skew);
         let id = match outcome {
-            Outcome::Valid(id) if allow_expired || !id.is_expired(now - skew) => id,
-            Outcome::Valid(_) | Outcome::Invalid => return Ok(None),
+            Outcome::Valid(id) | Outcome::Shared(id, _)
+                if allow_expired || !id.is_expired(now - skew) =>
+            {
+                id
+            }
+            Outcome::Valid(_) | Outcome::Shared(..) | Outcome::Invalid => return Ok(None),
         };
         if let Some(r) = &self.revocations {
             if r.is_revoked(&TokenValues::from_identity(&id)) {
@@ -388,19 +406,48 @@ impl Validator {
             count("online");
             decoded = Some(d);
         }
-        let outcome = self.validate_online(token, allow_expired).await?;
+        // The shared cache holds ordinary online validations only.
+        let shared = self
+            .shared
+            .as_ref()
+            .filter(|_| self.local.is_none() && !allow_expired);
+        if let Some(shared) = shared {
+            if let Some(hit) = shared.get(token).await {
+                // Access rules are checked against the catalog: an entry
+                // written without one is not enough for such a token.
+                let id = hit.identity;
+                let needs_catalog = id
+                    .application_credential
+                    .as_ref()
+                    .is_some_and(|a| a.access_rules.is_some());
+                if !needs_catalog || id.service_catalog.is_some() {
+                    // Reused locally no longer than the shared entry lives.
+                    let left = hit.ttl.unwrap_or(self.settings.token_cache_time);
+                    return Ok(Outcome::Shared(Arc::new(id), left));
+                }
+            }
+        }
+        let (outcome, body) = self.validate_online(token, allow_expired).await?;
+        if let (Some(shared), Outcome::Valid(id), Some(body)) = (shared, &outcome, &body) {
+            let left = id.expires_at.saturating_sub(now);
+            let left = std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0));
+            shared
+                .set(token, body, self.settings.token_cache_time.min(left))
+                .await;
+        }
         if let (Some(local), Some(d), Outcome::Valid(id)) = (&self.local, &decoded, &outcome) {
             local.learn(d, id.clone()).await;
         }
         Ok(outcome)
     }
 
-    /// Asks Keystone (`GET /v3/auth/tokens`).
+    /// Asks Keystone (`GET /v3/auth/tokens`); a valid answer comes with
+    /// Keystone's body.
     async fn validate_online(
         &self,
         token: &Token,
         allow_expired: bool,
-    ) -> Result<Outcome, keystone::Error> {
+    ) -> Result<(Outcome, Option<bytes::Bytes>), keystone::Error> {
         let catalog = self.settings.include_service_catalog;
         let opts = ValidateOptions {
             allow_expired,
@@ -409,7 +456,7 @@ impl Validator {
         let mut v = self.keystone.validate(token, opts).await?;
         // Access rules are checked against the catalog: fetch it if the
         // first answer had none.
-        if let Validation::Valid(id) = &v {
+        if let Validation::Valid { identity: id, .. } = &v {
             let rules = id
                 .application_credential
                 .as_ref()
@@ -428,8 +475,10 @@ impl Validator {
             }
         }
         Ok(match v {
-            Validation::Valid(id) => Outcome::Valid(Arc::from(id)),
-            Validation::Invalid => Outcome::Invalid,
+            Validation::Valid { identity, body } => {
+                (Outcome::Valid(Arc::from(identity)), Some(body))
+            }
+            Validation::Invalid => (Outcome::Invalid, None),
         })
     }
 }

@@ -84,18 +84,18 @@ const OPTIONS: &[Opt] = &[
     opt!("cafile", Str, Use::Pass("cafile")),
     opt!("insecure", Bool, Use::Pass("insecure")),
     opt!("region_name", Str, Use::Pass("region_name")),
-    opt!("memcached_servers", ["memcache_servers"], List, Use::Ignore("no shared cache in this build; the in-process cache is used")),
+    opt!("memcached_servers", ["memcache_servers"], List, Use::Pass("memcached_servers")),
     opt!("token_cache_time", Int, Use::Pass("token_cache_time")),
-    opt!("memcache_security_strategy", Str, Use::Ignore("no shared cache in this build")),
-    opt!("memcache_secret_key", Str, Use::Ignore("no shared cache in this build")),
+    opt!("memcache_security_strategy", Str, Use::Pass("memcache_security_strategy")),
+    opt!("memcache_secret_key", Str, Use::Pass("memcache_secret_key")),
     opt!("memcache_tls_enabled", Bool, Use::Only(FALSE, "memcached over TLS is not supported; stonegate will not fall back to plain TCP")),
     opt!("memcache_tls_cafile", Str, Use::Ignore("memcached over TLS is not supported")),
     opt!("memcache_tls_certfile", Str, Use::Ignore("memcached over TLS is not supported")),
     opt!("memcache_tls_keyfile", Str, Use::Ignore("memcached over TLS is not supported")),
     opt!("memcache_tls_allowed_ciphers", Str, Use::Ignore("memcached over TLS is not supported")),
-    opt!("memcache_pool_dead_retry", Int, Use::Ignore("no shared cache in this build")),
-    opt!("memcache_pool_maxsize", Int, Use::Ignore("no shared cache in this build")),
-    opt!("memcache_pool_socket_timeout", Int, Use::Ignore("no shared cache in this build")),
+    opt!("memcache_pool_dead_retry", Int, Use::Pass("memcache_pool_dead_retry")),
+    opt!("memcache_pool_maxsize", Int, Use::Pass("memcache_pool_maxsize")),
+    opt!("memcache_pool_socket_timeout", Int, Use::Pass("memcache_pool_socket_timeout")),
     opt!("memcache_pool_unused_timeout", Int, Use::Ignore("connections to memcached are kept while in use; idle ones are closed by the pool")),
     opt!("memcache_pool_conn_get_timeout", Int, Use::Ignore("stonegate never waits for a cache connection: a busy pool opens another one or skips the cache")),
     opt!("memcache_use_advanced_pool", Bool, Use::Ignore("stonegate's cache client is always pooled")),
@@ -508,6 +508,8 @@ fn convert(
                     });
                 }
             }
+            // keystonemiddleware's default strategy is the string "None": unset.
+            Use::Pass(key) if key == "memcache_security_strategy" && raw.trim() == "None" => {}
             Use::Pass(key) => match typed(opt.kind, raw) {
                 Ok(None) => {}
                 Ok(Some(value)) => {

@@ -54,7 +54,7 @@ async fn local_stonegate(ks: &Keystone, up: &Upstream, extra_fernet: &str) -> St
 
 /// Sum of a metric's samples (exactly that name) whose labels contain every
 /// `labels` fragment.
-async fn metric(sg: &Stonegate, name: &str, labels: &[&str]) -> f64 {
+pub(crate) async fn metric(sg: &Stonegate, name: &str, labels: &[&str]) -> f64 {
     let text = crate::harness::client()
         .get(sg.admin_url("/metrics"))
         .send()
@@ -73,7 +73,7 @@ async fn metric(sg: &Stonegate, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-async fn validate_calls(sg: &Stonegate) -> f64 {
+pub(crate) async fn validate_calls(sg: &Stonegate) -> f64 {
     metric(
         sg,
         "stonegate_keystone_requests_total",

@@ -24,5 +24,6 @@ mod reload;
 mod service_auth;
 mod service_token;
 mod session;
+mod shared_cache;
 mod tls;
 mod v2;

@@ -6,12 +6,14 @@
 use std::process::Command;
 
 use crate::harness::keystone::{assert_headers, expected_user_headers};
+use crate::harness::kv::Memcached;
 use crate::harness::{Keystone, Stonegate, Upstream};
+use crate::local::validate_calls;
 
 /// A `nova.conf` as deployment tools write it: other sections around,
 /// keystoneauth plugin options, a deprecated alias, options stonegate
-/// ignores, a `$` substitution.
-fn nova_conf(ks: &Keystone) -> String {
+/// ignores, a `$` substitution, keystonemiddleware's memcached cache.
+fn nova_conf(ks: &Keystone, memcached: &str) -> String {
     let public = ks.auth_url.trim_end_matches("/v3");
     format!(
         "[DEFAULT]\n\
@@ -25,7 +27,10 @@ fn nova_conf(ks: &Keystone) -> String {
          # written by a deployment tool\n\
          auth_uri = $keystone_public\n\
          auth_url = {auth_url}\n\
-         memcached_servers = 127.0.0.1:11211\n\
+         memcached_servers = {memcached}\n\
+         memcache_security_strategy = ENCRYPT\n\
+         memcache_secret_key = shared between nova-api replicas\n\
+         memcache_use_advanced_pool = True\n\
          auth_type = password\n\
          project_domain_name = Default\n\
          user_domain_name = Default\n\
@@ -46,11 +51,13 @@ fn nova_conf(ks: &Keystone) -> String {
 #[tokio::test]
 async fn nova_conf_alone_configures_stonegate_and_a_real_token_gets_through() {
     let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
     let up = Upstream::echo().await;
+    let conf = nova_conf(&ks, &mc.server());
     let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .oslo_only(&[("nova.conf", nova_conf(&ks))])
+        .oslo_only(&[("nova.conf", conf.clone())])
         .start()
         .await;
     let token = ks.demo_token().await;
@@ -81,18 +88,39 @@ async fn nova_conf_alone_configures_stonegate_and_a_real_token_gets_through() {
         "{log}"
     );
     assert!(
-        log.contains("nova.conf:12 [keystone_authtoken] memcached_servers"),
+        log.contains("nova.conf:15 [keystone_authtoken] memcache_use_advanced_pool: ignored"),
         "{log}"
     );
     assert!(
         !log.contains(&ks.password("svc")),
         "the password reached the log"
     );
+
+    // keystonemiddleware's memcached options are honoured: a second replica
+    // configured by the same file is served from the shared cache, without
+    // asking Keystone.
+    let other_up = Upstream::echo().await;
+    let replica = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&other_up)
+        .oslo_only(&[("nova.conf", conf)])
+        .start()
+        .await;
+    let resp = replica
+        .get("/v2.1/servers", &[("X-Auth-Token", token.as_str())])
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(validate_calls(&replica).await, 0.0);
+    assert_headers(
+        &other_up.last().headers,
+        &expected_user_headers(&ks.validate(&token).await),
+    );
 }
 
 #[tokio::test]
 async fn a_paste_filter_section_overrides_the_oslo_file_it_names() {
     let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
     let up = Upstream::echo().await;
     let paste = "[pipeline:main]\n\
                  pipeline = cors request_id authtoken apiv2\n\
@@ -105,7 +133,10 @@ async fn a_paste_filter_section_overrides_the_oslo_file_it_names() {
     let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .oslo_only(&[("nova.conf", nova_conf(&ks)), ("api-paste.ini", paste)])
+        .oslo_only(&[
+            ("nova.conf", nova_conf(&ks, &mc.server())),
+            ("api-paste.ini", paste),
+        ])
         .start()
         .await;
     // delay_auth_decision from the paste section: a request without a token
@@ -136,7 +167,8 @@ fn check_config_explains_an_oslo_import_and_fails_closed_on_what_it_cannot_honou
     let ks = Keystone::from_env();
     let dir = tempfile::tempdir().unwrap();
     let nova = dir.path().join("nova.conf");
-    std::fs::write(&nova, nova_conf(&ks)).unwrap();
+    let conf = nova_conf(&ks, "127.0.0.1:11211");
+    std::fs::write(&nova, &conf).unwrap();
     let run = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_stonegate"))
             .arg("check-config")
@@ -162,7 +194,7 @@ fn check_config_explains_an_oslo_import_and_fails_closed_on_what_it_cannot_honou
     );
     assert!(
         stdout.contains("username = \"svc\"    <- ")
-            && stdout.contains("nova.conf:17 [keystone_authtoken] username"),
+            && stdout.contains("nova.conf:20 [keystone_authtoken] username"),
         "{stdout}"
     );
     assert!(stdout.contains("password = [redacted]"), "{stdout}");
@@ -170,7 +202,22 @@ fn check_config_explains_an_oslo_import_and_fails_closed_on_what_it_cannot_honou
         !stdout.contains(&ks.password("svc")),
         "check-config printed the password"
     );
-    assert!(stdout.contains("memcached_servers: ignored"), "{stdout}");
+    assert!(
+        stdout.contains("memcache_secret_key = [redacted]"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("shared between nova-api"),
+        "check-config printed the secret"
+    );
+    assert!(
+        stdout.contains("memcache_use_advanced_pool: ignored"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shared cache memcached (ENCRYPT)"),
+        "{stdout}"
+    );
 
     // A missing key names itself; a security option it cannot honour is an
     // error naming the option, the file and the line.
@@ -179,7 +226,7 @@ fn check_config_explains_an_oslo_import_and_fails_closed_on_what_it_cannot_honou
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin_listen: is required"));
     std::fs::write(
         &nova,
-        nova_conf(&ks).replace(
+        conf.replace(
             "enforce_token_bind = permissive",
             "enforce_token_bind = required",
         ),
@@ -189,7 +236,7 @@ fn check_config_explains_an_oslo_import_and_fails_closed_on_what_it_cannot_honou
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("keystone_authtoken.enforce_token_bind") && err.contains("nova.conf:21"),
+        err.contains("keystone_authtoken.enforce_token_bind") && err.contains("nova.conf:24"),
         "{err}"
     );
 }

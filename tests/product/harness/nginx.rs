@@ -129,7 +129,8 @@ impl Drop for Nginx {
     }
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (some servers need to be told which user to be).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

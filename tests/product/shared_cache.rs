@@ -1,0 +1,475 @@
+//! The shared second-level cache against real memcached and Redis servers and
+//! the real Keystone: a token validated by one replica is served by another
+//! without a Keystone call and with the same headers; entries are unreadable
+//! (ENCRYPT) and unforgeable (MAC) without the secret; keystonemiddleware's
+//! own cache code reads stonegate's entries and the other way round; and the
+//! cache dying, hanging or answering garbage never costs a request; a session
+//! logout removes the shared entry.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use stonegate::shared_cache::{
+    crypt::{Keys, Strategy},
+    memcached::server_order,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::keystone::{assert_headers, expected_user_headers};
+use crate::harness::kv::{Memcached, Redis};
+use crate::harness::{Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
+use crate::local::{metric, validate_calls};
+
+const SECRET: &str = "a shared secret for the tests";
+
+enum Backend<'a> {
+    Memcached(&'a [String]),
+    Redis(&'a str),
+}
+
+async fn replica(
+    ks: &Keystone,
+    up: &Upstream,
+    backend: Backend<'_>,
+    strategy: Strategy,
+) -> Stonegate {
+    let b = Stonegate::builder()
+        .keystone(ks)
+        .upstream(up)
+        .option("memcache_security_strategy", strategy.as_str())
+        .option("memcache_secret_key", SECRET)
+        .option("memcache_pool_socket_timeout", 0.3);
+    match backend {
+        Backend::Memcached(servers) => b.option("memcached_servers", servers.to_vec()),
+        Backend::Redis(url) => b.cache_option("redis_url", url),
+    }
+    .start()
+    .await
+}
+
+fn key(token: &str, strategy: Strategy) -> String {
+    Keys::derive(SECRET.as_bytes(), token.as_bytes(), strategy).cache_key()
+}
+
+async fn shared_ops(sg: &Stonegate, op: &str, result: &str) -> f64 {
+    let op = format!("op=\"{op}\"");
+    let result = format!("result=\"{result}\"");
+    metric(
+        sg,
+        "stonegate_shared_cache_operations_total",
+        &[&op, &result],
+    )
+    .await
+}
+
+async fn status(sg: &Stonegate, token: &str) -> u16 {
+    sg.get("/", &[("X-Auth-Token", token)])
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Replica A validates with Keystone; replica B is served from the shared
+/// cache (no Keystone validation at all) with the very same headers.
+async fn second_replica_needs_no_keystone(
+    ks: &Keystone,
+    a: &Stonegate,
+    b: &Stonegate,
+    up: &Upstream,
+) -> String {
+    let token = ks.demo_token().await;
+    assert_eq!(status(a, &token).await, 200);
+    let seen_a = up.last();
+    assert_eq!(validate_calls(a).await, 1.0);
+    assert_eq!(shared_ops(a, "set", "ok").await, 1.0);
+
+    assert_eq!(status(b, &token).await, 200);
+    let seen_b = up.last();
+    assert_eq!(validate_calls(b).await, 0.0, "B asked Keystone");
+    assert_eq!(shared_ops(b, "get", "hit").await, 1.0);
+    for h in IDENTITY_HEADERS {
+        assert_eq!(seen_a.header(h), seen_b.header(h), "{h} differs");
+    }
+    assert_headers(
+        &seen_b.headers,
+        &expected_user_headers(&ks.validate(&token).await),
+    );
+    assert_eq!(seen_b.header("x-user-id"), Some(ks.user_id("demo")));
+    assert!(seen_b.header("x-service-catalog").is_some());
+    token
+}
+
+#[tokio::test]
+async fn memcached_replica_b_serves_what_replica_a_validated_without_keystone() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let a = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let b = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let token = second_replica_needs_no_keystone(&ks, &a, &b, &up).await;
+
+    // ENCRYPT: the stored value shows neither the token nor who it is.
+    let raw = mc
+        .raw_get(&key(&token, Strategy::Encrypt))
+        .await
+        .expect("entry under keystonemiddleware's key");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains(&token));
+    assert!(!text.contains(&ks.user_id("demo")));
+    assert!(!text.contains(&ks.project_id("demo")));
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&raw[64..])
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&decoded).contains(&ks.user_id("demo")));
+}
+
+#[tokio::test]
+async fn redis_replica_b_serves_what_replica_a_validated_without_keystone() {
+    let ks = Keystone::from_env();
+    let redis = Redis::start().await;
+    let up = Upstream::echo().await;
+    let url = redis.url();
+    let a = replica(&ks, &up, Backend::Redis(&url), Strategy::Encrypt).await;
+    let b = replica(&ks, &up, Backend::Redis(&url), Strategy::Encrypt).await;
+    let token = second_replica_needs_no_keystone(&ks, &a, &b, &up).await;
+
+    let key = key(&token, Strategy::Encrypt);
+    let raw = redis.raw_get(&key).await.expect("entry in Redis");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains(&token));
+    assert!(!text.contains(&ks.user_id("demo")));
+    // Lives at most token_cache_time (300 s).
+    let ttl = redis.raw_ttl(&key).await;
+    assert!((1..=300).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn mac_entries_are_authenticated_a_tampered_entry_is_a_miss() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let a = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Mac).await;
+    let token = ks.demo_token().await;
+    assert_eq!(status(&a, &token).await, 200);
+    let key = key(&token, Strategy::Mac);
+    let raw = mc.raw_get(&key).await.expect("entry");
+    assert!(!String::from_utf8_lossy(&raw).contains(&token));
+
+    // MAC does not hide the body: an attacker with write access to the cache
+    // turns demo into admin, keeping the old MAC (they lack the secret).
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut body: Value = serde_json::from_slice(&b64.decode(&raw[64..]).unwrap()).unwrap();
+    assert_eq!(body["token"]["user"]["id"], json!(ks.user_id("demo")));
+    body["token"]["user"]["id"] = json!(ks.user_id("admin"));
+    body["token"]["user"]["name"] = json!("admin");
+    body["token"]["roles"] = json!([{"id": "x", "name": "admin"}]);
+    let mut forged = raw[..64].to_vec();
+    forged.extend_from_slice(b64.encode(serde_json::to_vec(&body).unwrap()).as_bytes());
+    mc.raw_set(&key, &forged, 300).await;
+
+    // A replica with an empty moka: the entry fails its MAC, Keystone is
+    // asked, and the answer is demo's.
+    let c = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Mac).await;
+    assert_eq!(status(&c, &token).await, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(seen.header("x-user-name").as_deref(), Some("demo"));
+    assert!(!seen.header("x-roles").unwrap().contains("admin"));
+    assert_eq!(shared_ops(&c, "get", "rejected").await, 1.0);
+    assert_eq!(validate_calls(&c).await, 1.0);
+    // ... and it wrote a good entry back.
+    assert_ne!(mc.raw_get(&key).await.unwrap(), forged);
+
+    // A value written under another secret is just as useless.
+    let other = Keys::derive(b"another secret", token.as_bytes(), Strategy::Mac);
+    mc.raw_set(
+        &key,
+        &other.protect(&serde_json::to_vec(&body).unwrap()).unwrap(),
+        300,
+    )
+    .await;
+    let d = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Mac).await;
+    assert_eq!(status(&d, &token).await, 200);
+    assert_eq!(up.last().header("x-user-id"), Some(ks.user_id("demo")));
+    assert_eq!(shared_ops(&d, "get", "rejected").await, 1.0);
+}
+
+/// Runs kmw_cache.py (keystonemiddleware's SecureTokenCache) with the venv's Python.
+async fn kmw_cache(op: &str, server: &str, token: &str, stdin: Option<&Value>) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::env::var_os("HARNESS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/keystone/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run the tests with scripts/test.sh",
+        python.display()
+    );
+    let mut child = tokio::process::Command::new(&python)
+        .arg(root.join("tests/product/kmw_cache.py"))
+        .arg(op)
+        .arg(server)
+        .env("TOKEN", token)
+        .env("SECRET", SECRET)
+        .env("STRATEGY", "ENCRYPT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(v) = stdin {
+        input
+            .write_all(serde_json::to_string(v).unwrap().as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "kmw_cache.py {op} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn keystonemiddleware_and_stonegate_read_each_others_entries() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+
+    // stonegate writes; keystonemiddleware's own code reads it back.
+    let token = ks.demo_token().await;
+    assert_eq!(status(&sg, &token).await, 200);
+    let read: Value = serde_json::from_str(&kmw_cache("get", &servers[0], &token, None).await)
+        .expect("kmw's cache.get returns JSON");
+    let truth = ks.validate(&token).await;
+    for field in [
+        "user",
+        "project",
+        "roles",
+        "expires_at",
+        "audit_ids",
+        "catalog",
+    ] {
+        assert_eq!(read["token"][field], truth[field], "token.{field}");
+    }
+
+    // keystonemiddleware writes (what its fetch_token caches after a
+    // validation); stonegate serves the token with no Keystone call.
+    let token2 = ks.token("demo", Scope::Project("demo")).await;
+    let body = json!({ "token": ks.validate(&token2).await });
+    assert_eq!(
+        kmw_cache("set", &servers[0], &token2, Some(&body))
+            .await
+            .trim(),
+        "stored"
+    );
+    let before = validate_calls(&sg).await;
+    assert_eq!(status(&sg, &token2).await, 200);
+    assert_eq!(
+        validate_calls(&sg).await,
+        before,
+        "stonegate asked Keystone"
+    );
+    assert_eq!(shared_ops(&sg, "get", "hit").await, 1.0);
+    assert_headers(&up.last().headers, &expected_user_headers(&body["token"]));
+}
+
+#[tokio::test]
+async fn the_cache_server_dying_mid_run_costs_no_request() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let mut mc = Memcached::start().await;
+    let mut redis = Redis::start().await;
+    let servers = [mc.server()];
+    let url = redis.url();
+    let backends = [Backend::Memcached(&servers), Backend::Redis(&url)];
+    let mut replicas = Vec::new();
+    let first = ks.demo_token().await;
+    for b in backends {
+        let sg = replica(&ks, &up, b, Strategy::Encrypt).await;
+        assert_eq!(status(&sg, &first).await, 200);
+        assert_eq!(shared_ops(&sg, "set", "ok").await, 1.0);
+        replicas.push(sg);
+    }
+    mc.0.kill();
+    redis.0.kill();
+    let tokens = [ks.demo_token().await, ks.demo_token().await];
+    for sg in &replicas {
+        // Cached locally, or new: all answered, none by a 5xx.
+        let started = Instant::now();
+        assert_eq!(status(sg, &first).await, 200);
+        for t in &tokens {
+            assert_eq!(status(sg, t).await, 200);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(shared_ops(sg, "get", "error").await >= 1.0, "{}", sg.log());
+    }
+    // A replica started while the cache is down works too.
+    let late = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    assert_eq!(status(&late, &first).await, 200);
+    assert_eq!(validate_calls(&late).await, 1.0);
+}
+
+/// An in-process "memcached" that accepts connections and either never
+/// answers or answers garbage; counts the connections it got.
+async fn broken_server(garbage: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = crate::harness::bind_fresh_tokio();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if garbage {
+                        let _ = conn.write_all(b"VALUE what 0 -3\r\n\xff\xfe\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_hung_or_garbage_answering_server_is_skipped_for_dead_retry() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    for garbage in [false, true] {
+        let (addr, accepted) = broken_server(garbage).await;
+        let sg = replica(&ks, &up, Backend::Memcached(&[addr]), Strategy::Encrypt).await;
+        let started = Instant::now();
+        assert_eq!(status(&sg, &ks.demo_token().await).await, 200);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Marked dead: the next tokens do not even connect.
+        for _ in 0..3 {
+            assert_eq!(status(&sg, &ks.demo_token().await).await, 200);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(validate_calls(&sg).await, 4.0);
+        assert!(shared_ops(&sg, "get", "error").await >= 4.0);
+    }
+}
+
+#[tokio::test]
+async fn entries_live_on_the_server_python_memcached_picks() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let mcs = [Memcached::start().await, Memcached::start().await];
+    let servers: Vec<String> = mcs.iter().map(Memcached::server).collect();
+    let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    for _ in 0..4 {
+        let token = ks.demo_token().await;
+        assert_eq!(status(&sg, &token).await, 200);
+        let key = key(&token, Strategy::Encrypt);
+        let home = server_order(key.as_bytes(), 2).next().unwrap();
+        assert!(
+            mcs[home].raw_get(&key).await.is_some(),
+            "not on server {home}"
+        );
+        assert!(mcs[1 - home].raw_get(&key).await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_session_logout_removes_the_shared_entry_for_every_replica() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("session-keys");
+    let key = stonegate::session::keys::SessionKeys::generate().unwrap();
+    std::fs::write(&ring, format!("{key}\n")).unwrap();
+    let start = || {
+        Stonegate::builder()
+            .keystone(&ks)
+            .upstream(&up)
+            .option("memcache_security_strategy", "ENCRYPT")
+            .option("memcache_secret_key", SECRET)
+            .option("memcached_servers", vec![mc.server()])
+            .extra_toml(&format!(
+                "[session]\nenabled = true\nkeys_file = {:?}\n",
+                ring.display().to_string()
+            ))
+            .start()
+    };
+    let (a, b) = (start().await, start().await);
+    let client = crate::harness::client();
+    let login = client
+        .post(a.url("/authentication/login/"))
+        .json(&json!({"username": "demo", "password": ks.password("demo"), "project_name": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    let csrf = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("csrftoken="))
+        .unwrap()
+        .to_owned();
+    let cookie = cookies.join("; ");
+    // A validates (and shares); B is served from the shared cache.
+    assert_eq!(a.get("/", &[("cookie", &cookie)]).await.status(), 200);
+    assert_eq!(b.get("/", &[("cookie", &cookie)]).await.status(), 200);
+    assert_eq!(validate_calls(&b).await, 0.0);
+    let logout = client
+        .post(a.url("/authentication/logout/"))
+        .header("cookie", &cookie)
+        .header("x-csrftoken", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 200);
+    assert_eq!(shared_ops(&a, "delete", "ok").await, 1.0);
+    // A does not take the token back from the shared cache ...
+    assert_eq!(a.get("/", &[("cookie", &cookie)]).await.status(), 401);
+    // ... and a replica that never cached it locally asks Keystone: revoked.
+    let c = start().await;
+    assert_eq!(c.get("/", &[("cookie", &cookie)]).await.status(), 401);
+    assert_eq!(validate_calls(&c).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_shared_hit_is_reused_locally_no_longer_than_the_shared_entry_lives() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let a = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let b = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let token = ks.demo_token().await;
+    assert_eq!(status(&a, &token).await, 200);
+    // The entry has 2 s left (as if written 298 s ago).
+    let key = key(&token, Strategy::Encrypt);
+    let value = mc.raw_get(&key).await.unwrap();
+    mc.raw_set(&key, &value, 2).await;
+    assert_eq!(status(&b, &token).await, 200);
+    assert_eq!(validate_calls(&b).await, 0.0);
+    // Once it is gone from memcached, B's own cache has let it go too: B
+    // asks Keystone rather than reuse it for another token_cache_time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status(&b, &token).await, 200);
+    assert_eq!(validate_calls(&b).await, 1.0);
+}
