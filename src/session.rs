@@ -19,6 +19,7 @@
 //! cannot set that header without a CORS preflight, so it needs no CSRF check).
 
 pub mod keys;
+pub mod origin;
 pub mod seal;
 pub mod settings;
 pub mod throttle;
@@ -200,6 +201,19 @@ impl Sessions {
     {
         if req.method() != Method::POST {
             return method_not_allowed();
+        }
+        if let Err(origin) =
+            origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
+        {
+            metrics.session("login_cross_origin");
+            tracing::warn!(origin = %origin, "cross-origin login refused");
+            return error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!(
+                    "Cross-origin login refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
+                ),
+            );
         }
         let tls = request_is_tls(&req);
         let address = self.client_address(&req);

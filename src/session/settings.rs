@@ -51,6 +51,9 @@ pub struct SessionFile {
     /// Header holding the client address when a trusted proxy sets it
     /// (`X-Forwarded-For`: its last entry; `X-Real-IP`). Unset: the peer address.
     pub client_address_header: Option<String>,
+    /// Origins (`https://host[:port]`) whose pages may post the login form
+    /// besides the site itself (Django's `CSRF_TRUSTED_ORIGINS`).
+    pub trusted_origins: Vec<String>,
 }
 
 impl Default for SessionFile {
@@ -72,6 +75,7 @@ impl Default for SessionFile {
             login_attempts_per_user: 5,
             login_failures_per_address: 20,
             client_address_header: None,
+            trusted_origins: Vec::new(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub struct SessionSettings {
     pub throttle: Limits,
     /// Client address header, if trusted.
     pub client_address_header: Option<HeaderName>,
+    /// Other sites allowed to post the login form.
+    pub trusted_origins: Vec<super::origin::SiteOrigin>,
 }
 
 fn is_cookie_name(s: &str) -> bool {
@@ -270,6 +276,17 @@ impl SessionFile {
                 }
             },
         };
+        let mut trusted_origins = Vec::new();
+        for (i, o) in self.trusted_origins.iter().enumerate() {
+            match super::origin::SiteOrigin::parse(o) {
+                Some(origin) => trusted_origins.push(origin),
+                None => problem(
+                    p,
+                    &format!("session.trusted_origins[{i}]"),
+                    &format!("{o:?} is not an origin (\"https://host\" or \"https://host:port\")"),
+                ),
+            }
+        }
         if p.len() > start {
             return None;
         }
@@ -291,6 +308,7 @@ impl SessionFile {
                 window: Duration::from_secs(self.login_throttle_window),
             },
             client_address_header,
+            trusted_origins,
         })
     }
 

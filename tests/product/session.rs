@@ -573,6 +573,78 @@ async fn explicit_token_wins_over_the_cookie() {
     assert_eq!(up.last().header("x-user-id"), Some(ks.user_id("svc")));
 }
 
+/// Login CSRF: a page on another site posting the login form (as a browser
+/// does, with `Origin`) is refused before any credential check — even with
+/// right credentials, without a cookie, without spending the throttle —
+/// while the site itself, a trusted origin and non-browser clients log in.
+#[tokio::test]
+async fn cross_site_login_is_refused_before_any_credential_check() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(
+        &ks,
+        &up,
+        &r,
+        "login_attempts_per_user = 2\ntrusted_origins = [\"https://portal.example.com\"]",
+    )
+    .await;
+    let from = |origin: &'static str| {
+        let ks = &ks;
+        let sg = &sg;
+        async move {
+            client()
+                .post(sg.url(LOGIN))
+                .header("origin", origin)
+                .json(&demo_login(ks))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for evil in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        for _ in 0..3 {
+            let resp = from(evil).await;
+            assert_eq!(resp.status(), 403, "Origin {evil}");
+            assert!(resp.headers().get("set-cookie").is_none());
+            let b = body(resp).await;
+            assert!(
+                b["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Cross-origin login refused"),
+                "{b}"
+            );
+        }
+    }
+    // Nine refusals, yet the per-user limit of 2 is untouched: the same
+    // site, a trusted origin and a client without Origin all log in.
+    let own = format!("http://{}", sg.listen);
+    let resp = client()
+        .post(sg.url(LOGIN))
+        .header("origin", own.as_str())
+        .json(&demo_login(&ks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(set_cookies(&resp).contains_key("sessionid"));
+    assert_eq!(from("https://portal.example.com").await.status(), 200);
+    assert_eq!(login(&sg, demo_login(&ks)).await.status(), 200);
+    let metrics = client()
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("stonegate_session_events_total{event=\"login_cross_origin\"} 9"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn login_is_throttled_per_user_and_per_address() {
     let ks = Keystone::from_env();
