@@ -194,8 +194,9 @@ impl SharedCacheFile<'_> {
                 p,
                 STRATEGY,
                 &format!(
-                    "must be \"MAC\" or \"ENCRYPT\" with {key}: unauthenticated entries would let \
-                     anyone who can write to the cache forge identities"
+                    "must be \"MAC\" or \"ENCRYPT\" (with memcache_secret_key) when {key} is set: \
+                     unauthenticated entries would let anyone who can write to the cache forge \
+                     identities; set both, or remove {key} to use the in-process cache only"
                 ),
             );
             return None;
