@@ -24,7 +24,7 @@ pub mod seal;
 pub mod settings;
 pub mod throttle;
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -112,9 +112,13 @@ struct LoginForm {
 }
 
 impl Sessions {
-    /// Sessions as configured.
-    pub fn new(settings: SessionSettings) -> Self {
-        let throttle = Throttle::new(settings.throttle, THROTTLE_CAPACITY);
+    /// Sessions as configured; login throttling counts in `shared` when
+    /// given (fleet-wide), else in this process.
+    pub fn new(
+        settings: SessionSettings,
+        shared: Option<Arc<crate::shared_cache::SharedCache>>,
+    ) -> Self {
+        let throttle = Throttle::new(settings.throttle, THROTTLE_CAPACITY).with_shared(shared);
         Self { settings, throttle }
     }
 

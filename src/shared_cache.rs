@@ -233,4 +233,50 @@ impl SharedCache {
             }
         }
     }
+
+    /// The name of counter `subject` of `kind` (login throttling): an HMAC
+    /// under the cache secret, so the store never holds a username or an
+    /// address and nobody without the secret can aim at a counter.
+    fn counter_key(&self, kind: &str, subject: &str) -> String {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.secret.expose_secret().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"stonegate/throttle\0");
+        mac.update(kind.as_bytes());
+        mac.update(b"\0");
+        mac.update(subject.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let name = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18]);
+        format!("stonegate/throttle/{kind}/{name}")
+    }
+
+    /// Adds `delta` to the fleet-wide counter `subject` of `kind`, created
+    /// with lifetime `window` when absent; returns the new value.
+    pub async fn count(
+        &self,
+        kind: &str,
+        subject: &str,
+        delta: i64,
+        window: Duration,
+    ) -> Result<i64, BackendError> {
+        let key = self.counter_key(kind, subject);
+        match &self.store {
+            Store::Memcached(m) => m
+                .add_to(&key, delta, window)
+                .await
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            Store::Redis(r) => r.add_to(&key, delta, window).await,
+        }
+    }
+
+    /// Removes the counter `subject` of `kind`.
+    pub async fn reset_count(&self, kind: &str, subject: &str) -> Result<(), BackendError> {
+        let key = self.counter_key(kind, subject);
+        match &self.store {
+            Store::Memcached(m) => m.delete(&key).await,
+            Store::Redis(r) => r.delete(&key).await,
+        }
+    }
 }

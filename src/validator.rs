@@ -82,7 +82,7 @@ pub struct Validator {
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
     sessions: Option<Arc<Sessions>>,
-    shared: Option<SharedCache>,
+    shared: Option<Arc<SharedCache>>,
 }
 
 impl Validator {
@@ -93,14 +93,18 @@ impl Validator {
             settings.token_cache_time,
             settings.negative_ttl,
         );
-        let sessions = settings.session.clone().map(|s| Arc::new(Sessions::new(s)));
         let shared = settings.shared_cache.as_ref().and_then(|s| {
             SharedCache::new(s, keystone.auth_version(), &metrics)
                 .map_err(
                     |e| tracing::error!(error = %e, "shared cache unusable; running without it"),
                 )
                 .ok()
+                .map(Arc::new)
         });
+        let sessions = settings
+            .session
+            .clone()
+            .map(|s| Arc::new(Sessions::new(s, shared.clone())));
         Self {
             keystone,
             cache,

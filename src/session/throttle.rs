@@ -5,6 +5,13 @@
 //! login clears its username's count and takes its own attempt back from the
 //! address's count, so only failures accumulate against an address (many
 //! users behind one NAT can still log in).
+//!
+//! With a shared cache configured ([`crate::shared_cache`]), the counters
+//! live there, so the limits hold for the whole fleet (a guesser spreading
+//! attempts over replicas gains nothing) and survive restarts and reloads;
+//! counter names are HMACs, so the store holds no username or address. When
+//! the store cannot answer, the attempt is counted in this process instead —
+//! throttling degrades to per replica, it never fails a login.
 
 use std::{
     net::IpAddr,
@@ -16,6 +23,12 @@ use std::{
 };
 
 use moka::future::Cache;
+
+use crate::shared_cache::{BackendError, SharedCache};
+
+/// Counter kinds in the shared store.
+const USER: &str = "user";
+const ADDRESS: &str = "address";
 
 /// Limits of one throttle.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +53,7 @@ pub struct Throttle {
     limits: Limits,
     users: Cache<String, Arc<Window>>,
     addresses: Cache<IpAddr, Arc<Window>>,
+    shared: Option<Arc<SharedCache>>,
 }
 
 /// A counted attempt; give it to [`Throttle::succeeded`] when it succeeds.
@@ -47,6 +61,8 @@ pub struct Throttle {
 pub struct Attempt {
     user: String,
     address: Option<IpAddr>,
+    /// Counted in the shared store (else in this process).
+    shared: bool,
 }
 
 impl Throttle {
@@ -63,12 +79,72 @@ impl Throttle {
                 .max_capacity(capacity)
                 .time_to_live(limits.window)
                 .build(),
+            shared: None,
         }
+    }
+
+    /// Counts in `shared` (fleet-wide), falling back to this process.
+    pub fn with_shared(mut self, shared: Option<Arc<SharedCache>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Counts an attempt for `user` (already normalised) from `address`:
     /// `Err(retry_after)` when either limit is reached (nothing is counted then).
     pub async fn attempt(&self, user: &str, address: Option<IpAddr>) -> Result<Attempt, Duration> {
+        if let Some(shared) = &self.shared {
+            match self.attempt_shared(shared, user, address).await {
+                Ok(verdict) => return verdict,
+                Err(e) => {
+                    tracing::debug!(error = %e, "shared login throttle unavailable; counting here")
+                }
+            }
+        }
+        self.attempt_local(user, address).await
+    }
+
+    /// [`Self::attempt`] in the shared store. `Retry-After` is then the whole
+    /// window: memcached does not say when a counter's window started.
+    async fn attempt_shared(
+        &self,
+        shared: &SharedCache,
+        user: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Result<Attempt, Duration>, BackendError> {
+        let window = self.limits.window;
+        let refused = Duration::from_secs(window.as_secs().max(1));
+        let n = shared.count(USER, user, 1, window).await?;
+        if n > i64::from(self.limits.per_user) {
+            let _ = shared.count(USER, user, -1, window).await;
+            return Ok(Err(refused));
+        }
+        if let Some(ip) = address {
+            let ip = ip.to_string();
+            let a = match shared.count(ADDRESS, &ip, 1, window).await {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = shared.count(USER, user, -1, window).await;
+                    return Err(e);
+                }
+            };
+            if a > i64::from(self.limits.per_address) {
+                let _ = shared.count(ADDRESS, &ip, -1, window).await;
+                let _ = shared.count(USER, user, -1, window).await;
+                return Ok(Err(refused));
+            }
+        }
+        Ok(Ok(Attempt {
+            user: user.to_owned(),
+            address,
+            shared: true,
+        }))
+    }
+
+    async fn attempt_local(
+        &self,
+        user: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Attempt, Duration> {
         let now = Instant::now();
         let fresh = || async move {
             Arc::new(Window {
@@ -104,11 +180,27 @@ impl Throttle {
         Ok(Attempt {
             user: user.to_owned(),
             address,
+            shared: false,
         })
     }
 
     /// The attempt succeeded: clear the username, give the address its attempt back.
     pub async fn succeeded(&self, attempt: Attempt) {
+        if let (true, Some(shared)) = (attempt.shared, &self.shared) {
+            let window = self.limits.window;
+            let reset = shared.reset_count(USER, &attempt.user).await;
+            let refund = match attempt.address {
+                Some(ip) => shared
+                    .count(ADDRESS, &ip.to_string(), -1, window)
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            };
+            if let Err(e) = reset.and(refund) {
+                tracing::debug!(error = %e, "shared login throttle not updated after a login");
+            }
+            return;
+        }
         self.users.invalidate(&attempt.user).await;
         if let Some(ip) = attempt.address {
             if let Some(w) = self.addresses.get(&ip).await {

@@ -101,6 +101,16 @@ impl Memcached {
         self.exchange(key, Command::Delete).await.map(|_| ())
     }
 
+    /// Adds `delta` to the counter `key` (created with lifetime `ttl` when
+    /// absent; memcached's `decr` stops at 0) and returns its new value.
+    /// Classic `incr`/`decr`/`add`, understood by every memcached version.
+    pub async fn add_to(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, BackendError> {
+        let value = self.exchange(key, Command::Count(delta, ttl)).await?;
+        value
+            .and_then(|s| std::str::from_utf8(&s.value).ok()?.parse().ok())
+            .ok_or(BackendError::Protocol)
+    }
+
     /// Runs `command` on the server holding `key`. A pooled connection the
     /// server has closed meanwhile (restart, idle timeout) is replaced once;
     /// any other failure, or a timeout, marks the server dead.
@@ -119,6 +129,12 @@ impl Memcached {
                         set(conn, key, value, ttl).await.map(|((), c)| (None, c))
                     }
                     Command::Delete => delete(conn, key).await.map(|((), c)| (None, c)),
+                    Command::Count(delta, ttl) => {
+                        count(conn, key, delta, ttl).await.map(|(n, c)| {
+                            let value = n.to_string().into_bytes();
+                            (Some(Stored { value, ttl: None }), c)
+                        })
+                    }
                 }
             };
             let error = match tokio::time::timeout(self.timeout, run).await {
@@ -187,6 +203,7 @@ enum Command<'a> {
     Get,
     Set(&'a [u8], Duration),
     Delete,
+    Count(i64, Duration),
 }
 
 impl Server {
@@ -319,6 +336,45 @@ async fn delete(mut conn: Conn, key: &str) -> Result<((), Conn), BackendError> {
         b"DELETED" | b"NOT_FOUND" => Ok(((), conn)),
         _ => Err(BackendError::Protocol),
     }
+}
+
+/// `incr`/`decr` by `delta`; a missing counter is created by `add` (a
+/// racing `add` from another replica loses nothing: `incr` again).
+async fn count(
+    mut conn: Conn,
+    key: &str,
+    delta: i64,
+    ttl: Duration,
+) -> Result<(u64, Conn), BackendError> {
+    let verb = if delta < 0 { "decr" } else { "incr" };
+    let by = delta.unsigned_abs();
+    for _ in 0..2 {
+        conn.write_all(format!("{verb} {key} {by}\r\n").as_bytes())
+            .await?;
+        conn.flush().await?;
+        let line = read_line(&mut conn).await?;
+        if line != b"NOT_FOUND" {
+            let n = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or(BackendError::Protocol)?;
+            return Ok((n, conn));
+        }
+        if delta < 0 {
+            return Ok((0, conn));
+        }
+        let ttl = ttl.as_secs().clamp(1, 30 * 24 * 3600);
+        let value = by.to_string();
+        conn.write_all(format!("add {key} 0 {ttl} {}\r\n{value}\r\n", value.len()).as_bytes())
+            .await?;
+        conn.flush().await?;
+        match read_line(&mut conn).await?.as_slice() {
+            b"STORED" => return Ok((by, conn)),
+            b"NOT_STORED" => continue,
+            _ => return Err(BackendError::Protocol),
+        }
+    }
+    Err(BackendError::Protocol)
 }
 
 /// One `\r\n`-terminated line, without the terminator (at most 1 KiB).

@@ -75,6 +75,28 @@ impl Redis {
         self.finish(result)
     }
 
+    /// Adds `delta` to the counter `key` and returns its new value; a counter
+    /// without a lifetime (just created) gets `ttl`.
+    pub async fn add_to(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, BackendError> {
+        let mut conn = self.connection()?;
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let result = tokio::time::timeout(self.timeout, async move {
+            let (n, left): (i64, i64) = ::redis::pipe()
+                .incr(key, delta)
+                .ttl(key)
+                .query_async(&mut conn)
+                .await?;
+            // No lifetime yet (just created, or a creator that failed
+            // before setting it): a counter must never outlive its window.
+            if left == -1 {
+                conn.expire::<_, ()>(key, ttl).await?;
+            }
+            Ok(n)
+        })
+        .await;
+        self.finish(result)
+    }
+
     /// Removes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), BackendError> {
         let mut conn = self.connection()?;

@@ -645,6 +645,85 @@ async fn cross_site_login_is_refused_before_any_credential_check() {
     );
 }
 
+/// A replica with sessions whose shared cache is `backend` (`memcached_servers`
+/// or `[cache] redis_url`).
+async fn replica_with_shared_cache(
+    ks: &Keystone,
+    up: &Upstream,
+    ring: &Ring,
+    backend: &SharedBackend,
+) -> Stonegate {
+    let b = Stonegate::builder()
+        .keystone(ks)
+        .upstream(up)
+        .option("memcache_security_strategy", "ENCRYPT")
+        .option("memcache_secret_key", "fleet secret")
+        .option("memcache_pool_socket_timeout", 0.3)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\nlogin_attempts_per_user = 3\n",
+            ring.path.display().to_string()
+        ));
+    match backend {
+        SharedBackend::Memcached(m) => b.option("memcached_servers", vec![m.server()]),
+        SharedBackend::Redis(r) => b.cache_option("redis_url", r.url()),
+    }
+    .start()
+    .await
+}
+
+enum SharedBackend {
+    Memcached(crate::harness::kv::Memcached),
+    Redis(crate::harness::kv::Redis),
+}
+
+/// With a shared cache, login throttling is fleet-wide: attempts spread over
+/// replicas add up, a refused user is refused everywhere (even with the right
+/// password), a login resets the count for every replica, and the store
+/// dying only makes throttling per replica again — logins still work.
+#[tokio::test]
+async fn login_throttling_is_fleet_wide_with_a_shared_cache() {
+    let ks = Keystone::from_env();
+    for mut backend in [
+        SharedBackend::Memcached(crate::harness::kv::Memcached::start().await),
+        SharedBackend::Redis(crate::harness::kv::Redis::start().await),
+    ] {
+        let up = Upstream::echo().await;
+        let r = ring(&[&new_key()]);
+        let a = replica_with_shared_cache(&ks, &up, &r, &backend).await;
+        let b = replica_with_shared_cache(&ks, &up, &r, &backend).await;
+        let (user, password) = throwaway_user(&ks).await;
+        let wrong = json!({"username": user, "password": "wrong-password"});
+        let right = json!({"username": user, "password": password});
+        // A successful login on B resets what A counted.
+        assert_eq!(login(&a, wrong.clone()).await.status(), 401);
+        assert_eq!(login(&a, wrong.clone()).await.status(), 401);
+        assert_eq!(login(&b, right.clone()).await.status(), 200);
+        // 3 failures spread over A and B reach the limit of 3 for both.
+        assert_eq!(login(&a, wrong.clone()).await.status(), 401);
+        assert_eq!(login(&b, wrong.clone()).await.status(), 401);
+        assert_eq!(login(&a, wrong.clone()).await.status(), 401);
+        for sg in [&b, &a] {
+            let resp = login(sg, right.clone()).await;
+            assert_eq!(resp.status(), 429, "the 4th attempt, on any replica");
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+        // The store gone: each replica counts alone again, and logs in.
+        match &mut backend {
+            SharedBackend::Memcached(m) => m.0.kill(),
+            SharedBackend::Redis(r) => r.0.kill(),
+        }
+        let (other, other_password) = throwaway_user(&ks).await;
+        let resp = login(&b, json!({"username": other, "password": other_password})).await;
+        assert_eq!(resp.status(), 200);
+        for _ in 0..3 {
+            let resp = login(&b, json!({"username": other, "password": "wrong"})).await;
+            assert_eq!(resp.status(), 401);
+        }
+        let resp = login(&b, json!({"username": other, "password": "wrong"})).await;
+        assert_eq!(resp.status(), 429, "per-replica throttling still holds");
+    }
+}
+
 #[tokio::test]
 async fn login_is_throttled_per_user_and_per_address() {
     let ks = Keystone::from_env();
