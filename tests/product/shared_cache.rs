@@ -387,6 +387,46 @@ async fn entries_live_on_the_server_python_memcached_picks() {
     }
 }
 
+/// A dead server's keys move where python-memcached's rehash puts them (the
+/// next live server of the key's `server_order`), so stonegate and
+/// keystonemiddleware still agree while a server is down; nothing fails.
+#[tokio::test]
+async fn keys_of_a_dead_server_move_where_python_memcached_rehashes_them() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let mut mcs = [
+        Memcached::start().await,
+        Memcached::start().await,
+        Memcached::start().await,
+    ];
+    let servers: Vec<String> = mcs.iter().map(Memcached::server).collect();
+    let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    mcs[0].0.kill();
+    let (mut moved, mut tokens) = (0, 0);
+    while moved < 2 {
+        tokens += 1;
+        assert!(
+            tokens <= 60,
+            "no key of 60 tokens had the dead server as its home"
+        );
+        let token = ks.demo_token().await;
+        assert_eq!(status(&sg, &token).await, 200);
+        let key = key(&token, Strategy::Encrypt);
+        let order: Vec<usize> = server_order(key.as_bytes(), 3).collect();
+        let expected = order.iter().copied().find(|&i| i != 0).unwrap();
+        if order[0] == 0 {
+            moved += 1;
+        }
+        for (i, mc) in mcs.iter().enumerate().skip(1) {
+            assert_eq!(
+                mc.raw_get(&key).await.is_some(),
+                i == expected,
+                "server {i}, key order {order:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_session_logout_removes_the_shared_entry_for_every_replica() {
     let ks = Keystone::from_env();
