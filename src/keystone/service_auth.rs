@@ -115,26 +115,7 @@ impl ServiceAuth {
     /// identity endpoint comes from `access.serviceCatalog`.
     async fn authenticate_v2(&self, client: &Client) -> Result<ServiceToken, Error> {
         let base = version_base(&self.settings.auth_url.to_string(), AuthVersion::V2);
-        let url = format!("{base}/tokens");
-        let body = Bytes::from(self.request_body().to_string());
-        let reply = client
-            .send("authenticate", || {
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(url.as_str())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::ACCEPT, "application/json")
-                    .header(header::USER_AGENT, super::USER_AGENT)
-                    .body(Full::new(body.clone()))
-            })
-            .await?;
-        match reply.status {
-            StatusCode::OK | StatusCode::CREATED => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
-                return Err(Error::ServiceAuth(reply.status))
-            }
-            other => return Err(Error::Status(other)),
-        }
+        let reply = self.post_credentials(client, &format!("{base}/tokens")).await?;
         let doc: AccessV2Doc = serde_json::from_slice(&reply.body)
             .map_err(|e| Error::Malformed(format!("v2.0 auth response: {e}")))?;
         let mut header = HeaderValue::from_str(&doc.access.token.id)
@@ -167,26 +148,9 @@ impl ServiceAuth {
 
     async fn authenticate_v3(&self, client: &Client) -> Result<ServiceToken, Error> {
         let base = version_base(&self.settings.auth_url.to_string(), AuthVersion::V3);
-        let url = format!("{base}/auth/tokens");
-        let body = Bytes::from(self.request_body().to_string());
-        let reply = client
-            .send("authenticate", || {
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(url.as_str())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .header(header::ACCEPT, "application/json")
-                    .header(header::USER_AGENT, super::USER_AGENT)
-                    .body(Full::new(body.clone()))
-            })
+        let reply = self
+            .post_credentials(client, &format!("{base}/auth/tokens"))
             .await?;
-        match reply.status {
-            StatusCode::CREATED | StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
-                return Err(Error::ServiceAuth(reply.status))
-            }
-            other => return Err(Error::Status(other)),
-        }
         let mut header = reply
             .headers
             .get("X-Subject-Token")
@@ -216,6 +180,30 @@ impl ServiceAuth {
             expires_at,
             endpoint,
         })
+    }
+
+    /// `POST url` with the credentials; a 200/201 answer, else the error
+    /// (401, 403, 400: Keystone refused stonegate's credentials).
+    async fn post_credentials(&self, client: &Client, url: &str) -> Result<super::Reply, Error> {
+        let body = Bytes::from(self.request_body().to_string());
+        let reply = client
+            .send("authenticate", || {
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(url)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::USER_AGENT, super::USER_AGENT)
+                    .body(Full::new(body.clone()))
+            })
+            .await?;
+        match reply.status {
+            StatusCode::CREATED | StatusCode::OK => Ok(reply),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                Err(Error::ServiceAuth(reply.status))
+            }
+            other => Err(Error::Status(other)),
+        }
     }
 
     fn request_body(&self) -> serde_json::Value {
