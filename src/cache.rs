@@ -62,16 +62,13 @@ impl Expiry<Key, Outcome> for Lifetimes {
     ) -> Option<Duration> {
         Some(match value {
             Outcome::Invalid => self.invalid,
-            Outcome::Valid(id) => self.valid.min(expiry_left(id)),
-            Outcome::Shared(id, shared_left) => self.valid.min(expiry_left(id)).min(*shared_left),
+            Outcome::Valid(id) => self.valid.min(id.lifetime_left(crate::keystone::now())),
+            Outcome::Shared(id, shared_left) => self
+                .valid
+                .min(id.lifetime_left(crate::keystone::now()))
+                .min(*shared_left),
         })
     }
-}
-
-/// Time until the token expires.
-fn expiry_left(id: &Identity) -> Duration {
-    let left = id.expires_at.saturating_sub(crate::keystone::now());
-    Duration::from_secs(u64::try_from(left).unwrap_or(0))
 }
 
 /// Estimated heap bytes of an entry (key + identity strings + overhead).

@@ -125,6 +125,20 @@ impl Identity {
         now >= self.expires_at
     }
 
+    /// Time until the token expires, from `now` (Unix seconds); zero once expired.
+    pub fn lifetime_left(&self, now: i64) -> std::time::Duration {
+        let left = self.expires_at.saturating_sub(now);
+        std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    }
+
+    /// True for an application-credential token restricted by access rules
+    /// (which are checked against the service catalog).
+    pub fn has_access_rules(&self) -> bool {
+        self.application_credential
+            .as_ref()
+            .is_some_and(|a| a.access_rules.is_some())
+    }
+
     /// True when the token holds at least one of `roles` (by name).
     pub fn has_any_role(&self, roles: &[String]) -> bool {
         self.roles.iter().any(|r| roles.iter().any(|w| w == r))

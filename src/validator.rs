@@ -420,11 +420,7 @@ impl Validator {
                 // Access rules are checked against the catalog: an entry
                 // written without one is not enough for such a token.
                 let id = hit.identity;
-                let needs_catalog = id
-                    .application_credential
-                    .as_ref()
-                    .is_some_and(|a| a.access_rules.is_some());
-                if !needs_catalog || id.service_catalog.is_some() {
+                if !id.has_access_rules() || id.service_catalog.is_some() {
                     // Reused locally no longer than the shared entry lives.
                     let left = hit.ttl.unwrap_or(self.settings.token_cache_time);
                     return Ok(Outcome::Shared(Arc::new(id), left));
@@ -433,11 +429,8 @@ impl Validator {
         }
         let (outcome, body) = self.validate_online(token, allow_expired).await?;
         if let (Some(shared), Outcome::Valid(id), Some(body)) = (shared, &outcome, &body) {
-            let left = id.expires_at.saturating_sub(now);
-            let left = std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0));
-            shared
-                .set(token, body, self.settings.token_cache_time.min(left))
-                .await;
+            let ttl = self.settings.token_cache_time.min(id.lifetime_left(now));
+            shared.set(token, body, ttl).await;
         }
         if let (Some(local), Some(d), Outcome::Valid(id)) = (&self.local, &decoded, &outcome) {
             local.learn(d, id.clone()).await;
@@ -461,11 +454,7 @@ impl Validator {
         // Access rules are checked against the catalog: fetch it if the
         // first answer had none.
         if let Validation::Valid { identity: id, .. } = &v {
-            let rules = id
-                .application_credential
-                .as_ref()
-                .is_some_and(|a| a.access_rules.is_some());
-            if rules && !catalog {
+            if id.has_access_rules() && !catalog {
                 v = self
                     .keystone
                     .validate(

@@ -115,7 +115,9 @@ impl ServiceAuth {
     /// identity endpoint comes from `access.serviceCatalog`.
     async fn authenticate_v2(&self, client: &Client) -> Result<ServiceToken, Error> {
         let base = version_base(&self.settings.auth_url.to_string(), AuthVersion::V2);
-        let reply = self.post_credentials(client, &format!("{base}/tokens")).await?;
+        let reply = self
+            .post_credentials(client, &format!("{base}/tokens"))
+            .await?;
         let doc: AccessV2Doc = serde_json::from_slice(&reply.body)
             .map_err(|e| Error::Malformed(format!("v2.0 auth response: {e}")))?;
         let mut header = HeaderValue::from_str(&doc.access.token.id)
