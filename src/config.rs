@@ -1162,7 +1162,7 @@ impl File {
     /// What Identity v2.0 cannot do: local Fernet validation, revocation
     /// events and password logins all need v3.
     fn v2_checks(&self, p: &mut Vec<Problem>) {
-        const WHY: &str = "needs Identity v3; remove it or auth_version = \"v2.0\"";
+        const WHY: &str = "needs Identity v3: remove it, or remove auth_version = \"v2.0\"";
         if self.fernet.is_some() {
             problem(p, "fernet", &format!("local Fernet validation {WHY}"));
         }

@@ -134,7 +134,7 @@ fn check_config(sources: &config::Sources) -> ExitCode {
         }
         println!("options used:");
         for (key, value) in &imported.table {
-            let shown = if is_secret(key) {
+            let shown = if config::oslo::is_secret(key) {
                 "[redacted]".to_owned()
             } else {
                 value.to_string()
@@ -185,11 +185,6 @@ fn check_config(sources: &config::Sources) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
-}
-
-/// Options whose values `check-config` never prints.
-fn is_secret(key: &str) -> bool {
-    key.contains("password") || key.contains("secret")
 }
 
 fn main() -> ExitCode {

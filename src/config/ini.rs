@@ -129,7 +129,8 @@ pub fn parse(text: &str) -> Result<Vec<Section>, ParseError> {
         };
         let (key, value) = split_assignment(line).ok_or_else(|| ParseError {
             line: line_no,
-            message: format!("not a section, comment or `key = value`: {line:?}"),
+            // Not repeated: the line may hold (part of) a secret.
+            message: "not a section, comment or `key = value`".into(),
         })?;
         if key.is_empty() {
             return Err(ParseError {

@@ -159,6 +159,12 @@ const PASTE_KEYS: &[&str] = &[
     "oslo_config_config",
 ];
 
+/// Whether option `name` holds a secret, whose value is never printed
+/// (`check-config` shows `[redacted]`; messages say "its value").
+pub fn is_secret(name: &str) -> bool {
+    name.contains("password") || name.contains("secret") || name == "admin_token"
+}
+
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -429,9 +435,10 @@ fn substitute(value: &str, all: &[Section]) -> Result<String, String> {
             continue;
         }
         let (name, tail) = if let Some(r) = rest.strip_prefix('{') {
+            // The value may be a secret: the message never repeats it.
             let end = r
                 .find('}')
-                .ok_or_else(|| format!("unterminated ${{...}} in {value:?}"))?;
+                .ok_or_else(|| "has an unterminated ${...}".to_owned())?;
             (&r[..end], &r[end + 1..])
         } else {
             let end = rest
@@ -491,6 +498,12 @@ fn convert(
                 }
             }
         }
+        // A secret's value is never repeated in a message.
+        let shown = if is_secret(opt.name) {
+            "its value".to_owned()
+        } else {
+            format!("{raw:?}")
+        };
         match opt.usage {
             Use::Ignore(why) => {
                 imported.warnings.push(format!("{origin}: ignored: {why}"));
@@ -499,17 +512,15 @@ fn convert(
                 let v = raw.trim().to_ascii_lowercase();
                 if v.is_empty() || allowed.contains(&v.as_str()) {
                     imported.warnings.push(format!(
-                        "{origin}: ignored ({raw:?} needs nothing from stonegate)"
+                        "{origin}: ignored ({shown} needs nothing from stonegate)"
                     ));
                 } else {
                     problems.push(Problem {
                         key: format!("{GROUP}.{}", opt.name),
-                        message: format!("{raw:?} cannot be honoured: {why} ({origin})"),
+                        message: format!("{shown} cannot be honoured: {why} ({origin})"),
                     });
                 }
             }
-            // keystonemiddleware's default strategy is the string "None": unset.
-            Use::Pass(key) if key == "memcache_security_strategy" && raw.trim() == "None" => {}
             Use::Pass(key) => match typed(opt.kind, raw) {
                 Ok(None) => {}
                 Ok(Some(value)) => {
@@ -518,7 +529,7 @@ fn convert(
                 }
                 Err(why) => problems.push(Problem {
                     key: format!("{GROUP}.{}", opt.name),
-                    message: format!("{raw:?} {why} ({origin})"),
+                    message: format!("{shown} {why} ({origin})"),
                 }),
             },
         }
@@ -556,35 +567,14 @@ fn structural(effective: &BTreeMap<String, (String, Origin)>, imported: &mut Imp
         let Some((value, origin)) = default else {
             continue;
         };
-        for who in ["user", "project"] {
-            let set = ["id", "name"]
-                .iter()
-                .any(|s| imported.table.contains_key(&format!("{who}_domain_{s}")));
-            if !set {
-                let key = format!("{who}_domain_{suffix}");
-                imported
-                    .table
-                    .insert(key.clone(), toml::Value::String(value.clone()));
-                imported.origins.insert(key, origin.clone());
-            }
-        }
+        default_domains(imported, suffix, value, origin);
     }
     // Legacy: the admin_* credentials authenticated in the default domain.
-    let legacy = effective.contains_key("admin_user") && !effective.contains_key("username");
-    if legacy {
-        for t in ["user_domain_id", "project_domain_id"] {
-            let base = t.strip_suffix("_id").unwrap_or(t);
-            if !imported.table.contains_key(t)
-                && !imported.table.contains_key(&format!("{base}_name"))
-            {
-                imported
-                    .table
-                    .insert(t.to_owned(), toml::Value::String("default".into()));
-                if let Some((_, o)) = effective.get("admin_user") {
-                    imported.origins.insert(t.to_owned(), o.clone());
-                }
-            }
-        }
+    if let (Some((_, origin)), false) = (
+        effective.get("admin_user"),
+        effective.contains_key("username"),
+    ) {
+        default_domains(imported, "id", "default", origin);
     }
     let host = effective.get("auth_host");
     if !imported.table.contains_key("auth_url") {
@@ -615,6 +605,23 @@ fn structural(effective: &BTreeMap<String, (String, Origin)>, imported: &mut Imp
         imported
             .warnings
             .push(format!("{origin}: ignored: auth_url is set"));
+    }
+}
+
+/// keystoneauth's `default_domain_*`: the user's and the project's domain
+/// (`<who>_domain_<suffix>`) where neither its id nor its name is set.
+fn default_domains(imported: &mut Imported, suffix: &str, value: &str, origin: &Origin) {
+    for who in ["user", "project"] {
+        let set = ["id", "name"]
+            .iter()
+            .any(|s| imported.table.contains_key(&format!("{who}_domain_{s}")));
+        if !set {
+            let key = format!("{who}_domain_{suffix}");
+            imported
+                .table
+                .insert(key.clone(), toml::Value::String(value.to_owned()));
+            imported.origins.insert(key, origin.clone());
+        }
     }
 }
 
@@ -660,24 +667,12 @@ mod tests {
         p
     }
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "stonegate-oslo-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn nova_style_section_becomes_the_table_with_origins() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let f = write(
-            &d,
+            d,
             "nova.conf",
             "[DEFAULT]\nmy_ip = 10.0.0.5\n\n[keystone_authtoken]\n\
              auth_uri = http://$my_ip:5000\nauth_url = http://keystone:5000/v3\n\
@@ -728,14 +723,15 @@ mod tests {
 
     #[test]
     fn paste_filter_overrides_the_oslo_file_it_names() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         write(
-            &d,
+            d,
             "glance-api.conf",
             "[keystone_authtoken]\nauth_url = http://a:5000\nusername = glance\ninterface = public\n",
         );
         let paste = write(
-            &d,
+            d,
             "glance-api-paste.ini",
             "[pipeline:main]\npipeline = authtoken app\n\n[filter:authtoken]\n\
              paste.filter_factory = keystonemiddleware.auth_token:filter_factory\n\
@@ -750,13 +746,14 @@ mod tests {
 
     #[test]
     fn later_files_win_and_canonical_names_beat_aliases() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let a = write(
-            &d,
+            d,
             "a.conf",
             "[keystone_authtoken]\nusername = one\ntenant_name = t\nproject_name = p\n",
         );
-        let b = write(&d, "b.conf", "[keystone_authtoken]\nusername = two\n");
+        let b = write(d, "b.conf", "[keystone_authtoken]\nusername = two\n");
         let i = import(&[a, b]).unwrap();
         assert_eq!(i.table["username"].as_str(), Some("two"));
         assert_eq!(i.table["project_name"].as_str(), Some("p"));
@@ -768,9 +765,10 @@ mod tests {
 
     #[test]
     fn security_relevant_values_it_cannot_honour_are_errors() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let f = write(
-            &d,
+            d,
             "x.conf",
             "[keystone_authtoken]\nenforce_token_bind = required\nmemcache_tls_enabled = true\n\
              admin_token = ADMIN\ndelay_auth_decision = maybe\n",
@@ -791,13 +789,18 @@ mod tests {
             "{p:?}"
         );
         assert!(p.iter().all(|p| p.message.contains("x.conf:")), "{p:?}");
+        assert!(
+            p.iter().all(|p| !p.message.contains("ADMIN")),
+            "a secret was repeated: {p:?}"
+        );
     }
 
     #[test]
     fn legacy_admin_options_and_auth_host_are_read() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let f = write(
-            &d,
+            d,
             "old.conf",
             "[keystone_authtoken]\nauth_host = 10.1.1.1\nauth_port = 35357\nauth_protocol = http\n\
              admin_user = nova\nadmin_password = secret\nadmin_tenant_name = service\n\
@@ -814,20 +817,28 @@ mod tests {
 
     #[test]
     fn auth_section_and_missing_sections_are_handled() {
-        let d = tmp();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let f = write(
-            &d,
+            d,
             "s.conf",
             "[keystone_authtoken]\nauth_section = svc_auth\n[svc_auth]\nauth_url = http://k:5000\nusername = svc\n",
         );
         let i = import(&[f]).unwrap();
         assert_eq!(i.table["username"].as_str(), Some("svc"));
         assert_eq!(i.origins["username"].section, "svc_auth");
-        let g = write(&d, "none.conf", "[DEFAULT]\nx = 1\n");
+        let g = write(d, "none.conf", "[DEFAULT]\nx = 1\n");
         let p = import(&[g]).unwrap_err();
         assert!(p[0].message.contains("neither"), "{p:?}");
-        let h = write(&d, "bad.conf", "[keystone_authtoken]\npassword = a$\n");
+        let h = write(d, "bad.conf", "[keystone_authtoken]\npassword = a$\n");
         let p = import(&[h]).unwrap_err();
         assert_eq!(p[0].key, "keystone_authtoken.password");
+        let h = write(
+            d,
+            "bad2.conf",
+            "[keystone_authtoken]\npassword = s3cr${et\n",
+        );
+        let p = import(&[h]).unwrap_err();
+        assert!(!p[0].message.contains("s3cr"), "{p:?}");
     }
 }

@@ -188,26 +188,14 @@ impl Loaded {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "stonegate-sources-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     const NOVA: &str = "[keystone_authtoken]\nauth_url = http://127.0.0.1:5000/v3\n\
         auth_type = password\nusername = nova\npassword = secret\nuser_domain_name = Default\n\
         project_name = service\nproject_domain_name = Default\n";
 
     #[test]
     fn oslo_file_and_command_line_make_a_complete_configuration() {
-        let d = dir();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let nova = d.join("nova.conf");
         std::fs::write(&nova, NOVA).unwrap();
         let sources = Sources {
@@ -224,7 +212,8 @@ mod tests {
 
     #[test]
     fn a_key_from_two_sources_is_an_error_naming_both() {
-        let d = dir();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let nova = d.join("nova.conf");
         std::fs::write(&nova, NOVA).unwrap();
         let toml = d.join("stonegate.toml");
@@ -263,7 +252,8 @@ mod tests {
 
     #[test]
     fn build_problems_point_at_the_imported_line() {
-        let d = dir();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
         let nova = d.join("nova.conf");
         std::fs::write(&nova, format!("{NOVA}interface = sideways\n")).unwrap();
         let sources = Sources {
