@@ -56,6 +56,28 @@ pub fn free_addr() -> SocketAddr {
     bind_fresh().local_addr().expect("local_addr")
 }
 
+/// A file of this repository, by its path from the repository root.
+pub fn repo_path(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The Python of the Keystone harness venv (`$HARNESS_VENV`, else
+/// `target/keystone/venv`), which has keystone, keystoneauth1,
+/// keystonemiddleware and requests; panics with how to get it.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("HARNESS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_path("target/keystone/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run the tests with scripts/test.sh (or tests/keystone/keystone-up.sh once, \
+         or set HARNESS_VENV)",
+        python.display()
+    );
+    python
+}
+
 /// An HTTP client for loopback tests: no proxies from the environment, bounded in time.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

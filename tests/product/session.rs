@@ -12,8 +12,13 @@ use stonegate::session::{
     seal::{self, SessionData},
 };
 
+use stonegate::shared_cache::crypt::Strategy;
+
 use crate::harness::keystone::{assert_headers, expected_user_headers};
+use crate::harness::kv::{Memcached, Redis};
 use crate::harness::{client, FakeKeystone, Keystone, Stonegate, Upstream};
+use crate::local::metric;
+use crate::shared_cache::{replica_builder, Backend};
 
 const LOGIN: &str = "/authentication/login/";
 const LOGOUT: &str = "/authentication/logout/";
@@ -631,49 +636,13 @@ async fn cross_site_login_is_refused_before_any_credential_check() {
     assert!(set_cookies(&resp).contains_key("sessionid"));
     assert_eq!(from("https://portal.example.com").await.status(), 200);
     assert_eq!(login(&sg, demo_login(&ks)).await.status(), 200);
-    let metrics = client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("stonegate_session_events_total{event=\"login_cross_origin\"} 9"),
-        "{metrics}"
-    );
-}
-
-/// A replica with sessions whose shared cache is `backend` (`memcached_servers`
-/// or `[cache] redis_url`).
-async fn replica_with_shared_cache(
-    ks: &Keystone,
-    up: &Upstream,
-    ring: &Ring,
-    backend: &SharedBackend,
-) -> Stonegate {
-    let b = Stonegate::builder()
-        .keystone(ks)
-        .upstream(up)
-        .option("memcache_security_strategy", "ENCRYPT")
-        .option("memcache_secret_key", "fleet secret")
-        .option("memcache_pool_socket_timeout", 0.3)
-        .extra_toml(&format!(
-            "[session]\nenabled = true\nkeys_file = {:?}\nlogin_attempts_per_user = 3\n",
-            ring.path.display().to_string()
-        ));
-    match backend {
-        SharedBackend::Memcached(m) => b.option("memcached_servers", vec![m.server()]),
-        SharedBackend::Redis(r) => b.cache_option("redis_url", r.url()),
-    }
-    .start()
-    .await
-}
-
-enum SharedBackend {
-    Memcached(crate::harness::kv::Memcached),
-    Redis(crate::harness::kv::Redis),
+    let refused = metric(
+        &sg,
+        "stonegate_session_events_total",
+        &["event=\"login_cross_origin\""],
+    )
+    .await;
+    assert_eq!(refused, 9.0);
 }
 
 /// With a shared cache, login throttling is fleet-wide: attempts spread over
@@ -683,14 +652,27 @@ enum SharedBackend {
 #[tokio::test]
 async fn login_throttling_is_fleet_wide_with_a_shared_cache() {
     let ks = Keystone::from_env();
-    for mut backend in [
-        SharedBackend::Memcached(crate::harness::kv::Memcached::start().await),
-        SharedBackend::Redis(crate::harness::kv::Redis::start().await),
-    ] {
+    let mut memcached = Memcached::start().await;
+    let mut redis = Redis::start().await;
+    let servers = [memcached.server()];
+    let url = redis.url();
+    for redis_backend in [false, true] {
         let up = Upstream::echo().await;
         let r = ring(&[&new_key()]);
-        let a = replica_with_shared_cache(&ks, &up, &r, &backend).await;
-        let b = replica_with_shared_cache(&ks, &up, &r, &backend).await;
+        let start = || {
+            let backend = if redis_backend {
+                Backend::Redis(&url)
+            } else {
+                Backend::Memcached(&servers)
+            };
+            replica_builder(&ks, &up, backend, Strategy::Encrypt)
+                .extra_toml(&format!(
+                    "[session]\nenabled = true\nkeys_file = {:?}\nlogin_attempts_per_user = 3\n",
+                    r.path.display().to_string()
+                ))
+                .start()
+        };
+        let (a, b) = (start().await, start().await);
         let (user, password) = throwaway_user(&ks).await;
         let wrong = json!({"username": user, "password": "wrong-password"});
         let right = json!({"username": user, "password": password});
@@ -708,9 +690,10 @@ async fn login_throttling_is_fleet_wide_with_a_shared_cache() {
             assert!(resp.headers().contains_key("retry-after"));
         }
         // The store gone: each replica counts alone again, and logs in.
-        match &mut backend {
-            SharedBackend::Memcached(m) => m.0.kill(),
-            SharedBackend::Redis(r) => r.0.kill(),
+        if redis_backend {
+            redis.0.kill();
+        } else {
+            memcached.0.kill();
         }
         let (other, other_password) = throwaway_user(&ks).await;
         let resp = login(&b, json!({"username": other, "password": other_password})).await;
@@ -809,18 +792,8 @@ async fn python_requests_session_client_flow() {
     let up = Upstream::echo().await;
     let r = ring(&[&new_key()]);
     let sg = start(&ks, &up, &r, "").await;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::env::var_os("HARNESS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/keystone/venv"));
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run the tests with scripts/test.sh",
-        python.display()
-    );
-    let script = root.join("tests/product/session_client.py");
-    let out = tokio::process::Command::new(&python)
+    let script = crate::harness::repo_path("tests/product/session_client.py");
+    let out = tokio::process::Command::new(crate::harness::venv_python())
         .arg(&script)
         .arg(sg.url(""))
         .env("DEMO_PASSWORD", ks.password("demo"))

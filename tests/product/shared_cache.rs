@@ -6,7 +6,6 @@
 //! cache dying, hanging or answering garbage never costs a request; a session
 //! logout removes the shared entry.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -19,12 +18,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::keystone::{assert_headers, expected_user_headers};
 use crate::harness::kv::{Memcached, Redis};
+use crate::harness::stonegate::Builder;
 use crate::harness::{Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
 use crate::local::{metric, validate_calls};
 
 const SECRET: &str = "a shared secret for the tests";
 
-enum Backend<'a> {
+pub(crate) enum Backend<'a> {
     Memcached(&'a [String]),
     Redis(&'a str),
 }
@@ -35,6 +35,16 @@ async fn replica(
     backend: Backend<'_>,
     strategy: Strategy,
 ) -> Stonegate {
+    replica_builder(ks, up, backend, strategy).start().await
+}
+
+/// A replica using the shared cache `backend` with `strategy` (not started).
+pub(crate) fn replica_builder(
+    ks: &Keystone,
+    up: &Upstream,
+    backend: Backend<'_>,
+    strategy: Strategy,
+) -> Builder {
     let b = Stonegate::builder()
         .keystone(ks)
         .upstream(up)
@@ -45,8 +55,6 @@ async fn replica(
         Backend::Memcached(servers) => b.option("memcached_servers", servers.to_vec()),
         Backend::Redis(url) => b.cache_option("redis_url", url),
     }
-    .start()
-    .await
 }
 
 fn key(token: &str, strategy: Strategy) -> String {
@@ -200,18 +208,8 @@ async fn mac_entries_are_authenticated_a_tampered_entry_is_a_miss() {
 
 /// Runs kmw_cache.py (keystonemiddleware's SecureTokenCache) with the venv's Python.
 async fn kmw_cache(op: &str, server: &str, token: &str, stdin: Option<&Value>) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = std::env::var_os("HARNESS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/keystone/venv"));
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run the tests with scripts/test.sh",
-        python.display()
-    );
-    let mut child = tokio::process::Command::new(&python)
-        .arg(root.join("tests/product/kmw_cache.py"))
+    let mut child = tokio::process::Command::new(crate::harness::venv_python())
+        .arg(crate::harness::repo_path("tests/product/kmw_cache.py"))
         .arg(op)
         .arg(server)
         .env("TOKEN", token)

@@ -50,21 +50,11 @@ impl FakeV2 {
 
     /// Starts the server and waits for its port.
     pub fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let venv = std::env::var_os("HARNESS_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/keystone/venv"));
-        let python = venv.join("bin/python");
-        assert!(
-            python.exists(),
-            "{} not found: the v2.0 tests need the Keystone harness venv (keystoneauth1); \
-             run tests/keystone/keystone-up.sh once, or set HARNESS_VENV",
-            python.display()
-        );
+        let python = super::venv_python();
         let dir = tempfile::tempdir().expect("tempdir");
         let stderr = dir.path().join("fake_v2.log");
         let mut child = Command::new(&python)
-            .arg(root.join("tests/product/fake_v2_keystone.py"))
+            .arg(super::repo_path("tests/product/fake_v2_keystone.py"))
             .arg(Self::PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
