@@ -86,7 +86,10 @@ impl Memcached {
 
     /// The stored bytes of `key`, `None` when absent.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, BackendError> {
-        self.exchange(key, Command::Get).await
+        match self.exchange(key, Command::Get).await? {
+            Answer::Value(v) => Ok(v),
+            _ => Err(BackendError::Protocol),
+        }
     }
 
     /// Stores `value` under `key` for `ttl` (whole seconds, at least 1).
@@ -105,36 +108,29 @@ impl Memcached {
     /// absent; memcached's `decr` stops at 0) and returns its new value.
     /// Classic `incr`/`decr`/`add`, understood by every memcached version.
     pub async fn add_to(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, BackendError> {
-        let value = self.exchange(key, Command::Count(delta, ttl)).await?;
-        value
-            .and_then(|s| std::str::from_utf8(&s.value).ok()?.parse().ok())
-            .ok_or(BackendError::Protocol)
+        match self.exchange(key, Command::Count(delta, ttl)).await? {
+            Answer::Number(n) => Ok(n),
+            _ => Err(BackendError::Protocol),
+        }
     }
 
     /// Runs `command` on the server holding `key`. A pooled connection the
     /// server has closed meanwhile (restart, idle timeout) is replaced once;
     /// any other failure, or a timeout, marks the server dead.
-    async fn exchange(
-        &self,
-        key: &str,
-        command: Command<'_>,
-    ) -> Result<Option<Stored>, BackendError> {
+    async fn exchange(&self, key: &str, command: Command<'_>) -> Result<Answer, BackendError> {
         let mut retried = false;
         loop {
             let (server, conn, pooled) = self.connection(key).await?;
             let run = async {
                 match command {
-                    Command::Get => get(conn, key).await,
-                    Command::Set(value, ttl) => {
-                        set(conn, key, value, ttl).await.map(|((), c)| (None, c))
-                    }
-                    Command::Delete => delete(conn, key).await.map(|((), c)| (None, c)),
-                    Command::Count(delta, ttl) => {
-                        count(conn, key, delta, ttl).await.map(|(n, c)| {
-                            let value = n.to_string().into_bytes();
-                            (Some(Stored { value, ttl: None }), c)
-                        })
-                    }
+                    Command::Get => get(conn, key).await.map(|(v, c)| (Answer::Value(v), c)),
+                    Command::Set(value, ttl) => set(conn, key, value, ttl)
+                        .await
+                        .map(|((), c)| (Answer::Done, c)),
+                    Command::Delete => delete(conn, key).await.map(|((), c)| (Answer::Done, c)),
+                    Command::Count(delta, ttl) => count(conn, key, delta, ttl)
+                        .await
+                        .map(|(n, c)| (Answer::Number(n), c)),
                 }
             };
             let error = match tokio::time::timeout(self.timeout, run).await {
@@ -196,6 +192,16 @@ impl Memcached {
         }
         Err(BackendError::NoServer)
     }
+}
+
+/// What a command answered.
+enum Answer {
+    /// `get`: the entry, if any.
+    Value(Option<Stored>),
+    /// `incr`/`decr`: the counter's new value.
+    Number(u64),
+    /// `set`, `delete`: done.
+    Done,
 }
 
 #[derive(Clone, Copy)]
