@@ -668,10 +668,7 @@ pub struct Settings {
 impl File {
     /// Reads and parses a TOML file (no semantic checks yet).
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = read(path)?;
         Self::parse(&text).map_err(|e| match e {
             Error::Parse { message, .. } => Error::Parse {
                 path: path.display().to_string(),
@@ -1253,6 +1250,14 @@ impl File {
             tenant,
         })
     }
+}
+
+/// A configuration file's text.
+pub(crate) fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// A secret from exactly one of: the inline key, `<key>_file`, or the environment.

@@ -62,13 +62,10 @@ impl Sources {
         }
         let mut table = match &self.toml {
             None => toml::Table::new(),
+            // A table to merge into: unknown keys and wrong types are reported
+            // by the parse of the merged table below (without line numbers).
             Some(path) => {
-                // Parsed once as a File for its precise, line-numbered errors
-                // (unknown keys, wrong types) when it is complete on its own.
-                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let text = super::read(path)?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| Error::Parse {
                     path: path.display().to_string(),
                     message: e.to_string(),
