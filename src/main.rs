@@ -31,6 +31,7 @@ enum Command {
     /// `--oslo-config`, explain where every imported option came from.
     CheckConfig {
         /// Configuration file (TOML); same as `--config`.
+        #[arg(conflicts_with = "config")]
         file: Option<PathBuf>,
         #[command(flatten)]
         sources: SourceArgs,
