@@ -56,6 +56,22 @@ pub fn free_addr() -> SocketAddr {
     bind_fresh().local_addr().expect("local_addr")
 }
 
+/// The first of `paths` that exists: a system program a test needs. A
+/// missing one fails the test (never skips it), saying what needs it and
+/// how to install it.
+pub fn installed(paths: &[&str], needed_by: &str, package: &str) -> String {
+    for p in paths {
+        if std::path::Path::new(p).exists() {
+            return (*p).to_owned();
+        }
+    }
+    panic!(
+        "{} is not installed: {needed_by} (Debian: apt-get install -y {package}); \
+         scripts/prereqs.sh installs it as root",
+        paths.first().copied().unwrap_or(package)
+    );
+}
+
 /// A file of this repository, by its path from the repository root.
 pub fn repo_path(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -28,9 +28,10 @@ pub struct Redis(pub KvServer);
 impl Memcached {
     /// memcached on a fresh loopback port (64 MB, no UDP).
     pub async fn start() -> Self {
-        let bin = which(
-            "memcached",
+        let bin = super::installed(
             &["/usr/bin/memcached", "/usr/local/bin/memcached"],
+            "the shared-cache tests need a real memcached",
+            "memcached",
         );
         let addr = super::free_addr();
         let mut cmd = Command::new(bin);
@@ -94,9 +95,10 @@ impl Memcached {
 impl Redis {
     /// redis-server on a fresh loopback port, no persistence.
     pub async fn start() -> Self {
-        let bin = which(
-            "redis-server",
+        let bin = super::installed(
             &["/usr/bin/redis-server", "/usr/local/bin/redis-server"],
+            "the shared-cache tests need a real Redis",
+            "redis-server",
         );
         let addr = super::free_addr();
         let mut cmd = Command::new(bin);
@@ -194,17 +196,4 @@ impl Drop for KvServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// The binary; fails the test (never skips it) when the package is missing.
-fn which(name: &str, paths: &[&str]) -> String {
-    for p in paths {
-        if std::path::Path::new(p).exists() {
-            return (*p).to_owned();
-        }
-    }
-    panic!(
-        "{name} is not installed: the shared-cache tests need a real one \
-         (Debian: apt-get install -y memcached redis-server); scripts/prereqs.sh installs it"
-    );
 }

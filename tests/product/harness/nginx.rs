@@ -57,7 +57,11 @@ impl Nginx {
     /// nginx on a free loopback port, auth subrequests to
     /// `http://{stonegate}{auth_path}`, proxying to `upstream` (`host:port`).
     pub async fn start(stonegate: SocketAddr, auth_path: &str, upstream: &str) -> Self {
-        let bin = which_nginx();
+        let bin = super::installed(
+            &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+            "the ingress tests need a real nginx with auth_request",
+            "nginx",
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let addr = super::free_addr();
         let d = dir.path().display();
@@ -137,17 +141,4 @@ pub fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
-}
-
-/// The nginx binary; fails the test (never skips it) when nginx is missing.
-fn which_nginx() -> String {
-    for p in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_owned();
-        }
-    }
-    panic!(
-        "nginx is not installed: the ingress tests need a real nginx with auth_request \
-         (Debian: apt-get install -y nginx); scripts/test.sh installs it as root"
-    );
 }
