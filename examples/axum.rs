@@ -1,18 +1,16 @@
 //! Embedding stonegate in an axum service: every route behind
 //! [`AuthTokenLayer`], handlers reading the validated identity from the
-//! request extensions.
+//! request extensions. The layer is built from the same [`stack::build`] as
+//! the sidecar, so a `[fernet]` + `[revocation]` configuration validates
+//! locally and polls revocation events here too.
 //!
 //! ```text
 //! STONEGATE_PASSWORD=... cargo run --example axum -- config/stonegate.toml 127.0.0.1:3000
 //! curl -H "X-Auth-Token: $TOKEN" http://127.0.0.1:3000/whoami
 //! ```
 
-use std::sync::Arc;
-
 use axum::{routing::get, Extension, Router};
-use stonegate::{
-    config, keystone, metrics::Metrics, validator::Validator, AuthContext, AuthTokenLayer,
-};
+use stonegate::{config, metrics::Metrics, stack, AuthContext, AuthTokenLayer};
 
 async fn whoami(Extension(ctx): Extension<AuthContext>) -> String {
     match &ctx.user {
@@ -37,18 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = config::File::load(path.as_ref())?.build(&|k| std::env::var(k).ok())?;
 
     let metrics = Metrics::unregistered();
-    let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
-    let validator = Arc::new(Validator::new(
-        keystone,
-        settings.auth.clone(),
-        metrics.clone(),
-    ));
+    // Validator + service-token keeper, key watcher, revocation poller.
+    let stack = stack::build(&settings, &metrics)?;
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(AuthTokenLayer::new(validator, metrics));
+        .layer(AuthTokenLayer::new(stack.validator.clone(), metrics));
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{addr}");
     axum::serve(listener, app).await?;
+    drop(stack.background);
     Ok(())
 }

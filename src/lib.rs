@@ -21,15 +21,16 @@
 //!
 //! ```no_run
 //! # async fn demo(settings: stonegate::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use stonegate::{keystone, layer::AuthTokenLayer, metrics::Metrics, validator::Validator};
+//! use stonegate::{layer::AuthTokenLayer, metrics::Metrics, stack};
 //!
 //! let metrics = Metrics::unregistered();
-//! let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
-//! let validator = Arc::new(Validator::new(keystone, settings.auth.clone(), metrics.clone()));
+//! // The same assembly as the sidecar: local validation, revocation polling,
+//! // the shared cache and the service-token keeper, as the settings ask.
+//! let stack = stack::build(&settings, &metrics)?;
 //! let app: axum::Router = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
-//!     .layer(AuthTokenLayer::new(validator, metrics));
+//!     .layer(AuthTokenLayer::new(stack.validator.clone(), metrics));
+//! // `stack.background` keeps the validator current while it lives.
 //! # let _ = app; Ok(()) }
 //! ```
 
@@ -51,6 +52,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod shared_cache;
+pub mod stack;
 pub mod tls;
 pub mod token;
 pub mod validator;

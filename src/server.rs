@@ -20,13 +20,11 @@ use tower_layer::Layer;
 use crate::{
     config::Settings,
     forward_auth::ForwardAuth,
-    keystone,
     layer::{AuthToken, AuthTokenLayer},
-    local::Local,
     metrics::{self, Metrics},
     proxy::{ConnectionInfo, Proxy, UpstreamConfig},
-    revocation::poller::Revocations,
-    validator::{Handle, Validator},
+    stack,
+    validator::Handle,
 };
 
 /// Why the server could not start.
@@ -40,18 +38,15 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The Keystone client could not be built.
+    /// The validator or its background tasks could not be built.
     #[error(transparent)]
-    Keystone(#[from] keystone::Error),
+    Stack(#[from] crate::stack::Error),
     /// The upstream client could not be built.
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
     /// The listener's TLS configuration is unusable.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    /// The Fernet key repository could not be loaded.
-    #[error(transparent)]
-    Keys(#[from] crate::token::keys::KeyError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -77,8 +72,9 @@ pub async fn run(
             "keystone_authtoken.insecure = true: Keystone's TLS certificate is NOT verified"
         );
     }
-    let (validator, mut generation) = build_validator(&settings, &metrics)?;
-    let handle = Handle::new(validator);
+    let stack = stack::build(&settings, &metrics)?;
+    let handle = Handle::new(stack.validator);
+    let mut generation = stack.background;
     let mut background = Vec::new();
     let proxy = match &settings.proxy.upstream {
         Some(url) => Some(
@@ -200,13 +196,12 @@ pub async fn run(
                     for key in restart_only_changes(&settings, &new) {
                         tracing::warn!(key, "changed in the configuration file; takes effect at the next restart");
                     }
-                    build_validator(&new, &metrics).map_err(|e| e.to_string())
+                    stack::build(&new, &metrics).map_err(|e| e.to_string())
                 }) {
-                    Ok((validator, tasks)) => {
-                        handle.replace(validator);
-                        for task in std::mem::replace(&mut generation, tasks) {
-                            task.abort();
-                        }
+                    Ok(new_stack) => {
+                        handle.replace(new_stack.validator);
+                        // Dropping the old background stops its tasks.
+                        generation = new_stack.background;
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
@@ -230,45 +225,11 @@ pub async fn run(
         tracing::warn!("grace period over; closing remaining connections");
     }
     admin_task.abort();
-    for task in background.into_iter().chain(generation) {
+    for task in background {
         task.abort();
     }
+    drop(generation);
     Ok(())
-}
-
-/// A validator for `settings` and the tasks that keep it current (service
-/// token, key repository, revocation events). Built at start and on reload.
-fn build_validator(
-    settings: &Settings,
-    metrics: &Metrics,
-) -> Result<(Arc<Validator>, Vec<tokio::task::JoinHandle<()>>), ServerError> {
-    let keystone = keystone::Client::new(settings.keystone.clone(), metrics.clone())?;
-    let mut validator = Validator::new(keystone.clone(), settings.auth.clone(), metrics.clone());
-    let mut tasks = vec![tokio::spawn(keep_service_token(keystone.clone()))];
-    if let Some(local_settings) = &settings.auth.local {
-        let local = Arc::new(Local::new(local_settings.clone())?);
-        metrics
-            .fernet_keys
-            .set(gauge(local.keys.current().keys().len()));
-        tasks.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
-        validator = validator.with_local(local);
-    }
-    if let Some(r) = &settings.auth.revocation {
-        let revocations = Arc::new(Revocations::new(r.poll));
-        let m = metrics.clone();
-        tasks.push(tokio::spawn(revocations.clone().run(
-            keystone,
-            move |result: Result<usize, &keystone::Error>| match result {
-                Ok(held) => {
-                    m.revocation_events.set(gauge(held));
-                    m.revocation_last_success.set(keystone::now());
-                }
-                Err(_) => m.revocation_poll_failures.inc(),
-            },
-        )));
-        validator = validator.with_revocations(revocations);
-    }
-    Ok((Arc::new(validator), tasks))
 }
 
 /// Settings a reload cannot apply (listeners, upstream, proxy limits).
@@ -326,10 +287,6 @@ impl Hangup {
     }
 }
 
-fn gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// Picks up a renewed listener certificate (checked every 5 s); a bad pair
 /// is logged and the current certificate kept.
 async fn watch_certificate(cert: Arc<crate::tls::ReloadableCert>) {
@@ -340,24 +297,6 @@ async fn watch_certificate(cert: Arc<crate::tls::ReloadableCert>) {
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "listener certificate reload failed; keeping the current one")
-            }
-        }
-    }
-}
-
-/// Picks up key rotations: checks the repository every `key_reload_interval`;
-/// a bad repository is logged and counted, and the last good keys stay.
-async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
-    let interval = local.settings().key_reload_interval;
-    loop {
-        tokio::time::sleep(interval).await;
-        match local.keys.refresh(false) {
-            Ok(_) => metrics
-                .fernet_keys
-                .set(gauge(local.keys.current().keys().len())),
-            Err(e) => {
-                metrics.fernet_reload_failures.inc();
-                tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
             }
         }
     }
@@ -471,25 +410,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
-}
-
-/// Keeps a fresh service token so that `/readyz` tells the truth and the first
-/// request does not pay for authentication.
-async fn keep_service_token(keystone: keystone::Client) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        match keystone.ensure_service_token().await {
-            Ok(()) => {
-                backoff = Duration::from_millis(500);
-                tokio::time::sleep(Duration::from_secs(15)).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot obtain a service token");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }
 
 struct AdminState {
