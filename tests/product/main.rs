@@ -17,6 +17,7 @@ mod faults;
 mod forged;
 mod identity;
 mod ingress;
+mod layer;
 mod local;
 mod oslo;
 mod proxy;
