@@ -375,9 +375,10 @@ pub struct AuthTokenFile {
     /// Forward invalid requests with `X-Identity-Status: Invalid`.
     #[serde(default)]
     pub delay_auth_decision: bool,
-    /// Seconds a validated token is cached.
-    #[serde(default = "default_token_cache_time")]
-    pub token_cache_time: u64,
+    /// Seconds a validated token is cached; `-1` (keystonemiddleware's
+    /// spelling) caches nothing.
+    #[serde(default = "default_token_cache_time_signed")]
+    pub token_cache_time: i64,
     /// Set `X-Service-Catalog`.
     #[serde(default = "default_true")]
     pub include_service_catalog: bool,
@@ -470,6 +471,27 @@ fn default_auth_type() -> String {
 fn default_interface() -> String {
     "internal".into()
 }
+fn default_token_cache_time_signed() -> i64 {
+    300
+}
+
+/// `token_cache_time`: seconds, or keystonemiddleware's `-1` for no caching
+/// (every request is validated, nothing is written to a shared cache).
+fn token_cache_time(p: &mut Vec<Problem>, secs: i64) -> Duration {
+    match u64::try_from(secs) {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) if secs == -1 => Duration::ZERO,
+        Err(_) => {
+            problem(
+                p,
+                "keystone_authtoken.token_cache_time",
+                "must be a number of seconds, or -1 to cache nothing",
+            );
+            Duration::ZERO
+        }
+    }
+}
+
 fn default_token_cache_time() -> u64 {
     300
 }
@@ -920,6 +942,7 @@ impl File {
                 "must be at least 1",
             );
         }
+        let token_cache_time = token_cache_time(&mut p, ks.token_cache_time);
         if self.cache.capacity_bytes < 1024 {
             problem(&mut p, "cache.capacity_bytes", "must be at least 1024");
         }
@@ -1012,7 +1035,7 @@ impl File {
                 auth: AuthSettings {
                     www_authenticate,
                     delay_auth_decision: ks.delay_auth_decision,
-                    token_cache_time: Duration::from_secs(ks.token_cache_time),
+                    token_cache_time,
                     negative_ttl: Duration::from_secs(self.cache.negative_ttl),
                     cache_capacity_bytes: self.cache.capacity_bytes,
                     include_service_catalog: ks.include_service_catalog,
@@ -1404,6 +1427,28 @@ project_domain_name = "Default"
         assert_eq!(
             s.auth.www_authenticate,
             "Keystone uri=\"http://127.0.0.1:5000/v3\""
+        );
+    }
+
+    #[test]
+    fn token_cache_time_minus_one_caches_nothing_and_other_negatives_are_named() {
+        let with = |v: &str| {
+            File::parse(&MINIMAL.replace(
+                "[keystone_authtoken]",
+                &format!("[keystone_authtoken]\ntoken_cache_time = {v}"),
+            ))
+            .unwrap()
+            .build(&no_env)
+        };
+        assert_eq!(with("-1").unwrap().auth.token_cache_time, Duration::ZERO);
+        assert_eq!(
+            with("0").unwrap().auth.token_cache_time,
+            Duration::ZERO,
+            "0 is a lifetime of nothing too"
+        );
+        assert_eq!(
+            problem_keys(with("-2")),
+            vec!["keystone_authtoken.token_cache_time".to_string()]
         );
     }
 

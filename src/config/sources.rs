@@ -274,4 +274,21 @@ mod tests {
             p.message
         );
     }
+
+    #[test]
+    fn token_cache_time_minus_one_caches_nothing_through_oslo_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let nova = d.join("nova.conf");
+        std::fs::write(&nova, format!("{NOVA}token_cache_time = -1\n")).unwrap();
+        let sources = Sources {
+            oslo: vec![nova],
+            listen: Some("127.0.0.1:8774".into()),
+            upstream: Some("http://127.0.0.1:18774".into()),
+            admin_listen: Some("127.0.0.1:9901".into()),
+            ..Sources::default()
+        };
+        let s = sources.build(&|_| None).unwrap();
+        assert_eq!(s.auth.token_cache_time, std::time::Duration::ZERO);
+    }
 }

@@ -112,3 +112,25 @@ async fn keystone_errors_are_never_cached() {
     assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     assert_eq!(up.hits(), 1);
 }
+
+#[tokio::test]
+async fn token_cache_time_minus_one_validates_every_request_with_keystone() {
+    let ks = crate::harness::Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .option("token_cache_time", -1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let before = crate::local::validate_calls(&sg).await;
+    for _ in 0..3 {
+        assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
+    }
+    assert_eq!(
+        crate::local::validate_calls(&sg).await - before,
+        3.0,
+        "keystonemiddleware's -1: nothing is cached"
+    );
+}
