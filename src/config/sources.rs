@@ -162,6 +162,14 @@ impl Loaded {
                             if let Some(origin) = imported.origin_of(&p.key) {
                                 p.message = format!("{} (from {origin})", p.message);
                             }
+                            if self.missing_process_key(&p.key) {
+                                // An oslo file never holds these: say where they go.
+                                p.message = format!(
+                                    "{}; pass --{} on the command line, or give a TOML file with it",
+                                    p.message,
+                                    p.key.replace('_', "-")
+                                );
+                            }
                             p
                         })
                         .collect(),
@@ -177,6 +185,19 @@ impl Loaded {
                 }));
         }
         Ok(settings)
+    }
+}
+
+impl Loaded {
+    /// Whether `key` is one of the process keys (`listen`, `upstream`,
+    /// `admin_listen`) that no source gave.
+    fn missing_process_key(&self, key: &str) -> bool {
+        match key {
+            "listen" => self.file.listen.is_none(),
+            "upstream" => self.file.upstream.is_none(),
+            "admin_listen" => self.file.admin_listen.is_none(),
+            _ => false,
+        }
     }
 }
 
@@ -290,5 +311,27 @@ mod tests {
         };
         let s = sources.build(&|_| None).unwrap();
         assert_eq!(s.auth.token_cache_time, std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn an_oslo_file_alone_is_told_to_pass_the_process_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let nova = dir.path().join("nova.conf");
+        std::fs::write(&nova, NOVA).unwrap();
+        let sources = Sources {
+            oslo: vec![nova],
+            ..Sources::default()
+        };
+        let Err(Error::Invalid(p)) = sources.build(&|_| None) else {
+            panic!("expected problems")
+        };
+        for (key, flag) in [
+            ("listen", "--listen"),
+            ("upstream", "--upstream"),
+            ("admin_listen", "--admin-listen"),
+        ] {
+            let p = p.iter().find(|p| p.key == key).expect(key);
+            assert!(p.message.contains(flag), "{key}: {}", p.message);
+        }
     }
 }
