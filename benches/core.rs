@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the per-request hot path (issue 5):
+//! Micro-benchmarks of the per-request hot path:
 //!
 //! - `cache_hit`: SHA-256 fingerprint of the token + `cache::Cache` lookup of a
 //!   present entry + `headers::set_user` into the forwarded request's headers;

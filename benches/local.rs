@@ -1,4 +1,4 @@
-//! Micro-benchmarks of local validation (issue 3 / issue 5):
+//! Micro-benchmarks of local validation:
 //!
 //! - `fernet_decrypt_decode`: base64url + HMAC + AES-CBC + msgpack of a
 //!   project-scoped token (the spec's Keystone-made vector);

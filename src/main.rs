@@ -1,5 +1,8 @@
-//! The `stonegate` command: `serve` and `check-config`. The only code that
-//! touches the process: logging subscriber, runtime, signals, exit codes.
+//! The `stonegate` command: `serve`, `check-config` and the key and token
+//! tools. It sets up the process: logging subscriber, crypto provider,
+//! runtime, the shutdown signals (SIGTERM, Ctrl-C) and exit codes. Reloading
+//! on SIGHUP belongs to the running server (`server::run`), which owns what a
+//! reload replaces.
 
 use std::{path::PathBuf, process::ExitCode};
 

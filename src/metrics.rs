@@ -9,7 +9,7 @@ use prometheus::{
 /// Every metric stonegate exports.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Requests by final outcome (`Outcome::as_str`).
+    /// Requests by final outcome (the `outcome` label values in the README).
     pub requests: IntCounterVec,
     /// Time to reach an auth decision, by source (`cache`, `keystone`).
     pub validation_seconds: HistogramVec,
