@@ -1,5 +1,5 @@
 //! The `stonegate` command: `serve`, `check-config` and the key and token
-//! tools. It sets up the process: logging subscriber, crypto provider,
+//! tools. It sets up the process: logging subscriber,
 //! runtime, the shutdown signals (SIGTERM, Ctrl-C) and exit codes. Reloading
 //! on SIGHUP belongs to the running server (`server::run`), which owns what a
 //! reload replaces.
