@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod faults;
 mod forged;
+mod holes;
 mod identity;
 mod ingress;
 mod local;
