@@ -308,7 +308,8 @@ async fn certificate_bound_tokens_are_refused_online_and_locally() {
                 &["outcome=\"certificate_bound\""]
             )
             .await,
-            2.0
+            1.0,
+            "decided once; the second request is answered by the cache"
         );
     }
 }
