@@ -387,13 +387,7 @@ impl Cutter {
                     });
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
-                    loop {
-                        let Ok(n) = cr.read(&mut chunk).await else {
-                            break;
-                        };
-                        if n == 0 {
-                            break;
-                        }
+                    while let Ok(n @ 1..) = cr.read(&mut chunk).await {
                         buf.extend_from_slice(&chunk[..n]);
                         while let Some((len, name)) = resp_command(&buf) {
                             let command: Vec<u8> = buf.drain(..len).collect();
