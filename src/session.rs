@@ -255,8 +255,13 @@ impl Sessions {
             (None, None, None) => json!({ "name": self.settings.default_user_domain }),
         };
         let throttle_key = throttle_key(username);
+        let spelling = json!([username, user_domain]).to_string();
         let who = crate::token::Fingerprint::of(throttle_key.as_bytes());
-        let attempt = match self.throttle.attempt(&throttle_key, address).await {
+        let attempt = match self
+            .throttle
+            .attempt(&throttle_key, &spelling, address)
+            .await
+        {
             Ok(a) => a,
             Err(retry) => {
                 metrics.session("login_throttled");
@@ -562,7 +567,8 @@ impl Sessions {
 /// `domain`), and only Keystone knows which spellings are the same domain;
 /// a bucket per spelling would multiply a guesser's attempts. So every
 /// spelling of one user shares a bucket — and so do users of the same name
-/// in different domains, which can only make throttling stricter.
+/// in different domains, which can only make throttling stricter. (A success
+/// refunds only the attempts of its exact spelling: [`throttle`].)
 fn throttle_key(username: &str) -> String {
     username.trim().to_lowercase()
 }

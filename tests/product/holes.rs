@@ -88,6 +88,60 @@ async fn login_throttle_counts_every_spelling_of_the_users_domain_in_one_bucket(
     }
 }
 
+/// One bucket per name means namesakes in other domains share it, so a
+/// success must not clear it wholesale: logging in as your own `bob` of
+/// another domain gives back only your own attempt, never the guesses made
+/// against the victim `bob`.
+#[tokio::test]
+async fn a_namesakes_successful_login_does_not_clear_the_victims_count() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = with_sessions(
+        &ks,
+        &up,
+        &r,
+        "login_attempts_per_user = 3\nlogin_failures_per_address = 100",
+    )
+    .await;
+    let (victim, victim_password) = throwaway_user(&ks).await;
+    // The attacker's own account of the same name, in demo-domain.
+    let admin = ks.token("admin", Scope::Project("admin")).await;
+    let other_domain = ks.fixtures()["domains"]["demo-domain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = crate::harness::client()
+        .post(format!("{}/users", ks.auth_url))
+        .header("x-auth-token", admin)
+        .json(
+            &json!({"user": {"name": victim, "password": "attacker-own-password",
+                               "domain_id": other_domain}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let guess = json!({"username": victim, "password": "guess", "user_domain_id": "default"});
+    for _ in 0..2 {
+        assert_eq!(login(&sg, guess.clone()).await.status(), 401);
+    }
+    let own = json!({"username": victim, "password": "attacker-own-password",
+                     "user_domain_id": other_domain});
+    assert_eq!(login(&sg, own).await.status(), 200);
+    assert_eq!(login(&sg, guess.clone()).await.status(), 401);
+    let resp = login(
+        &sg,
+        json!({"username": victim, "password": victim_password, "user_domain_id": "default"}),
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        429,
+        "the namesake's login cleared the guesses against the victim"
+    );
+}
+
 // ------------------------------------------------ 2. trusted proxies only
 
 /// `client_address_header` is read only from `trusted_proxies`: a client
