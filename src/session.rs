@@ -569,9 +569,48 @@ impl Sessions {
 /// spelling of one user shares a bucket — and so do users of the same name
 /// in different domains, which can only make throttling stricter. (A success
 /// refunds only the attempts of its exact spelling: [`throttle`].)
+///
+/// The name is folded as Keystone's usual MySQL collations compare names
+/// (`utf8_general_ci`: case, trailing spaces and Latin accents ignored, so
+/// `José`, `jose` and `JOSE ` are one user there).
 fn throttle_key(username: &str) -> String {
-    username.trim().to_lowercase()
+    username
+        .trim()
+        .to_lowercase()
+        .chars()
+        // Combining accents (a decomposed "é").
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .map(|c| {
+            ACCENTED
+                .iter()
+                .find(|(accented, _)| accented.contains(c))
+                .map_or(c, |(_, base)| *base)
+        })
+        .collect()
 }
+
+/// Lower-case Latin letters with accents, by base letter.
+const ACCENTED: &[(&str, char)] = &[
+    ("àáâãäåāăą", 'a'),
+    ("çćĉċč", 'c'),
+    ("ďđ", 'd'),
+    ("èéêëēĕėęě", 'e'),
+    ("ĝğġģ", 'g'),
+    ("ĥħ", 'h'),
+    ("ìíîïĩīĭįı", 'i'),
+    ("ĵ", 'j'),
+    ("ķ", 'k'),
+    ("ĺļľŀł", 'l'),
+    ("ñńņňŉ", 'n'),
+    ("òóôõöøōŏő", 'o'),
+    ("ŕŗř", 'r'),
+    ("śŝşšß", 's'),
+    ("ţťŧ", 't'),
+    ("ùúûüũūŭůűų", 'u'),
+    ("ŵ", 'w'),
+    ("ýÿŷ", 'y'),
+    ("źżž", 'z'),
+];
 
 /// Whether the request arrived over TLS: stonegate's own TLS listener, or an
 /// `https` request URI (HTTP/2 `:scheme`, absolute-form requests).
@@ -716,6 +755,17 @@ fn method_not_allowed() -> Answer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_keys_fold_what_keystones_database_would_not_tell_apart() {
+        let key = throttle_key("José");
+        for same in ["jose", "JOSE ", " JoSé", "jose\u{301}", "JOSÉ"] {
+            assert_eq!(throttle_key(same), key, "{same:?}");
+        }
+        assert_eq!(throttle_key("Łukasz Straße"), "lukasz strase");
+        assert_ne!(throttle_key("josh"), key);
+        assert_eq!(throttle_key("用户"), "用户");
+    }
 
     #[test]
     fn cookie_header_parsing_and_removal() {
