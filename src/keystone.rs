@@ -234,12 +234,17 @@ impl Client {
             .get_with_service_token("validate", &format!("/auth/tokens{query}"), Some(&subject))
             .await?;
         match reply.status {
-            StatusCode::OK => model::parse_token(&reply.body)
-                .map(|id| Validation::Valid {
+            StatusCode::OK => match model::parse_token(&reply.body) {
+                Ok(id) => Ok(Validation::Valid {
                     identity: Box::new(id),
                     body: reply.body,
-                })
-                .map_err(|e| Error::Malformed(e.to_string())),
+                }),
+                Err(ModelError::CertificateBound) => {
+                    tracing::info!(token = %token.fingerprint(), "{}", ModelError::CertificateBound);
+                    Ok(Validation::Invalid)
+                }
+                Err(e) => Err(Error::Malformed(e.to_string())),
+            },
             StatusCode::NOT_FOUND => Ok(Validation::Invalid),
             other => Err(Error::Status(other)),
         }

@@ -44,6 +44,10 @@ pub enum LocalRejection {
     /// without Keystone (`enrich = false`).
     #[error("application credential rules unknown without enrichment")]
     RulesUnknown,
+    /// A certificate-bound token (OAuth 2.0 mTLS, payload v10): stonegate
+    /// does not verify the binding, so it is never accepted, even enriched.
+    #[error("certificate-bound (OAuth 2.0 mTLS) token: its certificate binding is not verified")]
+    CertificateBound,
 }
 
 impl LocalRejection {
@@ -55,6 +59,7 @@ impl LocalRejection {
             LocalRejection::Expired => "expired",
             LocalRejection::Revoked => "revoked",
             LocalRejection::RulesUnknown => "rules_unknown",
+            LocalRejection::CertificateBound => "certificate_bound",
         }
     }
 }
@@ -257,6 +262,11 @@ impl Local {
             other => other?,
         };
         let payload = payload::decode(&d.plaintext, &self.settings.methods)?;
+        if payload.thumbprint.is_some() {
+            let r = LocalRejection::CertificateBound;
+            tracing::info!(token = %token.fingerprint(), "{r}");
+            return Err(r);
+        }
         let leeway = self.settings.clock_skew + allow_expired.unwrap_or(0);
         if payload.is_expired(now, leeway) {
             return Err(LocalRejection::Expired);

@@ -6,7 +6,8 @@
 //!   authentication → 200 with the user in JSON, a `HttpOnly` session cookie
 //!   ([`seal`]: the token and the session's CSRF secret, AEAD-sealed, so no
 //!   server-side store: any replica with the keys opens it) and a script-readable
-//!   CSRF cookie. Throttled per username and client address ([`throttle`]).
+//!   CSRF cookie. Throttled per username (whatever domain it names) and
+//!   client address ([`throttle`]).
 //! - A request with the session cookie and no `X-Auth-Token` is given the
 //!   token as `X-Auth-Token` and then decided exactly like a token request.
 //!   Writes (any method but GET, HEAD, OPTIONS, TRACE) must repeat the CSRF
@@ -18,6 +19,7 @@
 //! An explicit `X-Auth-Token` always wins over a cookie (a cross-site page
 //! cannot set that header without a CORS preflight, so it needs no CSRF check).
 
+pub mod client_address;
 pub mod keys;
 pub mod origin;
 pub mod seal;
@@ -252,13 +254,14 @@ impl Sessions {
             (None, Some(name), _) | (None, None, Some(name)) => json!({ "name": name }),
             (None, None, None) => json!({ "name": self.settings.default_user_domain }),
         };
-        let throttle_key = format!(
-            "{}\n{}",
-            user_domain.to_string().to_lowercase(),
-            username.to_lowercase()
-        );
+        let throttle_key = throttle_key(username);
+        let spelling = json!([username, user_domain]).to_string();
         let who = crate::token::Fingerprint::of(throttle_key.as_bytes());
-        let attempt = match self.throttle.attempt(&throttle_key, address).await {
+        let attempt = match self
+            .throttle
+            .attempt(&throttle_key, &spelling, address)
+            .await
+        {
             Ok(a) => a,
             Err(retry) => {
                 metrics.session("login_throttled");
@@ -541,25 +544,73 @@ impl Sessions {
             .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
     }
 
+    /// The address the throttle counts against ([`client_address`]).
     fn client_address<B>(&self, req: &Request<B>) -> Option<IpAddr> {
-        if let Some(h) = &self.settings.client_address_header {
-            let from_header = req
-                .headers()
-                .get_all(h)
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if from_header.is_some() {
-                return from_header;
-            }
-        }
-        req.extensions()
+        let peer = req
+            .extensions()
             .get::<ConnectionInfo>()
-            .map(|c| c.peer.ip())
+            .map(|c| c.peer.ip());
+        match &self.settings.client_address_header {
+            Some(h) => client_address::resolve(
+                peer,
+                req.headers().get_all(h),
+                &self.settings.trusted_proxies,
+            ),
+            None => peer,
+        }
     }
 }
+
+/// The login throttle's bucket for `username`: the name alone, trimmed and
+/// lower-cased, whatever domain the login names. A user's domain can be
+/// spelt by name or id, in any case (`user_domain_name`, `user_domain_id`,
+/// `domain`), and only Keystone knows which spellings are the same domain;
+/// a bucket per spelling would multiply a guesser's attempts. So every
+/// spelling of one user shares a bucket — and so do users of the same name
+/// in different domains, which can only make throttling stricter. (A success
+/// refunds only the attempts of its exact spelling: [`throttle`].)
+///
+/// The name is folded as Keystone's usual MySQL collations compare names
+/// (`utf8_general_ci`: case, trailing spaces and Latin accents ignored, so
+/// `José`, `jose` and `JOSE ` are one user there).
+fn throttle_key(username: &str) -> String {
+    username
+        .trim()
+        .to_lowercase()
+        .chars()
+        // Combining accents (a decomposed "é").
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .map(|c| {
+            ACCENTED
+                .iter()
+                .find(|(accented, _)| accented.contains(c))
+                .map_or(c, |(_, base)| *base)
+        })
+        .collect()
+}
+
+/// Lower-case Latin letters with accents, by base letter.
+const ACCENTED: &[(&str, char)] = &[
+    ("àáâãäåāăą", 'a'),
+    ("çćĉċč", 'c'),
+    ("ďđ", 'd'),
+    ("èéêëēĕėęě", 'e'),
+    ("ĝğġģ", 'g'),
+    ("ĥħ", 'h'),
+    ("ìíîïĩīĭįı", 'i'),
+    ("ĵ", 'j'),
+    ("ķ", 'k'),
+    ("ĺļľŀł", 'l'),
+    ("ñńņňŉ", 'n'),
+    ("òóôõöøōŏő", 'o'),
+    ("ŕŗř", 'r'),
+    ("śŝşšß", 's'),
+    ("ţťŧ", 't'),
+    ("ùúûüũūŭůűų", 'u'),
+    ("ŵ", 'w'),
+    ("ýÿŷ", 'y'),
+    ("źżž", 'z'),
+];
 
 /// Whether the request arrived over TLS: stonegate's own TLS listener, or an
 /// `https` request URI (HTTP/2 `:scheme`, absolute-form requests).
@@ -704,6 +755,17 @@ fn method_not_allowed() -> Answer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_keys_fold_what_keystones_database_would_not_tell_apart() {
+        let key = throttle_key("José");
+        for same in ["jose", "JOSE ", " JoSé", "jose\u{301}", "JOSÉ"] {
+            assert_eq!(throttle_key(same), key, "{same:?}");
+        }
+        assert_eq!(throttle_key("Łukasz Straße"), "lukasz strase");
+        assert_ne!(throttle_key("josh"), key);
+        assert_eq!(throttle_key("用户"), "用户");
+    }
 
     #[test]
     fn cookie_header_parsing_and_removal() {

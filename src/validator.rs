@@ -223,6 +223,10 @@ impl Validator {
         let now = keystone::now();
         // 1. The service token, if any.
         let mut allow_expired = false;
+        // Only a service token holding one of `service_token_roles` lifts
+        // the user token's access rules, whatever `service_token_roles_required`
+        // says: that option only lets other service tokens be forwarded.
+        let mut service_has_role = false;
         let service = match single(headers, "x-service-token") {
             None => None,
             Some(v) => {
@@ -232,6 +236,7 @@ impl Validator {
                 };
                 Some(verdict.and_then(|id| {
                     let has_role = id.has_any_role(&self.settings.service_token_roles);
+                    service_has_role = has_role;
                     // Identity v2.0 has no allow_expired: a service token
                     // never extends an expired user token there.
                     allow_expired = has_role && self.keystone.auth_version() == AuthVersion::V3;
@@ -254,7 +259,7 @@ impl Validator {
                 method.as_str(),
                 &decode_path(path),
                 self.settings.service_type.as_deref(),
-                matches!(service, Some(Some(_))),
+                service_has_role,
             );
             if !ok {
                 tracing::info!(

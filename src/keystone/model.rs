@@ -18,6 +18,12 @@ pub enum ModelError {
     /// A required field is missing or unusable.
     #[error("token document: {0}")]
     Field(&'static str),
+    /// A certificate-bound token (OAuth 2.0 mTLS, RFC 8705: the document
+    /// names `oauth2_credential` with the certificate's `x5t#S256`). Only the
+    /// client holding that certificate may use it, and stonegate does not
+    /// verify the binding, so the token is invalid here.
+    #[error("certificate-bound (OAuth 2.0 mTLS) token: its certificate binding is not verified")]
+    CertificateBound,
 }
 
 #[derive(Deserialize)]
@@ -134,11 +140,17 @@ struct TokenDoc {
     application_credential: Option<AppCredDoc>,
     #[serde(rename = "OS-TRUST:trust", default)]
     trust: Option<TrustDoc>,
+    /// Present (with `x5t#S256`) on certificate-bound tokens.
+    #[serde(default)]
+    oauth2_credential: Option<serde::de::IgnoredAny>,
 }
 
 /// Parses a validation response body into an [`Identity`].
 pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
     let Envelope { token: t } = serde_json::from_slice(body)?;
+    if t.oauth2_credential.is_some() {
+        return Err(ModelError::CertificateBound);
+    }
     let expires_at = parse_time(&t.expires_at).ok_or(ModelError::Field("expires_at"))?;
     let issued_at = match &t.issued_at {
         Some(s) => parse_time(s).ok_or(ModelError::Field("issued_at"))?,
@@ -345,6 +357,34 @@ mod tests {
             id.service_catalog.as_deref().unwrap(),
             r#"[{"type": "identity", "name": "keystone", "endpoints": [{"region": "RegionOne", "publicURL": "http://k/v3/", "internalURL": "http://k-int/v3/"}]}, {"type": "compute", "endpoints": [{"adminURL": "http://n\u00e9"}]}]"#
         );
+    }
+
+    #[test]
+    fn certificate_bound_tokens_are_refused() {
+        // Keystone's render_token: oauth2_credential = {"x5t#S256": thumbprint}.
+        for credential in [
+            r#"{"x5t#S256": "Ymy0cdRyOk_ZyEPfjqTgk8_yMjbhH-tH8zxZ0Q5QvWM"}"#,
+            r#"{}"#,
+            r#""anything""#,
+        ] {
+            let bound = PROJECT.replace(
+                "\"is_domain\": false,",
+                &format!("\"is_domain\": false, \"oauth2_credential\": {credential},"),
+            );
+            assert!(
+                matches!(
+                    parse_token(bound.as_bytes()),
+                    Err(ModelError::CertificateBound)
+                ),
+                "{credential}"
+            );
+        }
+        // null is what a document without one would say.
+        let null = PROJECT.replace(
+            "\"is_domain\": false,",
+            "\"is_domain\": false, \"oauth2_credential\": null,",
+        );
+        assert!(parse_token(null.as_bytes()).is_ok());
     }
 
     #[test]

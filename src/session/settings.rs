@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
-use super::{keys::SessionKeys, throttle::Limits};
+use super::{client_address::Cidr, keys::SessionKeys, throttle::Limits};
 use crate::config::{problem, Problem};
 
 /// Environment variable that may hold the session keys (instead of `keys_file`).
@@ -49,8 +49,12 @@ pub struct SessionFile {
     /// Failed logins per client address per window.
     pub login_failures_per_address: u32,
     /// Header holding the client address when a trusted proxy sets it
-    /// (`X-Forwarded-For`: its last entry; `X-Real-IP`). Unset: the peer address.
+    /// (`X-Forwarded-For`: its nearest entry that is not a trusted proxy;
+    /// `X-Real-IP`). Unset: the peer address.
     pub client_address_header: Option<String>,
+    /// Addresses or CIDR blocks of the proxies whose `client_address_header`
+    /// is believed (required with it); from any other peer it is ignored.
+    pub trusted_proxies: Vec<String>,
     /// Origins (`https://host[:port]`) whose pages may post the login form
     /// besides the site itself (Django's `CSRF_TRUSTED_ORIGINS`).
     pub trusted_origins: Vec<String>,
@@ -75,6 +79,7 @@ impl Default for SessionFile {
             login_attempts_per_user: 5,
             login_failures_per_address: 20,
             client_address_header: None,
+            trusted_proxies: Vec::new(),
             trusted_origins: Vec::new(),
         }
     }
@@ -119,8 +124,10 @@ pub struct SessionSettings {
     pub default_user_domain: String,
     /// Login throttling.
     pub throttle: Limits,
-    /// Client address header, if trusted.
+    /// Client address header, believed from `trusted_proxies` only.
     pub client_address_header: Option<HeaderName>,
+    /// Peers whose `client_address_header` is believed.
+    pub trusted_proxies: Vec<Cidr>,
     /// Other sites allowed to post the login form.
     pub trusted_origins: Vec<super::origin::SiteOrigin>,
 }
@@ -276,6 +283,29 @@ impl SessionFile {
                 }
             },
         };
+        let mut trusted_proxies = Vec::new();
+        for (i, c) in self.trusted_proxies.iter().enumerate() {
+            match Cidr::parse(c) {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => problem(p, &format!("session.trusted_proxies[{i}]"), &e),
+            }
+        }
+        match (&self.client_address_header, self.trusted_proxies.is_empty()) {
+            (Some(_), true) => problem(
+                p,
+                "session.trusted_proxies",
+                "is required with client_address_header: list the addresses or CIDR blocks of \
+                 the proxies that set it (e.g. [\"10.0.0.0/8\"]); from any other peer the header \
+                 is ignored. Or remove client_address_header to count the TCP peer",
+            ),
+            (None, false) => problem(
+                p,
+                "session.trusted_proxies",
+                "has no effect without client_address_header: set client_address_header \
+                 (e.g. \"X-Forwarded-For\") or remove trusted_proxies",
+            ),
+            _ => {}
+        }
         let mut trusted_origins = Vec::new();
         for (i, o) in self.trusted_origins.iter().enumerate() {
             match super::origin::SiteOrigin::parse(o) {
@@ -308,6 +338,7 @@ impl SessionFile {
                 window: Duration::from_secs(self.login_throttle_window),
             },
             client_address_header,
+            trusted_proxies,
             trusted_origins,
         })
     }
@@ -352,5 +383,58 @@ impl SessionFile {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn build(file: &SessionFile) -> Result<SessionSettings, Vec<Problem>> {
+        let key = SessionKeys::generate().unwrap();
+        let env = move |name: &str| (name == SESSION_KEYS_ENV).then(|| key.clone());
+        let mut p = Vec::new();
+        file.build(&mut p, &env).ok_or(p)
+    }
+
+    fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn client_address_header_needs_trusted_proxies_and_they_need_it() {
+        let mut f = SessionFile {
+            client_address_header: Some("X-Forwarded-For".into()),
+            ..SessionFile::default()
+        };
+        let p = build(&f).unwrap_err();
+        assert_eq!(keys(&p), ["session.trusted_proxies"]);
+        assert!(p[0]
+            .message
+            .contains("is required with client_address_header"));
+        f.trusted_proxies = vec!["10.0.0.0/8".into(), "10.1.2.3/8".into(), "nope".into()];
+        let p = build(&f).unwrap_err();
+        assert_eq!(
+            keys(&p),
+            ["session.trusted_proxies[1]", "session.trusted_proxies[2]"]
+        );
+        assert!(
+            p[0].message.contains("write 10.0.0.0/8"),
+            "{}",
+            p[0].message
+        );
+        f.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into(), "192.0.2.7".into()];
+        let s = build(&f).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        let p = build(&SessionFile {
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            ..SessionFile::default()
+        })
+        .unwrap_err();
+        assert_eq!(keys(&p), ["session.trusted_proxies"]);
+        assert!(p[0]
+            .message
+            .contains("no effect without client_address_header"));
     }
 }

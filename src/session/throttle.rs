@@ -1,10 +1,16 @@
 //! Login throttling: a fixed window per username and per client address.
 //!
 //! An attempt is counted *before* Keystone is asked, so a burst of parallel
-//! guesses is cut at the limit, not after the answers come back. A successful
-//! login clears its username's count and takes its own attempt back from the
-//! address's count, so only failures accumulate against an address (many
-//! users behind one NAT can still log in).
+//! guesses is cut at the limit, not after the answers come back. The user's
+//! count is per username, whatever domain (or spelling of it) the login
+//! names, so spelling one user's domain by name, by id or in another case
+//! gains a guesser nothing. A successful login takes back from that count the
+//! attempts made with exactly its own credentials' spelling (username and
+//! domain as sent: only the user who knows that password could succeed with
+//! them), so a user who mistyped starts over, but a success as a namesake in
+//! another domain never clears a victim's count. It also takes its own
+//! attempt back from the address's count, so only failures accumulate
+//! against an address (many users behind one NAT can still log in).
 //!
 //! With a shared cache configured ([`crate::shared_cache`]), the counters
 //! live there, so the limits hold for the whole fleet (a guesser spreading
@@ -28,6 +34,7 @@ use crate::shared_cache::{BackendError, SharedCache};
 
 /// Counter kinds in the shared store.
 const USER: &str = "user";
+const SPELLING: &str = "spelling";
 const ADDRESS: &str = "address";
 
 /// Limits of one throttle.
@@ -52,6 +59,7 @@ struct Window {
 pub struct Throttle {
     limits: Limits,
     users: Cache<String, Arc<Window>>,
+    spellings: Cache<String, Arc<Window>>,
     addresses: Cache<IpAddr, Arc<Window>>,
     shared: Option<Arc<SharedCache>>,
 }
@@ -60,6 +68,7 @@ pub struct Throttle {
 #[derive(Debug)]
 pub struct Attempt {
     user: String,
+    spelling: String,
     address: Option<IpAddr>,
     /// Counted in the shared store (else in this process).
     shared: bool,
@@ -72,6 +81,10 @@ impl Throttle {
         Self {
             limits,
             users: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(limits.window)
+                .build(),
+            spellings: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(limits.window)
                 .build(),
@@ -89,18 +102,25 @@ impl Throttle {
         self
     }
 
-    /// Counts an attempt for `user` (already normalised) from `address`:
-    /// `Err(retry_after)` when either limit is reached (nothing is counted then).
-    pub async fn attempt(&self, user: &str, address: Option<IpAddr>) -> Result<Attempt, Duration> {
+    /// Counts an attempt for `user` (the normalised username) from
+    /// `address`; `spelling` is the credentials' exact username and domain,
+    /// which a success refunds (see the module docs). `Err(retry_after)`
+    /// when either limit is reached (nothing is counted then).
+    pub async fn attempt(
+        &self,
+        user: &str,
+        spelling: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Attempt, Duration> {
         if let Some(shared) = &self.shared {
-            match self.attempt_shared(shared, user, address).await {
+            match self.attempt_shared(shared, user, spelling, address).await {
                 Ok(verdict) => return verdict,
                 Err(e) => {
                     tracing::debug!(error = %e, "shared login throttle unavailable; counting here")
                 }
             }
         }
-        self.attempt_local(user, address).await
+        self.attempt_local(user, spelling, address).await
     }
 
     /// [`Self::attempt`] in the shared store. `Retry-After` is then the whole
@@ -109,6 +129,7 @@ impl Throttle {
         &self,
         shared: &SharedCache,
         user: &str,
+        spelling: &str,
         address: Option<IpAddr>,
     ) -> Result<Result<Attempt, Duration>, BackendError> {
         let window = self.limits.window;
@@ -133,8 +154,14 @@ impl Throttle {
                 return Ok(Err(refused));
             }
         }
+        // Only what a success takes back: losing it costs the user a
+        // refund, never the guesser a count.
+        if let Err(e) = shared.count(SPELLING, spelling, 1, window).await {
+            tracing::debug!(error = %e, "shared login throttle: attempt not recorded for a refund");
+        }
         Ok(Ok(Attempt {
             user: user.to_owned(),
+            spelling: spelling.to_owned(),
             address,
             shared: true,
         }))
@@ -143,6 +170,7 @@ impl Throttle {
     async fn attempt_local(
         &self,
         user: &str,
+        spelling: &str,
         address: Option<IpAddr>,
     ) -> Result<Attempt, Duration> {
         let now = Instant::now();
@@ -177,18 +205,40 @@ impl Throttle {
                 return Err(retry(a));
             }
         }
+        self.spellings
+            .get_with(spelling.to_owned(), fresh())
+            .await
+            .count
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Attempt {
             user: user.to_owned(),
+            spelling: spelling.to_owned(),
             address,
             shared: false,
         })
     }
 
-    /// The attempt succeeded: clear the username, give the address its attempt back.
+    /// The attempt succeeded: take back from the username's count the
+    /// attempts made with exactly these credentials' spelling (this one
+    /// included), and give the address its attempt back.
     pub async fn succeeded(&self, attempt: Attempt) {
         if let (true, Some(shared)) = (attempt.shared, &self.shared) {
             let window = self.limits.window;
-            let reset = shared.reset_count(USER, &attempt.user).await;
+            let reset = async {
+                // At least this attempt, even if its record was lost.
+                let made = shared.count(SPELLING, &attempt.spelling, 0, window).await?;
+                shared.reset_count(SPELLING, &attempt.spelling).await?;
+                let left = shared
+                    .count(USER, &attempt.user, -made.max(1), window)
+                    .await?;
+                // The user's window may have started after these attempts:
+                // never below zero (Redis would go negative; memcached stops).
+                if left < 0 {
+                    shared.reset_count(USER, &attempt.user).await?;
+                }
+                Ok(())
+            }
+            .await;
             let refund = match attempt.address {
                 Some(ip) => shared
                     .count(ADDRESS, &ip.to_string(), -1, window)
@@ -201,7 +251,17 @@ impl Throttle {
             }
             return;
         }
-        self.users.invalidate(&attempt.user).await;
+        let made = match self.spellings.remove(&attempt.spelling).await {
+            Some(w) => w.count.load(Ordering::Relaxed).max(1),
+            None => 1,
+        };
+        if let Some(w) = self.users.get(&attempt.user).await {
+            let _ = w
+                .count
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    Some(c.saturating_sub(made))
+                });
+        }
         if let Some(ip) = attempt.address {
             if let Some(w) = self.addresses.get(&ip).await {
                 let _ = w
@@ -229,12 +289,12 @@ mod tests {
     async fn per_user_limit_then_retry_after_within_the_window() {
         let t = Throttle::new(limits(), 1000);
         for _ in 0..3 {
-            t.attempt("alice", None).await.unwrap();
+            t.attempt("alice", "alice@d", None).await.unwrap();
         }
-        let retry = t.attempt("alice", None).await.unwrap_err();
+        let retry = t.attempt("alice", "alice@d", None).await.unwrap_err();
         assert!(retry <= Duration::from_secs(60) && retry >= Duration::from_secs(59));
         // Another user is unaffected.
-        t.attempt("bob", None).await.unwrap();
+        t.attempt("bob", "bob@d", None).await.unwrap();
     }
 
     #[tokio::test]
@@ -242,11 +302,11 @@ mod tests {
         let t = Throttle::new(limits(), 1000);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for i in 0..5 {
-            t.attempt(&format!("user{i}"), Some(ip)).await.unwrap();
+            t.attempt(&format!("user{i}"), "s", Some(ip)).await.unwrap();
         }
-        assert!(t.attempt("user9", Some(ip)).await.is_err());
+        assert!(t.attempt("user9", "s", Some(ip)).await.is_err());
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        t.attempt("user9", Some(other)).await.unwrap();
+        t.attempt("user9", "s", Some(other)).await.unwrap();
     }
 
     #[tokio::test]
@@ -254,18 +314,48 @@ mod tests {
         let t = Throttle::new(limits(), 1000);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for _ in 0..2 {
-            t.attempt("alice", Some(ip)).await.unwrap();
+            t.attempt("alice", "alice@d", Some(ip)).await.unwrap();
         }
-        let ok = t.attempt("alice", Some(ip)).await.unwrap();
+        let ok = t.attempt("alice", "alice@d", Some(ip)).await.unwrap();
         t.succeeded(ok).await;
         // alice starts over; the address holds only the 2 failures.
         for _ in 0..3 {
-            let a = t.attempt("alice", Some(ip)).await.unwrap();
+            let a = t.attempt("alice", "alice@d", Some(ip)).await.unwrap();
             t.succeeded(a).await;
         }
         for i in 0..3 {
-            t.attempt(&format!("x{i}"), Some(ip)).await.unwrap();
+            t.attempt(&format!("x{i}"), "x", Some(ip)).await.unwrap();
         }
-        assert!(t.attempt("y", Some(ip)).await.is_err());
+        assert!(t.attempt("y", "y", Some(ip)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn every_spelling_shares_the_count_and_a_namesakes_success_refunds_only_its_own() {
+        let t = Throttle::new(limits(), 1000);
+        // A guesser against alice of domain "default", in two spellings.
+        t.attempt("alice", "alice@id:default", None).await.unwrap();
+        t.attempt("alice", "alice@name:Default", None)
+            .await
+            .unwrap();
+        // Another alice (another domain) logs in: only her attempt comes back.
+        let namesake = t.attempt("alice", "alice@name:Other", None).await.unwrap();
+        t.succeeded(namesake).await;
+        t.attempt("alice", "alice@id:default", None).await.unwrap();
+        assert!(
+            t.attempt("alice", "alice@name:Other", None).await.is_err(),
+            "3 guesses counted"
+        );
+        // The real alice mistyped once, then logs in: her spelling's
+        // attempts come back, the guesser's other spelling stays counted.
+        let t = Throttle::new(limits(), 1000);
+        t.attempt("alice", "alice@name:Default", None)
+            .await
+            .unwrap();
+        t.attempt("alice", "alice@id:default", None).await.unwrap();
+        let ok = t.attempt("alice", "alice@id:default", None).await.unwrap();
+        t.succeeded(ok).await;
+        t.attempt("alice", "alice@id:default", None).await.unwrap();
+        t.attempt("alice", "alice@id:default", None).await.unwrap();
+        assert!(t.attempt("alice", "alice@id:default", None).await.is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! The Redis backend: `GET` (with `TTL`), `SET … EX` and `DEL` through the `redis` crate's
+//! The Redis backend: `GET` (with `TTL`), `SET … EX`, `DEL` and counters
+//! (`MULTI`: `SET … EX … NX`, `INCRBY`) through the `redis` crate's
 //! auto-reconnecting [`ConnectionManager`], created on first use (so a
 //! validator can be built outside a runtime and with Redis down).
 
@@ -76,20 +77,32 @@ impl Redis {
     }
 
     /// Adds `delta` to the counter `key` and returns its new value; a counter
-    /// without a lifetime (just created) gets `ttl`.
+    /// is created with lifetime `ttl` in the same transaction (`MULTI`:
+    /// `SET key 0 EX ttl NX`, `INCRBY`), so no crash or lost connection can
+    /// leave a counter that never expires — which would lock a user out for
+    /// good. `INCRBY` keeps the lifetime it finds.
     pub async fn add_to(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, BackendError> {
         let mut conn = self.connection()?;
-        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let ttl = ttl.as_secs().max(1);
         let result = tokio::time::timeout(self.timeout, async move {
             let (n, left): (i64, i64) = ::redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(key)
+                .arg(0)
+                .arg("EX")
+                .arg(ttl)
+                .arg("NX")
+                .ignore()
                 .incr(key, delta)
                 .ttl(key)
                 .query_async(&mut conn)
                 .await?;
-            // No lifetime yet (just created, or a creator that failed
-            // before setting it): a counter must never outlive its window.
+            // A counter without a lifetime can only be a leftover of a
+            // version that set it in a second step: give it one.
             if left == -1 {
-                conn.expire::<_, ()>(key, ttl).await?;
+                conn.expire::<_, ()>(key, i64::try_from(ttl).unwrap_or(i64::MAX))
+                    .await?;
             }
             Ok(n)
         })

@@ -29,14 +29,14 @@ use crate::harness::{
     Keystone, Stonegate, Upstream,
 };
 
-fn key_repository(ks: &Keystone) -> String {
+pub(crate) fn key_repository(ks: &Keystone) -> String {
     ks.fixtures()["fernet_key_repository"]
         .as_str()
         .expect("fixtures.json: fernet_key_repository")
         .to_owned()
 }
 
-fn local_toml(repo: &str, extra_fernet: &str) -> String {
+pub(crate) fn local_toml(repo: &str, extra_fernet: &str) -> String {
     format!(
         "[fernet]\nkey_repository = {repo:?}\nkey_reload_interval = 1\n{extra_fernet}\n\
          [revocation]\nrevocation_poll_interval = 1\n"
@@ -131,7 +131,12 @@ fn bytes32(seed: &str) -> [u8; 32] {
 
 /// A Fernet token as Keystone makes it (without `=`), with `key` =
 /// signing ‖ encryption and any `version` byte.
-fn fernet_token(key: &[u8; 32], version: u8, timestamp: u64, plaintext: &[u8]) -> String {
+pub(crate) fn fernet_token(
+    key: &[u8; 32],
+    version: u8,
+    timestamp: u64,
+    plaintext: &[u8],
+) -> String {
     let iv: [u8; 16] = bytes32("iv")[..16].try_into().unwrap();
     let mut out = vec![version];
     out.extend_from_slice(&timestamp.to_be_bytes());
@@ -147,7 +152,7 @@ fn fernet_token(key: &[u8; 32], version: u8, timestamp: u64, plaintext: &[u8]) -
 }
 
 /// The integer-named files of a key repository, ascending.
-fn key_ids(dir: &Path) -> Vec<u64> {
+pub(crate) fn key_ids(dir: &Path) -> Vec<u64> {
     let mut ids: Vec<u64> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -157,7 +162,7 @@ fn key_ids(dir: &Path) -> Vec<u64> {
 }
 
 /// The raw bytes of key file `id` of `dir`.
-fn key_bytes(dir: &Path, id: u64) -> [u8; 32] {
+pub(crate) fn key_bytes(dir: &Path, id: u64) -> [u8; 32] {
     let text = std::fs::read_to_string(dir.join(id.to_string())).unwrap();
     base64::engine::general_purpose::URL_SAFE
         .decode(text.trim())

@@ -15,6 +15,7 @@ mod cli;
 mod embedded;
 mod faults;
 mod forged;
+mod holes;
 mod identity;
 mod ingress;
 mod layer;

@@ -24,13 +24,13 @@ const LOGIN: &str = "/authentication/login/";
 const LOGOUT: &str = "/authentication/logout/";
 
 /// A key ring file in a temporary directory.
-struct Ring {
+pub(crate) struct Ring {
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     keys: Vec<String>,
 }
 
-fn ring(keys: &[&str]) -> Ring {
+pub(crate) fn ring(keys: &[&str]) -> Ring {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("session-keys");
     std::fs::write(&path, format!("# test ring\n{}\n", keys.join("\n"))).unwrap();
@@ -41,7 +41,7 @@ fn ring(keys: &[&str]) -> Ring {
     }
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     SessionKeys::generate().unwrap()
 }
 
@@ -100,7 +100,7 @@ fn assert_cleared(resp: &reqwest::Response) {
     }
 }
 
-async fn login(sg: &Stonegate, body: Value) -> reqwest::Response {
+pub(crate) async fn login(sg: &Stonegate, body: Value) -> reqwest::Response {
     client()
         .post(sg.url(LOGIN))
         .json(&body)
@@ -138,7 +138,7 @@ async fn logged_in(sg: &Stonegate, ks: &Keystone) -> Session {
 /// A new user (no roles) only this test logs in as: failed logins make
 /// Keystone write `failed_auth_count`, and the harness's sqlite database
 /// must not see those writes race other tests' logins of shared users.
-async fn throwaway_user(ks: &Keystone) -> (String, String) {
+pub(crate) async fn throwaway_user(ks: &Keystone) -> (String, String) {
     let admin = ks
         .token("admin", crate::harness::Scope::Project("admin"))
         .await;
