@@ -26,4 +26,5 @@ mod service_token;
 mod session;
 mod shared_cache;
 mod tls;
+mod upgrade;
 mod v2;
