@@ -231,6 +231,9 @@ pub struct PublicRouteFile {
     pub method: String,
     /// Path pattern (`*`/`{x}` one segment, `**` anything).
     pub path: String,
+    /// Let requests on this route upgrade (WebSocket...) without a token.
+    #[serde(default)]
+    pub upgrade: bool,
 }
 
 /// `[tls]`: the proxy listener's certificate.
@@ -271,6 +274,12 @@ pub struct ProxyFile {
     pub keyfile: Option<String>,
     /// Skip verification of the upstream's certificate (warned about).
     pub insecure: bool,
+    /// Protocols a request may upgrade to (`name` or `name/version`).
+    pub upgrade_protocols: Vec<String>,
+    /// Seconds an upgraded tunnel may live (its token was checked once).
+    pub tunnel_max_lifetime: u64,
+    /// Seconds a tunnel may pass no byte before it is closed; 0: no idle limit.
+    pub tunnel_idle_timeout: u64,
 }
 
 impl Default for ProxyFile {
@@ -286,6 +295,9 @@ impl Default for ProxyFile {
             certfile: None,
             keyfile: None,
             insecure: false,
+            upgrade_protocols: vec!["websocket".into()],
+            tunnel_max_lifetime: 3600,
+            tunnel_idle_timeout: 300,
         }
     }
 }
@@ -649,6 +661,8 @@ pub struct ProxySettings {
     pub tls: Option<TlsFile>,
     /// TLS towards an https upstream.
     pub upstream_tls: crate::tls::ClientTls,
+    /// Allowed upgrades and the bounds of their tunnels.
+    pub upgrades: crate::proxy::upgrade::Settings,
 }
 
 /// Everything the process needs, compiled.
@@ -754,9 +768,8 @@ impl File {
         for (i, r) in self.routes.public.iter().enumerate() {
             let key = format!("routes.public[{i}]");
             match http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
-                Ok(method) if r.path.starts_with('/') => {
-                    public.push(crate::routes::PublicRoute::new(method, &r.path))
-                }
+                Ok(method) if r.path.starts_with('/') => public
+                    .push(crate::routes::PublicRoute::new(method, &r.path).with_upgrade(r.upgrade)),
                 Ok(_) => problem(&mut p, &format!("{key}.path"), "must start with /"),
                 Err(_) => problem(&mut p, &format!("{key}.method"), "is not an HTTP method"),
             }
@@ -908,6 +921,7 @@ impl File {
             ("proxy.connect_timeout", self.proxy.connect_timeout),
             ("proxy.response_timeout", self.proxy.response_timeout),
             ("proxy.header_read_timeout", self.proxy.header_read_timeout),
+            ("proxy.tunnel_max_lifetime", self.proxy.tunnel_max_lifetime),
         ] {
             if v == 0 {
                 problem(&mut p, key, "must be at least 1 second");
@@ -940,6 +954,14 @@ impl File {
                 "must be at least 8192 (hyper's minimum buffer)",
             );
         }
+        let upgrades = crate::proxy::upgrade::Settings::new(
+            &self.proxy.upgrade_protocols,
+            Duration::from_secs(self.proxy.tunnel_max_lifetime),
+            (self.proxy.tunnel_idle_timeout > 0)
+                .then(|| Duration::from_secs(self.proxy.tunnel_idle_timeout)),
+        )
+        .map_err(|e| problem(&mut p, "proxy.upgrade_protocols", &e))
+        .ok();
         if self.proxy.certfile.is_some() != self.proxy.keyfile.is_some() {
             problem(
                 &mut p,
@@ -1045,6 +1067,8 @@ impl File {
                         keyfile: self.proxy.keyfile.clone(),
                         insecure: self.proxy.insecure,
                     },
+                    // `None` recorded a problem, so `p` is not empty here.
+                    upgrades: upgrades.unwrap_or_default(),
                 },
             }),
             _ => Err(Error::Invalid(p)),

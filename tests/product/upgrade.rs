@@ -212,7 +212,7 @@ async fn h2c_is_never_forwarded_and_nothing_is_smuggled_with_a_token() {
 }
 
 #[tokio::test]
-async fn h2c_listed_or_not_never_opens_a_tunnel_without_a_token() {
+async fn h2c_never_opens_a_tunnel_without_a_token() {
     let ks = Keystone::from_env();
     let up = Switcher::start(None).await;
     let sg = Stonegate::builder()
