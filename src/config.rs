@@ -1432,6 +1432,48 @@ project_domain_name = "Default"
     }
 
     #[test]
+    fn upgrades_default_to_websocket_and_never_to_h2c() {
+        let s = File::parse(MINIMAL).unwrap().build(&no_env).unwrap();
+        assert_eq!(s.proxy.upgrades, crate::proxy::upgrade::Settings::default());
+        assert_eq!(s.proxy.upgrades.max_lifetime, Duration::from_secs(3600));
+        assert_eq!(
+            s.proxy.upgrades.idle_timeout,
+            Some(Duration::from_secs(300))
+        );
+        let with = |proxy: &str| {
+            let text = MINIMAL.replace(
+                "[keystone_authtoken]\n",
+                &format!("[proxy]\n{proxy}\n[keystone_authtoken]\n"),
+            );
+            File::parse(&text).unwrap().build(&no_env)
+        };
+        for listed in [
+            r#"["websocket", "h2c"]"#,
+            r#"["HTTP/2.0"]"#,
+            r#"["web socket"]"#,
+        ] {
+            let r = with(&format!("upgrade_protocols = {listed}"));
+            assert_eq!(problem_keys(r), vec!["proxy.upgrade_protocols"], "{listed}");
+        }
+        let r = with("tunnel_max_lifetime = 0");
+        assert_eq!(problem_keys(r), vec!["proxy.tunnel_max_lifetime"]);
+        let s = with("upgrade_protocols = []\ntunnel_idle_timeout = 0").unwrap();
+        assert_eq!(s.proxy.upgrades.idle_timeout, None);
+        let public = format!(
+            "{MINIMAL}\n[[routes.public]]\nmethod = \"GET\"\npath = \"/live/**\"\nupgrade = true\n"
+        );
+        let s = File::parse(&public).unwrap().build(&no_env).unwrap();
+        assert!(s
+            .auth
+            .public_routes
+            .allows_upgrade(&http::Method::GET, "/live/x"));
+        assert!(!s
+            .auth
+            .public_routes
+            .allows_upgrade(&http::Method::GET, "/other"));
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = File::parse(&format!("{MINIMAL}\nbogus_option = 1\n")).unwrap_err();
         assert!(err.to_string().contains("bogus_option"), "{err}");

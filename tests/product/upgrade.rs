@@ -111,8 +111,9 @@ const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: upstream\r\nX-Roles: adm
                         X-User-Id: victim\r\nX-Identity-Status: Confirmed\r\n\
                         Connection: close\r\n\r\n";
 
-/// Sends `head` (whose header lines are `lines`, plus `X-Auth-Token` when a
-/// token is given), then [`SMUGGLED`] on the same connection at once;
+/// Sends `GET path` (or `CONNECT target` when `path` is `"CONNECT target"`)
+/// with the header lines `lines`, plus `X-Auth-Token` when a token is given,
+/// then [`SMUGGLED`] on the same connection at once;
 /// returns the status of the first response and everything read within 3 s.
 async fn upgrade_then_smuggle(
     sg: &Stonegate,
@@ -120,8 +121,10 @@ async fn upgrade_then_smuggle(
     lines: &[&str],
     token: Option<&str>,
 ) -> (u16, String) {
+    let target = path.strip_prefix("CONNECT ").unwrap_or(path);
+    let method = if target == path { "GET" } else { "CONNECT" };
     let mut s = TcpStream::connect(sg.listen).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", sg.listen);
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", sg.listen);
     for l in lines {
         req.push_str(l);
         req.push_str("\r\n");
@@ -501,5 +504,90 @@ async fn an_http2_request_never_carries_an_upgrade_to_the_upstream() {
     for head in up.heads() {
         assert_eq!(header_of(&head, "upgrade"), None, "{head}");
         assert_eq!(header_of(&head, "connection"), None, "{head}");
+    }
+}
+
+#[tokio::test]
+async fn an_unconfirmed_identity_never_upgrades_under_delay_auth_decision() {
+    let ks = Keystone::from_env();
+    let up = Switcher::start(None).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream_url(up.url())
+        .option("delay_auth_decision", true)
+        .start()
+        .await;
+    for token in [None, Some("not-a-valid-token")] {
+        let before = up.heads().len();
+        let (status, text) = upgrade_then_smuggle(&sg, "/ws", WEBSOCKET, token).await;
+        assert_eq!(status, 200, "{token:?}: {text}");
+        let heads = up.heads();
+        // No switch: the second request is parsed by stonegate and forwarded
+        // as Invalid (delay_auth_decision), its forged headers stripped.
+        assert_eq!(heads.len(), before + 2, "{heads:?}");
+        let (first, second) = (&heads[before], &heads[before + 1]);
+        assert_eq!(header_of(first, "upgrade"), None, "{first}");
+        for head in [first, second] {
+            assert_eq!(
+                header_of(head, "x-identity-status").as_deref(),
+                Some("Invalid"),
+                "{head}"
+            );
+            assert_eq!(header_of(head, "x-roles"), None, "{head}");
+            assert_eq!(header_of(head, "x-user-id"), None, "{head}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_never_opens_a_tunnel() {
+    let ks = Keystone::from_env();
+    let up = Switcher::start(None).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream_url(up.url())
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let (status, text) =
+        upgrade_then_smuggle(&sg, "CONNECT upstream.example:443", &[], Some(&token)).await;
+    assert_nothing_smuggled(&up);
+    assert_ne!(status, 101, "{text}");
+}
+
+#[tokio::test]
+async fn over_tls_h2_an_upgrade_never_reaches_the_upstream() {
+    let ks = Keystone::from_env();
+    let up = Switcher::start(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream_url(up.url())
+        .extra_toml(&format!(
+            "[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        ))
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://{}/ws", sg.listen))
+        .header("X-Auth-Token", &token)
+        .header("Upgrade", "h2c")
+        .header("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_ne!(resp.status(), 101);
+    }
+    for head in up.heads() {
+        for h in ["upgrade", "connection", "http2-settings"] {
+            assert_eq!(header_of(&head, h), None, "{head}");
+        }
     }
 }
