@@ -159,19 +159,30 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The protocol to upgrade to, when the request may upgrade: an allowed
-/// protocol ([`upgrade::Settings::select`]), asked for by a confirmed identity
-/// or on a public route that opts in. A request that reached the proxy
-/// without the auth layer's [`AuthContext`] never upgrades.
-fn upgrade_of(settings: &upgrade::Settings, req: &Request<Incoming>) -> Option<HeaderValue> {
+/// The protocol to upgrade to and the longest life of its tunnel, when the
+/// request may upgrade: an allowed protocol ([`upgrade::Settings::select`]),
+/// asked for by a confirmed identity (the tunnel ends when its token
+/// expires, at the latest) or on a public route that opts in. A request that
+/// reached the proxy without the auth layer's [`AuthContext`] never upgrades.
+fn upgrade_of(
+    settings: &upgrade::Settings,
+    req: &Request<Incoming>,
+) -> Option<(HeaderValue, Duration)> {
     let protocol = settings.select(req.version(), req.headers())?;
     let ext = req.extensions();
-    let permitted = match ext.get::<AuthContext>() {
-        Some(ctx) if ctx.public => ext.get::<PublicUpgrade>().is_some(),
-        Some(ctx) => ctx.is_confirmed(),
-        None => false,
+    let lifetime = match ext.get::<AuthContext>() {
+        Some(ctx) if ctx.public => ext.get::<PublicUpgrade>().map(|_| settings.max_lifetime)?,
+        Some(ctx) if ctx.is_confirmed() => {
+            let now = crate::keystone::now();
+            let mut left = settings.max_lifetime;
+            for id in ctx.user.iter().chain(ctx.service.iter().flatten()) {
+                left = left.min(id.lifetime_left(now));
+            }
+            left
+        }
+        Some(_) | None => return None,
     };
-    permitted.then_some(protocol)
+    Some((protocol, lifetime))
 }
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -193,7 +204,7 @@ impl Service<Request<Incoming>> for Proxy {
 
 impl Shared {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let upgrade = upgrade_of(&self.upgrades, &req);
+        let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
         if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {
             self.metrics.upgrade("not_allowed");
         }
@@ -269,7 +280,9 @@ impl Shared {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // Only a switch to exactly the protocol forwarded opens a tunnel;
             // dropping `resp` unread closes the upstream connection.
-            let (Some(client_upgrade), Some(asked)) = (client_upgrade, upgrade) else {
+            let (Some(client_upgrade), Some(asked), Some(lifetime)) =
+                (client_upgrade, upgrade, lifetime)
+            else {
                 tracing::warn!("upstream answered 101 to a request that asked for no upgrade");
                 self.metrics.upgrade("wrong_protocol");
                 return failure(Rejection::UpstreamUnavailable(
@@ -292,6 +305,7 @@ impl Shared {
             tokio::spawn(upgrade::tunnel(
                 client_upgrade,
                 upstream_upgrade,
+                lifetime,
                 self.upgrades.clone(),
                 self.metrics.clone(),
             ));

@@ -10,8 +10,10 @@
 //! Any other `Upgrade` is dropped and the request forwarded as a plain one
 //! (what nginx does when upgrades are not configured). The upstream's `101`
 //! must name exactly the protocol forwarded, or the client gets 502 and the
-//! upstream connection is closed. A tunnel ends after `tunnel_max_lifetime`
-//! (its token was checked once, at the upgrade) or `tunnel_idle_timeout`.
+//! upstream connection is closed. A tunnel ends when its token expires, after
+//! `tunnel_max_lifetime` at the latest (the token was checked once, at the
+//! upgrade: revoking it does not close the tunnel), or after
+//! `tunnel_idle_timeout` without a byte either way.
 
 use std::{sync::Arc, time::Duration};
 
@@ -156,7 +158,7 @@ pub fn switches_to(headers: &HeaderMap, asked: &HeaderValue) -> bool {
 pub enum End {
     /// Both sides closed it.
     Closed,
-    /// `tunnel_max_lifetime` was reached.
+    /// `tunnel_max_lifetime` or the token's expiry was reached.
     Lifetime,
     /// Nothing flowed for `tunnel_idle_timeout`.
     Idle,
@@ -177,14 +179,16 @@ impl End {
 }
 
 /// Runs a tunnel between the client's and the upstream's upgraded
-/// connections until both close or a bound is reached; both are closed then.
+/// connections until both close or a bound is reached (`lifetime`: at most
+/// `max_lifetime`, less when the token expires sooner); both are closed then.
 pub async fn tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
+    lifetime: Duration,
     settings: Arc<Settings>,
     metrics: Metrics,
 ) {
-    let deadline = tokio::time::Instant::now() + settings.max_lifetime;
+    let deadline = tokio::time::Instant::now() + lifetime.min(settings.max_lifetime);
     metrics.tunnels_open.inc();
     let end = match tokio::try_join!(client, upstream) {
         Ok((client, upstream)) => {

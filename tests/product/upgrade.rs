@@ -591,3 +591,30 @@ async fn over_tls_h2_an_upgrade_never_reaches_the_upstream() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tunnel_never_outlives_its_token() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let (token, expires_at) = ks.short_lived_token(Duration::from_secs(5)).await;
+    let (head, mut s) = websocket(&sg, Some(&token)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    echoes(&mut s, b"before expiry").await;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+        .await
+        .expect("the tunnel was still open 15 s after its token's expiry was near");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let now = std::time::SystemTime::now();
+    let early = expires_at - Duration::from_millis(1500);
+    let late = expires_at + Duration::from_secs(3);
+    assert!(
+        now >= early && now <= late,
+        "closed at {now:?}, the token expires at {expires_at:?}"
+    );
+}
