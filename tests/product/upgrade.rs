@@ -618,3 +618,65 @@ async fn a_tunnel_never_outlives_its_token() {
         "closed at {now:?}, the token expires at {expires_at:?}"
     );
 }
+
+#[tokio::test]
+async fn a_session_cookie_upgrades_only_from_this_site() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("session-keys");
+    let key = stonegate::session::keys::SessionKeys::generate().unwrap();
+    std::fs::write(&keys, format!("{key}\n")).unwrap();
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\n",
+            keys.display().to_string()
+        ))
+        .start()
+        .await;
+    let resp = crate::harness::client()
+        .post(sg.url("/authentication/login/"))
+        .json(&serde_json::json!({
+            "username": "demo", "password": ks.password("demo"), "project_name": "demo"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("sessionid="))
+        .expect("a session cookie");
+    // Cross-site WebSocket hijacking: a GET needs no CSRF token, but a page
+    // on another site must not open a tunnel with the victim's cookie.
+    let open = |origin: String| {
+        let cookie = cookie.clone();
+        let listen = sg.listen;
+        async move {
+            let mut s = TcpStream::connect(listen).await.unwrap();
+            let req = format!(
+                "GET /ws HTTP/1.1\r\nHost: {listen}\r\n{}\r\nCookie: {cookie}\r\n{origin}\r\n",
+                WEBSOCKET.join("\r\n")
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            read_head(&mut s).await
+        }
+    };
+    for evil in ["https://evil.example", "null"] {
+        let head = open(format!("Origin: {evil}\r\n")).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{evil}: {head}");
+    }
+    assert_eq!(up.hits(), 0);
+    let head = open(format!("Origin: http://{}\r\n", sg.listen)).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(
+        up.last().header("x-user-id"),
+        Some(ks.user_id("demo")),
+        "the session's identity"
+    );
+}
