@@ -212,6 +212,23 @@ async fn h2c_is_never_forwarded_and_nothing_is_smuggled_with_a_token() {
         header_of(&heads[0], "x-identity-status").as_deref(),
         Some("Confirmed")
     );
+    let m = metrics(&sg).await;
+    assert!(
+        m.contains("stonegate_proxy_upgrades_total{result=\"not_allowed\"} 1"),
+        "{m}"
+    );
+}
+
+/// The admin listener's `/metrics` text.
+async fn metrics(sg: &Stonegate) -> String {
+    crate::harness::client()
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -379,6 +396,12 @@ async fn websocket_with_a_real_token_carries_exactly_the_identity_and_echoes() {
     // the echo upstream returns it, it is never parsed as a request.
     echoes(&mut s, SMUGGLED.as_bytes()).await;
     assert_eq!(up.hits(), 1);
+    let m = metrics(&sg).await;
+    assert!(m.contains("stonegate_proxy_tunnels_open 1"), "{m}");
+    assert!(
+        m.contains("stonegate_proxy_upgrades_total{result=\"tunnelled\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -396,6 +419,11 @@ async fn a_101_naming_another_protocol_is_a_502_and_opens_no_tunnel() {
     assert_eq!(status, 502, "{text}");
     assert!(!text.contains(" 101 "), "{text}");
     assert_eq!(up.heads().len(), 1, "{:?}", up.heads());
+    let m = metrics(&sg).await;
+    assert!(
+        m.contains("stonegate_proxy_upgrades_total{result=\"wrong_protocol\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -434,14 +462,7 @@ async fn a_tunnel_ends_after_its_lifetime() {
         lived >= Duration::from_millis(1500) && lived < Duration::from_secs(6),
         "the tunnel lived {lived:?} with tunnel_max_lifetime = 2"
     );
-    let metrics = crate::harness::client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&sg).await;
     assert!(
         metrics.contains("stonegate_proxy_tunnels_total{end=\"lifetime\"} 1"),
         "{metrics}"
