@@ -231,6 +231,9 @@ pub struct PublicRouteFile {
     pub method: String,
     /// Path pattern (`*`/`{x}` one segment, `**` anything).
     pub path: String,
+    /// Let requests on this route upgrade (WebSocket...) without a token.
+    #[serde(default)]
+    pub upgrade: bool,
 }
 
 /// `[tls]`: the proxy listener's certificate.
@@ -271,6 +274,12 @@ pub struct ProxyFile {
     pub keyfile: Option<String>,
     /// Skip verification of the upstream's certificate (warned about).
     pub insecure: bool,
+    /// Protocols a request may upgrade to (`name` or `name/version`).
+    pub upgrade_protocols: Vec<String>,
+    /// Seconds an upgraded tunnel may live (its token was checked once).
+    pub tunnel_max_lifetime: u64,
+    /// Seconds a tunnel may pass no byte before it is closed; 0: no idle limit.
+    pub tunnel_idle_timeout: u64,
 }
 
 impl Default for ProxyFile {
@@ -286,6 +295,9 @@ impl Default for ProxyFile {
             certfile: None,
             keyfile: None,
             insecure: false,
+            upgrade_protocols: vec!["websocket".into()],
+            tunnel_max_lifetime: 3600,
+            tunnel_idle_timeout: 300,
         }
     }
 }
@@ -671,6 +683,8 @@ pub struct ProxySettings {
     pub tls: Option<TlsFile>,
     /// TLS towards an https upstream.
     pub upstream_tls: crate::tls::ClientTls,
+    /// Allowed upgrades and the bounds of their tunnels.
+    pub upgrades: crate::proxy::upgrade::Settings,
 }
 
 /// Everything the process needs, compiled.
@@ -776,9 +790,8 @@ impl File {
         for (i, r) in self.routes.public.iter().enumerate() {
             let key = format!("routes.public[{i}]");
             match http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
-                Ok(method) if r.path.starts_with('/') => {
-                    public.push(crate::routes::PublicRoute::new(method, &r.path))
-                }
+                Ok(method) if r.path.starts_with('/') => public
+                    .push(crate::routes::PublicRoute::new(method, &r.path).with_upgrade(r.upgrade)),
                 Ok(_) => problem(&mut p, &format!("{key}.path"), "must start with /"),
                 Err(_) => problem(&mut p, &format!("{key}.method"), "is not an HTTP method"),
             }
@@ -930,6 +943,7 @@ impl File {
             ("proxy.connect_timeout", self.proxy.connect_timeout),
             ("proxy.response_timeout", self.proxy.response_timeout),
             ("proxy.header_read_timeout", self.proxy.header_read_timeout),
+            ("proxy.tunnel_max_lifetime", self.proxy.tunnel_max_lifetime),
         ] {
             if v == 0 {
                 problem(&mut p, key, "must be at least 1 second");
@@ -963,6 +977,14 @@ impl File {
                 "must be at least 8192 (hyper's minimum buffer)",
             );
         }
+        let upgrades = crate::proxy::upgrade::Settings::new(
+            &self.proxy.upgrade_protocols,
+            Duration::from_secs(self.proxy.tunnel_max_lifetime),
+            (self.proxy.tunnel_idle_timeout > 0)
+                .then(|| Duration::from_secs(self.proxy.tunnel_idle_timeout)),
+        )
+        .map_err(|e| problem(&mut p, "proxy.upgrade_protocols", &e))
+        .ok();
         if self.proxy.certfile.is_some() != self.proxy.keyfile.is_some() {
             problem(
                 &mut p,
@@ -1068,6 +1090,8 @@ impl File {
                         keyfile: self.proxy.keyfile.clone(),
                         insecure: self.proxy.insecure,
                     },
+                    // `None` recorded a problem, so `p` is not empty here.
+                    upgrades: upgrades.unwrap_or_default(),
                 },
             }),
             _ => Err(Error::Invalid(p)),
@@ -1450,6 +1474,48 @@ project_domain_name = "Default"
             problem_keys(with("-2")),
             vec!["keystone_authtoken.token_cache_time".to_string()]
         );
+    }
+
+    #[test]
+    fn upgrades_default_to_websocket_and_never_to_h2c() {
+        let s = File::parse(MINIMAL).unwrap().build(&no_env).unwrap();
+        assert_eq!(s.proxy.upgrades, crate::proxy::upgrade::Settings::default());
+        assert_eq!(s.proxy.upgrades.max_lifetime, Duration::from_secs(3600));
+        assert_eq!(
+            s.proxy.upgrades.idle_timeout,
+            Some(Duration::from_secs(300))
+        );
+        let with = |proxy: &str| {
+            let text = MINIMAL.replace(
+                "[keystone_authtoken]\n",
+                &format!("[proxy]\n{proxy}\n[keystone_authtoken]\n"),
+            );
+            File::parse(&text).unwrap().build(&no_env)
+        };
+        for listed in [
+            r#"["websocket", "h2c"]"#,
+            r#"["HTTP/2.0"]"#,
+            r#"["web socket"]"#,
+        ] {
+            let r = with(&format!("upgrade_protocols = {listed}"));
+            assert_eq!(problem_keys(r), vec!["proxy.upgrade_protocols"], "{listed}");
+        }
+        let r = with("tunnel_max_lifetime = 0");
+        assert_eq!(problem_keys(r), vec!["proxy.tunnel_max_lifetime"]);
+        let s = with("upgrade_protocols = []\ntunnel_idle_timeout = 0").unwrap();
+        assert_eq!(s.proxy.upgrades.idle_timeout, None);
+        let public = format!(
+            "{MINIMAL}\n[[routes.public]]\nmethod = \"GET\"\npath = \"/live/**\"\nupgrade = true\n"
+        );
+        let s = File::parse(&public).unwrap().build(&no_env).unwrap();
+        assert!(s
+            .auth
+            .public_routes
+            .allows_upgrade(&http::Method::GET, "/live/x"));
+        assert!(!s
+            .auth
+            .public_routes
+            .allows_upgrade(&http::Method::GET, "/other"));
     }
 
     #[test]

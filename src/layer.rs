@@ -141,6 +141,11 @@ where
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut session = None;
             let decision = if v.is_public(req.method(), pq, req.headers()) {
+                if req.headers().contains_key(header::UPGRADE)
+                    && v.allows_public_upgrade(req.method(), pq)
+                {
+                    req.extensions_mut().insert(crate::routes::PublicUpgrade);
+                }
                 Ok(AuthContext {
                     user: None,
                     service: None,

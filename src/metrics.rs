@@ -41,6 +41,12 @@ pub struct Metrics {
     pub session_events: IntCounterVec,
     /// Shared (memcached/Redis) cache operations by backend, operation, result.
     pub shared_cache_operations: IntCounterVec,
+    /// Upgrade requests by what became of them (`tunnelled`, `not_allowed`, ...).
+    pub upgrades: IntCounterVec,
+    /// Tunnels ended, by how (`closed`, `lifetime`, `idle`, `error`).
+    pub tunnels: IntCounterVec,
+    /// Tunnels open now.
+    pub tunnels_open: IntGauge,
     hot: Hot,
 }
 
@@ -182,7 +188,29 @@ impl Metrics {
                 ),
                 &["backend", "op", "result"],
             )?,
+            upgrades: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_proxy_upgrades_total",
+                    "Upgrade requests by result: tunnelled, not_allowed (forwarded without the \
+                     upgrade), wrong_protocol (the upstream's 101 was refused).",
+                ),
+                &["result"],
+            )?,
+            tunnels: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_proxy_tunnels_total",
+                    "Upgraded tunnels ended, by how: closed, lifetime, idle, error.",
+                ),
+                &["end"],
+            )?,
+            tunnels_open: IntGauge::new(
+                "stonegate_proxy_tunnels_open",
+                "Upgraded tunnels open now.",
+            )?,
         };
+        registry.register(Box::new(m.upgrades.clone()))?;
+        registry.register(Box::new(m.tunnels.clone()))?;
+        registry.register(Box::new(m.tunnels_open.clone()))?;
         registry.register(Box::new(m.shared_cache_operations.clone()))?;
         registry.register(Box::new(m.session_events.clone()))?;
         registry.register(Box::new(m.local_decisions.clone()))?;
@@ -221,6 +249,16 @@ impl Metrics {
             "public" => self.hot.public.inc(),
             other => self.requests.with_label_values(&[other]).inc(),
         }
+    }
+
+    /// Counts one upgrade request under `result` (a fixed label).
+    pub fn upgrade(&self, result: &'static str) {
+        self.upgrades.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one tunnel ended under `end` (a fixed label).
+    pub fn tunnel_ended(&self, end: &'static str) {
+        self.tunnels.with_label_values(&[end]).inc();
     }
 
     /// Counts one browser-session event.

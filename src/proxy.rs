@@ -1,8 +1,11 @@
 //! The forwarding service of the sidecar: streams a request to the upstream
 //! and its response back, without buffering either body. Hop-by-hop headers
 //! are dropped (RFC 9110 §7.6.1), `X-Forwarded-*` set, `Upgrade` requests
-//! (WebSocket...) tunnelled after authentication. Dropping the response
-//! future (client gone) cancels the upstream request.
+//! tunnelled after authentication when their protocol is allowed
+//! ([`upgrade`]). Dropping the response future (client gone) cancels the
+//! upstream request.
+
+pub mod upgrade;
 
 use std::{
     convert::Infallible,
@@ -23,11 +26,14 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use tower_service::Service;
 
-use crate::{layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, tls::ClientTls};
+use crate::{
+    layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, routes::PublicUpgrade,
+    tls::ClientTls, validator::AuthContext,
+};
 
 /// Facts about the client connection, inserted into request extensions by the server.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +55,8 @@ pub struct UpstreamConfig {
     pub response_timeout: Duration,
     /// TLS towards an https upstream.
     pub tls: ClientTls,
+    /// Which upgrades are forwarded, and how long their tunnels live.
+    pub upgrades: upgrade::Settings,
 }
 
 /// Why the proxy could not be built.
@@ -71,6 +79,7 @@ struct Shared {
     authority: http::uri::Authority,
     prefix: String,
     response_timeout: Duration,
+    upgrades: Arc<upgrade::Settings>,
     metrics: Metrics,
 }
 
@@ -114,6 +123,7 @@ impl Proxy {
                 authority,
                 prefix,
                 response_timeout: config.response_timeout,
+                upgrades: Arc::new(config.upgrades),
                 metrics,
             }),
         })
@@ -149,19 +159,30 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Upgrade` value of an upgrade request (`Connection: upgrade` + `Upgrade`).
-fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+/// The protocol to upgrade to and the longest life of its tunnel, when the
+/// request may upgrade: an allowed protocol ([`upgrade::Settings::select`]),
+/// asked for by a confirmed identity (the tunnel ends when its token
+/// expires, at the latest) or on a public route that opts in. A request that
+/// reached the proxy without the auth layer's [`AuthContext`] never upgrades.
+fn upgrade_of(
+    settings: &upgrade::Settings,
+    req: &Request<Incoming>,
+) -> Option<(HeaderValue, Duration)> {
+    let protocol = settings.select(req.version(), req.headers())?;
+    let ext = req.extensions();
+    let lifetime = match ext.get::<AuthContext>() {
+        Some(ctx) if ctx.public => ext.get::<PublicUpgrade>().map(|_| settings.max_lifetime)?,
+        Some(ctx) if ctx.is_confirmed() => {
+            let now = crate::keystone::now();
+            let mut left = settings.max_lifetime;
+            for id in ctx.user.iter().chain(ctx.service.iter().flatten()) {
+                left = left.min(id.lifetime_left(now));
+            }
+            left
+        }
+        Some(_) | None => return None,
+    };
+    Some((protocol, lifetime))
 }
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -183,7 +204,10 @@ impl Service<Request<Incoming>> for Proxy {
 
 impl Shared {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let upgrade = upgrade_of(req.headers());
+        let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
+        if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {
+            self.metrics.upgrade("not_allowed");
+        }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let info = parts.extensions.get::<ConnectionInfo>().copied();
@@ -204,6 +228,8 @@ impl Shared {
 
         let h = &mut parts.headers;
         strip_hop_by_hop(h);
+        // Hop-by-hop by definition (RFC 9113 §3.2.1), named in `Connection` or not.
+        h.remove("http2-settings");
         if let Some(u) = &upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u.clone());
@@ -252,20 +278,42 @@ impl Shared {
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((client, upstream)) => {
-                            let mut client = TokioIo::new(client);
-                            let mut upstream = TokioIo::new(upstream);
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-                    }
-                });
-                return resp.map(Either::Left);
+            // Only a switch to exactly the protocol forwarded opens a tunnel;
+            // dropping `resp` unread closes the upstream connection.
+            let (Some(client_upgrade), Some(asked), Some(lifetime)) =
+                (client_upgrade, upgrade, lifetime)
+            else {
+                tracing::warn!("upstream answered 101 to a request that asked for no upgrade");
+                self.metrics.upgrade("wrong_protocol");
+                return failure(Rejection::UpstreamUnavailable(
+                    "101 without an upgrade asked for".into(),
+                ));
+            };
+            if !upgrade::switches_to(resp.headers(), &asked) {
+                tracing::warn!(
+                    asked = ?asked,
+                    answered = ?resp.headers().get(header::UPGRADE),
+                    "upstream switched to a protocol that was not asked for"
+                );
+                self.metrics.upgrade("wrong_protocol");
+                return failure(Rejection::UpstreamUnavailable(
+                    "101 to another protocol".into(),
+                ));
             }
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.metrics.upgrade("tunnelled");
+            tokio::spawn(upgrade::tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                lifetime,
+                self.upgrades.clone(),
+                self.metrics.clone(),
+            ));
+            let h = resp.headers_mut();
+            strip_hop_by_hop(h);
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, asked);
+            return resp.map(Either::Left);
         }
         strip_hop_by_hop(resp.headers_mut());
         resp.map(Either::Left)

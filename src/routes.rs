@@ -20,17 +20,31 @@ pub struct PublicRoute {
     pub method: Method,
     /// Path pattern, compiled once, matched against the normalised path.
     pub pattern: Pattern,
+    /// Whether a request on this route may upgrade (WebSocket...) without a
+    /// token (`upgrade = true`); off, the request is forwarded without it.
+    pub upgrade: bool,
 }
 
 impl PublicRoute {
-    /// A route for `method` and the path pattern `pattern`.
+    /// A route for `method` and the path pattern `pattern` (no upgrades).
     pub fn new(method: Method, pattern: &str) -> Self {
         Self {
             method,
             pattern: Pattern::new(pattern),
+            upgrade: false,
         }
     }
+
+    /// The same route, letting requests on it upgrade when `upgrade`.
+    pub fn with_upgrade(mut self, upgrade: bool) -> Self {
+        self.upgrade = upgrade;
+        self
+    }
 }
+
+/// Marks a public request (in its extensions) whose route lets it upgrade.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicUpgrade;
 
 /// The set of routes that skip authentication.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +85,21 @@ impl PublicRoutes {
         self.routes
             .iter()
             .any(|r| r.method == method && r.pattern.matches(&path))
+    }
+}
+
+impl PublicRoutes {
+    /// Whether a public route with `upgrade = true` matches the request.
+    pub fn allows_upgrade(&self, method: &Method, path_and_query: &str) -> bool {
+        if !self.routes.iter().any(|r| r.upgrade) {
+            return false;
+        }
+        let Some(path) = normalize(path_and_query) else {
+            return false;
+        };
+        self.routes
+            .iter()
+            .any(|r| r.upgrade && r.method == method && r.pattern.matches(&path))
     }
 }
 

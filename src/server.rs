@@ -84,6 +84,7 @@ pub async fn run(
                     connect_timeout: settings.proxy.connect_timeout,
                     response_timeout: settings.proxy.response_timeout,
                     tls: settings.proxy.upstream_tls.clone(),
+                    upgrades: settings.proxy.upgrades.clone(),
                 },
                 metrics.clone(),
             )?),
@@ -262,7 +263,8 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
             n.header_read_timeout,
             n.max_headers,
             n.max_header_bytes,
-        ) || format!("{:?}", o.upstream_tls) != format!("{:?}", n.upstream_tls),
+        ) || format!("{:?}", o.upstream_tls) != format!("{:?}", n.upstream_tls)
+            || o.upgrades != n.upgrades,
     );
     changed
 }

@@ -174,6 +174,23 @@ impl Sessions {
             tracing::info!(user_id = %data.user_id, method = %req.method(), "write without a matching CSRF token");
             return Err(Box::new(forbidden_csrf(&self.settings.csrf_header)));
         }
+        // Cross-site WebSocket hijacking: an upgrade is a GET (no CSRF
+        // token), so one riding on the cookie must come from this site.
+        if req.headers().contains_key(http::header::UPGRADE) {
+            if let Err(origin) =
+                origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
+            {
+                metrics.session("upgrade_cross_origin");
+                tracing::warn!(origin = %origin, user_id = %data.user_id, "cross-origin upgrade with a session cookie refused");
+                return Err(Box::new(error(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    &format!(
+                        "Cross-origin upgrade refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
+                    ),
+                )));
+            }
+        }
         let mut token = HeaderValue::from_str(&data.token).map_err(|_| {
             metrics.session("cookie_rejected");
             Box::new(self.unauthorized(tls))

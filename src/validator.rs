@@ -212,6 +212,13 @@ impl Validator {
             .is_public(method, path_and_query, headers)
     }
 
+    /// Whether a public request may upgrade (its route has `upgrade = true`).
+    pub fn allows_public_upgrade(&self, method: &Method, path_and_query: &str) -> bool {
+        self.settings
+            .public_routes
+            .allows_upgrade(method, path_and_query)
+    }
+
     /// Decides a request from its method, path and (already stripped) headers,
     /// following keystonemiddleware's `process_request`.
     pub async fn authenticate(

@@ -29,4 +29,5 @@ mod service_token;
 mod session;
 mod shared_cache;
 mod tls;
+mod upgrade;
 mod v2;
