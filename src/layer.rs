@@ -112,7 +112,7 @@ where
             let started = Instant::now();
             let v = &shared.validator.get();
             let settings = v.settings();
-            let forged = headers::strip_identity(req.headers_mut());
+            let forged = headers::sanitize(req.headers_mut());
             if let Some(sessions) = v.sessions() {
                 let endpoint = sessions.endpoint(req.uri().path());
                 if let Some(endpoint) = endpoint {
