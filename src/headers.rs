@@ -118,8 +118,9 @@ const FRAMING_AND_HOST: &[HeaderName] = &[
 /// Request step 1, for every front door, before anything reads the head:
 /// applies the client's `Connection` (and legacy `Proxy-Connection`) list,
 /// then removes every identity header ([`strip_identity`]) and every header
-/// whose name holds `_`. Returns how many names were removed in that second
-/// part (forged identity or aliases), for the access log.
+/// whose name holds anything but letters, digits and `-` (`_` above all).
+/// Returns how many names were removed in that second part (forged identity
+/// or aliases), for the access log.
 ///
 /// - A header the client names in `Connection` is removed now, before the
 ///   token is read or an identity set, so it is neither decided on nor
@@ -127,18 +128,20 @@ const FRAMING_AND_HOST: &[HeaderName] = &[
 ///   `Content-Length` and `Transfer-Encoding` are never removed that way.
 ///   `Connection` keeps only its `upgrade` and `close` options (the upgrade
 ///   decision reads them); every other token is spent.
-/// - A name with `_` is an alias on a WSGI/CGI upstream, where `X_Auth_Token`
-///   and `X-Auth-Token` are both `HTTP_X_AUTH_TOKEN` (likewise
-///   `X_Forwarded_For`, `X_Storage_Token`, ...): stonegate would validate one
-///   and the upstream might read the other. Stripped rather than refused,
-///   as nginx (`underscores_in_headers off`) and Apache httpd 2.4 drop them.
+/// - A name with `_` (or `.`, `~`, ... which Apache httpd reads as `_`) is an
+///   alias on a WSGI/CGI upstream, where `X_Auth_Token` and `X-Auth-Token`
+///   are both `HTTP_X_AUTH_TOKEN` (likewise `X_Forwarded_For`,
+///   `X_Storage_Token`, ...): stonegate would validate one and the upstream
+///   might read the other. Stripped rather than refused, as nginx
+///   (`underscores_in_headers off`, `ignore_invalid_headers on`) and Apache
+///   httpd 2.4 already drop them.
 pub fn sanitize(headers: &mut HeaderMap) -> usize {
     apply_connection(headers);
     let mut removed = strip_identity(headers);
-    if headers.keys().any(|n| n.as_str().contains('_')) {
+    if !headers.keys().all(is_plain_name) {
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|n| n.as_str().contains('_'))
+            .filter(|n| !is_plain_name(n))
             .cloned()
             .collect();
         for name in &doomed {
@@ -147,6 +150,15 @@ pub fn sanitize(headers: &mut HeaderMap) -> usize {
         removed += doomed.len();
     }
     removed
+}
+
+/// True when `name` holds only letters, digits and `-`: the names every
+/// WSGI/CGI server maps to one `HTTP_*` variable of their own. (Apache httpd
+/// maps any other byte to `_` or drops the header, nginx drops it by default.)
+fn is_plain_name(name: &HeaderName) -> bool {
+    name.as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Removes the headers named in `Connection` and `Proxy-Connection`, except
@@ -158,30 +170,21 @@ fn apply_connection(headers: &mut HeaderMap) {
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();
-    let mut kept: Vec<&'static str> = Vec::new();
-    for (i, list) in [header::CONNECTION.as_str(), "proxy-connection"]
-        .into_iter()
-        .enumerate()
-    {
+    let (mut upgrade, mut close) = (false, false);
+    for list in [header::CONNECTION.as_str(), "proxy-connection"] {
+        let own = list == header::CONNECTION.as_str();
         for token in headers
             .get_all(list)
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         {
             let token = token.trim_ascii();
-            if token.is_empty() {
-                continue;
-            }
             if token.eq_ignore_ascii_case(b"upgrade") {
                 // `Upgrade` itself is left to the upgrade decision.
-                if i == 0 && !kept.contains(&"upgrade") {
-                    kept.push("upgrade");
-                }
+                upgrade |= own;
                 continue;
             }
-            if i == 0 && token.eq_ignore_ascii_case(b"close") && !kept.contains(&"close") {
-                kept.push("close");
-            }
+            close |= own && token.eq_ignore_ascii_case(b"close");
             if let Ok(n) = HeaderName::from_bytes(token) {
                 if !FRAMING_AND_HOST.contains(&n) {
                     named.push(n);
@@ -192,20 +195,16 @@ fn apply_connection(headers: &mut HeaderMap) {
     for n in &named {
         headers.remove(n);
     }
-    if kept.is_empty() {
-        headers.remove(header::CONNECTION);
-    } else {
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static(if kept.len() == 2 {
-                "upgrade, close"
-            } else if kept[0] == "upgrade" {
-                "upgrade"
-            } else {
-                "close"
-            }),
-        );
-    }
+    let options = match (upgrade, close) {
+        (true, true) => "upgrade, close",
+        (true, false) => "upgrade",
+        (false, true) => "close",
+        (false, false) => {
+            headers.remove(header::CONNECTION);
+            return;
+        }
+    };
+    headers.insert(header::CONNECTION, HeaderValue::from_static(options));
 }
 
 /// How the sidecar reached the client, for [`forward_request`].
@@ -596,8 +595,10 @@ mod tests {
             ("x_service_token", "other"),
             ("x_forwarded_for", "1.2.3.4"),
             ("x_real_ip", "1.2.3.4"),
+            ("x.auth.token", "other"),
+            ("x-auth-token~", "other"),
         ]);
-        assert_eq!(sanitize(&mut h), 5);
+        assert_eq!(sanitize(&mut h), 7);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-auth-token"], "validated");
     }

@@ -53,13 +53,18 @@ fn wsgi(name: &str) -> String {
         .collect()
 }
 
+/// Letters, digits and `-` only: a name no WSGI/CGI server confuses with another.
+fn plain_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// What the upstream saw of the identity: every identity header (in any
-/// spelling) and every header whose name holds `_`, with all its values.
+/// spelling) and every header whose name is not [`plain_name`], with all its values.
 fn identity_view(seen: &Seen) -> BTreeMap<String, Vec<String>> {
     let mut view: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &seen.headers {
         let n = name.as_str();
-        if IDENTITY_HEADERS.contains(&wsgi(n).as_str()) || n.contains('_') {
+        if IDENTITY_HEADERS.contains(&wsgi(n).as_str()) || !plain_name(n) {
             view.entry(n.to_owned())
                 .or_default()
                 .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
@@ -92,8 +97,8 @@ fn assert_nothing_forged(seen: &Seen) {
             "a forged header reached the upstream: {name}: {v}"
         );
         assert!(
-            !name.as_str().contains('_'),
-            "an underscore header reached the upstream: {name}: {v}"
+            plain_name(name.as_str()),
+            "an alias (`_`, `.`, ...) reached the upstream: {name}: {v}"
         );
     }
     assert!(
@@ -427,6 +432,8 @@ async fn token_header_aliases_and_duplicates_never_pass_unvalidated() {
                     ("X_Auth_Token", "forged-alias-token"),
                     ("x_storage_token", "forged-alias-storage"),
                     ("X_SERVICE_TOKEN", "forged-alias-service"),
+                    ("x.auth.token", "forged-alias-dots"),
+                    ("x-auth-token~", "forged-alias-tilde"),
                     ("x_auth_TOKEN", &other),
                 ],
             )
@@ -693,6 +700,7 @@ async fn te_cl_smuggling_is_refused_or_forwarded_as_one_request() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let codes = statuses(&answer);
         let arrived = up.hits() - hits;
+        eprintln!("{case}: answered {codes:?}, {arrived} request(s) upstream");
         assert!(
             arrived <= 1,
             "{case}: {arrived} requests reached the upstream"
