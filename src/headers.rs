@@ -4,7 +4,8 @@
 //!
 //! 1. [`sanitize`] (every front door, before anything reads the head): the
 //!    client's `Connection` list is applied (RFC 9110 §7.6.1), then every
-//!    identity header and every header whose name holds `_` is removed;
+//!    identity header and every header whose name holds anything but
+//!    letters, digits and `-` (an alias on a WSGI/CGI upstream) is removed;
 //! 2. [`set_user`] / [`set_service`] (or `X-Identity-Status: Invalid`);
 //! 3. [`forward_request`] (the sidecar proxy only): the fixed hop-by-hop list
 //!    is removed and `Host` / `X-Forwarded-*` are set. Nothing the client
@@ -248,15 +249,15 @@ pub fn forward_request(headers: &mut HeaderMap, to: &Forwarding) {
         headers.insert(header::HOST, host.clone());
         headers.insert("x-forwarded-host", host.clone());
     }
-    if let Some((ip, tls)) = to.peer {
-        let ip = ip.to_string();
-        let xff = match chain {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
-        }
+    let xff = match (chain, to.peer) {
+        (Some(prev), Some((ip, _))) => Some(format!("{prev}, {ip}")),
+        (None, Some((ip, _))) => Some(ip.to_string()),
+        (chain, None) => chain,
+    };
+    if let Some(v) = xff.and_then(|x| HeaderValue::from_str(&x).ok()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some((_, tls)) = to.peer {
         headers.insert(
             "x-forwarded-proto",
             HeaderValue::from_static(if tls { "https" } else { "http" }),
