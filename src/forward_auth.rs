@@ -157,9 +157,9 @@ impl Shared {
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
             return status_only(StatusCode::NOT_FOUND);
         };
-        let (method, original) = endpoint.original(req.method(), pq, req.headers());
         let mut request_headers = req.headers().clone();
-        headers::strip_identity(&mut request_headers);
+        headers::sanitize(&mut request_headers);
+        let (method, original) = endpoint.original(req.method(), pq, &request_headers);
 
         let mut answer = HeaderMap::new();
         if let (Some(m), Some(p)) = (&method, &original) {

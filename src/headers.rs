@@ -1,11 +1,24 @@
 //! The security boundary: which request headers are removed before anything
-//! else happens, and which are set from a validated identity.
+//! else happens, which are set from a validated identity, and what the proxy
+//! changes on the way out. A request head goes through three pure steps:
+//!
+//! 1. [`sanitize`] (every front door, before anything reads the head): the
+//!    client's `Connection` list is applied (RFC 9110 §7.6.1), then every
+//!    identity header and every header whose name holds anything but
+//!    letters, digits and `-` (an alias on a WSGI/CGI upstream) is removed;
+//! 2. [`set_user`] / [`set_service`] (or `X-Identity-Status: Invalid`);
+//! 3. [`forward_request`] (the sidecar proxy only): the fixed hop-by-hop list
+//!    is removed and `Host` / `X-Forwarded-*` are set. Nothing the client
+//!    named can remove a header stonegate set: its `Connection` list was
+//!    spent in step 1, before anything was set.
 //!
 //! Removal matches names case-insensitively and with `_` read as `-`, so a
 //! WSGI/CGI upstream (which sees `X_User_Id` and `X-User-Id` as the same
 //! `HTTP_X_USER_ID`) cannot be fed a forged identity either.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::identity::{Identity, Named, Scope};
 
@@ -79,6 +92,200 @@ pub fn strip_identity(headers: &mut HeaderMap) -> usize {
         headers.remove(name);
     }
     doomed.len()
+}
+
+/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, plus legacy ones).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    // HTTP/2's upgrade settings: hop-by-hop by definition (RFC 9113 §3.2.1),
+    // named in `Connection` or not.
+    "http2-settings",
+];
+
+/// Headers a client's `Connection` token never removes: message framing
+/// (removing it would change how the body is read on the next hop) and
+/// `Host`, which stonegate forwards as the client sent it.
+const FRAMING_AND_HOST: &[HeaderName] = &[
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+];
+
+/// Request step 1, for every front door, before anything reads the head:
+/// applies the client's `Connection` (and legacy `Proxy-Connection`) list,
+/// then removes every identity header ([`strip_identity`]) and every header
+/// whose name holds anything but letters, digits and `-` (`_` above all).
+/// Returns how many names were removed in that second part (forged identity
+/// or aliases), for the access log.
+///
+/// - A header the client names in `Connection` is removed now, before the
+///   token is read or an identity set, so it is neither decided on nor
+///   forwarded, and cannot remove anything stonegate sets later. `Host`,
+///   `Content-Length` and `Transfer-Encoding` are never removed that way.
+///   `Connection` keeps only its `upgrade` and `close` options (the upgrade
+///   decision reads them); every other token is spent.
+/// - A name with `_` (or `.`, `~`, ... which Apache httpd reads as `_`) is an
+///   alias on a WSGI/CGI upstream, where `X_Auth_Token` and `X-Auth-Token`
+///   are both `HTTP_X_AUTH_TOKEN` (likewise `X_Forwarded_For`,
+///   `X_Storage_Token`, ...): stonegate would validate one and the upstream
+///   might read the other. Stripped rather than refused, as nginx
+///   (`underscores_in_headers off`, `ignore_invalid_headers on`) and Apache
+///   httpd 2.4 already drop them.
+pub fn sanitize(headers: &mut HeaderMap) -> usize {
+    apply_connection(headers);
+    let mut removed = strip_identity(headers);
+    if !headers.keys().all(is_plain_name) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| !is_plain_name(n))
+            .cloned()
+            .collect();
+        for name in &doomed {
+            headers.remove(name);
+        }
+        removed += doomed.len();
+    }
+    removed
+}
+
+/// True when `name` holds only letters, digits and `-`: the names every
+/// WSGI/CGI server maps to one `HTTP_*` variable of their own. (Apache httpd
+/// maps any other byte to `_` or drops the header, nginx drops it by default.)
+fn is_plain_name(name: &HeaderName) -> bool {
+    name.as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Removes the headers named in `Connection` and `Proxy-Connection`, except
+/// [`FRAMING_AND_HOST`] and `Upgrade` (the upgrade decision reads it, and the
+/// proxy never forwards it unless it upgrades); `Connection` keeps only
+/// `upgrade` and `close`.
+fn apply_connection(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) && !headers.contains_key("proxy-connection") {
+        return;
+    }
+    let mut named: Vec<HeaderName> = Vec::new();
+    let (mut upgrade, mut close) = (false, false);
+    for list in [header::CONNECTION.as_str(), "proxy-connection"] {
+        let own = list == header::CONNECTION.as_str();
+        for token in headers
+            .get_all(list)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"upgrade") {
+                // `Upgrade` itself is left to the upgrade decision.
+                upgrade |= own;
+                continue;
+            }
+            close |= own && token.eq_ignore_ascii_case(b"close");
+            if let Ok(n) = HeaderName::from_bytes(token) {
+                if !FRAMING_AND_HOST.contains(&n) {
+                    named.push(n);
+                }
+            }
+        }
+    }
+    for n in &named {
+        headers.remove(n);
+    }
+    let options = match (upgrade, close) {
+        (true, true) => "upgrade, close",
+        (true, false) => "upgrade",
+        (false, true) => "close",
+        (false, false) => {
+            headers.remove(header::CONNECTION);
+            return;
+        }
+    };
+    headers.insert(header::CONNECTION, HeaderValue::from_static(options));
+}
+
+/// How the sidecar reached the client, for [`forward_request`].
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    /// The host the client addressed: its `Host`, or an HTTP/2 request's authority.
+    pub host: Option<HeaderValue>,
+    /// The client's address and whether it connected over TLS, when known.
+    pub peer: Option<(IpAddr, bool)>,
+}
+
+/// Request step 3, the sidecar proxy's outgoing head: removes the fixed
+/// [`HOP_BY_HOP`] list (never what the client named: [`sanitize`] spent that),
+/// drops `Content-Length` when `Transfer-Encoding` came too (RFC 9112 §6.3:
+/// the next hop must not frame the body by a length the client's coding
+/// overrode), removes the client's `Forwarded`, `X-Real-IP` and every
+/// `X-Forwarded-*` but `X-Forwarded-For`, and sets `Host` and
+/// `X-Forwarded-Host` to `to.host`, `X-Forwarded-Proto` from the connection,
+/// and `X-Forwarded-For` to the client's chain (all its values, in order)
+/// followed by the peer address. Identity headers are left exactly as set.
+pub fn forward_request(headers: &mut HeaderMap, to: &Forwarding) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+    let chain = join_values(headers, "x-forwarded-for");
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
+        })
+        .cloned()
+        .collect();
+    for n in &doomed {
+        headers.remove(n);
+    }
+    if let Some(host) = &to.host {
+        headers.insert(header::HOST, host.clone());
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    let xff = match (chain, to.peer) {
+        (Some(prev), Some((ip, _))) => Some(format!("{prev}, {ip}")),
+        (None, Some((ip, _))) => Some(ip.to_string()),
+        (chain, None) => chain,
+    };
+    if let Some(v) = xff.and_then(|x| HeaderValue::from_str(&x).ok()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if let Some((_, tls)) = to.peer {
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+    }
+}
+
+/// Every value of `name`, joined with `", "` (a list header's one meaning).
+fn join_values(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name) {
+        let Ok(v) = v.to_str() else { continue };
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(v);
+            }
+            None => out = Some(v.to_owned()),
+        }
+    }
+    out
 }
 
 /// `X-Identity-Status` / `X-Service-Identity-Status` values.
@@ -280,6 +487,163 @@ mod tests {
         assert_eq!(
             left,
             vec!["content-type", "x-auth-token", "x-user-agent-ish"]
+        );
+    }
+
+    fn head(lines: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in lines {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn identity() -> Identity {
+        use crate::identity::{Project, Rendered};
+        let named = |id: &str, name: &str| Named {
+            id: Some(id.into()),
+            name: Some(name.into()),
+        };
+        Identity {
+            user: named("uid", "alice"),
+            user_domain: named("default", "Default"),
+            scope: Scope::Project(Project {
+                project: named("pid", "demo"),
+                domain: named("default", "Default"),
+            }),
+            roles: vec!["member".into()],
+            role_ids: vec!["rid".into()],
+            is_admin_project: false,
+            expires_at: 0,
+            issued_at: 0,
+            audit_ids: vec![],
+            methods: vec![],
+            application_credential: None,
+            trust_id: None,
+            trust_users: None,
+            catalog_types: vec![],
+            service_catalog: None,
+            rendered: Rendered::default(),
+        }
+    }
+
+    #[test]
+    fn a_connection_token_never_removes_what_stonegate_sets() {
+        let mut injected = HeaderMap::new();
+        set_user(&mut injected, &identity(), false);
+        let names: Vec<&str> = injected.keys().map(HeaderName::as_str).collect();
+        let mut h = head(&[
+            ("host", "api.example"),
+            ("connection", &format!("close, {}", names.join(", "))),
+            (
+                "connection",
+                "host, x-forwarded-for, x-forwarded-host, x-forwarded-proto, forwarded",
+            ),
+            ("proxy-connection", "x-roles, X-Is-Admin-Project"),
+            ("x-is-admin-project", "True"),
+        ]);
+        sanitize(&mut h);
+        assert!(h.get("x-is-admin-project").is_none());
+        set_user(&mut h, &identity(), false);
+        let to = Forwarding {
+            host: h.get(header::HOST).cloned(),
+            peer: Some(("192.0.2.1".parse().unwrap(), true)),
+        };
+        forward_request(&mut h, &to);
+        for (n, v) in &injected {
+            assert_eq!(h.get_all(n).iter().collect::<Vec<_>>(), vec![v], "{n}");
+        }
+        assert_eq!(h["host"], "api.example");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(h.get("connection").is_none() && h.get("proxy-connection").is_none());
+    }
+
+    #[test]
+    fn sanitize_spends_the_connection_list_but_keeps_framing_host_and_upgrade() {
+        let mut h = head(&[
+            ("host", "h"),
+            ("content-length", "3"),
+            ("upgrade", "websocket"),
+            ("x-private", "p"),
+            ("keep-alive", "timeout=5"),
+            ("x-kept", "k"),
+            (
+                "connection",
+                "Upgrade, X-Private, host, Content-Length, keep-alive, , close",
+            ),
+        ]);
+        sanitize(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            ["connection", "content-length", "host", "upgrade", "x-kept"]
+        );
+        assert_eq!(h["connection"], "upgrade, close");
+        let mut h = head(&[("connection", "x-a"), ("x-a", "1")]);
+        sanitize(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn underscore_aliases_of_any_header_are_removed() {
+        let mut h = head(&[
+            ("x-auth-token", "validated"),
+            ("x_auth_token", "other"),
+            ("X_Storage_Token", "other"),
+            ("x_service_token", "other"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_real_ip", "1.2.3.4"),
+            ("x.auth.token", "other"),
+            ("x-auth-token~", "other"),
+        ]);
+        assert_eq!(sanitize(&mut h), 7);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-auth-token"], "validated");
+    }
+
+    #[test]
+    fn forwarding_headers_are_stonegates() {
+        let mut h = head(&[
+            ("host", "api.example"),
+            ("forwarded", "for=1.1.1.1;host=evil"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-forwarded-port", "1"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "203.0.113.2, 203.0.113.3"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "4"),
+            ("te", "trailers"),
+        ]);
+        let to = Forwarding {
+            host: Some(HeaderValue::from_static("api.example")),
+            peer: Some(("2001:db8::1".parse().unwrap(), false)),
+        };
+        forward_request(&mut h, &to);
+        let mut left: Vec<(&str, &str)> = h
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                ("host", "api.example"),
+                (
+                    "x-forwarded-for",
+                    "203.0.113.1, 203.0.113.2, 203.0.113.3, 2001:db8::1"
+                ),
+                ("x-forwarded-host", "api.example"),
+                ("x-forwarded-proto", "http"),
+            ]
         );
     }
 

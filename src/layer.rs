@@ -1,7 +1,8 @@
 //! [`AuthTokenLayer`]: the `tower::Layer` Rust services embed (axum or any
 //! tower stack), and the core of the sidecar proxy.
 //!
-//! For every request it removes forged identity headers, authenticates, and
+//! For every request it sanitizes the head (`headers::sanitize`: the client's
+//! `Connection` list, forged identity headers, aliases), authenticates, and
 //! either calls the inner service with the identity headers set and an
 //! [`AuthContext`] in the request extensions, or answers itself (401/503).
 //! A 401 from the inner service gets `WWW-Authenticate` added. Rejections are
@@ -112,7 +113,7 @@ where
             let started = Instant::now();
             let v = &shared.validator.get();
             let settings = v.settings();
-            let forged = headers::strip_identity(req.headers_mut());
+            let forged = headers::sanitize(req.headers_mut());
             if let Some(sessions) = v.sessions() {
                 let endpoint = sessions.endpoint(req.uri().path());
                 if let Some(endpoint) = endpoint {

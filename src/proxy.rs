@@ -130,19 +130,10 @@ impl Proxy {
     }
 }
 
-/// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, plus legacy ones).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
+/// The response side: the upstream's `Connection` list, then the fixed
+/// hop-by-hop list. (The request side is `headers::sanitize` and
+/// `headers::forward_request`, so a client's list never removes a header
+/// stonegate set.)
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -154,7 +145,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in crate::headers::HOP_BY_HOP {
         headers.remove(*n);
     }
 }
@@ -226,38 +217,19 @@ impl Shared {
             ));
         };
 
-        let h = &mut parts.headers;
-        strip_hop_by_hop(h);
-        // Hop-by-hop by definition (RFC 9113 §3.2.1), named in `Connection` or not.
-        h.remove("http2-settings");
-        if let Some(u) = &upgrade {
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            h.insert(header::UPGRADE, u.clone());
-        }
         // Keep the client's Host (HTTP/2 carries it in the URI).
-        let original_host = h.get(header::HOST).cloned().or_else(|| {
+        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        if let Some(host) = &original_host {
-            h.insert(header::HOST, host.clone());
-            h.insert("x-forwarded-host", host.clone());
-        }
-        if let Some(info) = info {
-            let ip = info.peer.ip().to_string();
-            let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
-            };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                h.insert("x-forwarded-for", v);
-            }
-            h.insert(
-                "x-forwarded-proto",
-                HeaderValue::from_static(if info.tls { "https" } else { "http" }),
-            );
+        let peer = info.map(|i| (i.peer.ip(), i.tls));
+        let h = &mut parts.headers;
+        crate::headers::forward_request(h, &crate::headers::Forwarding { host, peer });
+        if let Some(u) = &upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, u.clone());
         }
         parts.uri = uri;
         parts.version = Version::HTTP_11;

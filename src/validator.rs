@@ -252,8 +252,7 @@ impl Validator {
             }
         };
         // 2. The user token: X-Auth-Token, else X-Storage-Token.
-        let user_header =
-            single(headers, "x-auth-token").or_else(|| single(headers, "x-storage-token"));
+        let user_header = user_token_header(headers);
         let user_token = user_header.flatten().and_then(Token::from_header);
         let user = match &user_token {
             None => None,
@@ -495,6 +494,21 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a http::Hea
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     Some(values.next().is_none().then_some(first))
+}
+
+/// The user token header: `X-Auth-Token`, else `X-Storage-Token`. Both
+/// present with different values count as a repeated header: the upstream
+/// (Swift reads either) might use the one stonegate did not validate.
+fn user_token_header(headers: &HeaderMap) -> Option<Option<&http::HeaderValue>> {
+    match (
+        single(headers, "x-auth-token"),
+        single(headers, "x-storage-token"),
+    ) {
+        (Some(Some(auth)), Some(Some(storage))) if auth != storage => Some(None),
+        (Some(_), Some(None)) => Some(None),
+        (Some(auth), _) => Some(auth),
+        (None, storage) => storage,
+    }
 }
 
 /// The path as the upstream application sees it (percent-decoded).

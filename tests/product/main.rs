@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod boundary;
 mod cache;
 mod cli;
 mod embedded;
