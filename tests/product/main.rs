@@ -18,6 +18,7 @@ mod identity;
 mod ingress;
 mod local;
 mod oslo;
+mod paths;
 mod proxy;
 mod rejection;
 mod reload;
