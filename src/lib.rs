@@ -43,6 +43,7 @@ pub mod keystone;
 pub mod layer;
 pub mod local;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
 pub mod rejection;
 pub mod revocation;
