@@ -1,9 +1,12 @@
 //! [`AuthTokenLayer`]: the `tower::Layer` Rust services embed (axum or any
 //! tower stack), and the core of the sidecar proxy.
 //!
-//! For every request it removes forged identity headers, authenticates, and
-//! either calls the inner service with the identity headers set and an
-//! [`AuthContext`] in the request extensions, or answers itself (401/503).
+//! For every request it removes forged identity headers, checks the path
+//! ([`crate::path`]: an ambiguous one gets 400, any other is put in its
+//! canonical form, the one public routes and access rules are decided on and
+//! the inner service receives), authenticates, and either calls the inner
+//! service with the identity headers set and an [`AuthContext`] in the
+//! request extensions, or answers itself (400/401/503).
 //! A 401 from the inner service gets `WWW-Authenticate` added. Rejections are
 //! responses, never errors (`type Error = S::Error`).
 
@@ -24,6 +27,8 @@ use tower_service::Service;
 use crate::{
     headers,
     metrics::Metrics,
+    path::{self, Canonical},
+    rejection::Rejection,
     session::Endpoint,
     validator::{Handle, Validator},
 };
@@ -113,6 +118,26 @@ where
             let v = &shared.validator.get();
             let settings = v.settings();
             let forged = headers::strip_identity(req.headers_mut());
+            // One canonical path, decided on and forwarded; `decoded` is set
+            // only when it differs from the (rewritten) URI's path.
+            let decoded = match canonicalize(&mut req) {
+                Ok(decoded) => decoded,
+                Err(ambiguous) => {
+                    let rejection = Rejection::AmbiguousPath(ambiguous);
+                    shared.metrics.request(rejection.outcome());
+                    tracing::info!(
+                        target: "stonegate::access",
+                        method = %req.method(),
+                        status = rejection.status().as_u16(),
+                        outcome = rejection.outcome(),
+                        reason = %rejection,
+                        forged_headers = forged,
+                        latency_us = started.elapsed().as_micros() as u64,
+                    );
+                    let resp = rejection.into_response(&settings.www_authenticate);
+                    return Ok(resp.map(Either::Right));
+                }
+            };
             if let Some(sessions) = v.sessions() {
                 let endpoint = sessions.endpoint(req.uri().path());
                 if let Some(endpoint) = endpoint {
@@ -138,9 +163,12 @@ where
                     return Ok(resp.map(Either::Right));
                 }
             }
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut session = None;
-            let decision = if v.is_public(req.method(), pq, req.headers()) {
+            let decision = if v.is_public(
+                req.method(),
+                decoded.as_deref().unwrap_or(req.uri().path()),
+                req.headers(),
+            ) {
                 Ok(AuthContext {
                     user: None,
                     service: None,
@@ -165,8 +193,8 @@ where
                         }
                     }
                 }
-                v.authenticate(req.method(), req.uri().path(), req.headers())
-                    .await
+                let path = decoded.as_deref().unwrap_or(req.uri().path());
+                v.authenticate(req.method(), path, req.headers()).await
             };
             // Log fields are built only when the access log is on.
             let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
@@ -231,8 +259,7 @@ where
                     Ok(resp.map(Either::Left))
                 }
                 Err(rejection) => {
-                    let unauthorized =
-                        matches!(rejection, crate::rejection::Rejection::Unauthorized);
+                    let unauthorized = matches!(rejection, Rejection::Unauthorized);
                     let outcome = rejection.outcome();
                     shared.metrics.request(outcome);
                     let status = rejection.status().as_u16();
@@ -262,4 +289,15 @@ where
             }
         })
     }
+}
+
+/// Checks the request's path and puts its canonical form in the URI; the
+/// decoded path when it differs from that form (percent-escapes).
+fn canonicalize<B>(req: &mut Request<B>) -> Result<Option<String>, path::Ambiguous> {
+    let (decoded, forward) = Canonical::parse(req.uri().path())?.into_changes();
+    if let Some(forward) = forward.filter(|f| f != req.uri().path()) {
+        let uri = path::with_path(req.uri(), &forward).ok_or(path::Ambiguous::NotOriginForm)?;
+        *req.uri_mut() = uri;
+    }
+    Ok(decoded.filter(|d| d != req.uri().path()))
 }

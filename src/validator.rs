@@ -205,15 +205,16 @@ impl Validator {
         &self.cache
     }
 
-    /// Whether the request needs no token (a configured public route or CORS preflight).
-    pub fn is_public(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> bool {
-        self.settings
-            .public_routes
-            .is_public(method, path_and_query, headers)
+    /// Whether the request needs no token (a configured public route or CORS
+    /// preflight); `path` is the canonical decoded path
+    /// ([`crate::path::Canonical::decoded`]).
+    pub fn is_public(&self, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+        self.settings.public_routes.is_public(method, path, headers)
     }
 
-    /// Decides a request from its method, path and (already stripped) headers,
-    /// following keystonemiddleware's `process_request`.
+    /// Decides a request from its method, canonical decoded path
+    /// ([`crate::path::Canonical::decoded`], what access rules match) and
+    /// (already stripped) headers, following keystonemiddleware's `process_request`.
     pub async fn authenticate(
         &self,
         method: &Method,
@@ -252,7 +253,7 @@ impl Validator {
             let ok = access_rules::allowed(
                 id,
                 method.as_str(),
-                &decode_path(path),
+                path,
                 self.settings.service_type.as_deref(),
                 matches!(service, Some(Some(_))),
             );
@@ -483,9 +484,4 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a http::Hea
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     Some(values.next().is_none().then_some(first))
-}
-
-/// The path as the upstream application sees it (percent-decoded).
-fn decode_path(path: &str) -> std::borrow::Cow<'_, str> {
-    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
 }
