@@ -7,7 +7,8 @@
 //! Every request goes through the same steps, in this order:
 //!
 //! ```text
-//! strip forged identity headers (headers) → public route? (routes)
+//! strip forged identity headers (headers) → canonical path, or 400 (path)
+//!   → public route? (routes)
 //!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
 //!   → cache (moka, keyed by SHA-256; cache)
 //!   → on a miss: local Fernet decode + enrichment (local, token)
