@@ -225,46 +225,132 @@ async fn the_upstream_receives_exactly_the_path_that_was_decided_on() {
     assert_eq!(status, 401);
 }
 
+/// Sends the corpus over one HTTP/2 connection on `io`, `:scheme` and
+/// `:authority` from `base`, `:path` exactly as written.
+async fn h2_corpus<T>(io: T, base: &str, token: &str, up: &Upstream)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut send = |path: &str| {
+        let req = http::Request::get(format!("{base}{path}"))
+            .header("x-auth-token", token)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let fut = sender.send_request(req);
+        async move {
+            let resp = tokio::time::timeout(Duration::from_secs(20), fut)
+                .await
+                .expect("h2 response within 20 s")
+                .unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            resp.status().as_u16()
+        }
+    };
+    let mut sent = 0;
+    for path in AMBIGUOUS {
+        // The h2 client refuses to send some spellings (a raw `\`); the
+        // ones it sends must be refused.
+        if http::Uri::try_from(format!("{base}{path}")).is_err() {
+            continue;
+        }
+        assert_eq!(send(path).await, 400, "{path}");
+        sent += 1;
+    }
+    assert!(sent > 20, "only {sent} spellings sent");
+    assert_eq!(up.hits(), 0, "an ambiguous :path reached the upstream");
+    assert_eq!(send("/v2.1/serv%65rs/x").await, 200);
+    assert_eq!(up.last().uri.path(), "/v2.1/servers/x");
+}
+
 #[tokio::test]
-async fn http2_paths_go_through_the_same_rule() {
+async fn h2c_paths_go_through_the_same_rule() {
     let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = sidecar(&ks, &up, "").await;
     let token = servers_token(&ks).await;
     let stream = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2c handshake (prior knowledge)");
-    tokio::spawn(conn);
-    let mut send = |path: &str| {
-        let req = http::Request::get(sg.url(path))
-            .header("x-auth-token", &token)
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
-        let fut = sender.send_request(req);
-        async move {
-            tokio::time::timeout(Duration::from_secs(20), fut)
-                .await
-                .expect("h2 response within 20 s")
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    for path in AMBIGUOUS {
-        // The h2 client refuses to send some spellings (a raw `\`); the
-        // ones it sends must be refused.
-        if http::Uri::try_from(sg.url(path)).is_err() {
-            continue;
-        }
-        assert_eq!(send(path).await, 400, "{path}");
+    h2_corpus(stream, &sg.url(""), &token, &up).await;
+}
+
+/// Accepts the test listener's self-signed certificate (signatures still checked).
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    assert_eq!(up.hits(), 0, "an ambiguous :path reached the upstream");
-    assert_eq!(send("/v2.1/serv%65rs/x").await, 200);
-    assert_eq!(up.last().uri.path(), "/v2.1/servers/x");
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn tls_h2_paths_go_through_the_same_rule() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let sg = sidecar(
+        &ks,
+        &up,
+        &format!("[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"),
+    )
+    .await;
+    let token = servers_token(&ks).await;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    h2_corpus(tls, &format!("https://{}", sg.listen), &token, &up).await;
 }
 
 #[tokio::test]
