@@ -390,6 +390,45 @@ mod tests {
         }
     }
 
+    /// Every path of up to four pieces from an alphabet of the tricky ones:
+    /// an accepted path leaves nothing to resolve and is stable.
+    #[test]
+    fn accepted_paths_leave_nothing_to_resolve() {
+        const PIECES: &[&str] = &[
+            "/", "a", ".", "..", "%2e", "%2E", ";", ";x", "%3b", "%2f", "%5c", "\\", "%00", "%25",
+            "%252e", "%ff", "%c3%a9", "%", "%2", "%41", "#", "~",
+        ];
+        let mut accepted = 0;
+        let mut stack: Vec<(String, usize)> = vec![("/".into(), 0)];
+        while let Some((p, depth)) = stack.pop() {
+            if let Ok(c) = Canonical::parse(&p) {
+                accepted += 1;
+                for v in [c.decoded(), c.forward()] {
+                    assert!(!v.contains("//"), "{p:?}");
+                    for seg in v.split('/').skip(1) {
+                        let head = seg.split(';').next().unwrap_or_default();
+                        assert!(head != "." && head != "..", "{p:?} -> {v:?}");
+                    }
+                }
+                let redecoded = percent_encoding::percent_decode_str(c.forward()).decode_utf8();
+                assert_eq!(redecoded.unwrap(), c.decoded(), "{p:?}");
+                let again = Canonical::parse(c.forward()).unwrap();
+                assert_eq!(
+                    (again.decoded(), again.forward()),
+                    (c.decoded(), c.forward())
+                );
+            }
+            if depth < 4 {
+                stack.extend(
+                    PIECES
+                        .iter()
+                        .map(|piece| (format!("{p}{piece}"), depth + 1)),
+                );
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+    }
+
     #[test]
     fn changes_are_only_what_differs_from_the_input() {
         assert_eq!(
