@@ -301,3 +301,79 @@ fn canonicalize<B>(req: &mut Request<B>) -> Result<Option<String>, path::Ambiguo
     }
     Ok(decoded.filter(|d| d != req.uri().path()))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A layer whose Keystone is never reached (requests here carry no token)
+    /// and whose only public route is `/pub/**`.
+    fn layer() -> AuthTokenLayer {
+        let toml = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:9/v3"
+username = "svc"
+password = "pw"
+user_domain_name = "Default"
+project_name = "service"
+project_domain_name = "Default"
+[routes]
+public = [{ method = "GET", path = "/pub/**" }]
+"#;
+        let file = crate::config::File::parse(toml).unwrap();
+        let settings = file.build(&|_| None).unwrap();
+        let metrics = Metrics::unregistered();
+        let keystone = crate::keystone::Client::new(settings.keystone, metrics.clone()).unwrap();
+        let validator = Validator::new(keystone, settings.auth, metrics.clone());
+        AuthTokenLayer::new(Arc::new(validator), metrics)
+    }
+
+    /// The status, and the URI the inner service saw (if it was called).
+    async fn call(uri: &str) -> (StatusCode, Option<String>) {
+        let seen = Arc::new(Mutex::new(None));
+        let record = seen.clone();
+        let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
+            *record.lock().unwrap() = Some(req.uri().to_string());
+            async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new()))) }
+        });
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let resp = layer().layer(inner).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if status == StatusCode::BAD_REQUEST {
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(doc["error"]["code"], 400);
+        }
+        let seen = seen.lock().unwrap().clone();
+        (status, seen)
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_sees_the_path_public_routes_were_decided_on() {
+        assert_eq!(
+            call("/pub/%78?q=%2e").await,
+            (StatusCode::OK, Some("/pub/x?q=%2e".into()))
+        );
+        assert_eq!(
+            call("http://h/p%75b/x").await,
+            (StatusCode::OK, Some("http://h/pub/x".into()))
+        );
+        for ambiguous in ["/pub/../x", "/pub/..;/x", "/pub/%2e%2e/x", "/pub//x", "*"] {
+            assert_eq!(
+                call(ambiguous).await,
+                (StatusCode::BAD_REQUEST, None),
+                "{ambiguous}"
+            );
+        }
+        assert_eq!(call("/x").await, (StatusCode::UNAUTHORIZED, None));
+    }
+}
