@@ -95,15 +95,29 @@ impl<'a> Canonical<'a> {
         if !path.starts_with('/') {
             return Err(Ambiguous::NotOriginForm);
         }
+        // One pass over the bytes; a virtual `/` at the end closes the last segment.
+        let b = path.as_bytes();
         let mut escaped = false;
-        let mut raw = segments(path).peekable();
-        while let Some(segment) = raw.next() {
-            // `;x` is an empty segment once parameters are dropped (Tomcat).
-            if (segment.is_empty() && raw.peek().is_some()) || segment.starts_with(';') {
-                return Err(Ambiguous::EmptySegment);
+        let mut start = 1;
+        for i in 1..=b.len() {
+            match b.get(i).copied().unwrap_or(b'/') {
+                b'/' => {
+                    let segment = &b[start..i];
+                    // `;x` is an empty segment once parameters are dropped (Tomcat).
+                    if (segment.is_empty() && i < b.len()) || segment.first() == Some(&b';') {
+                        return Err(Ambiguous::EmptySegment);
+                    }
+                    if segment.first() == Some(&b'.') && is_dot_segment(segment) {
+                        return Err(Ambiguous::DotSegment);
+                    }
+                    start = i + 1;
+                }
+                b'%' => escaped = true,
+                b'\\' => return Err(Ambiguous::Backslash),
+                b'#' => return Err(Ambiguous::NotOriginForm),
+                c if c < 0x20 || c == 0x7f => return Err(Ambiguous::ControlCharacter),
+                _ => {}
             }
-            check_raw_segment(segment)?;
-            escaped |= segment.contains('%');
         }
         if !escaped {
             return Ok(Self {
@@ -188,23 +202,6 @@ pub fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
 /// The segments after the leading `/`.
 fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').skip(1)
-}
-
-/// The checks that need no decoding, for one raw segment.
-fn check_raw_segment(segment: &str) -> Result<(), Ambiguous> {
-    let b = segment.as_bytes();
-    for &c in b {
-        match c {
-            b'\\' => return Err(Ambiguous::Backslash),
-            b'#' => return Err(Ambiguous::NotOriginForm),
-            c if c < 0x20 || c == 0x7f => return Err(Ambiguous::ControlCharacter),
-            _ => {}
-        }
-    }
-    if is_dot_segment(b) {
-        return Err(Ambiguous::DotSegment);
-    }
-    Ok(())
 }
 
 /// Percent-decodes `raw` once; the decoded bytes and the normalised forward form.
