@@ -5,7 +5,9 @@
 //! - `strip_identity`: a 30-header request, 5 of them forged identity headers
 //!   (and the same request with none forged, the usual case);
 //! - `path_matches`: application-credential access-rule patterns;
-//! - `is_public`: the public-route check every request goes through;
+//! - `canonical_path`: the path check every request goes through (an
+//!   ordinary path is borrowed, never allocated);
+//! - `is_public`: the public-route check on the canonical path;
 //! - `session`: opening a browser-session cookie (base64, XChaCha20-Poly1305,
 //!   JSON), the extra cost of a cookie request over an `X-Auth-Token` one,
 //!   and sealing one at login;
@@ -28,6 +30,7 @@ use stonegate::{
     headers,
     identity::Identity,
     keystone::model::parse_token,
+    path::Canonical,
     routes::{PublicRoute, PublicRoutes},
     token::Token,
 };
@@ -310,24 +313,51 @@ fn bench_is_public(c: &mut Criterion) {
     );
     let headers = request_headers(true);
     let mut group = c.benchmark_group("is_public");
-    for (name, method, pq, want) in [
+    for (name, method, path, want) in [
         (
             "protected API path (the common case)",
             Method::GET,
-            "/v2.1/servers/4a0b7c1e-2d3f-4e5a-8b9c-0d1e2f3a4b5c/action?details=1",
+            "/v2.1/servers/4a0b7c1e-2d3f-4e5a-8b9c-0d1e2f3a4b5c/action",
             false,
         ),
         ("public /healthz", Method::GET, "/healthz", true),
         (
-            "percent-encoded dot segments",
+            "public versions document",
             Method::GET,
+            "/v2.1/versions/v2.1",
+            true,
+        ),
+    ] {
+        assert_eq!(routes.is_public(&method, path, &headers), want, "{path}");
+        group.bench_function(name, |b| {
+            b.iter(|| routes.is_public(black_box(&method), black_box(path), black_box(&headers)));
+        });
+    }
+    group.finish();
+}
+
+fn bench_canonical_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("canonical_path");
+    for (name, path, ok) in [
+        (
+            "ordinary API path (borrowed)",
+            "/v2.1/servers/4a0b7c1e-2d3f-4e5a-8b9c-0d1e2f3a4b5c/action",
+            true,
+        ),
+        (
+            "percent-escapes (decoded copy)",
+            "/v1/AUTH_x/c/my%20object%2Etxt",
+            true,
+        ),
+        (
+            "encoded dot segment (refused)",
             "/v2.1/versions/%2e%2e/servers",
             false,
         ),
     ] {
-        assert_eq!(routes.is_public(&method, pq, &headers), want, "{pq}");
+        assert_eq!(Canonical::parse(path).is_ok(), ok, "{path}");
         group.bench_function(name, |b| {
-            b.iter(|| routes.is_public(black_box(&method), black_box(pq), black_box(&headers)));
+            b.iter(|| Canonical::parse(black_box(path)).is_ok());
         });
     }
     group.finish();
@@ -389,6 +419,7 @@ criterion_group!(
     bench_cache_hit,
     bench_strip,
     bench_path_matches,
+    bench_canonical_path,
     bench_is_public,
     bench_session,
     bench_shared_cache

@@ -11,7 +11,9 @@ use crate::identity::{AccessRule, Identity};
 
 /// Whether the request may proceed under the token's access rules.
 ///
-/// `service_type` is this service's catalog type; `service_token_valid` is
+/// `path` is the request's canonical decoded path ([`crate::path::Canonical::decoded`]):
+/// no dot segment or encoded separator is left in it, so it names the resource
+/// the upstream serves. `service_type` is this service's catalog type; `service_token_valid` is
 /// whether the request carries a valid service token (keystonemiddleware only
 /// checks for presence; stonegate requires validity).
 pub fn allowed(

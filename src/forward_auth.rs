@@ -13,6 +13,12 @@
 //! | `nginx` | `X-Original-Method` | `X-Original-URI` |
 //! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
 //! | `envoy` | the request's method | the request's path after the endpoint prefix |
+//!
+//! The original path is checked and decided on exactly as the sidecar does
+//! ([`crate::path`]): the ingress forwards the client's path as it came, so
+//! one that a server could resolve differently (dot segments, encoded
+//! separators...) is refused. The refusal is 400, except for nginx, which
+//! turns anything but 2xx/401/403 into its own 500: there it is 403.
 
 use std::{
     convert::Infallible,
@@ -30,6 +36,7 @@ use tower_service::Service;
 use crate::{
     headers,
     metrics::Metrics,
+    path::{self, Canonical},
     rejection::Rejection,
     validator::{Handle, Validator},
 };
@@ -70,14 +77,26 @@ impl Endpoint {
         }
     }
 
-    /// The original method and path-and-query, from the flavor's headers.
+    /// The status that refuses an ambiguous original path to the client.
+    fn ambiguous_status(&self) -> StatusCode {
+        match self.flavor {
+            Flavor::Nginx => StatusCode::FORBIDDEN,
+            Flavor::Traefik | Flavor::Envoy => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The original method and path-and-query, from the flavor's headers (a
+    /// path header that is not UTF-8 reads as an empty, refused, target).
     fn original(
         &self,
         method: &Method,
         path_and_query: &str,
         h: &HeaderMap,
     ) -> (Option<Method>, Option<String>) {
-        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| {
+            h.get(name)
+                .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap_or_default())
+        };
         let method_from = |name: &str| {
             header(name)
                 .and_then(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok())
@@ -161,19 +180,37 @@ impl Shared {
         headers::sanitize(&mut request_headers);
         let (method, original) = endpoint.original(req.method(), pq, &request_headers);
 
+        // The original path, decided on as the sidecar would.
+        let canonical = match original
+            .as_deref()
+            .map(|t| path::target_path(t).and_then(Canonical::parse))
+        {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(ambiguous)) => {
+                let rejection = Rejection::AmbiguousPath(ambiguous);
+                tracing::info!(reason = %rejection, "forward-auth: original path refused");
+                self.metrics.request(rejection.outcome());
+                let mut resp = rejection.into_response(www);
+                *resp.status_mut() = endpoint.ambiguous_status();
+                return resp;
+            }
+        };
         let mut answer = HeaderMap::new();
-        if let (Some(m), Some(p)) = (&method, &original) {
-            if v.settings().public_routes.is_public(m, p, &request_headers) {
+        if let (Some(m), Some(c)) = (&method, &canonical) {
+            if v.settings()
+                .public_routes
+                .is_public(m, c.decoded(), &request_headers)
+            {
                 self.metrics.request("public");
                 return ok_with(answer);
             }
         }
         // Without the original method and path, access rules cannot pass:
-        // an empty method matches no rule (fail closed).
+        // an empty method or path matches no rule (fail closed).
         let method =
             method.unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
-        let path = original.unwrap_or_default();
-        let path = path.split('?').next().unwrap_or_default();
+        let path = canonical.as_ref().map_or("", Canonical::decoded);
         match v.authenticate(&method, path, &request_headers).await {
             Ok(ctx) => {
                 match &ctx.user {

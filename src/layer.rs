@@ -2,9 +2,12 @@
 //! tower stack), and the core of the sidecar proxy.
 //!
 //! For every request it sanitizes the head (`headers::sanitize`: the client's
-//! `Connection` list, forged identity headers, aliases), authenticates, and
-//! either calls the inner service with the identity headers set and an
-//! [`AuthContext`] in the request extensions, or answers itself (401/503).
+//! `Connection` list, forged identity headers, aliases), checks the path
+//! ([`crate::path`]: an ambiguous one gets 400, any other is put in its
+//! canonical form, the one public routes and access rules are decided on and
+//! the inner service receives), authenticates, and either calls the inner
+//! service with the identity headers set and an [`AuthContext`] in the
+//! request extensions, or answers itself (400/401/503).
 //! A 401 from the inner service gets `WWW-Authenticate` added. Rejections are
 //! responses, never errors (`type Error = S::Error`).
 
@@ -25,6 +28,8 @@ use tower_service::Service;
 use crate::{
     headers,
     metrics::Metrics,
+    path::{self, Canonical},
+    rejection::Rejection,
     session::Endpoint,
     validator::{Handle, Validator},
 };
@@ -114,6 +119,26 @@ where
             let v = &shared.validator.get();
             let settings = v.settings();
             let forged = headers::sanitize(req.headers_mut());
+            // One canonical path, decided on and forwarded; `decoded` is set
+            // only when it differs from the (rewritten) URI's path.
+            let decoded = match canonicalize(&mut req) {
+                Ok(decoded) => decoded,
+                Err(ambiguous) => {
+                    let rejection = Rejection::AmbiguousPath(ambiguous);
+                    shared.metrics.request(rejection.outcome());
+                    tracing::info!(
+                        target: "stonegate::access",
+                        method = %req.method(),
+                        status = rejection.status().as_u16(),
+                        outcome = rejection.outcome(),
+                        reason = %rejection,
+                        forged_headers = forged,
+                        latency_us = started.elapsed().as_micros() as u64,
+                    );
+                    let resp = rejection.into_response(&settings.www_authenticate);
+                    return Ok(resp.map(Either::Right));
+                }
+            };
             if let Some(sessions) = v.sessions() {
                 let endpoint = sessions.endpoint(req.uri().path());
                 if let Some(endpoint) = endpoint {
@@ -139,11 +164,11 @@ where
                     return Ok(resp.map(Either::Right));
                 }
             }
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut session = None;
-            let decision = if v.is_public(req.method(), pq, req.headers()) {
+            let path = decoded.as_deref().unwrap_or(req.uri().path());
+            let decision = if v.is_public(req.method(), path, req.headers()) {
                 if req.headers().contains_key(header::UPGRADE)
-                    && v.allows_public_upgrade(req.method(), pq)
+                    && v.allows_public_upgrade(req.method(), path)
                 {
                     req.extensions_mut().insert(crate::routes::PublicUpgrade);
                 }
@@ -171,8 +196,8 @@ where
                         }
                     }
                 }
-                v.authenticate(req.method(), req.uri().path(), req.headers())
-                    .await
+                let path = decoded.as_deref().unwrap_or(req.uri().path());
+                v.authenticate(req.method(), path, req.headers()).await
             };
             // Log fields are built only when the access log is on.
             let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
@@ -237,8 +262,7 @@ where
                     Ok(resp.map(Either::Left))
                 }
                 Err(rejection) => {
-                    let unauthorized =
-                        matches!(rejection, crate::rejection::Rejection::Unauthorized);
+                    let unauthorized = matches!(rejection, Rejection::Unauthorized);
                     let outcome = rejection.outcome();
                     shared.metrics.request(outcome);
                     let status = rejection.status().as_u16();
@@ -267,5 +291,92 @@ where
                 }
             }
         })
+    }
+}
+
+/// Checks the request's path and puts its canonical form in the URI; the
+/// decoded path when it differs from that form (percent-escapes).
+fn canonicalize<B>(req: &mut Request<B>) -> Result<Option<String>, path::Ambiguous> {
+    let (decoded, forward) = Canonical::parse(req.uri().path())?.into_changes();
+    if let Some(forward) = forward.filter(|f| f != req.uri().path()) {
+        let uri = path::with_path(req.uri(), &forward).ok_or(path::Ambiguous::NotOriginForm)?;
+        *req.uri_mut() = uri;
+    }
+    Ok(decoded.filter(|d| d != req.uri().path()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A layer whose Keystone is never reached (requests here carry no token)
+    /// and whose only public route is `/pub/**`.
+    fn layer() -> AuthTokenLayer {
+        let toml = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:9/v3"
+username = "svc"
+password = "pw"
+user_domain_name = "Default"
+project_name = "service"
+project_domain_name = "Default"
+[routes]
+public = [{ method = "GET", path = "/pub/**" }]
+"#;
+        let file = crate::config::File::parse(toml).unwrap();
+        let settings = file.build(&|_| None).unwrap();
+        let metrics = Metrics::unregistered();
+        let keystone = crate::keystone::Client::new(settings.keystone, metrics.clone()).unwrap();
+        let validator = Validator::new(keystone, settings.auth, metrics.clone());
+        AuthTokenLayer::new(Arc::new(validator), metrics)
+    }
+
+    /// The status, and the URI the inner service saw (if it was called).
+    async fn call(uri: &str) -> (StatusCode, Option<String>) {
+        let seen = Arc::new(Mutex::new(None));
+        let record = seen.clone();
+        let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
+            *record.lock().unwrap() = Some(req.uri().to_string());
+            async { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new()))) }
+        });
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let resp = layer().layer(inner).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if status == StatusCode::BAD_REQUEST {
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(doc["error"]["code"], 400);
+        }
+        let seen = seen.lock().unwrap().clone();
+        (status, seen)
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_sees_the_path_public_routes_were_decided_on() {
+        assert_eq!(
+            call("/pub/%78?q=%2e").await,
+            (StatusCode::OK, Some("/pub/x?q=%2e".into()))
+        );
+        assert_eq!(
+            call("http://h/p%75b/x").await,
+            (StatusCode::OK, Some("http://h/pub/x".into()))
+        );
+        for ambiguous in ["/pub/../x", "/pub/..;/x", "/pub/%2e%2e/x", "/pub//x", "*"] {
+            assert_eq!(
+                call(ambiguous).await,
+                (StatusCode::BAD_REQUEST, None),
+                "{ambiguous}"
+            );
+        }
+        assert_eq!(call("/x").await, (StatusCode::UNAUTHORIZED, None));
     }
 }

@@ -7,7 +7,8 @@
 //! Every request goes through the same steps, in this order:
 //!
 //! ```text
-//! apply Connection, strip forged identity and `_` aliases (headers) → public route? (routes)
+//! apply Connection, strip forged identity and `_` aliases (headers) → canonical path, or 400 (path)
+//!   → public route? (routes)
 //!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
 //!   → cache (moka, keyed by SHA-256; cache)
 //!   → on a miss: local Fernet decode + enrichment (local, token)
@@ -44,6 +45,7 @@ pub mod keystone;
 pub mod layer;
 pub mod local;
 pub mod metrics;
+pub mod path;
 pub mod proxy;
 pub mod rejection;
 pub mod revocation;

@@ -1,4 +1,4 @@
-//! The one place where failures become responses: 401 (client's fault), 503
+//! The one place where failures become responses: 400 and 401 (client's fault), 503
 //! (Keystone's), 502/504 (the upstream's). Every body is JSON in Keystone's
 //! error shape; every 401 carries `WWW-Authenticate: Keystone uri="..."`.
 
@@ -6,11 +6,15 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::keystone;
+use crate::{keystone, path};
 
 /// Why a request was not (or could not be) served.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
+    /// The request path could be resolved differently by another server
+    /// (dot segments, encoded separators...: see [`crate::path`]).
+    #[error("ambiguous request path: {0}")]
+    AmbiguousPath(path::Ambiguous),
     /// Missing, invalid, expired or revoked token, or a failed role/access-rule check.
     #[error("authentication required")]
     Unauthorized,
@@ -29,6 +33,7 @@ impl Rejection {
     /// The status a client gets.
     pub fn status(&self) -> StatusCode {
         match self {
+            Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::KeystoneUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -39,6 +44,7 @@ impl Rejection {
     /// Label for `stonegate_requests_total{outcome}`.
     pub fn outcome(&self) -> &'static str {
         match self {
+            Rejection::AmbiguousPath(_) => "ambiguous_path",
             Rejection::Unauthorized => "unauthorized",
             Rejection::KeystoneUnavailable(_) => "keystone_unavailable",
             Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
@@ -48,6 +54,11 @@ impl Rejection {
 
     fn message(&self) -> (&'static str, &'static str) {
         match self {
+            Rejection::AmbiguousPath(_) => (
+                "Bad Request",
+                "The request path is ambiguous: dot segments, encoded slashes or backslashes, \
+                 empty segments and control characters are refused.",
+            ),
             Rejection::Unauthorized => (
                 "Unauthorized",
                 "The request you have made requires authentication.",
@@ -89,7 +100,9 @@ impl Rejection {
             Rejection::KeystoneUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Rejection::UpstreamUnavailable(_) | Rejection::UpstreamTimeout => {}
+            Rejection::AmbiguousPath(_)
+            | Rejection::UpstreamUnavailable(_)
+            | Rejection::UpstreamTimeout => {}
         }
         resp
     }

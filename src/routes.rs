@@ -1,15 +1,11 @@
 //! Routes that need no token (version documents, health checks, CORS
-//! preflight), matched after normalising the path so that no spelling of a
-//! protected path can pass for a public one.
-//!
-//! Normalisation: the query is dropped, percent-escapes decoded, and dot
-//! segments removed (RFC 3986 §5.2.4). A path that contains an encoded `/`
-//! or `\`, a backslash, a NUL, or an empty segment (`//`) is never public:
-//! the upstream might read it differently from us, so it goes through auth.
+//! preflight), matched against the request's canonical path
+//! ([`crate::path::Canonical::decoded`]): a path that could be read as
+//! another one (dot segments, encoded separators, `//`...) is refused with
+//! 400 before this check, so no spelling of a protected path can pass for a
+//! public one, and the path forwarded is the one matched here.
 
 use http::{HeaderMap, Method};
-
-use std::borrow::Cow;
 
 use crate::access_rules::Pattern;
 
@@ -18,7 +14,7 @@ use crate::access_rules::Pattern;
 pub struct PublicRoute {
     /// HTTP method, upper-case (`GET` does not imply `HEAD`).
     pub method: Method,
-    /// Path pattern, compiled once, matched against the normalised path.
+    /// Path pattern, compiled once, matched against the canonical (decoded) path.
     pub pattern: Pattern,
     /// Whether a request on this route may upgrade (WebSocket...) without a
     /// token (`upgrade = true`); off, the request is forwarded without it.
@@ -67,8 +63,9 @@ impl PublicRoutes {
         self.routes.is_empty() && !self.cors_preflight
     }
 
-    /// Whether a request for `method` + `path_and_query` with `headers` needs no token.
-    pub fn is_public(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> bool {
+    /// Whether a request for `method` + `path` with `headers` needs no token;
+    /// `path` is the canonical decoded path ([`crate::path::Canonical::decoded`]).
+    pub fn is_public(&self, method: &Method, path: &str, headers: &HeaderMap) -> bool {
         if self.is_empty() {
             return false;
         }
@@ -79,78 +76,23 @@ impl PublicRoutes {
         {
             return true;
         }
-        let Some(path) = normalize(path_and_query) else {
-            return false;
-        };
         self.routes
             .iter()
-            .any(|r| r.method == method && r.pattern.matches(&path))
+            .any(|r| r.method == method && r.pattern.matches(path))
     }
 }
 
 impl PublicRoutes {
-    /// Whether a public route with `upgrade = true` matches the request.
-    pub fn allows_upgrade(&self, method: &Method, path_and_query: &str) -> bool {
+    /// Whether a public route with `upgrade = true` matches the request;
+    /// `path` is the canonical decoded path ([`crate::path::Canonical::decoded`]).
+    pub fn allows_upgrade(&self, method: &Method, path: &str) -> bool {
         if !self.routes.iter().any(|r| r.upgrade) {
             return false;
         }
-        let Some(path) = normalize(path_and_query) else {
-            return false;
-        };
         self.routes
             .iter()
-            .any(|r| r.upgrade && r.method == method && r.pattern.matches(&path))
+            .any(|r| r.upgrade && r.method == method && r.pattern.matches(path))
     }
-}
-
-/// The normalised form of a request path, or `None` when it is ambiguous
-/// (see the module docs) and must therefore not be treated as public.
-pub fn normalize(path_and_query: &str) -> Option<Cow<'_, str>> {
-    let raw = path_and_query.split(['?', '#']).next().unwrap_or_default();
-    if !raw.starts_with('/') {
-        return None;
-    }
-    // Fast path: nothing to decode or resolve.
-    if !raw.contains(['%', '.', '\\']) && !raw.contains("//") {
-        return Some(Cow::Borrowed(raw));
-    }
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") || raw.contains('\\')
-    {
-        return None;
-    }
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?;
-    if decoded.contains('\\') || decoded.contains('\0') || decoded.contains("//") {
-        return None;
-    }
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
-    let last = segments.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    for (i, seg) in segments.iter().enumerate() {
-        match *seg {
-            "." => trailing_slash = i == last,
-            ".." => {
-                out.pop();
-                trailing_slash = i == last;
-            }
-            s => {
-                out.push(s);
-                trailing_slash = false;
-            }
-        }
-    }
-    let mut path = String::with_capacity(decoded.len());
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if path.is_empty() || (trailing_slash && !path.ends_with('/')) {
-        path.push('/');
-    }
-    Some(Cow::Owned(path))
 }
 
 #[cfg(test)]
@@ -169,30 +111,37 @@ mod tests {
         )
     }
 
+    /// Public as the layer decides it: on the canonical path, `None` when refused.
+    fn public(r: &PublicRoutes, method: &Method, path: &str) -> Option<bool> {
+        let c = crate::path::Canonical::parse(path).ok()?;
+        Some(r.is_public(method, c.decoded(), &HeaderMap::new()))
+    }
+
     #[test]
     fn dot_segments_and_escapes_never_skip_auth() {
         let r = routes();
-        let h = HeaderMap::new();
-        assert!(r.is_public(&Method::GET, "/healthz", &h));
-        assert!(r.is_public(&Method::GET, "/healthz?x=1", &h));
-        assert!(r.is_public(&Method::GET, "/", &h));
-        assert!(!r.is_public(&Method::POST, "/healthz", &h));
-        assert!(!r.is_public(&Method::HEAD, "/healthz", &h));
+        assert_eq!(public(&r, &Method::GET, "/healthz"), Some(true));
+        assert_eq!(public(&r, &Method::GET, "/"), Some(true));
+        assert_eq!(public(&r, &Method::GET, "/%68ealthz"), Some(true));
+        assert_eq!(public(&r, &Method::POST, "/healthz"), Some(false));
+        assert_eq!(public(&r, &Method::HEAD, "/healthz"), Some(false));
+        assert_eq!(public(&r, &Method::GET, "/healthz/"), Some(false));
+        assert_eq!(public(&r, &Method::GET, "/healthz;x"), Some(false));
+        // Refused before any route is looked at (400), public or not once
+        // resolved: the old behaviour resolved `/servers/../healthz` to public.
         for sneaky in [
             "/healthz/../servers",
+            "/servers/../healthz",
             "/healthz/%2e%2e/servers",
             "/healthz%2f..%2fservers",
             "//healthz",
             "/healthz/..%5cservers",
             "/healthz\\..\\servers",
-            "/healthz/",
             "/healthz%00",
+            "/v2.1/..;/servers",
         ] {
-            assert!(!r.is_public(&Method::GET, sneaky, &h), "{sneaky}");
+            assert_eq!(public(&r, &Method::GET, sneaky), None, "{sneaky}");
         }
-        // Resolving dot segments can only land on a path that is itself public.
-        assert!(r.is_public(&Method::GET, "/servers/../healthz", &h));
-        assert!(r.is_public(&Method::GET, "/%68ealthz", &h));
     }
 
     #[test]
@@ -209,13 +158,5 @@ mod tests {
         assert!(r.is_public(&Method::OPTIONS, "/servers", &h));
         let strict = PublicRoutes::new(vec![], false);
         assert!(!strict.is_public(&Method::OPTIONS, "/servers", &h));
-    }
-
-    #[test]
-    fn normalize_resolves_dots() {
-        assert_eq!(normalize("/a/./b/../c").unwrap(), "/a/c");
-        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
-        assert_eq!(normalize("/../..").unwrap(), "/");
-        assert_eq!(normalize("relative"), None);
     }
 }

@@ -205,22 +205,22 @@ impl Validator {
         &self.cache
     }
 
-    /// Whether the request needs no token (a configured public route or CORS preflight).
-    pub fn is_public(&self, method: &Method, path_and_query: &str, headers: &HeaderMap) -> bool {
-        self.settings
-            .public_routes
-            .is_public(method, path_and_query, headers)
+    /// Whether the request needs no token (a configured public route or CORS
+    /// preflight); `path` is the canonical decoded path
+    /// ([`crate::path::Canonical::decoded`]).
+    pub fn is_public(&self, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+        self.settings.public_routes.is_public(method, path, headers)
     }
 
-    /// Whether a public request may upgrade (its route has `upgrade = true`).
-    pub fn allows_public_upgrade(&self, method: &Method, path_and_query: &str) -> bool {
-        self.settings
-            .public_routes
-            .allows_upgrade(method, path_and_query)
+    /// Whether a public request may upgrade (its route has `upgrade = true`);
+    /// `path` is the canonical decoded path.
+    pub fn allows_public_upgrade(&self, method: &Method, path: &str) -> bool {
+        self.settings.public_routes.allows_upgrade(method, path)
     }
 
-    /// Decides a request from its method, path and (already stripped) headers,
-    /// following keystonemiddleware's `process_request`.
+    /// Decides a request from its method, canonical decoded path
+    /// ([`crate::path::Canonical::decoded`], what access rules match) and
+    /// (already stripped) headers, following keystonemiddleware's `process_request`.
     pub async fn authenticate(
         &self,
         method: &Method,
@@ -263,7 +263,7 @@ impl Validator {
             let ok = access_rules::allowed(
                 id,
                 method.as_str(),
-                &decode_path(path),
+                path,
                 self.settings.service_type.as_deref(),
                 service_has_role,
             );
@@ -509,9 +509,4 @@ fn user_token_header(headers: &HeaderMap) -> Option<Option<&http::HeaderValue>> 
         (Some(auth), _) => Some(auth),
         (None, storage) => storage,
     }
-}
-
-/// The path as the upstream application sees it (percent-decoded).
-fn decode_path(path: &str) -> std::borrow::Cow<'_, str> {
-    percent_encoding::percent_decode_str(path).decode_utf8_lossy()
 }

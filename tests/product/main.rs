@@ -22,6 +22,7 @@ mod ingress;
 mod layer;
 mod local;
 mod oslo;
+mod paths;
 mod proxy;
 mod rejection;
 mod reload;
