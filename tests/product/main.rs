@@ -12,6 +12,7 @@ mod harness;
 
 mod cache;
 mod cli;
+mod connections;
 mod faults;
 mod forged;
 mod identity;

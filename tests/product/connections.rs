@@ -1,0 +1,347 @@
+//! Connections have bounded lifetimes and a bounded number: a socket that
+//! sends nothing is closed, idle HTTP/1.1 and HTTP/2 connections are closed,
+//! a listener holds at most `max_connections`, and at the descriptor limit
+//! the accept loops neither spin nor starve the admin listener. A login body
+//! that trickles in gets 408 and never reaches Keystone.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{client, FakeKeystone, Keystone, Stonegate, Upstream};
+
+/// Reads until the peer closes; how long that took, or `None` if it was
+/// still open after `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One raw HTTP/1.1 GET with a token on `s`, keeping the connection; the
+/// status line.
+async fn raw_get(s: &mut TcpStream, host: SocketAddr, token: &str) -> String {
+    let req = format!("GET /conn HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {token}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    // The echo upstream answers with a Content-Length body; read the head
+    // and as much as arrives quickly.
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let len: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= head_end + 4 + len {
+                return text.lines().next().unwrap().to_owned();
+            }
+        }
+    }
+}
+
+async fn admin_answers(sg: &Stonegate, path: &str) -> Result<u16, String> {
+    client()
+        .get(sg.admin_url(path))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_socket_that_sends_nothing_is_closed_after_first_byte_timeout() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .proxy_option("first_byte_timeout", 1)
+        .start()
+        .await;
+    let mut silent = TcpStream::connect(sg.listen).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(6)).await;
+    assert!(
+        took.is_some(),
+        "a socket that sent nothing was still open after 6 s (first_byte_timeout = 1)"
+    );
+    // Two bytes of the HTTP/2 preface, then silence: also closed.
+    let mut partial = TcpStream::connect(sg.listen).await.unwrap();
+    partial.write_all(b"PR").await.unwrap();
+    assert!(
+        closed_within(&mut partial, Duration::from_secs(6))
+            .await
+            .is_some(),
+        "a socket that sent 2 bytes of the h2 preface was still open after 6 s"
+    );
+    // A prompt client is served as always.
+    let resp = sg
+        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("idle_timeout", 1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    assert!(raw_get(&mut s, sg.listen, &token).await.contains(" 200 "));
+    // A second request on the same connection: keep-alive works ...
+    assert!(raw_get(&mut s, sg.listen, &token).await.contains(" 200 "));
+    // ... and ends once the connection has been idle for idle_timeout.
+    let took = closed_within(&mut s, Duration::from_secs(6)).await;
+    assert!(
+        took.is_some(),
+        "an idle keep-alive connection was still open after 6 s (idle_timeout = 1)"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("idle_timeout", 1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let tcp = TcpStream::connect(sg.listen).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/h2", sg.listen))
+        .header("X-Auth-Token", &token)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    drop(resp);
+    // The client keeps the connection; stonegate ends it (GOAWAY) once idle.
+    let ended = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(
+        ended.is_ok(),
+        "an idle HTTP/2 connection was still open after 6 s (idle_timeout = 1)"
+    );
+}
+
+#[tokio::test]
+async fn a_request_in_flight_is_not_idle() {
+    let ks = Keystone::from_env();
+    let up = Upstream::slow(Duration::from_secs(3)).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("idle_timeout", 1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    assert!(raw_get(&mut s, sg.listen, &token).await.contains(" 200 "));
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_clients_in_the_backlog() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("max_connections", 2)
+        .proxy_option("first_byte_timeout", 60)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    // Two clients that started a request head and stalled hold both slots.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(sg.listen).await.unwrap();
+        s.write_all(b"GET /held HTTP/1.1\r\n").await.unwrap();
+        holders.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The third connects (the kernel's backlog) but is not served ...
+    let third = tokio::spawn({
+        let token = token.clone();
+        let listen = sg.listen;
+        async move {
+            let mut s = TcpStream::connect(listen).await.unwrap();
+            raw_get(&mut s, listen, &token).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while max_connections = 2 were held"
+    );
+    assert_eq!(up.hits(), 0);
+    // ... the admin listener answers meanwhile ...
+    assert_eq!(admin_answers(&sg, "/healthz").await, Ok(200));
+    // ... and once a slot frees, the waiting client is served.
+    drop(holders.pop());
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("the waiting client was served after a slot freed")
+        .unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+}
+
+/// With the descriptor limit low and idle sockets piling up, the admin
+/// endpoints keep answering, no accept loop spins (CPU time, not wall time),
+/// and real requests recover once the idle sockets go away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_exhaustion_neither_spins_nor_starves_the_admin_listener() {
+    const NOFILE: u64 = 256;
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        // Idle sockets are not timed out during the test.
+        .proxy_option("first_byte_timeout", 120)
+        .nofile(NOFILE)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
+    let baseline = sg.open_fds();
+    // More idle sockets than the process has descriptors.
+    let mut idle = Vec::new();
+    for _ in 0..(NOFILE as usize + 100) {
+        idle.push(TcpStream::connect(sg.listen).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fds = sg.open_fds();
+    eprintln!("descriptors: {baseline} before, {fds} with the idle sockets (limit {NOFILE})");
+    let cpu_before = sg.cpu_time();
+    let wall = Instant::now();
+    let mut answers = Vec::new();
+    while wall.elapsed() < Duration::from_secs(4) {
+        answers.push(admin_answers(&sg, "/healthz").await);
+        answers.push(admin_answers(&sg, "/readyz").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu = sg.cpu_time() - cpu_before;
+    let elapsed = wall.elapsed();
+    eprintln!("stonegate used {cpu:?} of CPU in {elapsed:?} at the descriptor limit");
+    for a in &answers {
+        assert_eq!(
+            a,
+            &Ok(200),
+            "the admin listener stopped answering at the descriptor limit: {answers:?}"
+        );
+    }
+    assert!(
+        cpu < elapsed / 4,
+        "stonegate used {cpu:?} of CPU in {elapsed:?} while at the descriptor limit (a spinning accept loop)"
+    );
+    // The idle sockets go away; real requests are served again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client()
+            .get(sg.url("/after"))
+            .header("X-Auth-Token", &token)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "requests did not recover after the idle sockets closed: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        up.last().header("x-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+}
+
+#[tokio::test]
+async fn a_login_body_that_trickles_gets_408_and_never_reaches_keystone() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("session-keys");
+    let key = stonegate::session::keys::SessionKeys::generate().unwrap();
+    std::fs::write(&keys, format!("{key}\n")).unwrap();
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\n",
+            keys.display().to_string()
+        ))
+        .start()
+        .await;
+    let auth_before = fk.auth_calls();
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    let body = br#"{"username": "demo", "password": "secret"}"#;
+    let head = format!(
+        "POST /authentication/login/ HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        sg.listen,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..5]).await.unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .expect("an answer to a trickling login body within 20 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{text}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert_eq!(fk.auth_calls(), auth_before, "the login reached Keystone");
+    assert_eq!(up.hits(), 0);
+}
