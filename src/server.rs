@@ -144,9 +144,18 @@ pub async fn run(
             "the descriptor limit (RLIMIT_NOFILE) allows fewer client connections per listener than proxy.max_connections; raise `ulimit -n` (systemd LimitNOFILE=) to serve more"
         );
     }
+    if let Some(budget) = connection::descriptor_budget(descriptors) {
+        tracing::info!(
+            descriptor_limit = descriptors,
+            connections_per_listener = cap,
+            requests_in_flight = budget,
+            "connection and request limits"
+        );
+    }
     let limits = Arc::new(Limits {
         first_byte_timeout: settings.proxy.first_byte_timeout,
         idle_timeout: settings.proxy.idle_timeout,
+        requests: connection::descriptor_budget(descriptors).map(|n| Arc::new(Semaphore::new(n))),
     });
 
     let admin_task = tokio::spawn(serve_admin(
@@ -470,6 +479,10 @@ impl Front {
 struct Limits {
     first_byte_timeout: Duration,
     idle_timeout: Duration,
+    /// Requests in flight on all listeners together (each may hold an
+    /// upstream connection), when the descriptor limit is known: further
+    /// requests (HTTP/2 streams) wait for one to finish.
+    requests: Option<Arc<Semaphore>>,
 }
 
 /// A client listener: its socket, TLS, and one slot per connection it may hold.
@@ -508,13 +521,19 @@ async fn accept_loop(
         let activity = connection::Activity::new();
         let service = {
             let activity = activity.clone();
+            let requests = limits.requests.clone();
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(ConnectionInfo { peer, tls });
                 let busy = activity.begin();
                 let handled = front.clone().handle(req);
+                let budget = requests.clone();
                 async move {
+                    let permit = match budget {
+                        Some(b) => b.acquire_owned().await.ok(),
+                        None => None,
+                    };
                     let resp = handled.await?;
-                    Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy)))
+                    Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy, permit)))
                 }
             })
         };

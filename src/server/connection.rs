@@ -54,21 +54,34 @@ pub(super) fn descriptor_limit() -> Option<u64> {
         .ok()
 }
 
-/// Client connections one listener may hold: `configured`, but never more
-/// than the descriptor limit allows once [`RESERVED_DESCRIPTORS`] are set
-/// aside and every client connection is counted twice (its socket and, at
-/// most times, one upstream connection), shared by `listeners`.
-pub(super) fn connection_cap(configured: usize, listeners: usize, limit: Option<u64>) -> usize {
-    let cap = match limit {
-        None => configured,
-        Some(limit) => {
-            let budget = limit.saturating_sub(RESERVED_DESCRIPTORS) / 2 / listeners.max(1) as u64;
-            configured.min(usize::try_from(budget).unwrap_or(usize::MAX))
-        }
-    };
-    // A semaphore holds at most u32::MAX >> 3 permits; drain acquires them as one u32.
-    cap.clamp(1, 1 << 28)
+/// The descriptors left for clients and upstreams under `limit`, halved:
+/// at most this many client connections (all listeners together), and at
+/// most this many requests in flight, each of which may hold one upstream
+/// connection (idle pooled upstream connections are never more than the
+/// most requests that were in flight at once). So clients and upstreams
+/// together never take the [`RESERVED_DESCRIPTORS`].
+pub(super) fn descriptor_budget(limit: Option<u64>) -> Option<usize> {
+    let half = limit?.saturating_sub(RESERVED_DESCRIPTORS) / 2;
+    Some(
+        usize::try_from(half)
+            .unwrap_or(usize::MAX)
+            .clamp(1, MAX_PERMITS),
+    )
 }
+
+/// Client connections one listener may hold: `configured`, but never more
+/// than its share of the [`descriptor_budget`] among `listeners`.
+pub(super) fn connection_cap(configured: usize, listeners: usize, limit: Option<u64>) -> usize {
+    let cap = match descriptor_budget(limit) {
+        None => configured,
+        Some(budget) => configured.min(budget / listeners.max(1)),
+    };
+    cap.clamp(1, MAX_PERMITS)
+}
+
+/// A semaphore holds at most `usize::MAX >> 3` permits, and draining
+/// acquires all of a listener's as one `u32`.
+const MAX_PERMITS: usize = 1 << 28;
 
 /// The next connection on `listener`. Errors of one connection (reset or
 /// aborted before it was accepted) are skipped at once; any other error
@@ -263,19 +276,25 @@ impl Drop for Busy {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted as in flight until it
-    /// has been sent (or dropped).
+    /// A response body that keeps its request counted as in flight (and
+    /// its share of the [`descriptor_budget`]) until it has been sent or
+    /// dropped.
     pub(super) struct Tracked<B> {
         #[pin]
         body: B,
         busy: Busy,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     }
 }
 
 impl<B> Tracked<B> {
-    /// `body`, holding `busy` while it lives.
-    pub(super) fn new(body: B, busy: Busy) -> Self {
-        Self { body, busy }
+    /// `body`, holding `busy` and `permit` while it lives.
+    pub(super) fn new(
+        body: B,
+        busy: Busy,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Self {
+        Self { body, busy, permit }
     }
 }
 
@@ -349,6 +368,8 @@ mod tests {
         assert_eq!(connection_cap(100, 1, Some(1 << 20)), 100);
         // A tiny limit still serves one connection at a time.
         assert_eq!(connection_cap(10_000, 1, Some(64)), 1);
+        assert_eq!(descriptor_budget(Some(1024)), Some(448));
+        assert_eq!(descriptor_budget(None), None);
     }
 
     #[test]

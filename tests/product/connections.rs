@@ -365,3 +365,77 @@ async fn a_login_body_that_trickles_gets_408_and_never_reaches_keystone() {
     assert_eq!(fk.auth_calls(), auth_before, "the login reached Keystone");
     assert_eq!(up.hits(), 0);
 }
+
+/// HTTP/2 multiplies requests per connection, and each request in flight
+/// may hold an upstream connection: under a low descriptor limit, many
+/// concurrent streams to a slow upstream wait their turn instead of running
+/// stonegate out of descriptors (502s, a starved admin listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_cannot_exhaust_descriptors_through_upstream_connections() {
+    const NOFILE: u64 = 256;
+    const STREAMS: usize = 300;
+    let ks = Keystone::from_env();
+    let up = Upstream::slow(Duration::from_millis(1500)).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("http2_max_concurrent_streams", 100)
+        .nofile(NOFILE)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut senders = Vec::new();
+    for _ in 0..3 {
+        let tcp = TcpStream::connect(sg.listen).await.unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        senders.push(send);
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..STREAMS {
+        let mut send = senders[i % senders.len()].clone();
+        let req = http::Request::get(format!("http://{}/stream/{i}", sg.listen))
+            .header("X-Auth-Token", &token)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        requests.spawn(async move {
+            send.ready().await.unwrap();
+            send.send_request(req).await.map(|r| r.status().as_u16())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = sg.cpu_time();
+    let wall = Instant::now();
+    let mut admin = Vec::new();
+    while !requests.is_empty() && wall.elapsed() < Duration::from_secs(3) {
+        admin.push(admin_answers(&sg, "/healthz").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let cpu = sg.cpu_time() - cpu_before;
+    let elapsed = wall.elapsed();
+    eprintln!(
+        "{} descriptors open (limit {NOFILE}); {cpu:?} of CPU in {elapsed:?}",
+        sg.open_fds()
+    );
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(30), requests.join_next())
+        .await
+        .expect("all streams answered within 30 s")
+    {
+        let status = r.unwrap().map_err(|e| e.to_string());
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(Ok(200), STREAMS)].into_iter().collect(),
+        "every stream is served, none fails for want of a descriptor"
+    );
+    assert!(
+        admin.iter().all(|a| a == &Ok(200)),
+        "the admin listener stopped answering: {admin:?}"
+    );
+    assert!(cpu < elapsed / 2, "{cpu:?} of CPU in {elapsed:?}");
+}
