@@ -439,3 +439,87 @@ async fn http2_streams_cannot_exhaust_descriptors_through_upstream_connections()
     );
     assert!(cpu < elapsed / 2, "{cpu:?} of CPU in {elapsed:?}");
 }
+
+#[tokio::test]
+async fn an_http2_request_with_more_than_max_headers_gets_431() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("max_headers", 20)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let tcp = TcpStream::connect(sg.listen).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::get(format!("http://{}/many", sg.listen))
+        .header("X-Auth-Token", &token)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    for i in 0..30 {
+        req.headers_mut().insert(
+            http::HeaderName::try_from(format!("x-extra-{i}")).unwrap(),
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 431);
+    assert_eq!(
+        up.hits(),
+        0,
+        "a request over max_headers reached the upstream"
+    );
+    // Within the limit, the same connection serves.
+    let ok = http::Request::get(format!("http://{}/few", sg.listen))
+        .header("X-Auth-Token", &token)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(ok).await.unwrap().status(), 200);
+}
+
+/// Over TLS: a socket that never starts the handshake, and one that
+/// completes it and then sends nothing, are both closed.
+#[tokio::test]
+async fn silent_tls_connections_are_closed_before_and_after_the_handshake() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .proxy_option("first_byte_timeout", 1)
+        .extra_toml(&format!(
+            "[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        ))
+        .start()
+        .await;
+    let mut silent = TcpStream::connect(sg.listen).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(6))
+            .await
+            .is_some(),
+        "a TLS socket that sent no ClientHello was still open after 6 s"
+    );
+    // openssl s_client completes the handshake, then waits on its stdin
+    // (kept open) and exits when the server closes the connection.
+    let mut s_client = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(sg.listen.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the openssl CLI");
+    let exited = tokio::time::timeout(Duration::from_secs(8), s_client.wait()).await;
+    assert!(
+        exited.is_ok(),
+        "a TLS connection that sent nothing after its handshake was still open after 8 s"
+    );
+}

@@ -4,7 +4,7 @@
 use crate::harness::{keystone::expected_user_headers, Keystone, Stonegate, Upstream};
 
 /// A self-signed certificate for 127.0.0.1 (openssl CLI), as (cert, key) paths.
-fn self_signed(dir: &std::path::Path) -> (String, String) {
+pub(crate) fn self_signed(dir: &std::path::Path) -> (String, String) {
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
     let out = std::process::Command::new("openssl")
