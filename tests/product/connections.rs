@@ -523,3 +523,98 @@ async fn silent_tls_connections_are_closed_before_and_after_the_handshake() {
         "a TLS connection that sent nothing after its handshake was still open after 8 s"
     );
 }
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+fn h2_preface() -> Vec<u8> {
+    let mut v = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    v.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    v
+}
+
+/// An HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut v = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Reads frames until the peer closes; the error code of its GOAWAY, if any.
+async fn goaway_code(s: &mut TcpStream, limit: Duration) -> Option<u32> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let start = Instant::now();
+    while let Some(left) = limit.checked_sub(start.elapsed()) {
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = (usize::from(got[at]) << 16)
+            | (usize::from(got[at + 1]) << 8)
+            | usize::from(got[at + 2]);
+        if got[at + 3] == 0x7 && at + 9 + 8 <= got.len() {
+            let p = &got[at + 9..];
+            return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        }
+        at += 9 + len;
+    }
+    None
+}
+
+#[tokio::test]
+async fn an_http2_client_that_ignores_pings_is_closed() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .proxy_option("idle_timeout", 600)
+        .proxy_option("http2_keep_alive_interval", 1)
+        .proxy_option("http2_keep_alive_timeout", 1)
+        .start()
+        .await;
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    s.write_all(&h2_preface()).await.unwrap();
+    // Never answers stonegate's PINGs (nor reads them until the end).
+    let start = Instant::now();
+    let took = closed_within(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        took.is_some(),
+        "an HTTP/2 connection that answered no ping was open after 8 s (interval 1, timeout 1)"
+    );
+    assert!(start.elapsed() >= Duration::from_secs(1));
+}
+
+/// Rapid reset (CVE-2023-44487): streams opened and cancelled at once end
+/// the connection with GOAWAY ENHANCE_YOUR_CALM.
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_gets_goaway() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    let mut burst = h2_preface();
+    // HPACK: :method GET, :scheme http, :path / (static table 2, 6, 4).
+    let headers = [0x82, 0x86, 0x84];
+    for i in 0..500u32 {
+        let id = 2 * i + 1;
+        // HEADERS with END_STREAM | END_HEADERS, then RST_STREAM CANCEL (8).
+        burst.extend(h2_frame(0x1, 0x5, id, &headers));
+        burst.extend(h2_frame(0x3, 0, id, &8u32.to_be_bytes()));
+    }
+    s.write_all(&burst).await.unwrap();
+    let code = goaway_code(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(
+        code,
+        Some(0xb),
+        "GOAWAY ENHANCE_YOUR_CALM after a reset flood"
+    );
+}
