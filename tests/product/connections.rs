@@ -241,6 +241,10 @@ async fn descriptor_exhaustion_neither_spins_nor_starves_the_admin_listener() {
     let token = ks.demo_token().await;
     assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     let baseline = sg.open_fds();
+    assert!(
+        sg.log().contains("proxy.max_connections"),
+        "no warning that the descriptor limit caps max_connections"
+    );
     // More idle sockets than the process has descriptors.
     let mut idle = Vec::new();
     let t0 = Instant::now();
