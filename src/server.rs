@@ -1,7 +1,7 @@
 //! The sidecar process: the proxy listener ([`AuthTokenLayer`] around
 //! [`Proxy`]), the admin listener, the service-token keeper, and graceful
 //! shutdown. HTTP/1.1 and HTTP/2 (h2c) are served on the same port.
-//! Connection lifetimes and caps are in [`connection`].
+//! Connection lifetimes and caps are in `server/connection.rs`.
 
 mod connection;
 
