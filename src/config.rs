@@ -266,6 +266,21 @@ pub struct ProxyFile {
     pub max_headers: usize,
     /// Most bytes of request line + headers accepted (more: 431).
     pub max_header_bytes: usize,
+    /// Seconds a new connection has to send its first bytes (TLS handshake,
+    /// then enough of the request to tell HTTP/1.1 from HTTP/2).
+    pub first_byte_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight
+    /// (HTTP/1.1 keep-alive and HTTP/2), then it is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: u64,
+    /// Seconds between HTTP/2 keep-alive pings (0: no pings).
+    pub http2_keep_alive_interval: u64,
+    /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
+    pub http2_keep_alive_timeout: u64,
+    /// Most concurrent streams of one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Most client connections per listener; more wait in the kernel's
+    /// listen backlog. Also bounded by the descriptor limit.
+    pub max_connections: usize,
     /// CA bundle for an https upstream (system roots when unset).
     pub cafile: Option<String>,
     /// Client certificate for mutual TLS to the upstream.
@@ -291,6 +306,12 @@ impl Default for ProxyFile {
             header_read_timeout: 30,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
+            first_byte_timeout: 10,
+            idle_timeout: 60,
+            http2_keep_alive_interval: 20,
+            http2_keep_alive_timeout: 20,
+            http2_max_concurrent_streams: 100,
+            max_connections: 10_000,
             cafile: None,
             certfile: None,
             keyfile: None,
@@ -677,6 +698,18 @@ pub struct ProxySettings {
     pub max_headers: usize,
     /// Most bytes of request head (431 beyond).
     pub max_header_bytes: usize,
+    /// Time a new connection has to send its first bytes.
+    pub first_byte_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive pings; `None`: no pings.
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// Time an HTTP/2 ping may go unanswered.
+    pub http2_keep_alive_timeout: Duration,
+    /// Most concurrent streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Most client connections per listener (before the descriptor limit).
+    pub max_connections: usize,
     /// Emit JSON log lines.
     pub log_json: bool,
     /// Listener certificate and key (PEM paths), when serving TLS.
@@ -944,6 +977,12 @@ impl File {
             ("proxy.response_timeout", self.proxy.response_timeout),
             ("proxy.header_read_timeout", self.proxy.header_read_timeout),
             ("proxy.tunnel_max_lifetime", self.proxy.tunnel_max_lifetime),
+            ("proxy.first_byte_timeout", self.proxy.first_byte_timeout),
+            ("proxy.idle_timeout", self.proxy.idle_timeout),
+            (
+                "proxy.http2_keep_alive_timeout",
+                self.proxy.http2_keep_alive_timeout,
+            ),
         ] {
             if v == 0 {
                 problem(&mut p, key, "must be at least 1 second");
@@ -965,6 +1004,20 @@ impl File {
                 &mut p,
                 "keystone_authtoken.service_token_roles",
                 "is empty while service_token_roles_required = true: no service token could ever be valid",
+            );
+        }
+        if self.proxy.http2_max_concurrent_streams == 0 {
+            problem(
+                &mut p,
+                "proxy.http2_max_concurrent_streams",
+                "must be at least 1 (100 is a common choice)",
+            );
+        }
+        if self.proxy.max_connections == 0 {
+            problem(
+                &mut p,
+                "proxy.max_connections",
+                "must be at least 1 (the default, 10000, suits most deployments)",
             );
         }
         if self.proxy.max_headers < 16 {
@@ -1082,6 +1135,15 @@ impl File {
                     header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
                     max_headers: self.proxy.max_headers,
                     max_header_bytes: self.proxy.max_header_bytes,
+                    first_byte_timeout: Duration::from_secs(self.proxy.first_byte_timeout),
+                    idle_timeout: Duration::from_secs(self.proxy.idle_timeout),
+                    http2_keep_alive_interval: (self.proxy.http2_keep_alive_interval > 0)
+                        .then(|| Duration::from_secs(self.proxy.http2_keep_alive_interval)),
+                    http2_keep_alive_timeout: Duration::from_secs(
+                        self.proxy.http2_keep_alive_timeout,
+                    ),
+                    http2_max_concurrent_streams: self.proxy.http2_max_concurrent_streams,
+                    max_connections: self.proxy.max_connections,
                     log_json,
                     tls: self.tls.clone(),
                     upstream_tls: crate::tls::ClientTls {

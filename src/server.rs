@@ -1,6 +1,9 @@
 //! The sidecar process: the proxy listener ([`AuthTokenLayer`] around
 //! [`Proxy`]), the admin listener, the service-token keeper, and graceful
 //! shutdown. HTTP/1.1 and HTTP/2 (h2c) are served on the same port.
+//! Connection lifetimes and caps are in `server/connection.rs`.
+
+mod connection;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,10 +13,10 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
 };
 use prometheus::Registry;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tower::ServiceExt;
 use tower_layer::Layer;
 
@@ -126,6 +129,32 @@ pub async fn run(
         "stonegate started"
     );
 
+    let listeners = 1 + usize::from(auth_listener.is_some());
+    let descriptors = connection::descriptor_limit();
+    let cap = connection::connection_cap(settings.proxy.max_connections, listeners, descriptors);
+    if cap < settings.proxy.max_connections {
+        tracing::warn!(
+            key = "proxy.max_connections",
+            configured = settings.proxy.max_connections,
+            serving = cap,
+            descriptor_limit = descriptors,
+            "the descriptor limit (RLIMIT_NOFILE) allows fewer client connections per listener than proxy.max_connections; raise `ulimit -n` (systemd LimitNOFILE=) to serve more"
+        );
+    }
+    if let Some(budget) = connection::descriptor_budget(descriptors) {
+        tracing::info!(
+            descriptor_limit = descriptors,
+            connections_per_listener = cap,
+            requests_in_flight = budget,
+            "connection and request limits"
+        );
+    }
+    let limits = Arc::new(Limits {
+        first_byte_timeout: settings.proxy.first_byte_timeout,
+        idle_timeout: settings.proxy.idle_timeout,
+        requests: connection::descriptor_budget(descriptors).map(|n| Arc::new(Semaphore::new(n))),
+    });
+
     let admin_task = tokio::spawn(serve_admin(
         admin,
         Arc::new(AdminState {
@@ -137,16 +166,26 @@ pub async fn run(
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Limits answered with 431 (HTTP/1.1) or a stream reset (HTTP/2).
+    // hyper's header_read_timeout also runs while an HTTP/1.1 connection
+    // waits for its next request, so it bounds idle keep-alive as well.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.proxy.header_read_timeout)
         .max_headers(settings.proxy.max_headers)
         .max_buf_size(settings.proxy.max_header_bytes);
+    // Rapid reset (CVE-2023-44487): a client resetting more than 20
+    // streams before they are served, or provoking more than 1024 stream
+    // errors, gets GOAWAY and the connection closes.
     builder
         .http2()
-        .max_header_list_size(u32::try_from(settings.proxy.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = Arc::new(GracefulShutdown::new());
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.proxy.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(settings.proxy.http2_max_concurrent_streams)
+        .keep_alive_interval(settings.proxy.http2_keep_alive_interval)
+        .keep_alive_timeout(settings.proxy.http2_keep_alive_timeout)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let main_front = Front {
         forward_auth: if auth_listener.is_some() {
@@ -155,28 +194,38 @@ pub async fn run(
             forward_auth.clone()
         },
         proxy,
+        max_headers: settings.proxy.max_headers,
     };
+    let mut slots = vec![Arc::new(Semaphore::new(cap))];
     let mut loops = vec![tokio::spawn(accept_loop(
-        listener,
-        acceptor,
+        Listener {
+            name: "listen",
+            listener,
+            acceptor,
+            slots: slots[0].clone(),
+        },
         main_front,
         builder.clone(),
-        graceful.clone(),
+        limits.clone(),
         stop_rx.clone(),
-        settings.proxy.header_read_timeout,
     ))];
     if let Some(l) = auth_listener {
+        slots.push(Arc::new(Semaphore::new(cap)));
         loops.push(tokio::spawn(accept_loop(
-            l,
-            None,
+            Listener {
+                name: "auth_listen",
+                listener: l,
+                acceptor: None,
+                slots: slots[1].clone(),
+            },
             Front {
                 forward_auth,
                 proxy: None,
+                max_headers: settings.proxy.max_headers,
             },
             builder,
-            graceful.clone(),
+            limits,
             stop_rx,
-            settings.proxy.header_read_timeout,
         )));
     }
     // SIGHUP: re-read the configuration, keys and certificate; requests in
@@ -215,13 +264,15 @@ pub async fn run(
         let _ = l.await;
     }
     tracing::info!("shutting down: draining in-flight requests");
-    // The accept loops have ended, so this is the last handle.
-    let drained = match Arc::try_unwrap(graceful) {
-        Ok(g) => tokio::time::timeout(settings.proxy.shutdown_grace_period, g.shutdown())
-            .await
-            .is_ok(),
-        Err(_) => false,
+    // Every connection holds a slot until it ends: drained when all are back.
+    let all_back = async {
+        for s in &slots {
+            let _ = s.acquire_many(u32::try_from(cap).unwrap_or(u32::MAX)).await;
+        }
     };
+    let drained = tokio::time::timeout(settings.proxy.shutdown_grace_period, all_back)
+        .await
+        .is_ok();
     if !drained {
         tracing::warn!("grace period over; closing remaining connections");
     }
@@ -257,12 +308,24 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
             o.header_read_timeout,
             o.max_headers,
             o.max_header_bytes,
+            (o.first_byte_timeout, o.idle_timeout, o.max_connections),
+            (
+                o.http2_keep_alive_interval,
+                o.http2_keep_alive_timeout,
+                o.http2_max_concurrent_streams,
+            ),
         ) != (
             n.connect_timeout,
             n.response_timeout,
             n.header_read_timeout,
             n.max_headers,
             n.max_header_bytes,
+            (n.first_byte_timeout, n.idle_timeout, n.max_connections),
+            (
+                n.http2_keep_alive_interval,
+                n.http2_keep_alive_timeout,
+                n.http2_max_concurrent_streams,
+            ),
         ) || format!("{:?}", o.upstream_tls) != format!("{:?}", n.upstream_tls)
             || o.upgrades != n.upgrades,
     );
@@ -321,12 +384,22 @@ impl<B> ResponseBody for Response<B> {
 struct Front {
     forward_auth: Option<ForwardAuth>,
     proxy: Option<ProxyService>,
+    /// Most request headers; HTTP/1.1 heads are checked by hyper, HTTP/2
+    /// ones here (h2 bounds only their bytes).
+    max_headers: usize,
 }
 
 type FrontBody = Either<Full<Bytes>, ProxyResponseBody>;
 
 impl Front {
     async fn handle(self, req: Request<Incoming>) -> Result<Response<FrontBody>, Infallible> {
+        if req.headers().len() > self.max_headers {
+            let mut r = Response::new(Full::new(Bytes::from_static(
+                b"request header fields too large\n",
+            )));
+            *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Ok(r.map(Either::Left));
+        }
         if let Some(fa) = self.forward_auth {
             if fa.handles(req.uri().path()) {
                 return fa.oneshot(req).await.map(|r| r.map(Either::Left));
@@ -343,64 +416,99 @@ impl Front {
     }
 }
 
-/// Accepts connections on `listener` until `stop` turns true; every
-/// connection is watched by the graceful-shutdown handle.
-async fn accept_loop(
+/// The connection limits every client connection is served with.
+struct Limits {
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    /// Requests in flight on all listeners together (each may hold an
+    /// upstream connection), when the descriptor limit is known: further
+    /// requests (HTTP/2 streams) wait for one to finish.
+    requests: Option<Arc<Semaphore>>,
+}
+
+/// A client listener: its socket, TLS, and one slot per connection it may hold.
+struct Listener {
+    name: &'static str,
     listener: TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    slots: Arc<Semaphore>,
+}
+
+/// Accepts connections until `stop` turns true. A connection holds a slot
+/// until it ends; with none free, new connections wait in the kernel's
+/// listen backlog (no descriptor is spent on them).
+async fn accept_loop(
+    l: Listener,
     front: Front,
     builder: auto::Builder<TokioExecutor>,
-    graceful: Arc<GracefulShutdown>,
+    limits: Arc<Limits>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    handshake_timeout: Duration,
 ) {
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let slot = tokio::select! {
+            slot = l.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
             },
             _ = stop.changed() => return,
         };
+        let (stream, peer) = tokio::select! {
+            accepted = connection::accept(&l.listener, l.name) => accepted,
+            _ = stop.changed() => return,
+        };
         let _ = stream.set_nodelay(true);
-        let tls = acceptor.is_some();
+        let tls = l.acceptor.is_some();
         let front = front.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectionInfo { peer, tls });
-            front.clone().handle(req)
-        });
+        let activity = connection::Activity::new();
+        let service = {
+            let activity = activity.clone();
+            let requests = limits.requests.clone();
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectionInfo { peer, tls });
+                let busy = activity.begin();
+                let handled = front.clone().handle(req);
+                let budget = requests.clone();
+                async move {
+                    let permit = match budget {
+                        Some(b) => b.acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let resp = handled.await?;
+                    Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy, permit)))
+                }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
+        let acceptor = l.acceptor.clone();
+        let limits = limits.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let result =
-                match acceptor {
-                    None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                };
+            let _slot = slot;
+            let result = match acceptor {
+                None => {
+                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(
+                        limits.first_byte_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -408,9 +516,23 @@ async fn accept_loop(
     }
 }
 
+/// Connections a listener's kernel backlog holds while every slot is taken
+/// (capped by `net.core.somaxconn`); the standard library's 128 would turn
+/// a burst past `max_connections` into SYN retries.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(LISTEN_BACKLOG)
+        })
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
@@ -420,18 +542,26 @@ struct AdminState {
     validator: Handle,
 }
 
+/// Serves the admin endpoints: at most [`connection::ADMIN_MAX_CONNECTIONS`]
+/// at once, each closed when it sends no request head for
+/// [`connection::ADMIN_HEADER_READ_TIMEOUT`], so that probes get through.
 async fn serve_admin(listener: TcpListener, state: Arc<AdminState>) {
+    let slots = Arc::new(Semaphore::new(connection::ADMIN_MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
+        let (stream, _) = connection::accept(&listener, "admin_listen").await;
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(admin_response(&state, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(connection::ADMIN_HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

@@ -52,6 +52,9 @@ use throttle::Throttle;
 
 /// Largest login body read (a username, a password and a scope).
 const MAX_LOGIN_BODY: usize = 16 * 1024;
+/// Time the login body has to arrive (then 408): at 16 KiB, a client
+/// slower than 1.6 KB/s cannot hold a login (and its Keystone slot) open.
+const LOGIN_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most distinct usernames and addresses the throttle tracks at once.
 const THROTTLE_CAPACITY: u64 = 100_000;
 
@@ -693,10 +696,19 @@ where
                 "Send the credentials as application/json or application/x-www-form-urlencoded.",
             )),
         };
-    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY)
-        .collect()
-        .await
-    {
+    let collected = tokio::time::timeout(
+        LOGIN_BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_LOGIN_BODY).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        return Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout",
+            "The login request body did not arrive within 10 seconds.",
+        ));
+    };
+    let body = match collected {
         Ok(b) => Zeroizing::new(b.to_bytes().to_vec()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(error(

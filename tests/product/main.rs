@@ -13,6 +13,7 @@ mod harness;
 mod boundary;
 mod cache;
 mod cli;
+mod connections;
 mod embedded;
 mod faults;
 mod forged;

@@ -74,6 +74,7 @@ pub struct Builder {
     wait_ready: bool,
     log_filter: Option<String>,
     oslo: Option<Vec<(String, String)>>,
+    nofile: Option<u64>,
 }
 
 /// A running stonegate process.
@@ -121,6 +122,7 @@ impl Stonegate {
             wait_ready: true,
             log_filter: None,
             oslo: None,
+            nofile: None,
         }
     }
 
@@ -178,6 +180,35 @@ impl Stonegate {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// CPU time (user + system) the process has used so far (Linux `/proc`).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/<pid>/stat");
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        let hz = String::from_utf8(
+            Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .expect("getconf CLK_TCK")
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .parse::<u64>()
+        .unwrap_or(100);
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// Descriptors the process holds open (Linux `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Peak resident memory of the process in KiB (Linux `VmHWM`).
@@ -308,6 +339,12 @@ impl Builder {
         self
     }
 
+    /// Start the binary under `ulimit -n limit` (soft and hard `RLIMIT_NOFILE`).
+    pub fn nofile(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
+        self
+    }
+
     /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
     pub fn dont_wait_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -402,7 +439,19 @@ impl Builder {
         };
         let log = dir.path().join("stonegate.log");
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_stonegate"))
+        // `ulimit` in a shell that then execs the binary: the crate forbids
+        // the unsafe code a `pre_exec(setrlimit)` would need.
+        let mut command = match self.nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_stonegate")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_stonegate"));
+                c
+            }
+        };
+        let child = command
             .args(&args)
             .env_remove("STONEGATE_PASSWORD")
             .env_remove("STONEGATE_APPLICATION_CREDENTIAL_SECRET")
