@@ -3,7 +3,9 @@
 //! - `cache_hit`: SHA-256 fingerprint of the token + `cache::Cache` lookup of a
 //!   present entry + `headers::set_user` into the forwarded request's headers;
 //! - `strip_identity`: a 30-header request, 5 of them forged identity headers
-//!   (and the same request with none forged, the usual case);
+//!   (and the same request with none forged, the usual case), and beside it
+//!   `sanitize`, the whole head step every door runs (the `Connection` list,
+//!   identity headers, aliases);
 //! - `path_matches`: application-credential access-rule patterns;
 //! - `canonical_path`: the path check every request goes through (an
 //!   ordinary path is borrowed, never allocated);
@@ -271,6 +273,14 @@ fn bench_strip(c: &mut Criterion) {
                     debug_assert_eq!(n, removed);
                     n
                 },
+                BatchSize::SmallInput,
+            );
+        });
+        // What every door runs: the Connection list, identity, aliases.
+        group.bench_function(format!("sanitize: {name}"), |b| {
+            b.iter_batched_ref(
+                || base.clone(),
+                |h| headers::sanitize(black_box(h)),
                 BatchSize::SmallInput,
             );
         });
