@@ -7,9 +7,9 @@
 #    harness venv (pinned by tests/keystone/constraints.txt, which also pins
 #    keystonemiddleware 13.0.1), and starts a Keystone with the project's harness
 #    (tests/keystone/keystone-up.sh) on its own port 35358 unless it runs;
-# 2. builds stonegate and the bench examples (release);
-# 3. starts a fast upstream (examples/bench_upstream.rs), a bare hyper proxy
-#    (examples/bare_proxy.rs), stonegate (`stonegate serve`, online mode, a
+# 2. builds stonegate and the bench drivers (tools/, release);
+# 3. starts a fast upstream (tools/src/bin/bench_upstream.rs), a bare hyper proxy
+#    (tools/src/bin/bare_proxy.rs), stonegate (`stonegate serve`, online mode, a
 #    generated config), and keystonemiddleware's auth_token around a trivial WSGI
 #    app under gunicorn (scripts/bench/kmw_app.py; 4 configurations tried, the best kept);
 # 4. drives the same wrk load at each (2 threads, 64 connections, HTTP/1.1
@@ -18,9 +18,9 @@
 #      c_log same, with the per-request access log on | d (pending: local Fernet)
 #      e stonegate, invalid token (negative cache) | f keystonemiddleware, cached token
 #      b1, c1: b and c with ONE connection (latency without queueing: the added p99)
-# 5. cold start (examples/cold_start.rs): 1,000 concurrent requests with one new
+# 5. cold start (tools/src/bin/cold_start.rs): 1,000 concurrent requests with one new
 #    token; Keystone validation calls (must be 1) and p99;
-# 6. memory (examples/cache_memory.rs): 1,000,000 identities in the cache, RSS per entry;
+# 6. memory (tools/src/bin/cache_memory.rs): 1,000,000 identities in the cache, RSS per entry;
 # 7. criterion micro-benchmarks (benches/core.rs, shortened) unless BENCH_MICRO=0;
 # 8. writes target/bench/results.md and target/bench/results.svg, prints the table,
 #    stops everything it started (the Keystone too, if it started it).
@@ -149,9 +149,10 @@ GUNICORN_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("gu
 # ------------------------------------------------------------ build
 PFLAG=(--release)
 [[ "$PROFILE" == debug ]] && PFLAG=()
-log "cargo build ${PFLAG[*]} (stonegate + bench examples)"
-timeout 3000 cargo build "${PFLAG[@]}" --bin stonegate --example bench_upstream \
-  --example bare_proxy --example cold_start --example cache_memory
+log "cargo build ${PFLAG[*]} (stonegate + bench drivers in tools/)"
+timeout 3000 cargo build "${PFLAG[@]}" --bin stonegate
+timeout 3000 cargo build "${PFLAG[@]}" -p stonegate-tools --bin bench_upstream \
+  --bin bare_proxy --bin cold_start --bin cache_memory
 BIN="$ROOT/target/$PROFILE"
 rm -rf "$OUT"
 mkdir -p "$RAW"
@@ -183,9 +184,9 @@ log "tokens: a valid project token for $KEYSTONE_DEMO_USER and a random invalid 
 UP_PORT=$(free_port); BARE_PORT=$(free_port); SG_PORT=$(free_port); SG_ADMIN=$(free_port)
 SGL_PORT=$(free_port); SGL_ADMIN=$(free_port); KMW_PORT=$(free_port)
 SGF_PORT=$(free_port); SGF_ADMIN=$(free_port); SGM_PORT=$(free_port); SGM_ADMIN=$(free_port)
-"$BIN/examples/bench_upstream" "127.0.0.1:$UP_PORT" >"$RAW/upstream.log" 2>&1 &
+"$BIN/bench_upstream" "127.0.0.1:$UP_PORT" >"$RAW/upstream.log" 2>&1 &
 UP_PID=$!; PIDS+=("$UP_PID")
-"$BIN/examples/bare_proxy" "127.0.0.1:$BARE_PORT" "http://127.0.0.1:$UP_PORT" >"$RAW/bare_proxy.log" 2>&1 &
+"$BIN/bare_proxy" "127.0.0.1:$BARE_PORT" "http://127.0.0.1:$UP_PORT" >"$RAW/bare_proxy.log" 2>&1 &
 BARE_PID=$!; PIDS+=("$BARE_PID")
 
 # write_config LISTEN_PORT ADMIN_PORT FILE [TOKEN_CACHE_TIME] [EXTRA_TOML]
@@ -332,10 +333,10 @@ printf 'X-Auth-Token: %s\n' "$(cat "$WORK/token-svc")" >"$WORK/header-svc"
 printf 'X-Subject-Token: %s\n' "$(cat "$WORK/token-probe")" >"$WORK/header-subject"
 ks_ms=$(curl -sS -o /dev/null -w '%{time_total}' --max-time 30 -H @"$WORK/header-svc" \
   -H @"$WORK/header-subject" "$OS_AUTH_URL/auth/tokens")
-BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/examples/cold_start" \
+BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/cold_start" \
   "http://127.0.0.1:$SG_PORT" "http://127.0.0.1:$SG_ADMIN" "$COLD_REQUESTS" >"$RAW/cold.txt"
 # The same burst through the bare proxy (no auth): what the burst costs without validation.
-BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/examples/cold_start" \
+BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/cold_start" \
   "http://127.0.0.1:$BARE_PORT" - "$COLD_REQUESTS" | sed 's/^cold_/bare_cold_/' >>"$RAW/cold.txt"
 awk -v s="$ks_ms" 'BEGIN{printf "keystone_one_validation_ms=%.2f\n", s * 1000}' >>"$RAW/cold.txt"
 sed 's/^/  /' "$RAW/cold.txt" >&2
@@ -353,8 +354,8 @@ for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$BARE_PID" "$UP_PID"; do st
 
 # ------------------------------------------------------------ memory
 log "memory: $MEM_ENTRIES identities in cache::Cache, then the same in a Vec"
-timeout 600 "$BIN/examples/cache_memory" "$MEM_ENTRIES" cache >"$RAW/mem-cache.txt"
-timeout 600 "$BIN/examples/cache_memory" "$MEM_ENTRIES" identities >"$RAW/mem-identities.txt"
+timeout 600 "$BIN/cache_memory" "$MEM_ENTRIES" cache >"$RAW/mem-cache.txt"
+timeout 600 "$BIN/cache_memory" "$MEM_ENTRIES" identities >"$RAW/mem-identities.txt"
 grep -E 'bytes_per_entry|rss' "$RAW/mem-cache.txt" "$RAW/mem-identities.txt" | sed 's/^/  /' >&2
 
 # ------------------------------------------------------------ micro
@@ -369,8 +370,8 @@ fi
 python3 - "$RAW/env.json" <<EOF
 import json, sys
 notes = [
-    "a: examples/bench_upstream.rs, hyper 1 HTTP/1.1 keep-alive, answers 200 \"ok\".",
-    "b: examples/bare_proxy.rs, the same hyper-util server and legacy pooled client as "
+    "a: tools/src/bin/bench_upstream.rs, hyper 1 HTTP/1.1 keep-alive, answers 200 \"ok\".",
+    "b: tools/src/bin/bare_proxy.rs, the same hyper-util server and legacy pooled client as "
     "src/proxy.rs (hop-by-hop headers, X-Forwarded-*), no auth.",
     "c: \`stonegate serve\` (online mode, include_service_catalog = true, RUST_LOG=warn: no "
     "access log) with a valid project-scoped token, cached after the first request.",

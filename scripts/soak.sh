@@ -21,7 +21,8 @@ ensure_prereqs
 SECS="${1:-60}"
 log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-timeout 1800 cargo build -q --bin stonegate --example soak
+timeout 1800 cargo build -q --bin stonegate
+timeout 1800 cargo build -q -p stonegate-tools --bin soak
 eval "$("$HARNESS/keystone-up.sh")"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stonegate-soak.XXXXXX"); chmod 700 "$WORK"
 PIDS=()
@@ -91,7 +92,7 @@ for _ in $(seq 1 100); do
 done
 
 log "driving traffic for ${SECS}s; Keystone stops at $((SECS / 4))s, restarts at $((SECS / 2))s, keys rotate at $((SECS * 3 / 4))s"
-target/debug/examples/soak "127.0.0.1:$UP" "http://127.0.0.1:$SG" "$WORK" "$SECS" >"$WORK/report.json" &
+target/debug/soak "127.0.0.1:$UP" "http://127.0.0.1:$SG" "$WORK" "$SECS" >"$WORK/report.json" &
 DRIVER=$!
 (
   sleep $((SECS / 4)); log "stopping Keystone"; "$HARNESS/keystone-down.sh" >/dev/null 2>&1

@@ -475,6 +475,10 @@ manifest = tomllib.load(open("Cargo.toml", "rb"))
 declared = [f"benches/{b['name']}.rs" for b in manifest.get("bench", [])]
 check(all(d in df for d in declared), f"deploy/Dockerfile: dependency layer stubs {declared}",
       "every [[bench]] of Cargo.toml must be stubbed, or the dependency layer fails")
+members = manifest.get("workspace", {}).get("members", [])
+check(all(f"COPY {m} ./{m}" in df.split("RUN mkdir")[0] for m in members),
+      f"deploy/Dockerfile: workspace members {members} copied before the dependency layer",
+      "cargo cannot load the workspace without every member's manifest")
 ignored = open(".dockerignore").read().split()
 check("target" in ignored, ".dockerignore: excludes target", ".dockerignore must exclude target")
 

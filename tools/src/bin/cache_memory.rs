@@ -7,8 +7,8 @@
 //! `/proc/self/status` before and after.
 //!
 //! ```text
-//! cargo run --release --example cache_memory            # the cache
-//! cargo run --release --example cache_memory -- 1000000 identities
+//! cargo run --release -p stonegate-tools --bin cache_memory            # the cache
+//! cargo run --release -p stonegate-tools --bin cache_memory -- 1000000 identities
 //! ```
 //!
 //! Mode `identities` holds the same `Arc<Identity>`s in a `Vec` instead of the

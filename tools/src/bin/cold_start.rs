@@ -6,7 +6,7 @@
 //! single-flight means 1) and the latency distribution.
 //!
 //! ```text
-//! BENCH_COLD_TOKEN=... cargo run --release --example cold_start -- \
+//! BENCH_COLD_TOKEN=... cargo run --release -p stonegate-tools --bin cold_start -- \
 //!     http://127.0.0.1:18080 http://127.0.0.1:19090 [N]
 //! ```
 //!

@@ -3,7 +3,7 @@
 //! HTTP/1.1 with keep-alive; a request body, if any, is drained.
 //!
 //! ```text
-//! cargo run --release --example bench_upstream -- 127.0.0.1:18000
+//! cargo run --release -p stonegate-tools --bin bench_upstream -- 127.0.0.1:18000
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

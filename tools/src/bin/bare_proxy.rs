@@ -12,7 +12,7 @@
 //!   response timeout (what any well-behaved reverse proxy does).
 //!
 //! ```text
-//! cargo run --release --example bare_proxy -- 127.0.0.1:18081 http://127.0.0.1:18000
+//! cargo run --release -p stonegate-tools --bin bare_proxy -- 127.0.0.1:18081 http://127.0.0.1:18000
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
