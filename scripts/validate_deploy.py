@@ -1,0 +1,441 @@
+"""The checks of scripts/validate-deploy.sh (its header lists them): deploy/
+as an operator applies it, validated offline.
+
+Usage: validate_deploy.py ROOT STONEGATE_BINARY K8S_VERSION (run by the shell
+script, with the kubernetes-validate virtualenv's Python).
+"""
+import base64, glob, os, re, shutil, subprocess, sys, tempfile, tomllib
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import yaml
+
+ROOT, STONEGATE, K8S_VERSION = sys.argv[1:4]
+os.chdir(ROOT)
+passed, failures = 0, []
+
+
+def ok(what):
+    global passed
+    passed += 1
+    print(f"  ok    {what}")
+
+
+def fail(what, why):
+    failures.append(f"{what}: {why}")
+    print(f"  FAIL  {what}: {why}")
+
+
+def skip(what, why):
+    print(f"  skip  {what}: {why}")
+
+
+def check(cond, what, why):
+    ok(what) if cond else fail(what, why)
+
+
+# ---- the source of truth -------------------------------------------------
+src = open("src/headers.rs").read()
+m = re.search(r"pub const IDENTITY_HEADERS: &\[&str\] = &\[(.*?)\];", src, re.S)
+IDENTITY = set(re.findall(r'"([a-z-]+)"', m.group(1))) if m else set()
+if len(IDENTITY) < 20:
+    sys.exit("cannot read IDENTITY_HEADERS from src/headers.rs")
+METRICS = set()
+for f in glob.glob("src/**/*.rs", recursive=True):
+    METRICS |= set(re.findall(r'"(stonegate_[a-z_]+)"', open(f).read()))
+TOKEN_HEADERS = {"x-auth-token", "x-storage-token", "x-service-token"}
+
+
+def same_headers(what, names):
+    got = [str(n).strip().lower() for n in names if str(n).strip()]
+    missing, unknown = IDENTITY - set(got), set(got) - IDENTITY
+    dup = sorted({n for n in got if got.count(n) > 1})
+    if missing or unknown or dup:
+        fail(what, f"differs from IDENTITY_HEADERS in src/headers.rs: missing {sorted(missing)}, "
+                   f"not identity headers {sorted(unknown)}, duplicated {dup}")
+    else:
+        ok(f"{what}: all {len(IDENTITY)} identity headers")
+
+
+# ---- stonegate check-config on a copy with stand-in files ----------------
+PATH_KEYS = r"password_file|application_credential_secret_file|key_repository|cafile|certfile|keyfile|cert_file|key_file"
+
+
+def check_config(what, text):
+    """Runs check-config; returns the parsed config (or None)."""
+    try:
+        conf = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        fail(what, f"not TOML: {e}")
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        secret = os.path.join(d, "secret")
+        with open(secret, "w") as f:
+            f.write("not-a-real-secret\n")
+        keys = os.path.join(d, "fernet-keys")
+        os.mkdir(keys, 0o700)
+        for i in (0, 1):
+            with open(os.path.join(keys, str(i)), "w") as f:
+                f.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
+        unsupported = []
+
+        def stand_in(m):
+            key = m.group(2)
+            if key.endswith("_file") and ("password" in key or "secret" in key):
+                return f'{m.group(1)}"{secret}"'
+            if key == "key_repository":
+                return f'{m.group(1)}"{keys}"'
+            unsupported.append(key)
+            return m.group(0)
+
+        copy = re.sub(rf'^(\s*({PATH_KEYS})\s*=\s*)"[^"]*"', stand_in, text, flags=re.M)
+        if unsupported:
+            fail(what, f"validate-deploy.sh has no stand-in for {unsupported}; add one")
+            return conf
+        path = os.path.join(d, "stonegate.toml")
+        with open(path, "w") as f:
+            f.write(copy)
+        env = dict(os.environ, STONEGATE_PASSWORD="not-a-real-secret",
+                   STONEGATE_APPLICATION_CREDENTIAL_SECRET="not-a-real-secret")
+        r = subprocess.run([STONEGATE, "check-config", path], capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            fail(what, "stonegate check-config failed:\n" + (r.stderr or r.stdout).strip())
+        else:
+            ok(f"{what}: check-config " + r.stdout.strip().split(": ", 1)[-1])
+    return conf
+
+
+def endpoint_paths(conf, flavor):
+    return {e.get("path") for e in (conf or {}).get("forward_auth", []) if e.get("flavor") == flavor}
+
+
+def port_of(addr):
+    return int(str(addr).rsplit(":", 1)[1])
+
+
+# ---- 1. every YAML file parses --------------------------------------------
+docs_by_file = {}
+for path in sorted(glob.glob("deploy/**/*.yaml", recursive=True)):
+    try:
+        with open(path) as f:
+            docs_by_file[path] = [d for d in yaml.safe_load_all(f) if d is not None]
+        ok(f"{path}: YAML ({len(docs_by_file[path])} documents)")
+    except yaml.YAMLError as e:
+        fail(path, f"invalid YAML: {e}")
+
+# ---- 2 + 3 + 4. Kubernetes ------------------------------------------------
+configs = {}  # (namespace, configmap) -> parsed stonegate.toml
+all_confs = []  # every parsed stonegate config, for endpoint paths
+k8s_objects = 0
+for path, docs in docs_by_file.items():
+    if not path.startswith("deploy/kubernetes/"):
+        continue
+    secrets, configmaps, services, deployments = {}, {}, [], []
+    ingresses, middlewares = [], []
+    for doc in docs:
+        api, kind = doc.get("apiVersion", ""), doc.get("kind")
+        meta = doc.get("metadata", {})
+        ns, name = meta.get("namespace", "default"), meta.get("name")
+        what = f"{path} {kind}/{name}"
+        group = api.split("/")[0] if "/" in api else ""
+        if "." in group and not group.endswith(".k8s.io"):
+            skip(what, f"{api} is a CRD without a Kubernetes core schema; structural checks only")
+        else:
+            try:
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+                k8s_objects += 1
+                ok(f"{what}: Kubernetes {K8S_VERSION} schema (strict)")
+            except kubernetes_validate.ValidationError as e:
+                fail(what, f"{e.message} at {'/'.join(str(p) for p in e.path)}")
+            except Exception as e:  # no schema for this kind/version, etc.
+                fail(what, f"cannot validate: {e}")
+        if kind == "Secret":
+            secrets[(ns, name)] = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+        elif kind == "ConfigMap":
+            configmaps[(ns, name)] = doc.get("data") or {}
+            if "stonegate.toml" in configmaps[(ns, name)]:
+                conf = check_config(f"{what} stonegate.toml", configmaps[(ns, name)]["stonegate.toml"])
+                configs[(ns, name)] = conf
+                all_confs.append(conf)
+        elif kind == "Service":
+            services.append((ns, doc))
+        elif kind == "Deployment":
+            deployments.append((ns, doc))
+        elif kind == "Ingress":
+            ingresses.append((ns, doc))
+        elif kind == "Middleware":
+            middlewares.append((ns, doc))
+
+    for ns, dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        name = dep["metadata"]["name"]
+        psc = pod.get("securityContext", {})
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod.get("containers", []):
+            if c["name"] != "stonegate":
+                continue
+            what = f"{path} Deployment/{name} container stonegate"
+            csc = c.get("securityContext", {})
+            uid = csc.get("runAsUser", psc.get("runAsUser"))
+            check(csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True and uid not in (None, 0)
+                  and csc.get("readOnlyRootFilesystem") is True
+                  and csc.get("allowPrivilegeEscalation") is False
+                  and "ALL" in csc.get("capabilities", {}).get("drop", []),
+                  f"{what}: non-root, read-only root, no privilege escalation, all capabilities dropped",
+                  "securityContext must set runAsNonRoot + runAsUser, readOnlyRootFilesystem, "
+                  "allowPrivilegeEscalation: false, capabilities.drop [ALL]")
+            mounts = {m["mountPath"].rstrip("/"): m for m in c.get("volumeMounts", [])}
+            args = c.get("args", [])
+            conf = None
+            if "--config" in args:
+                cfg = args[args.index("--config") + 1]
+                mnt = mounts.get(os.path.dirname(cfg))
+                vol = volumes.get(mnt["name"]) if mnt else None
+                cm = (vol or {}).get("configMap", {}).get("name")
+                conf = configs.get((ns, cm))
+                check(conf is not None and os.path.basename(cfg) in configmaps.get((ns, cm), {}),
+                      f"{what}: --config {cfg} is mounted from ConfigMap {cm}",
+                      f"--config {cfg} is not a key of a ConfigMap mounted at {os.path.dirname(cfg)}")
+            else:
+                fail(what, "args lack --config")
+            if conf is None:
+                continue
+            ks = conf.get("keystone_authtoken", {})
+            files = [("password_file", ks.get("password_file")),
+                     ("application_credential_secret_file", ks.get("application_credential_secret_file"))]
+            for key, fpath in files:
+                if not fpath:
+                    continue
+                mnt = mounts.get(os.path.dirname(fpath))
+                vol = volumes.get(mnt["name"]) if mnt else None
+                sec = (vol or {}).get("secret", {})
+                sname = sec.get("secretName")
+                have = secrets.get((ns, sname))
+                good = bool(sec) and mnt.get("readOnly") is True and (
+                    have is None or os.path.basename(fpath) in have)
+                check(good, f"{what}: {key} {fpath} comes from Secret {sname}",
+                      f"{key} {fpath}: no read-only Secret volume at {os.path.dirname(fpath)} "
+                      f"holding key {os.path.basename(fpath)}")
+            repo = conf.get("fernet", {}).get("key_repository")
+            if repo:
+                mnt = mounts.get(repo.rstrip("/"))
+                check(mnt is not None and mnt.get("readOnly") is True
+                      and "secret" in volumes.get(mnt["name"], {}),
+                      f"{what}: key_repository {repo} is a read-only Secret mount",
+                      f"key_repository {repo} must be a read-only Secret volume mount")
+            # Secret files are created root-owned: a non-root uid reads them
+            # only through fsGroup + group-read, or world-read (never wanted).
+            for m_ in c.get("volumeMounts", []):
+                sec = volumes.get(m_["name"], {}).get("secret")
+                if sec is None or uid in (None, 0):
+                    continue
+                mode = sec.get("defaultMode", 0o644)
+                readable = (psc.get("fsGroup") is not None and mode & 0o040) or mode & 0o004
+                check(readable, f"{what}: Secret volume {m_['name']} readable by uid {uid}",
+                      f"mode {oct(mode)} without fsGroup + group read: uid {uid} cannot read the "
+                      "root-owned Secret files")
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            check(ports.get("http") == port_of(conf["listen"]) and ports.get("admin") == port_of(conf["admin_listen"]),
+                  f"{what}: containerPorts http/admin match listen/admin_listen",
+                  f"ports {ports} vs listen {conf['listen']}, admin_listen {conf['admin_listen']}")
+            rp, lp = c.get("readinessProbe", {}).get("httpGet", {}), c.get("livenessProbe", {}).get("httpGet", {})
+            check(rp.get("path") == "/readyz" and rp.get("port") == "admin"
+                  and lp.get("path") == "/healthz" and lp.get("port") == "admin",
+                  f"{what}: readiness /readyz, liveness /healthz on the admin port",
+                  f"readinessProbe {rp}, livenessProbe {lp}")
+            grace = conf.get("proxy", {}).get("shutdown_grace_period", 30)
+            pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+            tgp = pod.get("terminationGracePeriodSeconds", 30)
+            check(tgp > grace + pre, f"{what}: terminationGracePeriodSeconds {tgp} > preStop {pre} + shutdown_grace_period {grace}",
+                  f"terminationGracePeriodSeconds {tgp} must exceed preStop {pre} + shutdown_grace_period {grace}")
+
+    for ns, svc in services:
+        sel = svc["spec"].get("selector", {})
+        targets = [d for dns, d in deployments if dns == ns and
+                   sel.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()]
+        names = {p.get("name") for d in targets for c in d["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        tps = {p.get("targetPort") for p in svc["spec"]["ports"]}
+        check(targets and all(isinstance(t, int) or t in names for t in tps),
+              f"{path} Service/{svc['metadata']['name']}: selects a Deployment with ports {sorted(map(str, tps))}",
+              f"selector {sel} / targetPorts {tps} match no Deployment's named ports in this file")
+        check("admin" not in tps, f"{path} Service/{svc['metadata']['name']}: admin port not exposed",
+              "the admin port must not be part of a Service")
+
+    nginx_paths = set().union(*(endpoint_paths(c, "nginx") for c in all_confs)) if all_confs else set()
+    traefik_paths = set().union(*(endpoint_paths(c, "traefik") for c in all_confs)) if all_confs else set()
+    for ns, ing in ingresses:
+        ann = ing["metadata"].get("annotations", {})
+        what = f"{path} Ingress/{ing['metadata']['name']}"
+        if "nginx.ingress.kubernetes.io/auth-url" in ann:
+            url = urlsplit(ann["nginx.ingress.kubernetes.io/auth-url"])
+            check(url.path in nginx_paths, f"{what}: auth-url path {url.path} is a flavor=nginx endpoint",
+                  f"auth-url path {url.path} is not a [[forward_auth]] flavor = \"nginx\" path {sorted(nginx_paths)}")
+            check(bool(ann.get("nginx.ingress.kubernetes.io/auth-method")),
+                  f"{what}: auth-method set (ingress-nginx then sends X-Original-URI itself)",
+                  "without auth-method ingress-nginx does not set X-Original-URI: the client's own header reaches stonegate")
+            same_headers(f"{what} auth-response-headers",
+                         ann.get("nginx.ingress.kubernetes.io/auth-response-headers", "").split(","))
+            check(not ann.get("nginx.ingress.kubernetes.io/auth-cache-key"),
+                  f"{what}: no auth-cache-key", "auth-cache-key would let nginx serve revoked tokens")
+        mw = ann.get("traefik.ingress.kubernetes.io/router.middlewares")
+        if mw:
+            known = {f"{d['metadata']['namespace']}-{d['metadata']['name']}@kubernetescrd" for _, d in middlewares}
+            check(all(x.strip() in known for x in mw.split(",")), f"{what}: router.middlewares {mw} defined here",
+                  f"router.middlewares {mw} not among {sorted(known)}")
+    for ns, mwd in middlewares:
+        what = f"{path} Middleware/{mwd['metadata']['name']}"
+        fa = mwd.get("spec", {}).get("forwardAuth")
+        if not (mwd.get("apiVersion") == "traefik.io/v1alpha1" and isinstance(fa, dict) and fa.get("address")):
+            fail(what, "expected traefik.io/v1alpha1 with spec.forwardAuth.address")
+            continue
+        extra = set(fa) - {"address", "trustForwardHeader", "authResponseHeaders", "authResponseHeadersRegex",
+                           "authRequestHeaders", "tls", "addAuthCookiesToResponse", "forwardBody",
+                           "maxBodySize", "headerField", "preserveLocationHeader", "preserveRequestMethod"}
+        check(not extra, f"{what}: forwardAuth fields known", f"unknown forwardAuth fields {sorted(extra)}")
+        p = urlsplit(fa["address"]).path
+        check(p in traefik_paths, f"{what}: address path {p} is a flavor=traefik endpoint",
+              f"address path {p} is not a [[forward_auth]] flavor = \"traefik\" path {sorted(traefik_paths)}")
+        check(fa.get("trustForwardHeader", False) is False, f"{what}: trustForwardHeader false",
+              "trustForwardHeader: true lets a client's X-Forwarded-Uri/-Method reach stonegate")
+        req = {h.lower() for h in fa.get("authRequestHeaders", [])}
+        check(not req or TOKEN_HEADERS <= req, f"{what}: token headers reach stonegate",
+              f"authRequestHeaders must include {sorted(TOKEN_HEADERS)}")
+        same_headers(f"{what} authResponseHeaders", fa.get("authResponseHeaders", []))
+
+# ---- standalone stonegate configs (Envoy, systemd) ------------------------
+toml_confs = {}
+for path in sorted(glob.glob("deploy/**/*.toml", recursive=True)):
+    with open(path) as f:
+        toml_confs[path] = check_config(path, f.read())
+
+# ---- Envoy ----------------------------------------------------------------
+for path, docs in docs_by_file.items():
+    if not path.startswith("deploy/envoy/"):
+        continue
+    env_conf = toml_confs.get(os.path.join(os.path.dirname(path), "stonegate.toml")) or {}
+    cfg = docs[0]
+    clusters = {c["name"] for c in cfg["static_resources"]["clusters"]}
+    for lst in cfg["static_resources"]["listeners"]:
+        for chain in lst["filter_chains"]:
+            for flt in chain["filters"]:
+                hcm = flt["typed_config"]
+                what = f"{path} listener {lst['name']}"
+                check(hcm.get("common_http_protocol_options", {}).get("headers_with_underscores_action") == "REJECT_REQUEST",
+                      f"{what}: headers_with_underscores_action REJECT_REQUEST",
+                      "underscore spellings (X_User_Id) must be rejected")
+                names = [f["name"] for f in hcm["http_filters"]]
+                order = ["envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz", "envoy.filters.http.router"]
+                check(all(n in names for n in order) and [n for n in names if n in order] == order
+                      and names[-1] == order[-1],
+                      f"{what}: filters header_mutation -> ext_authz -> router",
+                      f"filter order {names}")
+                by = {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
+                hm = by.get(order[0], {}).get("mutations", {}).get("request_mutations", [])
+                same_headers(f"{what} header_mutation removals", [x.get("remove", "") for x in hm if "remove" in x])
+                ea = by.get(order[1], {})
+                check(ea.get("failure_mode_allow") is False, f"{what}: ext_authz failure_mode_allow false",
+                      "ext_authz must fail closed")
+                code = ea.get("status_on_error", {}).get("code")
+                check(code in ("ServiceUnavailable", 503), f"{what}: ext_authz status_on_error 503",
+                      f"status_on_error {code}: a Keystone outage would reach clients as 403")
+                hs = ea.get("http_service", {})
+                allowed = ea.get("allowed_headers") or hs.get("authorization_request", {}).get("allowed_headers", {})
+                sent = {p.get("exact", "").lower() for p in allowed.get("patterns", [])}
+                check(TOKEN_HEADERS <= sent, f"{what}: ext_authz sends {sorted(TOKEN_HEADERS)}",
+                      f"allowed_headers {sorted(sent)} lack some token headers")
+                ups = hs.get("authorization_response", {}).get("allowed_upstream_headers", {}).get("patterns", [])
+                same_headers(f"{what} allowed_upstream_headers", [p.get("exact", "") for p in ups])
+                pp = hs.get("path_prefix")
+                check(pp in endpoint_paths(env_conf, "envoy"), f"{what}: path_prefix {pp} is a flavor=envoy endpoint",
+                      f"path_prefix {pp} is not a flavor = \"envoy\" path of {os.path.dirname(path)}/stonegate.toml")
+                check(hs.get("server_uri", {}).get("cluster") in clusters, f"{what}: ext_authz cluster defined",
+                      "server_uri.cluster names no cluster")
+    if shutil.which("envoy"):
+        r = subprocess.run(["envoy", "--mode", "validate", "-c", path], capture_output=True, text=True)
+        check(r.returncode == 0, f"{path}: envoy --mode validate", r.stderr[-2000:])
+    else:
+        skip(f"{path}: envoy --mode validate", "no envoy binary on PATH; structural checks above only")
+
+# ---- systemd --------------------------------------------------------------
+for unit in sorted(glob.glob("deploy/systemd/*.service")):
+    kv = {}
+    for line in open(unit):
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            k, v = line.split("=", 1)
+            kv.setdefault(k.strip(), []).append(v.strip())
+    conf = toml_confs.get(os.path.join(os.path.dirname(unit), "stonegate.toml")) or {}
+    svc = os.path.basename(unit)
+    creds = [v.split(":", 1)[0] for v in kv.get("LoadCredential", [])]
+    pw = conf.get("keystone_authtoken", {}).get("password_file", "")
+    check(any(pw == f"/run/credentials/{svc}/{c}" for c in creds), f"{unit}: LoadCredential provides password_file {pw}",
+          f"password_file {pw!r} is none of /run/credentials/{svc}/{creds}")
+    grace = conf.get("proxy", {}).get("shutdown_grace_period", 30)
+    stop = int(re.sub(r"s$", "", kv.get("TimeoutStopSec", ["90"])[-1]))
+    check(stop > grace, f"{unit}: TimeoutStopSec {stop} > shutdown_grace_period {grace}",
+          f"TimeoutStopSec {stop} must exceed shutdown_grace_period {grace}")
+    want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "Restart": "on-failure", "KillSignal": "SIGTERM"}
+    bad = {k: kv.get(k) for k, v in want.items() if kv.get(k, [None])[-1] != v}
+    check(not bad and ("DynamicUser" in kv or "User" in kv), f"{unit}: hardening and restart policy",
+          f"expected {want} and DynamicUser= or User=, got {bad}")
+    check(" --config /etc/stonegate/stonegate.toml" in kv.get("ExecStart", [""])[-1],
+          f"{unit}: ExecStart uses /etc/stonegate/stonegate.toml", "ExecStart must pass --config /etc/stonegate/stonegate.toml")
+    if shutil.which("systemd-analyze"):
+        with tempfile.TemporaryDirectory() as d:
+            text = open(unit).read().replace("/usr/local/bin/stonegate", STONEGATE)
+            tmp = os.path.join(d, svc)
+            with open(tmp, "w") as f:
+                f.write(text)
+            r = subprocess.run(["systemd-analyze", "verify", "--man=no", tmp], capture_output=True, text=True)
+            noise = [l for l in (r.stdout + r.stderr).splitlines() if l.strip() and svc in l]
+            check(r.returncode == 0 and not noise, f"{unit}: systemd-analyze verify",
+                  "\n".join(noise) or r.stderr.strip())
+    else:
+        skip(f"{unit}: systemd-analyze verify", "systemd-analyze not installed")
+
+# ---- Prometheus -----------------------------------------------------------
+for path, docs in docs_by_file.items():
+    if not path.startswith("deploy/prometheus/"):
+        continue
+    text = open(path).read()
+    used = {re.sub(r"_(bucket|sum|count)$", "", n) for n in re.findall(r"\bstonegate_[a-z_]+", text)}
+    unknown = sorted(n for n in used if n not in METRICS)
+    check(not unknown, f"{path}: metrics {sorted(used) or '[]'} exist in src/",
+          f"unknown metrics {unknown}")
+    doc = docs[0]
+    if "groups" in doc:
+        bad = [r for g in doc["groups"] for r in g["rules"] if not (r.get("alert") and r.get("expr"))]
+        check(not bad, f"{path}: every rule has alert and expr", f"incomplete rules {bad}")
+    if "scrape_configs" in doc:
+        check(all(s.get("job_name") for s in doc["scrape_configs"]), f"{path}: scrape jobs named", "a job lacks job_name")
+
+# ---- Dockerfile -----------------------------------------------------------
+df = open("deploy/Dockerfile").read()
+froms = re.findall(r"^FROM\s+(\S+)", df, re.M)
+users = re.findall(r"^USER\s+(\S+)", df, re.M)
+final_user = users[-1] if users else ("nonroot" if froms and froms[-1].endswith(":nonroot") else "root")
+check(len(froms) >= 2 and final_user.split(":")[0] not in ("root", "0"),
+      "deploy/Dockerfile: multi-stage, non-root runtime", f"FROM {froms}, USER {users}")
+check("cargo build --release --locked --bin stonegate" in df, "deploy/Dockerfile: cargo build --release --locked --bin stonegate",
+      "the release build must be --locked")
+manifest = tomllib.load(open("Cargo.toml", "rb"))
+declared = [f"benches/{b['name']}.rs" for b in manifest.get("bench", [])]
+check(all(d in df for d in declared), f"deploy/Dockerfile: dependency layer stubs {declared}",
+      "every [[bench]] of Cargo.toml must be stubbed, or the dependency layer fails")
+members = manifest.get("workspace", {}).get("members", [])
+check(all(f"COPY {m} ./{m}" in df.split("RUN mkdir")[0] for m in members),
+      f"deploy/Dockerfile: workspace members {members} copied before the dependency layer",
+      "cargo cannot load the workspace without every member's manifest")
+ignored = open(".dockerignore").read().split()
+check("target" in ignored, ".dockerignore: excludes target", ".dockerignore must exclude target")
+
+# ---- summary --------------------------------------------------------------
+print(f"\n{k8s_objects} Kubernetes objects validated (v{K8S_VERSION}, strict); "
+      f"{len(all_confs) + len(toml_confs)} stonegate configs checked")
+if k8s_objects < 10 or len(all_confs) + len(toml_confs) < 4:
+    fail("validate-deploy.sh", "checked fewer objects/configs than deploy/ holds: is it finding the files?")
+print(f"{passed} passed, {len(failures)} failed")
+if failures:
+    print("\nFAILED:\n  " + "\n  ".join(f.replace("\n", "\n    ") for f in failures), file=sys.stderr)
+    sys.exit(1)
