@@ -83,15 +83,20 @@ pub fn is_identity_header(name: &str) -> bool {
 
 /// Removes every identity header from `headers`; returns how many names were removed.
 pub fn strip_identity(headers: &mut HeaderMap) -> usize {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_header(n.as_str()))
-        .cloned()
-        .collect();
-    for name in &doomed {
+    remove_names(headers, |n| is_identity_header(n.as_str()))
+}
+
+/// Removes every header whose name satisfies `doomed`; how many names.
+/// Nothing is allocated when no name does (the usual request).
+fn remove_names(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) -> usize {
+    if !headers.keys().any(&doomed) {
+        return 0;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in &names {
         headers.remove(name);
     }
-    doomed.len()
+    names.len()
 }
 
 /// Hop-by-hop headers never forwarded (RFC 9110 §7.6.1, plus legacy ones).
@@ -141,19 +146,10 @@ const FRAMING_AND_HOST: &[HeaderName] = &[
 ///   httpd 2.4 already drop them.
 pub fn sanitize(headers: &mut HeaderMap) -> usize {
     apply_connection(headers);
-    let mut removed = strip_identity(headers);
-    if !headers.keys().all(is_plain_name) {
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| !is_plain_name(n))
-            .cloned()
-            .collect();
-        for name in &doomed {
-            headers.remove(name);
-        }
-        removed += doomed.len();
-    }
-    removed
+    // One pass over the names for both kinds.
+    remove_names(headers, |n| {
+        !is_plain_name(n) || is_identity_header(n.as_str())
+    })
 }
 
 /// True when `name` holds only letters, digits and `-`: the names every
