@@ -10,7 +10,6 @@ pub mod upgrade;
 use std::{
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -31,18 +30,9 @@ use hyper_util::{
 use tower_service::Service;
 
 use crate::{
-    layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, routes::PublicUpgrade,
-    tls::ClientTls, validator::AuthContext,
+    connection::ConnectionInfo, layer::UpstreamFailure, metrics::Metrics, rejection::Rejection,
+    routes::PublicUpgrade, tls::ClientTls, validator::AuthContext,
 };
-
-/// Facts about the client connection, inserted into request extensions by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Whether the client connected over TLS.
-    pub tls: bool,
-}
 
 /// Upstream settings.
 #[derive(Debug, Clone)]
@@ -164,7 +154,7 @@ fn upgrade_of(
     let lifetime = match ext.get::<AuthContext>() {
         Some(ctx) if ctx.public => ext.get::<PublicUpgrade>().map(|_| settings.max_lifetime)?,
         Some(ctx) if ctx.is_confirmed() => {
-            let now = crate::keystone::now();
+            let now = crate::clock::now();
             let mut left = settings.max_lifetime;
             for id in ctx.user.iter().chain(ctx.service.iter().flatten()) {
                 left = left.min(id.lifetime_left(now));

@@ -37,12 +37,9 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::{
-    keystone::{
-        self,
-        user_tokens::{Issued, LoginOutcome},
-    },
+    connection::ConnectionInfo,
+    keystone::user_tokens::{Issued, LoginOutcome},
     metrics::Metrics,
-    proxy::ConnectionInfo,
     token::Token,
     validator::Validator,
 };
@@ -164,7 +161,7 @@ impl Sessions {
             }
             Some(Ok(d)) => d,
         };
-        if data.expires_at <= keystone::now() {
+        if data.expires_at <= crate::clock::now() {
             metrics.session("session_expired");
             tracing::info!(user_id = %data.user_id, "session token expired");
             return Err(Box::new(self.unauthorized(tls)));
@@ -406,7 +403,7 @@ impl Sessions {
         else {
             return self.unauthorized(tls);
         };
-        if data.expires_at > keystone::now() {
+        if data.expires_at > crate::clock::now() {
             if let Err(e) = validator.keystone().revoke_user_token(&token).await {
                 metrics.session("logout_keystone_unavailable");
                 tracing::warn!(error = %e, user_id = %data.user_id, "logout: cannot revoke the token");
@@ -443,7 +440,7 @@ impl Sessions {
             user_id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
         };
         let sealed = seal::seal(&self.settings.keys, &self.settings.cookie_name, &data)?;
-        let max_age = (issued.expires_at - keystone::now()).max(0);
+        let max_age = (issued.expires_at - crate::clock::now()).max(0);
         let roles: Vec<&Value> = body["roles"]
             .as_array()
             .map(|r| r.iter().filter_map(|r| r.get("name")).collect())

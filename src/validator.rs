@@ -227,7 +227,7 @@ impl Validator {
         path: &str,
         headers: &HeaderMap,
     ) -> Result<AuthContext, Rejection> {
-        let now = keystone::now();
+        let now = crate::clock::now();
         // 1. The service token, if any.
         let mut allow_expired = false;
         // Only a service token holding one of `service_token_roles` lifts
