@@ -29,7 +29,7 @@ use crate::{
     headers,
     metrics::Metrics,
     path::{self, Canonical},
-    rejection::Rejection,
+    rejection::{Rejection, UpstreamFailure},
     session::Endpoint,
     validator::{Handle, Validator},
 };
@@ -83,11 +83,6 @@ pub struct AuthToken<S> {
     inner: S,
     shared: Arc<Shared>,
 }
-
-/// Marks a response that stonegate produced because the upstream failed, so
-/// the request is counted under that outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamFailure(pub &'static str);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 

@@ -30,8 +30,12 @@ use hyper_util::{
 use tower_service::Service;
 
 use crate::{
-    connection::ConnectionInfo, layer::UpstreamFailure, metrics::Metrics, rejection::Rejection,
-    routes::PublicUpgrade, tls::ClientTls, validator::AuthContext,
+    connection::ConnectionInfo,
+    metrics::Metrics,
+    rejection::{Rejection, UpstreamFailure},
+    routes::PublicUpgrade,
+    tls::ClientTls,
+    validator::AuthContext,
 };
 
 /// Upstream settings.
@@ -290,10 +294,4 @@ fn failure(rejection: Rejection) -> Response<ProxyBody> {
         .map(Either::Right);
     resp.extensions_mut().insert(marker);
     resp
-}
-
-impl UpstreamFailure {
-    fn from_rejection(r: &Rejection) -> Self {
-        UpstreamFailure(r.outcome())
-    }
 }

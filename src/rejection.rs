@@ -8,6 +8,19 @@ use http_body_util::Full;
 
 use crate::{keystone, path};
 
+/// Marks a response that stonegate produced because the upstream failed, so
+/// the front door that called the forwarding service counts the request under
+/// that outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamFailure(pub &'static str);
+
+impl UpstreamFailure {
+    /// The marker of a response built from `r`.
+    pub fn from_rejection(r: &Rejection) -> Self {
+        UpstreamFailure(r.outcome())
+    }
+}
+
 /// Why a request was not (or could not be) served.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
