@@ -35,7 +35,7 @@ use tower_service::Service;
 
 use crate::{
     headers,
-    metrics::Metrics,
+    metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
     validator::{Handle, Validator},
@@ -202,7 +202,7 @@ impl Shared {
                 .public_routes
                 .is_public(m, c.decoded(), &request_headers)
             {
-                self.metrics.request("public");
+                self.metrics.request(Outcome::Public);
                 return ok_with(answer);
             }
         }
@@ -229,9 +229,9 @@ impl Shared {
                     }
                 }
                 let outcome = if ctx.is_confirmed() {
-                    "forwarded"
+                    Outcome::Forwarded
                 } else {
-                    "forwarded_unconfirmed"
+                    Outcome::ForwardedUnconfirmed
                 };
                 self.metrics.request(outcome);
                 ok_with(answer)

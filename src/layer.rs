@@ -27,7 +27,7 @@ use tower_service::Service;
 
 use crate::{
     headers,
-    metrics::Metrics,
+    metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{Rejection, UpstreamFailure},
     session::Endpoint,
@@ -125,7 +125,7 @@ where
                         target: "stonegate::access",
                         method = %req.method(),
                         status = rejection.status().as_u16(),
-                        outcome = rejection.outcome(),
+                        outcome = rejection.outcome().as_str(),
                         reason = %rejection,
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
@@ -147,12 +147,12 @@ where
                                 .await
                         }
                     };
-                    shared.metrics.request("session_endpoint");
+                    shared.metrics.request(Outcome::SessionEndpoint);
                     tracing::info!(
                         target: "stonegate::access",
                         endpoint = ?endpoint,
                         status = resp.status().as_u16(),
-                        outcome = "session_endpoint",
+                        outcome = Outcome::SessionEndpoint.as_str(),
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
                     );
@@ -178,12 +178,12 @@ where
                     match sessions.attach(&mut req, &shared.metrics) {
                         Ok(attached) => session = attached,
                         Err(resp) => {
-                            shared.metrics.request("session_rejected");
+                            shared.metrics.request(Outcome::SessionRejected);
                             tracing::info!(
                                 target: "stonegate::access",
                                 method = %req.method(),
                                 status = resp.status().as_u16(),
-                                outcome = "session_rejected",
+                                outcome = Outcome::SessionRejected.as_str(),
                                 forged_headers = forged,
                                 latency_us = started.elapsed().as_micros() as u64,
                             );
@@ -237,10 +237,10 @@ where
                     }
                     let public = ctx_public;
                     let outcome = match resp.extensions().get::<UpstreamFailure>() {
-                        Some(UpstreamFailure(o)) => o,
-                        None if public => "public",
-                        None if confirmed => "forwarded",
-                        None => "forwarded_unconfirmed",
+                        Some(UpstreamFailure(o)) => *o,
+                        None if public => Outcome::Public,
+                        None if confirmed => Outcome::Forwarded,
+                        None => Outcome::ForwardedUnconfirmed,
                     };
                     shared.metrics.request(outcome);
                     tracing::info!(
@@ -248,7 +248,7 @@ where
                         %method,
                         path = %path_for_log,
                         status = resp.status().as_u16(),
-                        outcome,
+                        outcome = outcome.as_str(),
                         token = fp.map(|f| f.to_string()),
                         audit_id,
                         forged_headers = forged,
@@ -266,7 +266,7 @@ where
                         %method,
                         path = %path_for_log,
                         status,
-                        outcome,
+                        outcome = outcome.as_str(),
                         reason = %rejection,
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,

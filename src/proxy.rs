@@ -31,7 +31,7 @@ use tower_service::Service;
 
 use crate::{
     connection::ConnectionInfo,
-    metrics::Metrics,
+    metrics::{Metrics, UpgradeResult},
     rejection::{Rejection, UpstreamFailure},
     routes::PublicUpgrade,
     tls::ClientTls,
@@ -191,7 +191,7 @@ impl Shared {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
         if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {
-            self.metrics.upgrade("not_allowed");
+            self.metrics.upgrade(UpgradeResult::NotAllowed);
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -250,7 +250,7 @@ impl Shared {
                 (client_upgrade, upgrade, lifetime)
             else {
                 tracing::warn!("upstream answered 101 to a request that asked for no upgrade");
-                self.metrics.upgrade("wrong_protocol");
+                self.metrics.upgrade(UpgradeResult::WrongProtocol);
                 return failure(Rejection::UpstreamUnavailable(
                     "101 without an upgrade asked for".into(),
                 ));
@@ -261,13 +261,13 @@ impl Shared {
                     answered = ?resp.headers().get(header::UPGRADE),
                     "upstream switched to a protocol that was not asked for"
                 );
-                self.metrics.upgrade("wrong_protocol");
+                self.metrics.upgrade(UpgradeResult::WrongProtocol);
                 return failure(Rejection::UpstreamUnavailable(
                     "101 to another protocol".into(),
                 ));
             }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.metrics.upgrade("tunnelled");
+            self.metrics.upgrade(UpgradeResult::Tunnelled);
             tokio::spawn(upgrade::tunnel(
                 client_upgrade,
                 upstream_upgrade,

@@ -6,13 +6,13 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::{keystone, path};
+use crate::{keystone, metrics::Outcome, path};
 
 /// Marks a response that stonegate produced because the upstream failed, so
 /// the front door that called the forwarding service counts the request under
 /// that outcome.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamFailure(pub &'static str);
+pub struct UpstreamFailure(pub Outcome);
 
 impl UpstreamFailure {
     /// The marker of a response built from `r`.
@@ -55,13 +55,13 @@ impl Rejection {
     }
 
     /// Label for `stonegate_requests_total{outcome}`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Rejection::AmbiguousPath(_) => "ambiguous_path",
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::KeystoneUnavailable(_) => "keystone_unavailable",
-            Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
-            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
+            Rejection::Unauthorized => Outcome::Unauthorized,
+            Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
+            Rejection::UpstreamUnavailable(_) => Outcome::UpstreamUnavailable,
+            Rejection::UpstreamTimeout => Outcome::UpstreamTimeout,
         }
     }
 

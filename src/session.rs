@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 use crate::{
     connection::ConnectionInfo,
     keystone::user_tokens::{Issued, LoginOutcome},
-    metrics::Metrics,
+    metrics::{Metrics, SessionEvent},
     token::Token,
     validator::Validator,
 };
@@ -155,19 +155,19 @@ impl Sessions {
         let data = match self.open_cookie(req.headers()) {
             None => return Ok(None),
             Some(Err(e)) => {
-                metrics.session("cookie_rejected");
+                metrics.session(SessionEvent::CookieRejected);
                 tracing::info!(reason = e.label(), "session cookie rejected");
                 return Err(Box::new(self.unauthorized(tls)));
             }
             Some(Ok(d)) => d,
         };
         if data.expires_at <= crate::clock::now() {
-            metrics.session("session_expired");
+            metrics.session(SessionEvent::SessionExpired);
             tracing::info!(user_id = %data.user_id, "session token expired");
             return Err(Box::new(self.unauthorized(tls)));
         }
         if !self.csrf_ok(req.method(), req.headers(), &data) {
-            metrics.session("csrf_rejected");
+            metrics.session(SessionEvent::CsrfRejected);
             tracing::info!(user_id = %data.user_id, method = %req.method(), "write without a matching CSRF token");
             return Err(Box::new(forbidden_csrf(&self.settings.csrf_header)));
         }
@@ -177,7 +177,7 @@ impl Sessions {
             if let Err(origin) =
                 origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
             {
-                metrics.session("upgrade_cross_origin");
+                metrics.session(SessionEvent::UpgradeCrossOrigin);
                 tracing::warn!(origin = %origin, user_id = %data.user_id, "cross-origin upgrade with a session cookie refused");
                 return Err(Box::new(error(
                     StatusCode::FORBIDDEN,
@@ -189,7 +189,7 @@ impl Sessions {
             }
         }
         let mut token = HeaderValue::from_str(&data.token).map_err(|_| {
-            metrics.session("cookie_rejected");
+            metrics.session(SessionEvent::CookieRejected);
             Box::new(self.unauthorized(tls))
         })?;
         token.set_sensitive(true);
@@ -225,7 +225,7 @@ impl Sessions {
         if let Err(origin) =
             origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
         {
-            metrics.session("login_cross_origin");
+            metrics.session(SessionEvent::LoginCrossOrigin);
             tracing::warn!(origin = %origin, "cross-origin login refused");
             return error(
                 StatusCode::FORBIDDEN,
@@ -240,7 +240,7 @@ impl Sessions {
         let form = match read_form(req).await {
             Ok(f) => f,
             Err(resp) => {
-                metrics.session("login_bad_request");
+                metrics.session(SessionEvent::LoginBadRequest);
                 return resp;
             }
         };
@@ -248,7 +248,7 @@ impl Sessions {
             form.username.as_deref(),
             form.password.as_ref().map(|p| p.as_str()),
         ) else {
-            metrics.session("login_bad_request");
+            metrics.session(SessionEvent::LoginBadRequest);
             return error(
                 StatusCode::BAD_REQUEST,
                 "Bad Request",
@@ -256,7 +256,7 @@ impl Sessions {
             );
         };
         if username.is_empty() || password.is_empty() {
-            metrics.session("login_bad_request");
+            metrics.session(SessionEvent::LoginBadRequest);
             return error(
                 StatusCode::BAD_REQUEST,
                 "Bad Request",
@@ -278,7 +278,7 @@ impl Sessions {
         {
             Ok(a) => a,
             Err(retry) => {
-                metrics.session("login_throttled");
+                metrics.session(SessionEvent::LoginThrottled);
                 tracing::warn!(user = %who, client = ?address, "login throttled");
                 let mut resp = error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -318,7 +318,7 @@ impl Sessions {
                 self.throttle.succeeded(attempt).await;
                 match self.start(&issued, tls) {
                     Ok(resp) => {
-                        metrics.session("login");
+                        metrics.session(SessionEvent::Login);
                         tracing::info!(
                             user_id = issued.body["user"]["id"].as_str(),
                             token = %issued.token.fingerprint(),
@@ -337,7 +337,7 @@ impl Sessions {
                 }
             }
             Ok(LoginOutcome::Refused) => {
-                metrics.session("login_failed");
+                metrics.session(SessionEvent::LoginFailed);
                 tracing::info!(user = %who, client = ?address, "login refused by Keystone");
                 let mut resp = error(
                     StatusCode::UNAUTHORIZED,
@@ -351,7 +351,7 @@ impl Sessions {
                 resp
             }
             Ok(LoginOutcome::BadRequest) => {
-                metrics.session("login_bad_request");
+                metrics.session(SessionEvent::LoginBadRequest);
                 error(
                     StatusCode::BAD_REQUEST,
                     "Bad Request",
@@ -359,7 +359,7 @@ impl Sessions {
                 )
             }
             Err(e) => {
-                metrics.session("login_keystone_unavailable");
+                metrics.session(SessionEvent::LoginKeystoneUnavailable);
                 tracing::warn!(error = %e, "login: Keystone unavailable");
                 let mut resp = error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -388,12 +388,12 @@ impl Sessions {
         let data = match self.open_cookie(headers) {
             Some(Ok(d)) => d,
             None | Some(Err(_)) => {
-                metrics.session("cookie_rejected");
+                metrics.session(SessionEvent::CookieRejected);
                 return self.unauthorized(tls);
             }
         };
         if !self.csrf_ok(method, headers, &data) {
-            metrics.session("csrf_rejected");
+            metrics.session(SessionEvent::CsrfRejected);
             return forbidden_csrf(&self.settings.csrf_header);
         }
         let Some(token) = HeaderValue::from_str(&data.token)
@@ -405,7 +405,7 @@ impl Sessions {
         };
         if data.expires_at > crate::clock::now() {
             if let Err(e) = validator.keystone().revoke_user_token(&token).await {
-                metrics.session("logout_keystone_unavailable");
+                metrics.session(SessionEvent::LogoutKeystoneUnavailable);
                 tracing::warn!(error = %e, user_id = %data.user_id, "logout: cannot revoke the token");
                 let mut resp = error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -418,7 +418,7 @@ impl Sessions {
             }
         }
         validator.forget(&token).await;
-        metrics.session("logout");
+        metrics.session(SessionEvent::Logout);
         tracing::info!(user_id = %data.user_id, token = %token.fingerprint(), "session logout");
         let mut resp = json_response(StatusCode::OK, &json!({"logout": true}));
         for c in self.clearing_cookies(tls) {
