@@ -213,21 +213,7 @@ impl Shared {
         let path = canonical.as_ref().map_or("", Canonical::decoded);
         match v.authenticate(&method, path, &request_headers).await {
             Ok(ctx) => {
-                match &ctx.user {
-                    Some(id) => {
-                        headers::set_user(&mut answer, id, v.settings().include_service_catalog)
-                    }
-                    None => {
-                        answer.insert("x-identity-status", headers::INVALID);
-                    }
-                }
-                match &ctx.service {
-                    None => {}
-                    Some(Some(id)) => headers::set_service(&mut answer, id),
-                    Some(None) => {
-                        answer.insert("x-service-identity-status", headers::INVALID);
-                    }
-                }
+                headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
                 let outcome = if ctx.is_confirmed() {
                     Outcome::Forwarded
                 } else {

@@ -204,21 +204,7 @@ where
             };
             match decision {
                 Ok(ctx) => {
-                    let h = req.headers_mut();
-                    match &ctx.user {
-                        Some(id) => headers::set_user(h, id, settings.include_service_catalog),
-                        None if ctx.public => {}
-                        None => {
-                            h.insert("x-identity-status", headers::INVALID);
-                        }
-                    }
-                    match &ctx.service {
-                        None => {}
-                        Some(Some(id)) => headers::set_service(h, id),
-                        Some(None) => {
-                            h.insert("x-service-identity-status", headers::INVALID);
-                        }
-                    }
+                    headers::inject(req.headers_mut(), &ctx, settings.include_service_catalog);
                     let confirmed = ctx.is_confirmed();
                     let ctx_public = ctx.public;
                     let audit_id = if log {
