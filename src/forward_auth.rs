@@ -211,7 +211,11 @@ impl Shared {
         let method =
             method.unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
         let path = canonical.as_ref().map_or("", Canonical::decoded);
-        match v.authenticate(&method, path, &request_headers).await {
+        match v
+            .authenticate(&method, path, &request_headers)
+            .await
+            .map_err(Rejection::from)
+        {
             Ok(ctx) => {
                 headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
                 let outcome = if ctx.is_confirmed() {

@@ -192,7 +192,9 @@ where
                     }
                 }
                 let path = decoded.as_deref().unwrap_or(req.uri().path());
-                v.authenticate(req.method(), path, req.headers()).await
+                v.authenticate(req.method(), path, req.headers())
+                    .await
+                    .map_err(Rejection::from)
             };
             // Log fields are built only when the access log is on.
             let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);

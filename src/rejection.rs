@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::{keystone, metrics::Outcome, path};
+use crate::{keystone, metrics::Outcome, path, validator::Denied};
 
 /// Marks a response that stonegate produced because the upstream failed, so
 /// the front door that called the forwarding service counts the request under
@@ -49,6 +49,15 @@ pub enum Rejection {
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
+}
+
+impl From<Denied> for Rejection {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthorized => Rejection::Unauthorized,
+            Denied::KeystoneUnavailable(e) => Rejection::KeystoneUnavailable(e),
+        }
+    }
 }
 
 impl Rejection {
@@ -538,6 +547,19 @@ mod tests {
             assert_eq!(error["title"], title);
             assert!(!error["message"].as_str().unwrap().is_empty());
         }
+    }
+
+    #[test]
+    fn validator_denials_become_their_rejections() {
+        let e = Arc::new(keystone::Error::Timeout);
+        assert!(matches!(
+            Rejection::from(Denied::Unauthorized),
+            Rejection::Unauthorized
+        ));
+        assert!(matches!(
+            Rejection::from(Denied::KeystoneUnavailable(e.clone())),
+            Rejection::KeystoneUnavailable(k) if Arc::ptr_eq(&k, &e)
+        ));
     }
 
     #[test]
