@@ -62,10 +62,10 @@ impl Expiry<Key, Outcome> for Lifetimes {
     ) -> Option<Duration> {
         Some(match value {
             Outcome::Invalid => self.invalid,
-            Outcome::Valid(id) => self.valid.min(id.lifetime_left(crate::keystone::now())),
+            Outcome::Valid(id) => self.valid.min(id.lifetime_left(crate::clock::now())),
             Outcome::Shared(id, shared_left) => self
                 .valid
-                .min(id.lifetime_left(crate::keystone::now()))
+                .min(id.lifetime_left(crate::clock::now()))
                 .min(*shared_left),
         })
     }

@@ -35,7 +35,7 @@ use tower_service::Service;
 
 use crate::{
     headers,
-    metrics::Metrics,
+    metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
     validator::{Handle, Validator},
@@ -202,7 +202,7 @@ impl Shared {
                 .public_routes
                 .is_public(m, c.decoded(), &request_headers)
             {
-                self.metrics.request("public");
+                self.metrics.request(Outcome::Public);
                 return ok_with(answer);
             }
         }
@@ -211,27 +211,17 @@ impl Shared {
         let method =
             method.unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
         let path = canonical.as_ref().map_or("", Canonical::decoded);
-        match v.authenticate(&method, path, &request_headers).await {
+        match v
+            .authenticate(&method, path, &request_headers)
+            .await
+            .map_err(Rejection::from)
+        {
             Ok(ctx) => {
-                match &ctx.user {
-                    Some(id) => {
-                        headers::set_user(&mut answer, id, v.settings().include_service_catalog)
-                    }
-                    None => {
-                        answer.insert("x-identity-status", headers::INVALID);
-                    }
-                }
-                match &ctx.service {
-                    None => {}
-                    Some(Some(id)) => headers::set_service(&mut answer, id),
-                    Some(None) => {
-                        answer.insert("x-service-identity-status", headers::INVALID);
-                    }
-                }
+                headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
                 let outcome = if ctx.is_confirmed() {
-                    "forwarded"
+                    Outcome::Forwarded
                 } else {
-                    "forwarded_unconfirmed"
+                    Outcome::ForwardedUnconfirmed
                 };
                 self.metrics.request(outcome);
                 ok_with(answer)

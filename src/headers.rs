@@ -6,7 +6,8 @@
 //!    client's `Connection` list is applied (RFC 9110 §7.6.1), then every
 //!    identity header and every header whose name holds anything but
 //!    letters, digits and `-` (an alias on a WSGI/CGI upstream) is removed;
-//! 2. [`set_user`] / [`set_service`] (or `X-Identity-Status: Invalid`);
+//! 2. [`inject`] (every front door, from the decision's `AuthContext`):
+//!    [`set_user`] / [`set_service`] (or `X-Identity-Status: Invalid`);
 //! 3. [`forward_request`] (the sidecar proxy only): the fixed hop-by-hop list
 //!    is removed and `Host` / `X-Forwarded-*` are set. Nothing the client
 //!    named can remove a header stonegate set: its `Connection` list was
@@ -20,7 +21,10 @@ use std::net::IpAddr;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
-use crate::identity::{Identity, Named, Scope};
+use crate::{
+    identity::{Identity, Named, Scope},
+    validator::AuthContext,
+};
 
 /// Every identity header name (lower-case, dashes), user and service forms.
 /// keystonemiddleware's `_all_auth_headers` plus `OpenStack-System-Scope`.
@@ -348,6 +352,28 @@ pub fn set_service(headers: &mut HeaderMap, id: &Identity) {
     copy(headers, block);
 }
 
+/// Step 2 for every front door: the headers of a decision. A user identity
+/// sets [`set_user`]'s block, a missing or invalid user token (under
+/// `delay_auth_decision`) `X-Identity-Status: Invalid`, a public route
+/// nothing; likewise for the service token (`X-Service-Identity-Status:
+/// Invalid` when one was sent and refused).
+pub fn inject(headers: &mut HeaderMap, ctx: &AuthContext, include_catalog: bool) {
+    match &ctx.user {
+        Some(id) => set_user(headers, id, include_catalog),
+        None if ctx.public => {}
+        None => {
+            headers.insert("x-identity-status", INVALID);
+        }
+    }
+    match &ctx.service {
+        None => {}
+        Some(Some(id)) => set_service(headers, id),
+        Some(None) => {
+            headers.insert("x-service-identity-status", INVALID);
+        }
+    }
+}
+
 fn render(fill: impl FnOnce(&mut HeaderMap)) -> crate::identity::HeaderBlock {
     let mut h = HeaderMap::new();
     fill(&mut h);
@@ -524,6 +550,36 @@ mod tests {
             service_catalog: None,
             rendered: Rendered::default(),
         }
+    }
+
+    #[test]
+    fn inject_sets_each_verdict_of_a_decision() {
+        let id = std::sync::Arc::new(identity());
+        let ctx = |user, service, public| AuthContext {
+            user,
+            service,
+            user_fingerprint: None,
+            public,
+        };
+        let mut h = HeaderMap::new();
+        inject(&mut h, &ctx(None, None, true), false);
+        assert!(h.is_empty(), "a public route sets nothing");
+
+        let mut h = HeaderMap::new();
+        inject(&mut h, &ctx(None, Some(None), false), false);
+        assert_eq!(h["x-identity-status"], "Invalid");
+        assert_eq!(h["x-service-identity-status"], "Invalid");
+
+        let mut h = HeaderMap::new();
+        inject(
+            &mut h,
+            &ctx(Some(id.clone()), Some(Some(id.clone())), false),
+            false,
+        );
+        assert_eq!(h["x-identity-status"], "Confirmed");
+        assert_eq!(h["x-service-identity-status"], "Confirmed");
+        assert_eq!(h["x-user-id"], "uid");
+        assert_eq!(h["x-service-user-id"], "uid");
     }
 
     #[test]

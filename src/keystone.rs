@@ -21,6 +21,7 @@ use hyper_util::{
 };
 
 use crate::{
+    clock::now,
     config::{AuthVersion, KeystoneSettings},
     identity::Identity,
     metrics::Metrics,
@@ -487,11 +488,6 @@ fn is_path_safe(token: &str) -> bool {
 
 /// `User-Agent` of stonegate's Keystone requests.
 const USER_AGENT: &str = concat!("stonegate/", env!("CARGO_PKG_VERSION"));
-
-/// Current Unix time in seconds.
-pub(crate) fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 impl crate::revocation::poller::EventSource for Client {
     type Error = Error;

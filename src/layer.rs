@@ -27,9 +27,9 @@ use tower_service::Service;
 
 use crate::{
     headers,
-    metrics::Metrics,
+    metrics::{Metrics, Outcome},
     path::{self, Canonical},
-    rejection::Rejection,
+    rejection::{Rejection, UpstreamFailure},
     session::Endpoint,
     validator::{Handle, Validator},
 };
@@ -84,11 +84,6 @@ pub struct AuthToken<S> {
     shared: Arc<Shared>,
 }
 
-/// Marks a response that stonegate produced because the upstream failed, so
-/// the request is counted under that outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamFailure(pub &'static str);
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthToken<S>
@@ -130,7 +125,7 @@ where
                         target: "stonegate::access",
                         method = %req.method(),
                         status = rejection.status().as_u16(),
-                        outcome = rejection.outcome(),
+                        outcome = rejection.outcome().as_str(),
                         reason = %rejection,
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
@@ -152,12 +147,12 @@ where
                                 .await
                         }
                     };
-                    shared.metrics.request("session_endpoint");
+                    shared.metrics.request(Outcome::SessionEndpoint);
                     tracing::info!(
                         target: "stonegate::access",
                         endpoint = ?endpoint,
                         status = resp.status().as_u16(),
-                        outcome = "session_endpoint",
+                        outcome = Outcome::SessionEndpoint.as_str(),
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
                     );
@@ -183,12 +178,12 @@ where
                     match sessions.attach(&mut req, &shared.metrics) {
                         Ok(attached) => session = attached,
                         Err(resp) => {
-                            shared.metrics.request("session_rejected");
+                            shared.metrics.request(Outcome::SessionRejected);
                             tracing::info!(
                                 target: "stonegate::access",
                                 method = %req.method(),
                                 status = resp.status().as_u16(),
-                                outcome = "session_rejected",
+                                outcome = Outcome::SessionRejected.as_str(),
                                 forged_headers = forged,
                                 latency_us = started.elapsed().as_micros() as u64,
                             );
@@ -197,7 +192,9 @@ where
                     }
                 }
                 let path = decoded.as_deref().unwrap_or(req.uri().path());
-                v.authenticate(req.method(), path, req.headers()).await
+                v.authenticate(req.method(), path, req.headers())
+                    .await
+                    .map_err(Rejection::from)
             };
             // Log fields are built only when the access log is on.
             let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
@@ -209,21 +206,7 @@ where
             };
             match decision {
                 Ok(ctx) => {
-                    let h = req.headers_mut();
-                    match &ctx.user {
-                        Some(id) => headers::set_user(h, id, settings.include_service_catalog),
-                        None if ctx.public => {}
-                        None => {
-                            h.insert("x-identity-status", headers::INVALID);
-                        }
-                    }
-                    match &ctx.service {
-                        None => {}
-                        Some(Some(id)) => headers::set_service(h, id),
-                        Some(None) => {
-                            h.insert("x-service-identity-status", headers::INVALID);
-                        }
-                    }
+                    headers::inject(req.headers_mut(), &ctx, settings.include_service_catalog);
                     let confirmed = ctx.is_confirmed();
                     let ctx_public = ctx.public;
                     let audit_id = if log {
@@ -242,10 +225,10 @@ where
                     }
                     let public = ctx_public;
                     let outcome = match resp.extensions().get::<UpstreamFailure>() {
-                        Some(UpstreamFailure(o)) => o,
-                        None if public => "public",
-                        None if confirmed => "forwarded",
-                        None => "forwarded_unconfirmed",
+                        Some(UpstreamFailure(o)) => *o,
+                        None if public => Outcome::Public,
+                        None if confirmed => Outcome::Forwarded,
+                        None => Outcome::ForwardedUnconfirmed,
                     };
                     shared.metrics.request(outcome);
                     tracing::info!(
@@ -253,7 +236,7 @@ where
                         %method,
                         path = %path_for_log,
                         status = resp.status().as_u16(),
-                        outcome,
+                        outcome = outcome.as_str(),
                         token = fp.map(|f| f.to_string()),
                         audit_id,
                         forged_headers = forged,
@@ -271,7 +254,7 @@ where
                         %method,
                         path = %path_for_log,
                         status,
-                        outcome,
+                        outcome = outcome.as_str(),
                         reason = %rejection,
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,

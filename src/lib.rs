@@ -37,7 +37,9 @@
 
 pub mod access_rules;
 pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod forward_auth;
 pub mod headers;
 pub mod identity;

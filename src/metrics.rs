@@ -6,6 +6,135 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+/// What became of a request: the `outcome` label of `stonegate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Forwarded with a confirmed identity.
+    Forwarded,
+    /// Forwarded under `delay_auth_decision` without a confirmed identity.
+    ForwardedUnconfirmed,
+    /// A public route, forwarded without authentication.
+    Public,
+    /// Refused with 401.
+    Unauthorized,
+    /// Refused with 400: the path could be resolved differently elsewhere.
+    AmbiguousPath,
+    /// Keystone could not answer (503).
+    KeystoneUnavailable,
+    /// The upstream could not be reached or failed (502).
+    UpstreamUnavailable,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// Answered by a session endpoint (login, logout).
+    SessionEndpoint,
+    /// A session cookie or its request refused (CSRF, origin, bad cookie...).
+    SessionRejected,
+}
+
+impl Outcome {
+    /// Every outcome, in the README's order.
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Forwarded,
+        Outcome::ForwardedUnconfirmed,
+        Outcome::Public,
+        Outcome::Unauthorized,
+        Outcome::AmbiguousPath,
+        Outcome::KeystoneUnavailable,
+        Outcome::UpstreamUnavailable,
+        Outcome::UpstreamTimeout,
+        Outcome::SessionEndpoint,
+        Outcome::SessionRejected,
+    ];
+
+    /// The exported label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::ForwardedUnconfirmed => "forwarded_unconfirmed",
+            Outcome::Public => "public",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::AmbiguousPath => "ambiguous_path",
+            Outcome::KeystoneUnavailable => "keystone_unavailable",
+            Outcome::UpstreamUnavailable => "upstream_unavailable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::SessionEndpoint => "session_endpoint",
+            Outcome::SessionRejected => "session_rejected",
+        }
+    }
+}
+
+/// What became of an upgrade request: the `result` label of
+/// `stonegate_proxy_upgrades_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpgradeResult {
+    /// Switched protocols and tunnelled.
+    Tunnelled,
+    /// Forwarded without the upgrade (protocol not on the allowlist).
+    NotAllowed,
+    /// The upstream's 101 was refused (another protocol, or not HTTP/1.1).
+    WrongProtocol,
+}
+
+impl UpgradeResult {
+    /// The exported label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeResult::Tunnelled => "tunnelled",
+            UpgradeResult::NotAllowed => "not_allowed",
+            UpgradeResult::WrongProtocol => "wrong_protocol",
+        }
+    }
+}
+
+/// A browser-session event: the `event` label of `stonegate_session_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEvent {
+    /// A login that issued a session.
+    Login,
+    /// A login Keystone refused.
+    LoginFailed,
+    /// A login request that was malformed.
+    LoginBadRequest,
+    /// A login from another origin.
+    LoginCrossOrigin,
+    /// A login refused by the throttle (429).
+    LoginThrottled,
+    /// A login Keystone could not answer.
+    LoginKeystoneUnavailable,
+    /// A logout.
+    Logout,
+    /// A logout whose token revocation Keystone could not answer.
+    LogoutKeystoneUnavailable,
+    /// A session cookie that could not be opened.
+    CookieRejected,
+    /// A session past its token's expiry.
+    SessionExpired,
+    /// A cookie-authenticated unsafe request without a valid CSRF token.
+    CsrfRejected,
+    /// A cookie-authenticated upgrade from another origin.
+    UpgradeCrossOrigin,
+}
+
+impl SessionEvent {
+    /// The exported label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEvent::Login => "login",
+            SessionEvent::LoginFailed => "login_failed",
+            SessionEvent::LoginBadRequest => "login_bad_request",
+            SessionEvent::LoginCrossOrigin => "login_cross_origin",
+            SessionEvent::LoginThrottled => "login_throttled",
+            SessionEvent::LoginKeystoneUnavailable => "login_keystone_unavailable",
+            SessionEvent::Logout => "logout",
+            SessionEvent::LogoutKeystoneUnavailable => "logout_keystone_unavailable",
+            SessionEvent::CookieRejected => "cookie_rejected",
+            SessionEvent::SessionExpired => "session_expired",
+            SessionEvent::CsrfRejected => "csrf_rejected",
+            SessionEvent::UpgradeCrossOrigin => "upgrade_cross_origin",
+        }
+    }
+}
+
 /// Every metric stonegate exports.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -111,9 +240,9 @@ impl Metrics {
             &["result"],
         )?;
         let hot = Hot {
-            forwarded: requests.with_label_values(&["forwarded"]),
-            unauthorized: requests.with_label_values(&["unauthorized"]),
-            public: requests.with_label_values(&["public"]),
+            forwarded: requests.with_label_values(&[Outcome::Forwarded.as_str()]),
+            unauthorized: requests.with_label_values(&[Outcome::Unauthorized.as_str()]),
+            public: requests.with_label_values(&[Outcome::Public.as_str()]),
             cache_hit: cache_lookups.with_label_values(&["hit"]),
             cache_miss: cache_lookups.with_label_values(&["miss"]),
             seconds_cache: validation_seconds.with_label_values(&["cache"]),
@@ -242,18 +371,26 @@ impl Metrics {
 
 impl Metrics {
     /// Counts one request under `outcome`.
-    pub fn request(&self, outcome: &str) {
+    pub fn request(&self, outcome: Outcome) {
         match outcome {
-            "forwarded" => self.hot.forwarded.inc(),
-            "unauthorized" => self.hot.unauthorized.inc(),
-            "public" => self.hot.public.inc(),
-            other => self.requests.with_label_values(&[other]).inc(),
+            Outcome::Forwarded => self.hot.forwarded.inc(),
+            Outcome::Unauthorized => self.hot.unauthorized.inc(),
+            Outcome::Public => self.hot.public.inc(),
+            Outcome::ForwardedUnconfirmed
+            | Outcome::AmbiguousPath
+            | Outcome::KeystoneUnavailable
+            | Outcome::UpstreamUnavailable
+            | Outcome::UpstreamTimeout
+            | Outcome::SessionEndpoint
+            | Outcome::SessionRejected => {
+                self.requests.with_label_values(&[outcome.as_str()]).inc()
+            }
         }
     }
 
-    /// Counts one upgrade request under `result` (a fixed label).
-    pub fn upgrade(&self, result: &'static str) {
-        self.upgrades.with_label_values(&[result]).inc();
+    /// Counts one upgrade request under `result`.
+    pub fn upgrade(&self, result: UpgradeResult) {
+        self.upgrades.with_label_values(&[result.as_str()]).inc();
     }
 
     /// Counts one tunnel ended under `end` (a fixed label).
@@ -262,8 +399,10 @@ impl Metrics {
     }
 
     /// Counts one browser-session event.
-    pub fn session(&self, event: &'static str) {
-        self.session_events.with_label_values(&[event]).inc();
+    pub fn session(&self, event: SessionEvent) {
+        self.session_events
+            .with_label_values(&[event.as_str()])
+            .inc();
     }
 
     /// The shared-cache counters of `backend` (`memcached` or `redis`).
@@ -306,4 +445,42 @@ pub fn render(registry: &Registry) -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_outcomes_keep_their_exported_labels() {
+        let labels: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "forwarded",
+                "forwarded_unconfirmed",
+                "public",
+                "unauthorized",
+                "ambiguous_path",
+                "keystone_unavailable",
+                "upstream_unavailable",
+                "upstream_timeout",
+                "session_endpoint",
+                "session_rejected",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_outcome_is_counted_under_its_label() {
+        let m = Metrics::unregistered();
+        for o in Outcome::ALL {
+            m.request(o);
+            assert_eq!(
+                m.requests.with_label_values(&[o.as_str()]).get(),
+                1,
+                "{o:?}"
+            );
+        }
+    }
 }

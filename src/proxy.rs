@@ -10,7 +10,6 @@ pub mod upgrade;
 use std::{
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -31,18 +30,13 @@ use hyper_util::{
 use tower_service::Service;
 
 use crate::{
-    layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, routes::PublicUpgrade,
-    tls::ClientTls, validator::AuthContext,
+    connection::ConnectionInfo,
+    metrics::{Metrics, UpgradeResult},
+    rejection::{Rejection, UpstreamFailure},
+    routes::PublicUpgrade,
+    tls::ClientTls,
+    validator::AuthContext,
 };
-
-/// Facts about the client connection, inserted into request extensions by the server.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Whether the client connected over TLS.
-    pub tls: bool,
-}
 
 /// Upstream settings.
 #[derive(Debug, Clone)]
@@ -164,7 +158,7 @@ fn upgrade_of(
     let lifetime = match ext.get::<AuthContext>() {
         Some(ctx) if ctx.public => ext.get::<PublicUpgrade>().map(|_| settings.max_lifetime)?,
         Some(ctx) if ctx.is_confirmed() => {
-            let now = crate::keystone::now();
+            let now = crate::clock::now();
             let mut left = settings.max_lifetime;
             for id in ctx.user.iter().chain(ctx.service.iter().flatten()) {
                 left = left.min(id.lifetime_left(now));
@@ -197,7 +191,7 @@ impl Shared {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
         if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {
-            self.metrics.upgrade("not_allowed");
+            self.metrics.upgrade(UpgradeResult::NotAllowed);
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -256,7 +250,7 @@ impl Shared {
                 (client_upgrade, upgrade, lifetime)
             else {
                 tracing::warn!("upstream answered 101 to a request that asked for no upgrade");
-                self.metrics.upgrade("wrong_protocol");
+                self.metrics.upgrade(UpgradeResult::WrongProtocol);
                 return failure(Rejection::UpstreamUnavailable(
                     "101 without an upgrade asked for".into(),
                 ));
@@ -267,13 +261,13 @@ impl Shared {
                     answered = ?resp.headers().get(header::UPGRADE),
                     "upstream switched to a protocol that was not asked for"
                 );
-                self.metrics.upgrade("wrong_protocol");
+                self.metrics.upgrade(UpgradeResult::WrongProtocol);
                 return failure(Rejection::UpstreamUnavailable(
                     "101 to another protocol".into(),
                 ));
             }
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.metrics.upgrade("tunnelled");
+            self.metrics.upgrade(UpgradeResult::Tunnelled);
             tokio::spawn(upgrade::tunnel(
                 client_upgrade,
                 upstream_upgrade,
@@ -300,10 +294,4 @@ fn failure(rejection: Rejection) -> Response<ProxyBody> {
         .map(Either::Right);
     resp.extensions_mut().insert(marker);
     resp
-}
-
-impl UpstreamFailure {
-    fn from_rejection(r: &Rejection) -> Self {
-        UpstreamFailure(r.outcome())
-    }
 }

@@ -1,12 +1,34 @@
-//! The one place where failures become responses: 400 and 401 (client's fault), 503
+//! The one place where denials become responses: 400 and 401 (client's fault), 503
 //! (Keystone's), 502/504 (the upstream's). Every body is JSON in Keystone's
-//! error shape; every 401 carries `WWW-Authenticate: Keystone uri="..."`.
+//! error shape; every 401 of a token decision carries
+//! `WWW-Authenticate: Keystone uri="..."`.
+//!
+//! Two tables: [`Rejection`] (a request's authentication or forwarding) and
+//! [`SessionRejection`] (the browser-session endpoints and session cookies:
+//! 400/401/403/405/413/415/429/500/503, never cached). Where a session
+//! answer ends a session, [`crate::session`] appends the cookie-clearing
+//! `Set-Cookie` values.
+
+use std::{borrow::Cow, time::Duration};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::{keystone, path};
+use crate::{keystone, metrics::Outcome, path, validator::Denied};
+
+/// Marks a response that stonegate produced because the upstream failed, so
+/// the front door that called the forwarding service counts the request under
+/// that outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamFailure(pub Outcome);
+
+impl UpstreamFailure {
+    /// The marker of a response built from `r`.
+    pub fn from_rejection(r: &Rejection) -> Self {
+        UpstreamFailure(r.outcome())
+    }
+}
 
 /// Why a request was not (or could not be) served.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +51,15 @@ pub enum Rejection {
     UpstreamTimeout,
 }
 
+impl From<Denied> for Rejection {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthorized => Rejection::Unauthorized,
+            Denied::KeystoneUnavailable(e) => Rejection::KeystoneUnavailable(e),
+        }
+    }
+}
+
 impl Rejection {
     /// The status a client gets.
     pub fn status(&self) -> StatusCode {
@@ -42,13 +73,13 @@ impl Rejection {
     }
 
     /// Label for `stonegate_requests_total{outcome}`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Rejection::AmbiguousPath(_) => "ambiguous_path",
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::KeystoneUnavailable(_) => "keystone_unavailable",
-            Rejection::UpstreamUnavailable(_) => "upstream_unavailable",
-            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
+            Rejection::Unauthorized => Outcome::Unauthorized,
+            Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
+            Rejection::UpstreamUnavailable(_) => Outcome::UpstreamUnavailable,
+            Rejection::UpstreamTimeout => Outcome::UpstreamTimeout,
         }
     }
 
@@ -80,19 +111,9 @@ impl Rejection {
     /// The response: status, JSON body, and `WWW-Authenticate` on 401 /
     /// `Retry-After` on 503. The body never echoes request data.
     pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
-        let status = self.status();
         let (title, message) = self.message();
-        let body = serde_json::json!({
-            "error": {"code": status.as_u16(), "title": title, "message": message}
-        })
-        .to_string();
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = status;
+        let mut resp = error_response(self.status(), title, message);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
         match self {
             Rejection::Unauthorized => {
                 h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
@@ -105,5 +126,478 @@ impl Rejection {
             | Rejection::UpstreamTimeout => {}
         }
         resp
+    }
+}
+
+/// Why a session endpoint (login, logout) or a session cookie was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionRejection {
+    /// The session cookie does not open, names an expired token or holds an
+    /// unusable one (the caller clears both cookies).
+    #[error("session not valid")]
+    SessionInvalid,
+    /// A cookie-authenticated write without the session's CSRF token in `header`.
+    #[error("CSRF token missing or incorrect")]
+    Csrf {
+        /// The CSRF header the client must send.
+        header: HeaderName,
+    },
+    /// A cookie-authenticated upgrade from another site.
+    #[error("cross-origin upgrade")]
+    CrossOriginUpgrade {
+        /// The `Origin` the client sent (shown escaped).
+        origin: String,
+    },
+    /// A login from another site.
+    #[error("cross-origin login")]
+    CrossOriginLogin {
+        /// The `Origin` the client sent (shown escaped).
+        origin: String,
+    },
+    /// A session endpoint called with another method than POST.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A login body of another type than JSON or a form.
+    #[error("unsupported login body type")]
+    UnsupportedMediaType,
+    /// A login body over the size limit.
+    #[error("login body too large")]
+    LoginBodyTooLarge,
+    /// A login body that did not arrive within the time limit.
+    #[error("login body too slow")]
+    LoginBodyTimeout,
+    /// A login body that could not be read.
+    #[error("login body unreadable")]
+    LoginBodyUnreadable,
+    /// A login body that is not a credentials object.
+    #[error("login body not a credentials object")]
+    LoginBodyInvalid,
+    /// A login without a username or a password.
+    #[error("username or password missing")]
+    MissingCredentials,
+    /// Too many login attempts for the user or the address.
+    #[error("login throttled")]
+    Throttled {
+        /// When the client may try again.
+        retry_after: Duration,
+    },
+    /// Keystone refused the credentials.
+    #[error("invalid credentials")]
+    LoginRefused {
+        /// The `WWW-Authenticate` challenge (the validator's).
+        www_authenticate: HeaderValue,
+    },
+    /// Keystone could not understand the login request (400).
+    #[error("login not understood by Keystone")]
+    LoginNotUnderstood,
+    /// Keystone could not answer a login.
+    #[error("Keystone unavailable at login")]
+    LoginKeystoneUnavailable,
+    /// Keystone could not revoke the token at logout (the session goes on).
+    #[error("Keystone unavailable at logout")]
+    LogoutKeystoneUnavailable,
+    /// The session could not be sealed (no randomness, cipher failure).
+    #[error("session not created")]
+    SessionNotCreated,
+}
+
+impl SessionRejection {
+    /// The status a client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SessionRejection::SessionInvalid | SessionRejection::LoginRefused { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            SessionRejection::Csrf { .. }
+            | SessionRejection::CrossOriginUpgrade { .. }
+            | SessionRejection::CrossOriginLogin { .. } => StatusCode::FORBIDDEN,
+            SessionRejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            SessionRejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            SessionRejection::LoginBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SessionRejection::LoginBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            SessionRejection::LoginBodyUnreadable
+            | SessionRejection::LoginBodyInvalid
+            | SessionRejection::MissingCredentials
+            | SessionRejection::LoginNotUnderstood => StatusCode::BAD_REQUEST,
+            SessionRejection::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            SessionRejection::LoginKeystoneUnavailable
+            | SessionRejection::LogoutKeystoneUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            SessionRejection::SessionNotCreated => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> (&'static str, Cow<'static, str>) {
+        match self {
+            SessionRejection::SessionInvalid => (
+                "Unauthorized",
+                "The session is not valid; log in again.".into(),
+            ),
+            SessionRejection::Csrf { header } => (
+                "Forbidden",
+                format!(
+                    "CSRF token missing or incorrect: send the csrf token in the {header} header."
+                )
+                .into(),
+            ),
+            SessionRejection::CrossOriginUpgrade { origin } => (
+                "Forbidden",
+                format!(
+                    "Cross-origin upgrade refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
+                )
+                .into(),
+            ),
+            SessionRejection::CrossOriginLogin { origin } => (
+                "Forbidden",
+                format!(
+                    "Cross-origin login refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
+                )
+                .into(),
+            ),
+            SessionRejection::MethodNotAllowed => ("Method Not Allowed", "Use POST.".into()),
+            SessionRejection::UnsupportedMediaType => (
+                "Unsupported Media Type",
+                "Send the credentials as application/json or application/x-www-form-urlencoded."
+                    .into(),
+            ),
+            SessionRejection::LoginBodyTooLarge => (
+                "Payload Too Large",
+                "The login request body is too large.".into(),
+            ),
+            SessionRejection::LoginBodyTimeout => (
+                "Request Timeout",
+                "The login request body did not arrive within 10 seconds.".into(),
+            ),
+            SessionRejection::LoginBodyUnreadable => (
+                "Bad Request",
+                "The login request body could not be read.".into(),
+            ),
+            SessionRejection::LoginBodyInvalid => (
+                "Bad Request",
+                "The login request body is not a valid credentials object.".into(),
+            ),
+            SessionRejection::MissingCredentials => (
+                "Bad Request",
+                "Both \"username\" and \"password\" are required.".into(),
+            ),
+            SessionRejection::Throttled { .. } => (
+                "Too Many Requests",
+                "Too many login attempts; try again later.".into(),
+            ),
+            SessionRejection::LoginRefused { .. } => ("Unauthorized", "Invalid credentials.".into()),
+            SessionRejection::LoginNotUnderstood => (
+                "Bad Request",
+                "Keystone could not understand the login request.".into(),
+            ),
+            SessionRejection::LoginKeystoneUnavailable => (
+                "Service Unavailable",
+                "The Keystone service is temporarily unavailable.".into(),
+            ),
+            SessionRejection::LogoutKeystoneUnavailable => (
+                "Service Unavailable",
+                "The Keystone service is temporarily unavailable; the session is still active."
+                    .into(),
+            ),
+            SessionRejection::SessionNotCreated => (
+                "Internal Server Error",
+                "The session could not be created.".into(),
+            ),
+        }
+    }
+
+    /// The response: status, JSON body, `Cache-Control: no-store`, and
+    /// `WWW-Authenticate` on a refused login, `Retry-After` on 429/503,
+    /// `Allow: POST` on 405. The body never echoes request data but the
+    /// refused `Origin` (escaped).
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (title, message) = self.message();
+        let mut resp = error_response(self.status(), title, &message);
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            SessionRejection::LoginRefused { www_authenticate } => {
+                h.insert(header::WWW_AUTHENTICATE, www_authenticate);
+            }
+            SessionRejection::Throttled { retry_after } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().to_string()) {
+                    h.insert(header::RETRY_AFTER, v);
+                }
+            }
+            SessionRejection::LoginKeystoneUnavailable
+            | SessionRejection::LogoutKeystoneUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            SessionRejection::MethodNotAllowed => {
+                h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            SessionRejection::SessionInvalid
+            | SessionRejection::Csrf { .. }
+            | SessionRejection::CrossOriginUpgrade { .. }
+            | SessionRejection::CrossOriginLogin { .. }
+            | SessionRejection::UnsupportedMediaType
+            | SessionRejection::LoginBodyTooLarge
+            | SessionRejection::LoginBodyTimeout
+            | SessionRejection::LoginBodyUnreadable
+            | SessionRejection::LoginBodyInvalid
+            | SessionRejection::MissingCredentials
+            | SessionRejection::LoginNotUnderstood
+            | SessionRejection::SessionNotCreated => {}
+        }
+        resp
+    }
+}
+
+/// A Keystone-shaped JSON error: `{"error": {"code", "title", "message"}}`.
+fn error_response(status: StatusCode, title: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "error": {"code": status.as_u16(), "title": title, "message": message}
+    })
+    .to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    const WWW: HeaderValue = HeaderValue::from_static("Keystone uri=\"http://ks/v3\"");
+
+    /// Status, `error.title`, and every header besides `Content-Type`.
+    type Row = (
+        Response<Full<Bytes>>,
+        u16,
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+    );
+
+    fn rows() -> Vec<Row> {
+        let r = |x: Rejection| x.into_response(&WWW);
+        let s = |x: SessionRejection| x.into_response();
+        let www = "Keystone uri=\"http://ks/v3\"";
+        let no_store = ("cache-control", "no-store");
+        vec![
+            (
+                r(Rejection::AmbiguousPath(path::Ambiguous::DotSegment)),
+                400,
+                "Bad Request",
+                vec![],
+            ),
+            (
+                r(Rejection::Unauthorized),
+                401,
+                "Unauthorized",
+                vec![("www-authenticate", www)],
+            ),
+            (
+                r(Rejection::KeystoneUnavailable(Arc::new(
+                    keystone::Error::Timeout,
+                ))),
+                503,
+                "Service Unavailable",
+                vec![("retry-after", "5")],
+            ),
+            (
+                r(Rejection::UpstreamUnavailable("refused".into())),
+                502,
+                "Bad Gateway",
+                vec![],
+            ),
+            (
+                r(Rejection::UpstreamTimeout),
+                504,
+                "Gateway Timeout",
+                vec![],
+            ),
+            (
+                s(SessionRejection::SessionInvalid),
+                401,
+                "Unauthorized",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::Csrf {
+                    header: HeaderName::from_static("x-csrf-token"),
+                }),
+                403,
+                "Forbidden",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::CrossOriginUpgrade {
+                    origin: "https://evil".into(),
+                }),
+                403,
+                "Forbidden",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::CrossOriginLogin {
+                    origin: "https://evil".into(),
+                }),
+                403,
+                "Forbidden",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::MethodNotAllowed),
+                405,
+                "Method Not Allowed",
+                vec![no_store, ("allow", "POST")],
+            ),
+            (
+                s(SessionRejection::UnsupportedMediaType),
+                415,
+                "Unsupported Media Type",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::LoginBodyTooLarge),
+                413,
+                "Payload Too Large",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::LoginBodyTimeout),
+                408,
+                "Request Timeout",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::LoginBodyUnreadable),
+                400,
+                "Bad Request",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::LoginBodyInvalid),
+                400,
+                "Bad Request",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::MissingCredentials),
+                400,
+                "Bad Request",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::Throttled {
+                    retry_after: Duration::from_secs(42),
+                }),
+                429,
+                "Too Many Requests",
+                vec![no_store, ("retry-after", "42")],
+            ),
+            (
+                s(SessionRejection::LoginRefused {
+                    www_authenticate: WWW,
+                }),
+                401,
+                "Unauthorized",
+                vec![no_store, ("www-authenticate", www)],
+            ),
+            (
+                s(SessionRejection::LoginNotUnderstood),
+                400,
+                "Bad Request",
+                vec![no_store],
+            ),
+            (
+                s(SessionRejection::LoginKeystoneUnavailable),
+                503,
+                "Service Unavailable",
+                vec![no_store, ("retry-after", "5")],
+            ),
+            (
+                s(SessionRejection::LogoutKeystoneUnavailable),
+                503,
+                "Service Unavailable",
+                vec![no_store, ("retry-after", "5")],
+            ),
+            (
+                s(SessionRejection::SessionNotCreated),
+                500,
+                "Internal Server Error",
+                vec![no_store],
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_rejection_has_its_status_json_body_and_headers() {
+        let rows = rows();
+        // One row per variant of both tables.
+        assert_eq!(rows.len(), 5 + 16);
+        for (resp, status, title, headers) in rows {
+            assert_eq!(resp.status().as_u16(), status, "{title}");
+            let mut got: Vec<(String, String)> = resp
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, String)> = headers
+                .iter()
+                .chain(&[("content-type", "application/json")])
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{status} {title}: headers");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let error = json["error"].as_object().unwrap();
+            assert_eq!(json.as_object().unwrap().len(), 1, "{status}: only `error`");
+            assert_eq!(error.len(), 3, "{status}: code, title, message");
+            assert_eq!(error["code"], status);
+            assert_eq!(error["title"], title);
+            assert!(!error["message"].as_str().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn validator_denials_become_their_rejections() {
+        let e = Arc::new(keystone::Error::Timeout);
+        assert!(matches!(
+            Rejection::from(Denied::Unauthorized),
+            Rejection::Unauthorized
+        ));
+        assert!(matches!(
+            Rejection::from(Denied::KeystoneUnavailable(e.clone())),
+            Rejection::KeystoneUnavailable(k) if Arc::ptr_eq(&k, &e)
+        ));
+    }
+
+    #[test]
+    fn rejections_count_under_their_outcomes() {
+        use Outcome::*;
+        for (r, o) in [
+            (
+                Rejection::AmbiguousPath(path::Ambiguous::DotSegment),
+                AmbiguousPath,
+            ),
+            (Rejection::Unauthorized, Unauthorized),
+            (
+                Rejection::KeystoneUnavailable(Arc::new(keystone::Error::Timeout)),
+                KeystoneUnavailable,
+            ),
+            (
+                Rejection::UpstreamUnavailable(String::new()),
+                UpstreamUnavailable,
+            ),
+            (Rejection::UpstreamTimeout, UpstreamTimeout),
+        ] {
+            assert_eq!(r.outcome(), o, "{r}");
+            assert_eq!(UpstreamFailure::from_rejection(&r).0, o);
+        }
     }
 }

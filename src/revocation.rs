@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::{identity::Identity, keystone::model::parse_time};
+use crate::{clock::parse_rfc3339, identity::Identity};
 
 /// One revocation event (all columns of Keystone's `RevocationEvent`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -89,13 +89,13 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, EventsError> {
         .into_iter()
         .map(|e| {
             let issued_before =
-                parse_time(&e.issued_before).ok_or(EventsError::Time("issued_before"))?;
+                parse_rfc3339(&e.issued_before).ok_or(EventsError::Time("issued_before"))?;
             let expires_at = match &e.expires_at {
-                Some(s) => Some(parse_time(s).ok_or(EventsError::Time("expires_at"))?),
+                Some(s) => Some(parse_rfc3339(s).ok_or(EventsError::Time("expires_at"))?),
                 None => None,
             };
             let revoked_at = match &e.revoked_at {
-                Some(s) => parse_time(s).ok_or(EventsError::Time("revoked_at"))?,
+                Some(s) => parse_rfc3339(s).ok_or(EventsError::Time("revoked_at"))?,
                 None => issued_before,
             };
             // Keystone's model: domain + expiry marks a domain-scoped-token event.

@@ -22,10 +22,11 @@ use tower_layer::Layer;
 
 use crate::{
     config::Settings,
+    connection::ConnectionInfo,
     forward_auth::ForwardAuth,
     layer::{AuthToken, AuthTokenLayer},
     metrics::{self, Metrics},
-    proxy::{ConnectionInfo, Proxy, UpstreamConfig},
+    proxy::{Proxy, UpstreamConfig},
     stack,
     validator::Handle,
 };

@@ -37,12 +37,10 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use crate::{
-    keystone::{
-        self,
-        user_tokens::{Issued, LoginOutcome},
-    },
-    metrics::Metrics,
-    proxy::ConnectionInfo,
+    connection::ConnectionInfo,
+    keystone::user_tokens::{Issued, LoginOutcome},
+    metrics::{Metrics, SessionEvent},
+    rejection::SessionRejection,
     token::Token,
     validator::Validator,
 };
@@ -161,21 +159,21 @@ impl Sessions {
         let data = match self.open_cookie(req.headers()) {
             None => return Ok(None),
             Some(Err(e)) => {
-                metrics.session("cookie_rejected");
+                metrics.session(SessionEvent::CookieRejected);
                 tracing::info!(reason = e.label(), "session cookie rejected");
                 return Err(Box::new(self.unauthorized(tls)));
             }
             Some(Ok(d)) => d,
         };
-        if data.expires_at <= keystone::now() {
-            metrics.session("session_expired");
+        if data.expires_at <= crate::clock::now() {
+            metrics.session(SessionEvent::SessionExpired);
             tracing::info!(user_id = %data.user_id, "session token expired");
             return Err(Box::new(self.unauthorized(tls)));
         }
         if !self.csrf_ok(req.method(), req.headers(), &data) {
-            metrics.session("csrf_rejected");
+            metrics.session(SessionEvent::CsrfRejected);
             tracing::info!(user_id = %data.user_id, method = %req.method(), "write without a matching CSRF token");
-            return Err(Box::new(forbidden_csrf(&self.settings.csrf_header)));
+            return Err(Box::new(self.forbidden_csrf()));
         }
         // Cross-site WebSocket hijacking: an upgrade is a GET (no CSRF
         // token), so one riding on the cookie must come from this site.
@@ -183,19 +181,15 @@ impl Sessions {
             if let Err(origin) =
                 origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
             {
-                metrics.session("upgrade_cross_origin");
+                metrics.session(SessionEvent::UpgradeCrossOrigin);
                 tracing::warn!(origin = %origin, user_id = %data.user_id, "cross-origin upgrade with a session cookie refused");
-                return Err(Box::new(error(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    &format!(
-                        "Cross-origin upgrade refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
-                    ),
-                )));
+                return Err(Box::new(
+                    SessionRejection::CrossOriginUpgrade { origin }.into_response(),
+                ));
             }
         }
         let mut token = HeaderValue::from_str(&data.token).map_err(|_| {
-            metrics.session("cookie_rejected");
+            metrics.session(SessionEvent::CookieRejected);
             Box::new(self.unauthorized(tls))
         })?;
         token.set_sensitive(true);
@@ -226,27 +220,21 @@ impl Sessions {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if req.method() != Method::POST {
-            return method_not_allowed();
+            return SessionRejection::MethodNotAllowed.into_response();
         }
         if let Err(origin) =
             origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
         {
-            metrics.session("login_cross_origin");
+            metrics.session(SessionEvent::LoginCrossOrigin);
             tracing::warn!(origin = %origin, "cross-origin login refused");
-            return error(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                &format!(
-                    "Cross-origin login refused: Origin {origin:?} is neither this site nor one of session.trusted_origins."
-                ),
-            );
+            return SessionRejection::CrossOriginLogin { origin }.into_response();
         }
         let tls = request_is_tls(&req);
         let address = self.client_address(&req);
         let form = match read_form(req).await {
             Ok(f) => f,
             Err(resp) => {
-                metrics.session("login_bad_request");
+                metrics.session(SessionEvent::LoginBadRequest);
                 return resp;
             }
         };
@@ -254,20 +242,12 @@ impl Sessions {
             form.username.as_deref(),
             form.password.as_ref().map(|p| p.as_str()),
         ) else {
-            metrics.session("login_bad_request");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "Both \"username\" and \"password\" are required.",
-            );
+            metrics.session(SessionEvent::LoginBadRequest);
+            return SessionRejection::MissingCredentials.into_response();
         };
         if username.is_empty() || password.is_empty() {
-            metrics.session("login_bad_request");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "Both \"username\" and \"password\" are required.",
-            );
+            metrics.session(SessionEvent::LoginBadRequest);
+            return SessionRejection::MissingCredentials.into_response();
         }
         let user_domain = match (&form.user_domain_id, &form.user_domain_name, &form.domain) {
             (Some(id), _, _) => json!({ "id": id }),
@@ -284,17 +264,9 @@ impl Sessions {
         {
             Ok(a) => a,
             Err(retry) => {
-                metrics.session("login_throttled");
+                metrics.session(SessionEvent::LoginThrottled);
                 tracing::warn!(user = %who, client = ?address, "login throttled");
-                let mut resp = error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too Many Requests",
-                    "Too many login attempts; try again later.",
-                );
-                if let Ok(v) = HeaderValue::from_str(&retry.as_secs().to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return resp;
+                return SessionRejection::Throttled { retry_after: retry }.into_response();
             }
         };
         let project_domain = match (&form.project_domain_id, &form.project_domain_name) {
@@ -324,7 +296,7 @@ impl Sessions {
                 self.throttle.succeeded(attempt).await;
                 match self.start(&issued, tls) {
                     Ok(resp) => {
-                        metrics.session("login");
+                        metrics.session(SessionEvent::Login);
                         tracing::info!(
                             user_id = issued.body["user"]["id"].as_str(),
                             token = %issued.token.fingerprint(),
@@ -334,47 +306,26 @@ impl Sessions {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot seal a session");
-                        error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal Server Error",
-                            "The session could not be created.",
-                        )
+                        SessionRejection::SessionNotCreated.into_response()
                     }
                 }
             }
             Ok(LoginOutcome::Refused) => {
-                metrics.session("login_failed");
+                metrics.session(SessionEvent::LoginFailed);
                 tracing::info!(user = %who, client = ?address, "login refused by Keystone");
-                let mut resp = error(
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthorized",
-                    "Invalid credentials.",
-                );
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    validator.settings().www_authenticate.clone(),
-                );
-                resp
+                SessionRejection::LoginRefused {
+                    www_authenticate: validator.settings().www_authenticate.clone(),
+                }
+                .into_response()
             }
             Ok(LoginOutcome::BadRequest) => {
-                metrics.session("login_bad_request");
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    "Keystone could not understand the login request.",
-                )
+                metrics.session(SessionEvent::LoginBadRequest);
+                SessionRejection::LoginNotUnderstood.into_response()
             }
             Err(e) => {
-                metrics.session("login_keystone_unavailable");
+                metrics.session(SessionEvent::LoginKeystoneUnavailable);
                 tracing::warn!(error = %e, "login: Keystone unavailable");
-                let mut resp = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable",
-                    "The Keystone service is temporarily unavailable.",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                resp
+                SessionRejection::LoginKeystoneUnavailable.into_response()
             }
         }
     }
@@ -389,18 +340,18 @@ impl Sessions {
         tls: bool,
     ) -> Answer {
         if method != Method::POST {
-            return method_not_allowed();
+            return SessionRejection::MethodNotAllowed.into_response();
         }
         let data = match self.open_cookie(headers) {
             Some(Ok(d)) => d,
             None | Some(Err(_)) => {
-                metrics.session("cookie_rejected");
+                metrics.session(SessionEvent::CookieRejected);
                 return self.unauthorized(tls);
             }
         };
         if !self.csrf_ok(method, headers, &data) {
-            metrics.session("csrf_rejected");
-            return forbidden_csrf(&self.settings.csrf_header);
+            metrics.session(SessionEvent::CsrfRejected);
+            return self.forbidden_csrf();
         }
         let Some(token) = HeaderValue::from_str(&data.token)
             .ok()
@@ -409,22 +360,15 @@ impl Sessions {
         else {
             return self.unauthorized(tls);
         };
-        if data.expires_at > keystone::now() {
+        if data.expires_at > crate::clock::now() {
             if let Err(e) = validator.keystone().revoke_user_token(&token).await {
-                metrics.session("logout_keystone_unavailable");
+                metrics.session(SessionEvent::LogoutKeystoneUnavailable);
                 tracing::warn!(error = %e, user_id = %data.user_id, "logout: cannot revoke the token");
-                let mut resp = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable",
-                    "The Keystone service is temporarily unavailable; the session is still active.",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return resp;
+                return SessionRejection::LogoutKeystoneUnavailable.into_response();
             }
         }
         validator.forget(&token).await;
-        metrics.session("logout");
+        metrics.session(SessionEvent::Logout);
         tracing::info!(user_id = %data.user_id, token = %token.fingerprint(), "session logout");
         let mut resp = json_response(StatusCode::OK, &json!({"logout": true}));
         for c in self.clearing_cookies(tls) {
@@ -446,7 +390,7 @@ impl Sessions {
             user_id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
         };
         let sealed = seal::seal(&self.settings.keys, &self.settings.cookie_name, &data)?;
-        let max_age = (issued.expires_at - keystone::now()).max(0);
+        let max_age = (issued.expires_at - crate::clock::now()).max(0);
         let roles: Vec<&Value> = body["roles"]
             .as_array()
             .map(|r| r.iter().filter_map(|r| r.get("name")).collect())
@@ -484,16 +428,20 @@ impl Sessions {
         Ok(resp)
     }
 
+    /// The 401 of an unusable session, clearing both cookies.
     fn unauthorized(&self, tls: bool) -> Answer {
-        let mut resp = error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "The session is not valid; log in again.",
-        );
+        let mut resp = SessionRejection::SessionInvalid.into_response();
         for c in self.clearing_cookies(tls) {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         resp
+    }
+
+    fn forbidden_csrf(&self) -> Answer {
+        SessionRejection::Csrf {
+            header: self.settings.csrf_header.clone(),
+        }
+        .into_response()
     }
 
     /// The session cookie's data: `None` without the cookie; the first value
@@ -686,57 +634,32 @@ where
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let json =
-        match content_type.as_str() {
-            "application/json" => true,
-            "application/x-www-form-urlencoded" => false,
-            _ => return Err(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Unsupported Media Type",
-                "Send the credentials as application/json or application/x-www-form-urlencoded.",
-            )),
-        };
+    let json = match content_type.as_str() {
+        "application/json" => true,
+        "application/x-www-form-urlencoded" => false,
+        _ => return Err(SessionRejection::UnsupportedMediaType.into_response()),
+    };
     let collected = tokio::time::timeout(
         LOGIN_BODY_TIMEOUT,
         Limited::new(req.into_body(), MAX_LOGIN_BODY).collect(),
     )
     .await;
     let Ok(collected) = collected else {
-        return Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            "Request Timeout",
-            "The login request body did not arrive within 10 seconds.",
-        ));
+        return Err(SessionRejection::LoginBodyTimeout.into_response());
     };
     let body = match collected {
         Ok(b) => Zeroizing::new(b.to_bytes().to_vec()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Payload Too Large",
-                "The login request body is too large.",
-            ))
+            return Err(SessionRejection::LoginBodyTooLarge.into_response())
         }
-        Err(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "The login request body could not be read.",
-            ))
-        }
+        Err(_) => return Err(SessionRejection::LoginBodyUnreadable.into_response()),
     };
     let form = if json {
         serde_json::from_slice::<LoginForm>(&body).ok()
     } else {
         serde_urlencoded::from_bytes::<LoginForm>(&body).ok()
     };
-    form.ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "The login request body is not a valid credentials object.",
-        )
-    })
+    form.ok_or_else(|| SessionRejection::LoginBodyInvalid.into_response())
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Answer {
@@ -748,35 +671,6 @@ fn json_response(status: StatusCode, body: &Value) -> Answer {
         HeaderValue::from_static("application/json"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// A Keystone-shaped JSON error.
-fn error(status: StatusCode, title: &str, message: &str) -> Answer {
-    json_response(
-        status,
-        &json!({"error": {"code": status.as_u16(), "title": title, "message": message}}),
-    )
-}
-
-fn forbidden_csrf(header_name: &http::HeaderName) -> Answer {
-    error(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        &format!(
-            "CSRF token missing or incorrect: send the csrf token in the {header_name} header."
-        ),
-    )
-}
-
-fn method_not_allowed() -> Answer {
-    let mut resp = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed",
-        "Use POST.",
-    );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     resp
 }
 

@@ -89,7 +89,7 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
             move |result: Result<usize, &keystone::Error>| match result {
                 Ok(held) => {
                     m.revocation_events.set(gauge(held));
-                    m.revocation_last_success.set(keystone::now());
+                    m.revocation_last_success.set(crate::clock::now());
                 }
                 Err(_) => m.revocation_poll_failures.inc(),
             },

@@ -1,6 +1,7 @@
 //! The pipeline every front door shares, knowing nothing of tower or sockets:
 //! extract tokens → cache → validate with Keystone → role, expiry and
-//! access-rule checks → an [`AuthContext`] to forward, or a [`Rejection`].
+//! access-rule checks → an [`AuthContext`] to forward, or [`Denied`] (which
+//! [`crate::rejection`] turns into a response).
 //! Header stripping happens before, in the callers (`headers::strip_identity`).
 
 use std::{sync::Arc, time::Instant};
@@ -15,12 +16,23 @@ use crate::{
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,
-    rejection::Rejection,
     revocation::{poller::Revocations, TokenValues},
     session::Sessions,
     shared_cache::SharedCache,
     token::{Fingerprint, Token},
 };
+
+/// Why the validator refused a request. [`crate::rejection::Rejection`]
+/// maps it to a response (`From<Denied>`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Denied {
+    /// Missing, invalid, expired or revoked token, or a failed role/access-rule check.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Keystone could not answer for a token that was not cached.
+    #[error("Keystone unavailable: {0}")]
+    KeystoneUnavailable(#[source] Arc<keystone::Error>),
+}
 
 /// The result of authentication, placed in request extensions for embedders.
 #[derive(Debug, Clone)]
@@ -226,8 +238,8 @@ impl Validator {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-    ) -> Result<AuthContext, Rejection> {
-        let now = keystone::now();
+    ) -> Result<AuthContext, Denied> {
+        let now = crate::clock::now();
         // 1. The service token, if any.
         let mut allow_expired = false;
         // Only a service token holding one of `service_token_roles` lifts
@@ -284,7 +296,7 @@ impl Validator {
         if ctx.is_confirmed() || self.settings.delay_auth_decision {
             Ok(ctx)
         } else {
-            Err(Rejection::Unauthorized)
+            Err(Denied::Unauthorized)
         }
     }
 
@@ -295,7 +307,7 @@ impl Validator {
         token: &Token,
         allow_expired: bool,
         now: i64,
-    ) -> Result<Option<Arc<Identity>>, Rejection> {
+    ) -> Result<Option<Arc<Identity>>, Denied> {
         let started = Instant::now();
         let key = Key {
             fingerprint: token.fingerprint(),
@@ -309,7 +321,7 @@ impl Validator {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(token = %key.fingerprint, error = %e, "Keystone unavailable");
-                return Err(Rejection::KeystoneUnavailable(e));
+                return Err(Denied::KeystoneUnavailable(e));
             }
         };
         self.metrics.lookup(hit, started.elapsed().as_secs_f64());

@@ -151,9 +151,10 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
     if t.oauth2_credential.is_some() {
         return Err(ModelError::CertificateBound);
     }
-    let expires_at = parse_time(&t.expires_at).ok_or(ModelError::Field("expires_at"))?;
+    let expires_at =
+        crate::clock::parse_rfc3339(&t.expires_at).ok_or(ModelError::Field("expires_at"))?;
     let issued_at = match &t.issued_at {
-        Some(s) => parse_time(s).ok_or(ModelError::Field("issued_at"))?,
+        Some(s) => crate::clock::parse_rfc3339(s).ok_or(ModelError::Field("issued_at"))?,
         None => 0,
     };
     if t.user.id.as_deref().unwrap_or_default().is_empty() {
@@ -219,13 +220,6 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         service_catalog,
         rendered: Default::default(),
     })
-}
-
-/// Seconds since the epoch of a Keystone timestamp (`2026-01-15T22:14:05.000000Z`).
-pub fn parse_time(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
 }
 
 /// Endpoints of one region: `(region, [("<interface>URL", url)])`.

@@ -185,7 +185,7 @@ pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
 /// offset (`2026-01-15T22:14:05.000000`, as keystoneauth's fixture and old
 /// Keystones write it), which keystoneauth reads as UTC.
 pub fn parse_time(s: &str) -> Option<i64> {
-    super::model::parse_time(s).or_else(|| super::model::parse_time(&format!("{s}Z")))
+    crate::clock::parse_rfc3339(s).or_else(|| crate::clock::parse_rfc3339(&format!("{s}Z")))
 }
 
 /// A JSON value that keeps its objects' key order, so it can be written back

@@ -12,7 +12,8 @@ use http_body_util::Full;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{model::parse_time, Client, Error};
+use super::{Client, Error};
+use crate::clock::parse_rfc3339;
 use crate::config::{AuthVersion, KeystoneSettings, ServiceCredentials};
 
 /// Renew the service token when it expires within this many seconds
@@ -161,7 +162,7 @@ impl ServiceAuth {
         header.set_sensitive(true);
         let doc: AuthDoc = serde_json::from_slice(&reply.body)
             .map_err(|e| Error::Malformed(format!("auth response: {e}")))?;
-        let expires_at = parse_time(&doc.token.expires_at)
+        let expires_at = parse_rfc3339(&doc.token.expires_at)
             .ok_or_else(|| Error::Malformed("auth response: bad expires_at".into()))?;
         let endpoint = doc
             .token

@@ -7,7 +7,8 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::{now, Client, Error, USER_AGENT};
+use super::{Client, Error, USER_AGENT};
+use crate::clock::now;
 use crate::token::Token;
 
 /// A token Keystone issued for a password login.
@@ -78,7 +79,7 @@ impl Client {
                 let expires_at = body
                     .get("expires_at")
                     .and_then(Value::as_str)
-                    .and_then(super::model::parse_time)
+                    .and_then(crate::clock::parse_rfc3339)
                     .ok_or_else(|| Error::Malformed("login answer has no expires_at".into()))?;
                 Ok(LoginOutcome::Issued(Issued {
                     token,

@@ -138,7 +138,7 @@ impl Revocations {
     ) {
         loop {
             let n = self.polls.fetch_add(1, Ordering::Relaxed);
-            let now = crate::keystone::now();
+            let now = crate::clock::now();
             match self.poll_once(&source, n % 10 == 0, now).await {
                 Ok(held) => observe(Ok(held)),
                 Err(e) => {
