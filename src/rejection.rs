@@ -537,7 +537,7 @@ mod tests {
     async fn every_rejection_has_its_status_json_body_and_headers() {
         let rows = rows();
         // One row per variant of both tables.
-        assert_eq!(rows.len(), 5 + 16);
+        assert_eq!(rows.len(), 5 + 17);
         for (resp, status, title, headers) in rows {
             assert_eq!(resp.status().as_u16(), status, "{title}");
             let mut got: Vec<(String, String)> = resp
