@@ -242,7 +242,9 @@ async fn descriptor_exhaustion_neither_spins_nor_starves_the_admin_listener() {
     assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     let baseline = sg.open_fds();
     assert!(
-        sg.log().contains("proxy.max_connections"),
+        sg.log_with("proxy.max_connections")
+            .await
+            .contains("proxy.max_connections"),
         "no warning that the descriptor limit caps max_connections"
     );
     // More idle sockets than the process has descriptors.

@@ -345,7 +345,9 @@ async fn certificate_bound_tokens_are_refused_online_and_locally() {
             assert!(resp.headers().contains_key("www-authenticate"));
         }
         assert!(
-            sg.log().contains("certificate-bound"),
+            sg.log_with("certificate-bound")
+                .await
+                .contains("certificate-bound"),
             "{name}: the log says why"
         );
         assert!(

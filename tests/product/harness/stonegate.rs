@@ -150,6 +150,20 @@ impl Stonegate {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds `needle`, waiting up to 10 s: log lines are
+    /// written by a background thread, so a line can land after the
+    /// response that caused it. Returns the log as it is then, found or not.
+    pub async fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM (graceful shutdown).
     /// Sends `signal` (e.g. `HUP`) to the process.
     pub fn signal(&self, signal: &str) {
