@@ -114,6 +114,7 @@ where
             let v = &shared.validator.get();
             let settings = v.settings();
             let forged = headers::sanitize(req.headers_mut());
+            let body_left = BodyLeft::of(&req);
             // One canonical path, decided on and forwarded; `decoded` is set
             // only when it differs from the (rewritten) URI's path.
             let decoded = match canonicalize(&mut req) {
@@ -131,7 +132,7 @@ where
                         latency_us = started.elapsed().as_micros() as u64,
                     );
                     let resp = rejection.into_response(&settings.www_authenticate);
-                    return Ok(resp.map(Either::Right));
+                    return Ok(body_left.answer(resp).map(Either::Right));
                 }
             };
             if let Some(sessions) = v.sessions() {
@@ -156,7 +157,7 @@ where
                         forged_headers = forged,
                         latency_us = started.elapsed().as_micros() as u64,
                     );
-                    return Ok(resp.map(Either::Right));
+                    return Ok(body_left.answer(resp).map(Either::Right));
                 }
             }
             let mut session = None;
@@ -187,7 +188,7 @@ where
                                 forged_headers = forged,
                                 latency_us = started.elapsed().as_micros() as u64,
                             );
-                            return Ok(resp.map(Either::Right));
+                            return Ok(body_left.answer(*resp).map(Either::Right));
                         }
                     }
                 }
@@ -270,10 +271,35 @@ where
                             resp.headers_mut().append(header::SET_COOKIE, c);
                         }
                     }
-                    Ok(resp.map(Either::Right))
+                    Ok(body_left.answer(resp).map(Either::Right))
                 }
             }
         })
+    }
+}
+
+/// Whether an HTTP/1 request may still have body bytes on the connection
+/// when stonegate answers it itself (a 4xx/5xx before the body is read).
+/// hyper then closes the connection after the answer; saying
+/// `Connection: close` keeps a client from sending its next request on a
+/// connection that is about to close (Python `requests` fails such a
+/// request with "Remote end closed connection").
+#[derive(Debug, Clone, Copy)]
+struct BodyLeft(bool);
+
+impl BodyLeft {
+    fn of<B: http_body::Body>(req: &Request<B>) -> Self {
+        BodyLeft(req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream())
+    }
+
+    /// `resp`, with `Connection: close` when it is a refusal and body bytes
+    /// may be left (a login that read its body and succeeded keeps the connection).
+    fn answer<B>(self, mut resp: Response<B>) -> Response<B> {
+        if self.0 && !resp.status().is_success() {
+            resp.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

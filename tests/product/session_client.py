@@ -39,6 +39,8 @@ check(seen.get("x-identity-status") == "Confirmed", "confirmed identity", r)
 
 r = s.post(f"{base}/v2.1/servers", json={"server": {"name": "vm"}}, timeout=30)
 check(r.status_code == 403, "write without X-CSRFToken is refused", r)
+# Its body was never read: the connection is closed after the answer, and said so.
+check(r.headers.get("Connection", "").lower() == "close", "refusal with a body unread says Connection: close", r)
 
 r = s.post(f"{base}/v2.1/servers", json={"server": {"name": "vm"}},
            headers={"X-CSRFToken": s.cookies["csrftoken"]}, timeout=30)
