@@ -9,7 +9,7 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::{client_address::Cidr, keys::SessionKeys, throttle::Limits};
-use crate::config::{problem, Problem};
+use crate::settings::{problem, Problem};
 
 /// Environment variable that may hold the session keys (instead of `keys_file`).
 pub const SESSION_KEYS_ENV: &str = "STONEGATE_SESSION_KEYS";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::crypt::Strategy;
-use crate::config::{problem, Problem};
+use crate::settings::{problem, Problem};
 
 /// Environment variable that may hold `memcache_secret_key`.
 pub const SECRET_KEY_ENV: &str = "STONEGATE_MEMCACHE_SECRET_KEY";
@@ -201,7 +201,7 @@ impl SharedCacheFile<'_> {
             );
             return None;
         };
-        let secret = crate::config::secret(
+        let secret = crate::settings::secret(
             p,
             SECRET,
             &self.secret_key.cloned(),
