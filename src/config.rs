@@ -12,19 +12,14 @@ mod sources;
 
 use std::{fmt, net::SocketAddr, path::Path, time::Duration};
 
+use crate::keystone::{self, AuthVersion};
 pub use crate::settings::Problem;
-pub(crate) use crate::settings::{addr, problem, secret, url};
+pub(crate) use crate::settings::{addr, problem, url};
 
 use http::Uri;
-use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use sources::{Loaded, Sources};
-
-/// Environment variable that may hold the service user's password.
-pub const PASSWORD_ENV: &str = "STONEGATE_PASSWORD";
-/// Environment variable that may hold the application credential secret.
-pub const APP_CRED_SECRET_ENV: &str = "STONEGATE_APPLICATION_CREDENTIAL_SECRET";
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +67,7 @@ pub struct File {
     #[serde(default)]
     pub proxy: ProxyFile,
     /// keystonemiddleware-compatible options.
-    pub keystone_authtoken: AuthTokenFile,
+    pub keystone_authtoken: keystone::Section,
     /// Token cache settings.
     #[serde(default)]
     pub cache: CacheFile,
@@ -345,289 +340,12 @@ impl Default for CacheFile {
     }
 }
 
-/// `[keystone_authtoken]`: keystonemiddleware's option names and defaults.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthTokenFile {
-    /// URI announced in `WWW-Authenticate: Keystone uri="..."`.
-    pub www_authenticate_uri: Option<String>,
-    /// Deprecated alias of `www_authenticate_uri`.
-    pub auth_uri: Option<String>,
-    /// Keystone URL stonegate authenticates against.
-    pub auth_url: Option<String>,
-    /// `password` or `v3applicationcredential`.
-    #[serde(default = "default_auth_type")]
-    pub auth_type: String,
-    /// Identity API version: `"v3"` (default) or `"v2.0"` for legacy clouds.
-    pub auth_version: Option<String>,
-    /// Service user name.
-    pub username: Option<String>,
-    /// Service user id.
-    pub user_id: Option<String>,
-    /// Service user password (prefer `password_file` or the environment).
-    pub password: Option<String>,
-    /// File holding the service user password.
-    pub password_file: Option<String>,
-    /// Domain id of the service user.
-    pub user_domain_id: Option<String>,
-    /// Domain name of the service user.
-    pub user_domain_name: Option<String>,
-    /// Project to scope the service token to (name).
-    pub project_name: Option<String>,
-    /// Project to scope the service token to (id).
-    pub project_id: Option<String>,
-    /// Domain id of `project_name`.
-    pub project_domain_id: Option<String>,
-    /// Domain name of `project_name`.
-    pub project_domain_name: Option<String>,
-    /// Application credential id (`v3applicationcredential`).
-    pub application_credential_id: Option<String>,
-    /// Application credential secret (prefer the file or the environment).
-    pub application_credential_secret: Option<String>,
-    /// File holding the application credential secret.
-    pub application_credential_secret_file: Option<String>,
-    /// Endpoint interface of the identity service to validate with.
-    #[serde(default = "default_interface")]
-    pub interface: String,
-    /// Region of the identity endpoint.
-    pub region_name: Option<String>,
-    /// This service's catalog type (for access rules).
-    pub service_type: Option<String>,
-    /// Forward invalid requests with `X-Identity-Status: Invalid`.
-    #[serde(default)]
-    pub delay_auth_decision: bool,
-    /// Seconds a validated token is cached; `-1` (keystonemiddleware's
-    /// spelling) caches nothing.
-    #[serde(default = "default_token_cache_time_signed")]
-    pub token_cache_time: i64,
-    /// Set `X-Service-Catalog`.
-    #[serde(default = "default_true")]
-    pub include_service_catalog: bool,
-    /// Roles that make a service token count.
-    #[serde(default = "default_service_roles")]
-    pub service_token_roles: Vec<String>,
-    /// Whether a service token must hold one of `service_token_roles`.
-    #[serde(default = "default_true")]
-    pub service_token_roles_required: bool,
-    /// Seconds to connect to Keystone.
-    #[serde(default = "default_connect_timeout")]
-    pub http_connect_timeout: u64,
-    /// Seconds for a whole Keystone request.
-    #[serde(default = "default_request_timeout")]
-    pub http_request_timeout: u64,
-    /// Retries after a connection failure.
-    #[serde(default = "default_retries")]
-    pub http_request_max_retries: u32,
-    /// CA bundle for Keystone's certificate.
-    pub cafile: Option<String>,
-    /// Client certificate for mutual TLS to Keystone.
-    pub certfile: Option<String>,
-    /// Client key for mutual TLS to Keystone.
-    pub keyfile: Option<String>,
-    /// Skip TLS verification towards Keystone (warned about).
-    #[serde(default)]
-    pub insecure: bool,
-    /// stonegate-specific: most Keystone requests in flight at once.
-    #[serde(default = "default_max_concurrent")]
-    pub max_concurrent_requests: usize,
-    /// stonegate-specific: consecutive Keystone failures that open the circuit breaker (0 = never).
-    #[serde(default = "default_breaker_threshold")]
-    pub circuit_breaker_threshold: u32,
-    /// stonegate-specific: seconds Keystone is not called once the breaker opened.
-    #[serde(default = "default_breaker_cooldown")]
-    pub circuit_breaker_cooldown: u64,
-    /// memcached servers (`host:port`) shared with other replicas and
-    /// keystonemiddleware services.
-    pub memcached_servers: Option<Vec<String>>,
-    /// `MAC` or `ENCRYPT` (required with a shared cache).
-    pub memcache_security_strategy: Option<String>,
-    /// Secret the shared entries' keys derive from (prefer the file or the environment).
-    pub memcache_secret_key: Option<String>,
-    /// File holding `memcache_secret_key`.
-    pub memcache_secret_key_file: Option<String>,
-    /// Seconds one shared-cache connect or operation may take.
-    pub memcache_pool_socket_timeout: Option<f64>,
-    /// Seconds a failed shared-cache server is skipped.
-    pub memcache_pool_dead_retry: Option<u64>,
-    /// Idle connections kept per memcached server.
-    pub memcache_pool_maxsize: Option<usize>,
-}
-
-fn default_max_concurrent() -> usize {
-    64
-}
-fn default_breaker_threshold() -> u32 {
-    5
-}
-fn default_breaker_cooldown() -> u64 {
-    2
-}
-
-impl fmt::Debug for AuthTokenFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthTokenFile")
-            .field("auth_url", &self.auth_url)
-            .field("auth_type", &self.auth_type)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field(
-                "application_credential_secret",
-                &self
-                    .application_credential_secret
-                    .as_ref()
-                    .map(|_| "[redacted]"),
-            )
-            .field("memcached_servers", &self.memcached_servers)
-            .field(
-                "memcache_secret_key",
-                &self.memcache_secret_key.as_ref().map(|_| "[redacted]"),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-fn default_auth_type() -> String {
-    "password".into()
-}
-fn default_interface() -> String {
-    "internal".into()
-}
-fn default_token_cache_time_signed() -> i64 {
-    300
-}
-
-/// `token_cache_time`: seconds, or keystonemiddleware's `-1` for no caching
-/// (every request is validated, nothing is written to a shared cache).
-fn token_cache_time(p: &mut Vec<Problem>, secs: i64) -> Duration {
-    match u64::try_from(secs) {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) if secs == -1 => Duration::ZERO,
-        Err(_) => {
-            problem(
-                p,
-                "keystone_authtoken.token_cache_time",
-                "must be a number of seconds, or -1 to cache nothing",
-            );
-            Duration::ZERO
-        }
-    }
-}
-
 fn default_token_cache_time() -> u64 {
     300
 }
 fn default_true() -> bool {
     true
 }
-fn default_service_roles() -> Vec<String> {
-    vec!["service".into()]
-}
-fn default_connect_timeout() -> u64 {
-    5
-}
-fn default_request_timeout() -> u64 {
-    10
-}
-fn default_retries() -> u32 {
-    3
-}
-
-/// Which Identity API stonegate speaks (`auth_version`, keystonemiddleware's option).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AuthVersion {
-    /// Identity v3 (`POST /v3/auth/tokens`, `GET /v3/auth/tokens`): the default.
-    #[default]
-    V3,
-    /// Legacy Identity v2.0 (`POST /v2.0/tokens`, `GET /v2.0/tokens/{token}`).
-    V2,
-}
-
-impl AuthVersion {
-    /// Reads an `auth_version` value: `"v2.0"`, `"v2"`, `"2.0"`, `"2"`, or
-    /// `"v3"`, `"v3.0"`, `"3"`, `"3.0"`.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value.trim().trim_start_matches(['v', 'V']) {
-            "2" | "2.0" => Some(Self::V2),
-            "3" | "3.0" => Some(Self::V3),
-            _ => None,
-        }
-    }
-
-    /// Path segment of the API's base URL (`v3` or `v2.0`).
-    pub fn segment(self) -> &'static str {
-        match self {
-            Self::V3 => "v3",
-            Self::V2 => "v2.0",
-        }
-    }
-}
-
-/// How stonegate authenticates itself to Keystone.
-#[derive(Debug, Clone)]
-pub enum ServiceCredentials {
-    /// `auth_type = password`.
-    Password {
-        /// `{"id": ...}` or `{"name": ..., "domain": {...}}` of the user.
-        user: serde_json::Value,
-        /// The password.
-        password: SecretString,
-        /// The `scope` object, if any.
-        scope: Option<serde_json::Value>,
-    },
-    /// `auth_type = password` with `auth_version = "v2.0"`: keystoneauth's
-    /// v2 `passwordCredentials`.
-    PasswordV2 {
-        /// `("username", name)` or `("userId", id)`.
-        user: (&'static str, String),
-        /// The password.
-        password: SecretString,
-        /// `("tenantId", id)` or `("tenantName", name)`, if scoped.
-        tenant: Option<(&'static str, String)>,
-    },
-    /// `auth_type = v3applicationcredential`.
-    ApplicationCredential {
-        /// Credential id.
-        id: String,
-        /// Credential secret.
-        secret: SecretString,
-    },
-}
-
-/// Compiled Keystone settings.
-#[derive(Debug, Clone)]
-pub struct KeystoneSettings {
-    /// Where to authenticate (`.../v3`, or `.../v2.0` with [`AuthVersion::V2`]).
-    pub auth_url: Uri,
-    /// The Identity API version spoken.
-    pub auth_version: AuthVersion,
-    /// Service credentials.
-    pub credentials: ServiceCredentials,
-    /// Identity endpoint interface.
-    pub interface: String,
-    /// Identity endpoint region.
-    pub region_name: Option<String>,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Whole-request timeout.
-    pub request_timeout: Duration,
-    /// Retries after connection failures.
-    pub max_retries: u32,
-    /// CA bundle path.
-    pub cafile: Option<String>,
-    /// Client certificate path.
-    pub certfile: Option<String>,
-    /// Client key path.
-    pub keyfile: Option<String>,
-    /// Skip TLS verification.
-    pub insecure: bool,
-    /// Most Keystone requests in flight.
-    pub max_concurrent_requests: usize,
-    /// Failures that open the circuit breaker (0 = never).
-    pub circuit_breaker_threshold: u32,
-    /// How long the breaker stays open.
-    pub circuit_breaker_cooldown: Duration,
-}
-
 /// Compiled authentication policy (what the validator and layer need).
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -712,7 +430,7 @@ pub struct ProxySettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Keystone client settings.
-    pub keystone: KeystoneSettings,
+    pub keystone: keystone::Settings,
     /// Authentication policy.
     pub auth: AuthSettings,
     /// Listener and upstream settings.
@@ -886,48 +604,11 @@ impl File {
                 false
             }
         };
-        let auth_url = url(
-            &mut p,
-            "keystone_authtoken.auth_url",
-            ks.auth_url.as_deref(),
-        );
-        let www_uri = ks
-            .www_authenticate_uri
-            .as_deref()
-            .or(ks.auth_uri.as_deref())
-            .or(ks.auth_url.as_deref())
-            .unwrap_or_default();
-        let www_authenticate =
-            match http::HeaderValue::from_str(&format!("Keystone uri=\"{www_uri}\"")) {
-                Ok(v) if !www_uri.contains('"') => Some(v),
-                _ => {
-                    problem(
-                        &mut p,
-                        "keystone_authtoken.www_authenticate_uri",
-                        "must be a printable URI without quotes",
-                    );
-                    None
-                }
-            };
-        let auth_version = match ks.auth_version.as_deref() {
-            None => AuthVersion::V3,
-            Some(v) => AuthVersion::parse(v).unwrap_or_else(|| {
-                problem(
-                    &mut p,
-                    "keystone_authtoken.auth_version",
-                    &format!("{v:?} is not supported: use \"v3\" (the default) or \"v2.0\""),
-                );
-                AuthVersion::V3
-            }),
-        };
         let mut warnings = Vec::new();
-        let credentials = match auth_version {
-            AuthVersion::V3 => self.credentials(&mut p, env),
-            AuthVersion::V2 => {
-                self.v2_checks(&mut p);
-                self.credentials_v2(&mut p, &mut warnings, env)
-            }
-        };
+        if ks.auth_version(&mut Vec::new()) == AuthVersion::V2 {
+            self.v2_checks(&mut p);
+        }
+        let keystone = ks.build(&mut p, &mut warnings, env);
         let session = self
             .session
             .as_ref()
@@ -945,22 +626,7 @@ impl File {
             local_validation: self.fernet.is_some(),
         }
         .build(&mut p, env);
-        if !matches!(ks.interface.as_str(), "public" | "internal" | "admin") {
-            problem(
-                &mut p,
-                "keystone_authtoken.interface",
-                "must be \"public\", \"internal\" or \"admin\"",
-            );
-        }
         for (key, v) in [
-            (
-                "keystone_authtoken.http_connect_timeout",
-                ks.http_connect_timeout,
-            ),
-            (
-                "keystone_authtoken.http_request_timeout",
-                ks.http_request_timeout,
-            ),
             ("proxy.connect_timeout", self.proxy.connect_timeout),
             ("proxy.response_timeout", self.proxy.response_timeout),
             ("proxy.header_read_timeout", self.proxy.header_read_timeout),
@@ -976,23 +642,8 @@ impl File {
                 problem(&mut p, key, "must be at least 1 second");
             }
         }
-        if ks.max_concurrent_requests == 0 {
-            problem(
-                &mut p,
-                "keystone_authtoken.max_concurrent_requests",
-                "must be at least 1",
-            );
-        }
-        let token_cache_time = token_cache_time(&mut p, ks.token_cache_time);
         if self.cache.capacity_bytes < 1024 {
             problem(&mut p, "cache.capacity_bytes", "must be at least 1024");
-        }
-        if ks.service_token_roles_required && ks.service_token_roles.is_empty() {
-            problem(
-                &mut p,
-                "keystone_authtoken.service_token_roles",
-                "is empty while service_token_roles_required = true: no service token could ever be valid",
-            );
         }
         if self.proxy.http2_max_concurrent_streams == 0 {
             problem(
@@ -1033,13 +684,6 @@ impl File {
                 "certfile and keyfile must be set together",
             );
         }
-        if ks.certfile.is_some() != ks.keyfile.is_some() {
-            problem(
-                &mut p,
-                "keystone_authtoken.certfile",
-                "certfile and keyfile must be set together",
-            );
-        }
         let (tls_cert, tls_key) = match &self.tls {
             Some(t) => (Some(t.cert_file.clone()), Some(t.key_file.clone())),
             None => (None, None),
@@ -1050,9 +694,6 @@ impl File {
             ("proxy.cafile", &self.proxy.cafile),
             ("proxy.certfile", &self.proxy.certfile),
             ("proxy.keyfile", &self.proxy.keyfile),
-            ("keystone_authtoken.cafile", &ks.cafile),
-            ("keystone_authtoken.certfile", &ks.certfile),
-            ("keystone_authtoken.keyfile", &ks.keyfile),
         ] {
             if let Some(f) = f {
                 if !Path::new(f).is_file() {
@@ -1061,200 +702,74 @@ impl File {
             }
         }
 
-        match (
-            listen,
-            admin_listen,
-            upstream,
-            auth_url,
-            www_authenticate,
-            credentials,
-        ) {
-            (
-                Some(listen),
-                Some(admin_listen),
-                upstream,
-                Some(auth_url),
-                Some(www_authenticate),
-                Some(credentials),
-            ) if p.is_empty() => Ok(Settings {
-                warnings,
-                keystone: KeystoneSettings {
-                    auth_url,
-                    auth_version,
-                    credentials,
-                    interface: ks.interface.clone(),
-                    region_name: ks.region_name.clone(),
-                    connect_timeout: Duration::from_secs(ks.http_connect_timeout),
-                    request_timeout: Duration::from_secs(ks.http_request_timeout),
-                    max_retries: ks.http_request_max_retries,
-                    cafile: ks.cafile.clone(),
-                    certfile: ks.certfile.clone(),
-                    keyfile: ks.keyfile.clone(),
-                    insecure: ks.insecure,
-                    max_concurrent_requests: ks.max_concurrent_requests,
-                    circuit_breaker_threshold: ks.circuit_breaker_threshold,
-                    circuit_breaker_cooldown: Duration::from_secs(ks.circuit_breaker_cooldown),
-                },
-                auth: AuthSettings {
-                    www_authenticate,
-                    delay_auth_decision: ks.delay_auth_decision,
-                    token_cache_time,
-                    negative_ttl: Duration::from_secs(self.cache.negative_ttl),
-                    cache_capacity_bytes: self.cache.capacity_bytes,
-                    include_service_catalog: ks.include_service_catalog,
-                    service_token_roles: ks.service_token_roles.clone(),
-                    service_token_roles_required: ks.service_token_roles_required,
-                    service_type: ks.service_type.clone(),
-                    public_routes,
-                    local,
-                    revocation,
-                    session,
-                    shared_cache,
-                },
-                proxy: ProxySettings {
-                    listen,
-                    upstream,
-                    auth_listen,
-                    forward_auth,
-                    admin_listen,
-                    connect_timeout: Duration::from_secs(self.proxy.connect_timeout),
-                    response_timeout: Duration::from_secs(self.proxy.response_timeout),
-                    shutdown_grace_period: Duration::from_secs(self.proxy.shutdown_grace_period),
-                    header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
-                    max_headers: self.proxy.max_headers,
-                    max_header_bytes: self.proxy.max_header_bytes,
-                    first_byte_timeout: Duration::from_secs(self.proxy.first_byte_timeout),
-                    idle_timeout: Duration::from_secs(self.proxy.idle_timeout),
-                    http2_keep_alive_interval: (self.proxy.http2_keep_alive_interval > 0)
-                        .then(|| Duration::from_secs(self.proxy.http2_keep_alive_interval)),
-                    http2_keep_alive_timeout: Duration::from_secs(
-                        self.proxy.http2_keep_alive_timeout,
-                    ),
-                    http2_max_concurrent_streams: self.proxy.http2_max_concurrent_streams,
-                    max_connections: self.proxy.max_connections,
-                    log_json,
-                    tls: self.tls.clone(),
-                    upstream_tls: crate::tls::ClientTls {
-                        cafile: self.proxy.cafile.clone(),
-                        certfile: self.proxy.certfile.clone(),
-                        keyfile: self.proxy.keyfile.clone(),
-                        insecure: self.proxy.insecure,
+        match (listen, admin_listen, upstream, keystone) {
+            (Some(listen), Some(admin_listen), upstream, Some((keystone, policy)))
+                if p.is_empty() =>
+            {
+                Ok(Settings {
+                    warnings,
+                    keystone,
+                    auth: AuthSettings {
+                        www_authenticate: policy.www_authenticate,
+                        delay_auth_decision: policy.delay_auth_decision,
+                        token_cache_time: policy.token_cache_time,
+                        negative_ttl: Duration::from_secs(self.cache.negative_ttl),
+                        cache_capacity_bytes: self.cache.capacity_bytes,
+                        include_service_catalog: policy.include_service_catalog,
+                        service_token_roles: policy.service_token_roles,
+                        service_token_roles_required: policy.service_token_roles_required,
+                        service_type: policy.service_type,
+                        public_routes,
+                        local,
+                        revocation,
+                        session,
+                        shared_cache,
                     },
-                    // `None` recorded a problem, so `p` is not empty here.
-                    upgrades: upgrades.unwrap_or_default(),
-                },
-            }),
+                    proxy: ProxySettings {
+                        listen,
+                        upstream,
+                        auth_listen,
+                        forward_auth,
+                        admin_listen,
+                        connect_timeout: Duration::from_secs(self.proxy.connect_timeout),
+                        response_timeout: Duration::from_secs(self.proxy.response_timeout),
+                        shutdown_grace_period: Duration::from_secs(
+                            self.proxy.shutdown_grace_period,
+                        ),
+                        header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
+                        max_headers: self.proxy.max_headers,
+                        max_header_bytes: self.proxy.max_header_bytes,
+                        first_byte_timeout: Duration::from_secs(self.proxy.first_byte_timeout),
+                        idle_timeout: Duration::from_secs(self.proxy.idle_timeout),
+                        http2_keep_alive_interval: (self.proxy.http2_keep_alive_interval > 0)
+                            .then(|| Duration::from_secs(self.proxy.http2_keep_alive_interval)),
+                        http2_keep_alive_timeout: Duration::from_secs(
+                            self.proxy.http2_keep_alive_timeout,
+                        ),
+                        http2_max_concurrent_streams: self.proxy.http2_max_concurrent_streams,
+                        max_connections: self.proxy.max_connections,
+                        log_json,
+                        tls: self.tls.clone(),
+                        upstream_tls: crate::tls::ClientTls {
+                            cafile: self.proxy.cafile.clone(),
+                            certfile: self.proxy.certfile.clone(),
+                            keyfile: self.proxy.keyfile.clone(),
+                            insecure: self.proxy.insecure,
+                        },
+                        // `None` recorded a problem, so `p` is not empty here.
+                        upgrades: upgrades.unwrap_or_default(),
+                    },
+                })
+            }
             _ => Err(Error::Invalid(p)),
-        }
-    }
-
-    fn credentials(
-        &self,
-        p: &mut Vec<Problem>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<ServiceCredentials> {
-        let ks = &self.keystone_authtoken;
-        match ks.auth_type.as_str() {
-            "password" => {
-                let domain = |id: &Option<String>, name: &Option<String>| match (id, name) {
-                    (Some(id), _) => Some(serde_json::json!({ "id": id })),
-                    (None, Some(name)) => Some(serde_json::json!({ "name": name })),
-                    (None, None) => None,
-                };
-                let user = match (&ks.user_id, &ks.username) {
-                    (Some(id), _) => Some(serde_json::json!({ "id": id })),
-                    (None, Some(name)) => match domain(&ks.user_domain_id, &ks.user_domain_name) {
-                        Some(d) => Some(serde_json::json!({ "name": name, "domain": d })),
-                        None => {
-                            problem(
-                                p,
-                                "keystone_authtoken.user_domain_name",
-                                "username needs user_domain_id or user_domain_name",
-                            );
-                            None
-                        }
-                    },
-                    (None, None) => {
-                        problem(
-                            p,
-                            "keystone_authtoken.username",
-                            "is required with auth_type = \"password\" (or set user_id)",
-                        );
-                        None
-                    }
-                };
-                let scope = match (&ks.project_id, &ks.project_name) {
-                    (Some(id), _) => Some(serde_json::json!({ "project": { "id": id } })),
-                    (None, Some(name)) => {
-                        match domain(&ks.project_domain_id, &ks.project_domain_name) {
-                            Some(d) => Some(
-                                serde_json::json!({ "project": { "name": name, "domain": d } }),
-                            ),
-                            None => {
-                                problem(
-                                    p,
-                                    "keystone_authtoken.project_domain_name",
-                                    "project_name needs project_domain_id or project_domain_name",
-                                );
-                                None
-                            }
-                        }
-                    }
-                    (None, None) => None,
-                };
-                let password = secret(
-                    p,
-                    "keystone_authtoken.password",
-                    &ks.password,
-                    &ks.password_file,
-                    PASSWORD_ENV,
-                    env,
-                );
-                Some(ServiceCredentials::Password {
-                    user: user?,
-                    password: password?,
-                    scope,
-                })
-            }
-            "v3applicationcredential" => {
-                let id = ks.application_credential_id.clone();
-                if id.is_none() {
-                    problem(
-                        p,
-                        "keystone_authtoken.application_credential_id",
-                        "is required with auth_type = \"v3applicationcredential\"",
-                    );
-                }
-                let secret = secret(
-                    p,
-                    "keystone_authtoken.application_credential_secret",
-                    &ks.application_credential_secret,
-                    &ks.application_credential_secret_file,
-                    APP_CRED_SECRET_ENV,
-                    env,
-                );
-                Some(ServiceCredentials::ApplicationCredential {
-                    id: id?,
-                    secret: secret?,
-                })
-            }
-            other => {
-                problem(
-                    p,
-                    "keystone_authtoken.auth_type",
-                    &format!(
-                        "{other:?} is not supported: use \"password\" or \"v3applicationcredential\""
-                    ),
-                );
-                None
-            }
         }
     }
 }
 
 impl File {
     /// What Identity v2.0 cannot do: local Fernet validation, revocation
-    /// events and password logins all need v3.
+    /// events and password logins all need v3 (the section's own checks are
+    /// [`keystone::Section::build`]'s).
     fn v2_checks(&self, p: &mut Vec<Problem>) {
         const WHY: &str = "needs Identity v3: remove it, or remove auth_version = \"v2.0\"";
         if self.fernet.is_some() {
@@ -1270,82 +785,6 @@ impl File {
                 &format!("browser sessions (v3 password login) {WHY}"),
             );
         }
-        if let Some(url) = &self.keystone_authtoken.auth_url {
-            if url.trim_end_matches('/').ends_with("/v3") {
-                problem(
-                    p,
-                    "keystone_authtoken.auth_url",
-                    "ends in /v3 but auth_version = \"v2.0\": give the Identity v2.0 URL (or the bare Keystone URL)",
-                );
-            }
-        }
-    }
-
-    /// keystoneauth's v2 `password` plugin: `username` (else `user_id`),
-    /// `project_id` (else `project_name`) as the tenant; domains do not exist
-    /// in v2.0 and are ignored with a warning.
-    fn credentials_v2(
-        &self,
-        p: &mut Vec<Problem>,
-        warnings: &mut Vec<Problem>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<ServiceCredentials> {
-        let ks = &self.keystone_authtoken;
-        if ks.auth_type != "password" {
-            problem(
-                p,
-                "keystone_authtoken.auth_type",
-                &format!(
-                    "{:?} is not available with auth_version = \"v2.0\": use \"password\" (application credentials need Identity v3)",
-                    ks.auth_type
-                ),
-            );
-            return None;
-        }
-        for (key, value) in [
-            ("user_domain_id", &ks.user_domain_id),
-            ("user_domain_name", &ks.user_domain_name),
-            ("project_domain_id", &ks.project_domain_id),
-            ("project_domain_name", &ks.project_domain_name),
-        ] {
-            if value.is_some() {
-                problem(
-                    warnings,
-                    &format!("keystone_authtoken.{key}"),
-                    "ignored: Identity v2.0 (auth_version) has no domains",
-                );
-            }
-        }
-        let user = match (&ks.username, &ks.user_id) {
-            (Some(name), _) => Some(("username", name.clone())),
-            (None, Some(id)) => Some(("userId", id.clone())),
-            (None, None) => {
-                problem(
-                    p,
-                    "keystone_authtoken.username",
-                    "is required with auth_type = \"password\" (or set user_id)",
-                );
-                None
-            }
-        };
-        let tenant = match (&ks.project_id, &ks.project_name) {
-            (Some(id), _) => Some(("tenantId", id.clone())),
-            (None, Some(name)) => Some(("tenantName", name.clone())),
-            (None, None) => None,
-        };
-        let password = secret(
-            p,
-            "keystone_authtoken.password",
-            &ks.password,
-            &ks.password_file,
-            PASSWORD_ENV,
-            env,
-        );
-        Some(ServiceCredentials::PasswordV2 {
-            user: user?,
-            password: password?,
-            tenant,
-        })
     }
 }
 
@@ -1361,6 +800,7 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::keystone::{settings::PASSWORD_ENV, ServiceCredentials};
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -8,6 +8,7 @@
 pub mod model;
 pub mod model_v2;
 pub mod service_auth;
+pub mod settings;
 pub mod user_tokens;
 
 use std::{sync::Arc, time::Duration};
@@ -20,16 +21,11 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use crate::{
-    config::{AuthVersion, KeystoneSettings},
-    identity::Identity,
-    metrics::Metrics,
-    tls::ClientTls,
-    token::Token,
-};
+use crate::{identity::Identity, metrics::Metrics, tls::ClientTls, token::Token};
 
 pub use model::ModelError;
 use service_auth::ServiceAuth;
+pub use settings::{AuthVersion, Policy, Section, ServiceCredentials, Settings};
 
 /// HTTP client used towards Keystone.
 pub(crate) type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -127,7 +123,7 @@ pub struct Client {
 
 struct Inner {
     http: HttpClient,
-    settings: KeystoneSettings,
+    settings: Settings,
     auth: ServiceAuth,
     metrics: Metrics,
     /// Bounds concurrent Keystone requests, so a miss storm cannot flood Keystone.
@@ -160,7 +156,7 @@ pub(crate) struct Reply {
 
 impl Client {
     /// Builds a client (no network traffic yet).
-    pub fn new(settings: KeystoneSettings, metrics: Metrics) -> Result<Self, Error> {
+    pub fn new(settings: Settings, metrics: Metrics) -> Result<Self, Error> {
         let tls = ClientTls {
             cafile: settings.cafile.clone(),
             certfile: settings.certfile.clone(),

@@ -26,8 +26,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::AuthVersion,
     identity::Identity,
+    keystone::AuthVersion,
     metrics::{Metrics, SharedCacheCounters},
     token::Token,
 };

@@ -10,8 +10,9 @@ use http::{HeaderMap, Method};
 use crate::{
     access_rules,
     cache::{Cache, Key, Outcome},
-    config::{AuthSettings, AuthVersion},
+    config::AuthSettings,
     identity::Identity,
+    keystone::AuthVersion,
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{model::parse_time, Client, Error};
-use crate::config::{AuthVersion, KeystoneSettings, ServiceCredentials};
+use super::{AuthVersion, ServiceCredentials, Settings};
 
 /// Renew the service token when it expires within this many seconds
 /// (keystoneauth's `MIN_TOKEN_LIFE_SECONDS`).
@@ -44,13 +44,13 @@ impl std::fmt::Debug for ServiceToken {
 }
 
 pub(crate) struct ServiceAuth {
-    settings: KeystoneSettings,
+    settings: Settings,
     current: RwLock<Option<Arc<ServiceToken>>>,
     renewing: tokio::sync::Mutex<()>,
 }
 
 impl ServiceAuth {
-    pub fn new(settings: KeystoneSettings) -> Self {
+    pub fn new(settings: Settings) -> Self {
         Self {
             settings,
             current: RwLock::new(None),
@@ -325,7 +325,7 @@ struct CatalogEndpoint {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::version_base;
-    use crate::config::AuthVersion::{V2, V3};
+    use super::AuthVersion::{V2, V3};
 
     #[test]
     fn identity_urls_get_a_v3_base() {
