@@ -12,9 +12,12 @@ mod sources;
 
 use std::{fmt, net::SocketAddr, path::Path, time::Duration};
 
-use crate::keystone::{self, AuthVersion};
 pub use crate::settings::Problem;
 pub(crate) use crate::settings::{addr, problem, url};
+use crate::{
+    keystone::{self, AuthVersion},
+    local,
+};
 
 use http::Uri;
 use serde::Deserialize;
@@ -82,38 +85,11 @@ pub struct File {
     #[serde(default)]
     pub routes: RoutesFile,
     /// Local validation of Fernet tokens with Keystone's key repository.
-    pub fernet: Option<FernetFile>,
+    pub fernet: Option<local::Section>,
     /// Revocation-event polling.
     pub revocation: Option<RevocationFile>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<crate::session::SessionFile>,
-}
-
-/// `[fernet]`: local validation.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FernetFile {
-    /// Keystone's `[fernet_tokens] key_repository`.
-    pub key_repository: String,
-    /// Keystone's `[auth] methods`, in order (it defines the methods bitmask).
-    #[serde(default)]
-    pub methods: Option<Vec<String>>,
-    /// Seconds between checks of the key repository for rotations.
-    #[serde(default = "default_key_reload_interval")]
-    pub key_reload_interval: u64,
-    /// Seconds of clock skew allowed on expiry.
-    #[serde(default)]
-    pub clock_skew: u64,
-    /// Resolve names and roles from Keystone once per (user, scope, ...).
-    #[serde(default = "default_true")]
-    pub enrich: bool,
-    /// Seconds resolved names and roles are reused.
-    #[serde(default = "default_token_cache_time")]
-    pub enrichment_cache_time: u64,
-}
-
-fn default_key_reload_interval() -> u64 {
-    2
 }
 
 /// `[revocation]`: revocation-event polling.
@@ -149,23 +125,6 @@ fn default_token_expiration() -> u64 {
 }
 fn default_allow_expired_window() -> u64 {
     172_800
-}
-
-/// Compiled `[fernet]`.
-#[derive(Debug, Clone)]
-pub struct LocalSettings {
-    /// Key repository directory.
-    pub key_repository: std::path::PathBuf,
-    /// Method order of the bitmask.
-    pub methods: crate::token::payload::Methods,
-    /// Repository check interval.
-    pub key_reload_interval: Duration,
-    /// Expiry leeway, seconds.
-    pub clock_skew: i64,
-    /// Enrich from Keystone.
-    pub enrich: bool,
-    /// Enrichment lifetime.
-    pub enrichment_cache_time: Duration,
 }
 
 /// Compiled `[revocation]`.
@@ -340,9 +299,6 @@ impl Default for CacheFile {
     }
 }
 
-fn default_token_cache_time() -> u64 {
-    300
-}
 fn default_true() -> bool {
     true
 }
@@ -370,7 +326,7 @@ pub struct AuthSettings {
     /// Routes that need no token.
     pub public_routes: crate::routes::PublicRoutes,
     /// Local Fernet validation, when configured.
-    pub local: Option<LocalSettings>,
+    pub local: Option<local::Settings>,
     /// Revocation polling, when enabled.
     pub revocation: Option<RevocationSettings>,
     /// Browser sessions, when enabled.
@@ -537,40 +493,7 @@ impl File {
         }
         let public_routes =
             crate::routes::PublicRoutes::new(public, self.routes.allow_cors_preflight);
-        let local = self.fernet.as_ref().map(|f| {
-            if f.key_reload_interval == 0 {
-                problem(
-                    &mut p,
-                    "fernet.key_reload_interval",
-                    "must be at least 1 second",
-                );
-            }
-            if f.methods
-                .as_ref()
-                .is_some_and(|m| m.is_empty() || m.len() > 63)
-            {
-                problem(
-                    &mut p,
-                    "fernet.methods",
-                    "must list 1 to 63 methods, in Keystone's [auth] methods order",
-                );
-            }
-            if let Err(e) = crate::token::keys::KeySet::load(Path::new(&f.key_repository)) {
-                problem(&mut p, "fernet.key_repository", &e.to_string());
-            }
-            LocalSettings {
-                key_repository: f.key_repository.clone().into(),
-                methods: f
-                    .methods
-                    .clone()
-                    .map(crate::token::payload::Methods::new)
-                    .unwrap_or_default(),
-                key_reload_interval: Duration::from_secs(f.key_reload_interval.max(1)),
-                clock_skew: i64::try_from(f.clock_skew).unwrap_or(i64::MAX),
-                enrich: f.enrich,
-                enrichment_cache_time: Duration::from_secs(f.enrichment_cache_time),
-            }
-        });
+        let local = self.fernet.as_ref().map(|f| f.build(&mut p));
         // Polling is on by default with local validation, off otherwise.
         let revocation = match (&self.revocation, &self.fernet) {
             (Some(r), _) if !r.enabled => None,
