@@ -16,7 +16,7 @@ pub use crate::settings::Problem;
 pub(crate) use crate::settings::{addr, problem, url};
 use crate::{
     keystone::{self, AuthVersion},
-    local,
+    local, revocation,
 };
 
 use http::Uri;
@@ -87,53 +87,9 @@ pub struct File {
     /// Local validation of Fernet tokens with Keystone's key repository.
     pub fernet: Option<local::Section>,
     /// Revocation-event polling.
-    pub revocation: Option<RevocationFile>,
+    pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<crate::session::SessionFile>,
-}
-
-/// `[revocation]`: revocation-event polling.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevocationFile {
-    /// Poll `GET /v3/OS-REVOKE/events` (default: on).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Seconds between polls.
-    #[serde(default = "default_poll_interval")]
-    pub revocation_poll_interval: u64,
-    /// Seconds without a successful poll after which local validation stops
-    /// (tokens are then treated as with Keystone unreachable).
-    #[serde(default = "default_staleness_limit")]
-    pub staleness_limit: u64,
-    /// Keystone's `[token] expiration`, for pruning old events.
-    #[serde(default = "default_token_expiration")]
-    pub token_expiration: u64,
-    /// Keystone's `[token] allow_expired_window`.
-    #[serde(default = "default_allow_expired_window")]
-    pub allow_expired_window: u64,
-}
-
-fn default_poll_interval() -> u64 {
-    10
-}
-fn default_staleness_limit() -> u64 {
-    60
-}
-fn default_token_expiration() -> u64 {
-    3600
-}
-fn default_allow_expired_window() -> u64 {
-    172_800
-}
-
-/// Compiled `[revocation]`.
-#[derive(Debug, Clone, Copy)]
-pub struct RevocationSettings {
-    /// Polling and pruning.
-    pub poll: crate::revocation::poller::PollConfig,
-    /// Staleness limit, seconds.
-    pub staleness_limit: i64,
 }
 
 /// `[[forward_auth]]`: one endpoint answering an ingress proxy's auth subrequests.
@@ -299,9 +255,6 @@ impl Default for CacheFile {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
 /// Compiled authentication policy (what the validator and layer need).
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -328,7 +281,7 @@ pub struct AuthSettings {
     /// Local Fernet validation, when configured.
     pub local: Option<local::Settings>,
     /// Revocation polling, when enabled.
-    pub revocation: Option<RevocationSettings>,
+    pub revocation: Option<revocation::Settings>,
     /// Browser sessions, when enabled.
     pub session: Option<crate::session::SessionSettings>,
     /// The shared second-level cache (memcached or Redis), when configured.
@@ -494,31 +447,9 @@ impl File {
         let public_routes =
             crate::routes::PublicRoutes::new(public, self.routes.allow_cors_preflight);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
-        // Polling is on by default with local validation, off otherwise.
-        let revocation = match (&self.revocation, &self.fernet) {
-            (Some(r), _) if !r.enabled => None,
-            (Some(r), _) => Some(r.clone()),
-            (None, Some(_)) => toml::from_str::<RevocationFile>("").ok(),
-            (None, None) => None,
-        }
-        .map(|r| {
-            if r.revocation_poll_interval == 0 {
-                problem(
-                    &mut p,
-                    "revocation.revocation_poll_interval",
-                    "must be at least 1 second",
-                );
-            }
-            let secs = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            RevocationSettings {
-                poll: crate::revocation::poller::PollConfig {
-                    interval: Duration::from_secs(r.revocation_poll_interval.max(1)),
-                    max_token_lifetime: secs(r.token_expiration),
-                    allow_expired_window: secs(r.allow_expired_window),
-                },
-                staleness_limit: secs(r.staleness_limit),
-            }
-        });
+        let revocation =
+            revocation::Section::resolve(self.revocation.as_ref(), self.fernet.is_some())
+                .map(|r| r.build(&mut p));
         let log_json = match self.log_format.as_str() {
             "text" => false,
             "json" => true,

@@ -8,12 +8,15 @@
 //! counts as matching: unknown fails closed.
 
 pub mod poller;
+pub mod settings;
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use crate::{identity::Identity, keystone::model::parse_time};
+
+pub use settings::{Section, Settings};
 
 /// One revocation event (all columns of Keystone's `RevocationEvent`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
