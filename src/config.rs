@@ -10,11 +10,12 @@ pub mod ini;
 pub mod oslo;
 mod sources;
 
-use std::{fmt, net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 pub use crate::settings::Problem;
 pub(crate) use crate::settings::{addr, problem, url};
 use crate::{
+    cache,
     keystone::{self, AuthVersion},
     local, revocation,
 };
@@ -73,7 +74,7 @@ pub struct File {
     pub keystone_authtoken: keystone::Section,
     /// Token cache settings.
     #[serde(default)]
-    pub cache: CacheFile,
+    pub cache: cache::Section,
     /// Serve the proxy listener over TLS (HTTP/2 and HTTP/1.1 by ALPN).
     pub tls: Option<TlsFile>,
     /// A separate listener for the forward-auth endpoints.
@@ -217,40 +218,6 @@ impl Default for ProxyFile {
             upgrade_protocols: vec!["websocket".into()],
             tunnel_max_lifetime: 3600,
             tunnel_idle_timeout: 300,
-        }
-    }
-}
-
-/// `[cache]`: the token cache.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheFile {
-    /// Upper bound of the cache in (estimated) bytes.
-    pub capacity_bytes: u64,
-    /// Seconds an invalid token is remembered.
-    pub negative_ttl: u64,
-    /// A Redis server as the shared second-level cache (instead of
-    /// `keystone_authtoken.memcached_servers`).
-    pub redis_url: Option<String>,
-}
-
-impl fmt::Debug for CacheFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheFile")
-            .field("capacity_bytes", &self.capacity_bytes)
-            .field("negative_ttl", &self.negative_ttl)
-            // May hold a password.
-            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
-            .finish()
-    }
-}
-
-impl Default for CacheFile {
-    fn default() -> Self {
-        Self {
-            capacity_bytes: 64 * 1024 * 1024,
-            negative_ttl: 10,
-            redis_url: None,
         }
     }
 }
@@ -496,9 +463,7 @@ impl File {
                 problem(&mut p, key, "must be at least 1 second");
             }
         }
-        if self.cache.capacity_bytes < 1024 {
-            problem(&mut p, "cache.capacity_bytes", "must be at least 1024");
-        }
+        let cache = self.cache.build(&mut p);
         if self.proxy.http2_max_concurrent_streams == 0 {
             problem(
                 &mut p,
@@ -567,8 +532,8 @@ impl File {
                         www_authenticate: policy.www_authenticate,
                         delay_auth_decision: policy.delay_auth_decision,
                         token_cache_time: policy.token_cache_time,
-                        negative_ttl: Duration::from_secs(self.cache.negative_ttl),
-                        cache_capacity_bytes: self.cache.capacity_bytes,
+                        negative_ttl: cache.negative_ttl,
+                        cache_capacity_bytes: cache.capacity_bytes,
                         include_service_catalog: policy.include_service_catalog,
                         service_token_roles: policy.service_token_roles,
                         service_token_roles_required: policy.service_token_roles_required,
