@@ -15,9 +15,9 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 pub use crate::settings::Problem;
 pub(crate) use crate::settings::{addr, problem, url};
 use crate::{
-    cache,
+    cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, revocation,
+    local, revocation, routes,
 };
 
 use http::Uri;
@@ -81,58 +81,16 @@ pub struct File {
     pub auth_listen: Option<String>,
     /// Forward-auth endpoints for ingress proxies.
     #[serde(default)]
-    pub forward_auth: Vec<ForwardAuthFile>,
+    pub forward_auth: Vec<forward_auth::Section>,
     /// Routes that need no token.
     #[serde(default)]
-    pub routes: RoutesFile,
+    pub routes: routes::Section,
     /// Local validation of Fernet tokens with Keystone's key repository.
     pub fernet: Option<local::Section>,
     /// Revocation-event polling.
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<crate::session::SessionFile>,
-}
-
-/// `[[forward_auth]]`: one endpoint answering an ingress proxy's auth subrequests.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardAuthFile {
-    /// `nginx`, `traefik` or `envoy`: whose headers carry the original method and path.
-    pub flavor: String,
-    /// Path of the endpoint (for `envoy`, a prefix followed by the original path).
-    pub path: String,
-    /// Status answered when Keystone is unavailable.
-    #[serde(default = "default_unavailable_status")]
-    pub unavailable_status: u16,
-}
-
-fn default_unavailable_status() -> u16 {
-    503
-}
-
-/// `[routes]`: what passes without a token.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoutesFile {
-    /// Let CORS preflight requests (`OPTIONS` + `Origin` + `Access-Control-Request-Method`) through.
-    #[serde(default)]
-    pub allow_cors_preflight: bool,
-    /// `{ method = "GET", path = "/" }` entries.
-    #[serde(default)]
-    pub public: Vec<PublicRouteFile>,
-}
-
-/// One `[[routes.public]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublicRouteFile {
-    /// HTTP method.
-    pub method: String,
-    /// Path pattern (`*`/`{x}` one segment, `**` anything).
-    pub path: String,
-    /// Let requests on this route upgrade (WebSocket...) without a token.
-    #[serde(default)]
-    pub upgrade: bool,
 }
 
 /// `[tls]`: the proxy listener's certificate.
@@ -359,60 +317,8 @@ impl File {
                 "is set but no [[forward_auth]] endpoint is configured",
             );
         }
-        let mut forward_auth = Vec::new();
-        for (i, fa) in self.forward_auth.iter().enumerate() {
-            let key = format!("forward_auth[{i}]");
-            let flavor = match fa.flavor.as_str() {
-                "nginx" => Some(crate::forward_auth::Flavor::Nginx),
-                "traefik" => Some(crate::forward_auth::Flavor::Traefik),
-                "envoy" => Some(crate::forward_auth::Flavor::Envoy),
-                other => {
-                    problem(
-                        &mut p,
-                        &format!("{key}.flavor"),
-                        &format!("{other:?} is not one of \"nginx\", \"traefik\", \"envoy\""),
-                    );
-                    None
-                }
-            };
-            if !fa.path.starts_with('/') || fa.path.contains(['?', '#']) {
-                problem(
-                    &mut p,
-                    &format!("{key}.path"),
-                    "must be an absolute path without query",
-                );
-            }
-            let status = match http::StatusCode::from_u16(fa.unavailable_status) {
-                Ok(s) if s.is_client_error() || s.is_server_error() => Some(s),
-                _ => {
-                    problem(
-                        &mut p,
-                        &format!("{key}.unavailable_status"),
-                        "must be a 4xx or 5xx status",
-                    );
-                    None
-                }
-            };
-            if let (Some(flavor), Some(unavailable_status)) = (flavor, status) {
-                forward_auth.push(crate::forward_auth::Endpoint {
-                    flavor,
-                    path: fa.path.trim_end_matches('/').to_owned(),
-                    unavailable_status,
-                });
-            }
-        }
-        let mut public = Vec::new();
-        for (i, r) in self.routes.public.iter().enumerate() {
-            let key = format!("routes.public[{i}]");
-            match http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
-                Ok(method) if r.path.starts_with('/') => public
-                    .push(crate::routes::PublicRoute::new(method, &r.path).with_upgrade(r.upgrade)),
-                Ok(_) => problem(&mut p, &format!("{key}.path"), "must start with /"),
-                Err(_) => problem(&mut p, &format!("{key}.method"), "is not an HTTP method"),
-            }
-        }
-        let public_routes =
-            crate::routes::PublicRoutes::new(public, self.routes.allow_cors_preflight);
+        let forward_auth = forward_auth::Section::build_all(&self.forward_auth, &mut p);
+        let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
         let revocation =
             revocation::Section::resolve(self.revocation.as_ref(), self.fernet.is_some())
