@@ -10,17 +10,16 @@ pub mod ini;
 pub mod oslo;
 mod sources;
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
+pub(crate) use crate::settings::problem;
 pub use crate::settings::Problem;
-pub(crate) use crate::settings::{addr, problem, url};
 use crate::{
     cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, revocation, routes,
+    local, proxy, revocation, routes,
 };
 
-use http::Uri;
 use serde::Deserialize;
 
 pub use sources::{Loaded, Sources};
@@ -69,14 +68,14 @@ pub struct File {
     pub log_format: String,
     /// Forwarding settings.
     #[serde(default)]
-    pub proxy: ProxyFile,
+    pub proxy: proxy::Section,
     /// keystonemiddleware-compatible options.
     pub keystone_authtoken: keystone::Section,
     /// Token cache settings.
     #[serde(default)]
     pub cache: cache::Section,
     /// Serve the proxy listener over TLS (HTTP/2 and HTTP/1.1 by ALPN).
-    pub tls: Option<TlsFile>,
+    pub tls: Option<proxy::TlsSection>,
     /// A separate listener for the forward-auth endpoints.
     pub auth_listen: Option<String>,
     /// Forward-auth endpoints for ingress proxies.
@@ -93,91 +92,8 @@ pub struct File {
     pub session: Option<crate::session::SessionFile>,
 }
 
-/// `[tls]`: the proxy listener's certificate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFile {
-    /// PEM certificate chain.
-    pub cert_file: String,
-    /// PEM private key.
-    pub key_file: String,
-}
-
 fn default_log_format() -> String {
     "text".into()
-}
-
-/// `[proxy]`: forwarding to the upstream.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProxyFile {
-    /// Seconds to connect to the upstream (then 502).
-    pub connect_timeout: u64,
-    /// Seconds to wait for the upstream's response headers (then 504).
-    pub response_timeout: u64,
-    /// Seconds SIGTERM waits for in-flight requests.
-    pub shutdown_grace_period: u64,
-    /// Seconds a client has to send its request headers.
-    pub header_read_timeout: u64,
-    /// Most request headers accepted (more: 431).
-    pub max_headers: usize,
-    /// Most bytes of request line + headers accepted (more: 431).
-    pub max_header_bytes: usize,
-    /// Seconds a new connection has to send its first bytes (TLS handshake,
-    /// then enough of the request to tell HTTP/1.1 from HTTP/2).
-    pub first_byte_timeout: u64,
-    /// Seconds a connection may stay open with no request in flight
-    /// (HTTP/1.1 keep-alive and HTTP/2), then it is closed (HTTP/2: GOAWAY).
-    pub idle_timeout: u64,
-    /// Seconds between HTTP/2 keep-alive pings (0: no pings).
-    pub http2_keep_alive_interval: u64,
-    /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
-    pub http2_keep_alive_timeout: u64,
-    /// Most concurrent streams of one HTTP/2 connection.
-    pub http2_max_concurrent_streams: u32,
-    /// Most client connections per listener; more wait in the kernel's
-    /// listen backlog. Also bounded by the descriptor limit.
-    pub max_connections: usize,
-    /// CA bundle for an https upstream (system roots when unset).
-    pub cafile: Option<String>,
-    /// Client certificate for mutual TLS to the upstream.
-    pub certfile: Option<String>,
-    /// Client key for mutual TLS to the upstream.
-    pub keyfile: Option<String>,
-    /// Skip verification of the upstream's certificate (warned about).
-    pub insecure: bool,
-    /// Protocols a request may upgrade to (`name` or `name/version`).
-    pub upgrade_protocols: Vec<String>,
-    /// Seconds an upgraded tunnel may live (its token was checked once).
-    pub tunnel_max_lifetime: u64,
-    /// Seconds a tunnel may pass no byte before it is closed; 0: no idle limit.
-    pub tunnel_idle_timeout: u64,
-}
-
-impl Default for ProxyFile {
-    fn default() -> Self {
-        Self {
-            connect_timeout: 5,
-            response_timeout: 60,
-            shutdown_grace_period: 30,
-            header_read_timeout: 30,
-            max_headers: 100,
-            max_header_bytes: 64 * 1024,
-            first_byte_timeout: 10,
-            idle_timeout: 60,
-            http2_keep_alive_interval: 20,
-            http2_keep_alive_timeout: 20,
-            http2_max_concurrent_streams: 100,
-            max_connections: 10_000,
-            cafile: None,
-            certfile: None,
-            keyfile: None,
-            insecure: false,
-            upgrade_protocols: vec!["websocket".into()],
-            tunnel_max_lifetime: 3600,
-            tunnel_idle_timeout: 300,
-        }
-    }
 }
 
 /// Compiled authentication policy (what the validator and layer need).
@@ -213,53 +129,6 @@ pub struct AuthSettings {
     pub shared_cache: Option<crate::shared_cache::SharedCacheSettings>,
 }
 
-/// Compiled proxy settings.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// Upstream base URL; `None` when the listener only serves forward-auth.
-    pub upstream: Option<Uri>,
-    /// Separate listener for forward-auth endpoints.
-    pub auth_listen: Option<SocketAddr>,
-    /// Forward-auth endpoints.
-    pub forward_auth: Vec<crate::forward_auth::Endpoint>,
-    /// Admin listen address.
-    pub admin_listen: SocketAddr,
-    /// Upstream connect timeout.
-    pub connect_timeout: Duration,
-    /// Upstream response-header timeout.
-    pub response_timeout: Duration,
-    /// Graceful shutdown bound.
-    pub shutdown_grace_period: Duration,
-    /// Client header read timeout.
-    pub header_read_timeout: Duration,
-    /// Most request headers (HTTP/1.1; 431 beyond).
-    pub max_headers: usize,
-    /// Most bytes of request head (431 beyond).
-    pub max_header_bytes: usize,
-    /// Time a new connection has to send its first bytes.
-    pub first_byte_timeout: Duration,
-    /// Time a connection may stay open with no request in flight.
-    pub idle_timeout: Duration,
-    /// Interval of HTTP/2 keep-alive pings; `None`: no pings.
-    pub http2_keep_alive_interval: Option<Duration>,
-    /// Time an HTTP/2 ping may go unanswered.
-    pub http2_keep_alive_timeout: Duration,
-    /// Most concurrent streams per HTTP/2 connection.
-    pub http2_max_concurrent_streams: u32,
-    /// Most client connections per listener (before the descriptor limit).
-    pub max_connections: usize,
-    /// Emit JSON log lines.
-    pub log_json: bool,
-    /// Listener certificate and key (PEM paths), when serving TLS.
-    pub tls: Option<TlsFile>,
-    /// TLS towards an https upstream.
-    pub upstream_tls: crate::tls::ClientTls,
-    /// Allowed upgrades and the bounds of their tunnels.
-    pub upgrades: crate::proxy::upgrade::Settings,
-}
-
 /// Everything the process needs, compiled.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -268,7 +137,7 @@ pub struct Settings {
     /// Authentication policy.
     pub auth: AuthSettings,
     /// Listener and upstream settings.
-    pub proxy: ProxySettings,
+    pub proxy: proxy::Settings,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -300,37 +169,23 @@ impl File {
     pub fn build(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
         let mut p = Vec::new();
         let ks = &self.keystone_authtoken;
-        let listen = addr(&mut p, "listen", self.listen.as_deref());
-        let admin_listen = addr(&mut p, "admin_listen", self.admin_listen.as_deref());
-        let upstream = match &self.upstream {
-            None if !self.forward_auth.is_empty() => None,
-            other => url(&mut p, "upstream", other.as_deref()),
-        };
-        let auth_listen = self
-            .auth_listen
-            .as_deref()
-            .and_then(|a| addr(&mut p, "auth_listen", Some(a)));
-        if self.auth_listen.is_some() && self.forward_auth.is_empty() {
-            problem(
-                &mut p,
-                "auth_listen",
-                "is set but no [[forward_auth]] endpoint is configured",
-            );
-        }
         let forward_auth = forward_auth::Section::build_all(&self.forward_auth, &mut p);
+        let listeners = proxy::Listeners {
+            listen: self.listen.as_deref(),
+            upstream: self.upstream.as_deref(),
+            admin_listen: self.admin_listen.as_deref(),
+            auth_listen: self.auth_listen.as_deref(),
+            log_format: &self.log_format,
+            forward_auth_configured: !self.forward_auth.is_empty(),
+        };
+        let proxy = self
+            .proxy
+            .build(&mut p, listeners, self.tls.as_ref(), forward_auth);
         let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
         let revocation =
             revocation::Section::resolve(self.revocation.as_ref(), self.fernet.is_some())
                 .map(|r| r.build(&mut p));
-        let log_json = match self.log_format.as_str() {
-            "text" => false,
-            "json" => true,
-            _ => {
-                problem(&mut p, "log_format", "must be \"text\" or \"json\"");
-                false
-            }
-        };
         let mut warnings = Vec::new();
         if ks.auth_version(&mut Vec::new()) == AuthVersion::V2 {
             self.v2_checks(&mut p);
@@ -353,139 +208,29 @@ impl File {
             local_validation: self.fernet.is_some(),
         }
         .build(&mut p, env);
-        for (key, v) in [
-            ("proxy.connect_timeout", self.proxy.connect_timeout),
-            ("proxy.response_timeout", self.proxy.response_timeout),
-            ("proxy.header_read_timeout", self.proxy.header_read_timeout),
-            ("proxy.tunnel_max_lifetime", self.proxy.tunnel_max_lifetime),
-            ("proxy.first_byte_timeout", self.proxy.first_byte_timeout),
-            ("proxy.idle_timeout", self.proxy.idle_timeout),
-            (
-                "proxy.http2_keep_alive_timeout",
-                self.proxy.http2_keep_alive_timeout,
-            ),
-        ] {
-            if v == 0 {
-                problem(&mut p, key, "must be at least 1 second");
-            }
-        }
         let cache = self.cache.build(&mut p);
-        if self.proxy.http2_max_concurrent_streams == 0 {
-            problem(
-                &mut p,
-                "proxy.http2_max_concurrent_streams",
-                "must be at least 1 (100 is a common choice)",
-            );
-        }
-        if self.proxy.max_connections == 0 {
-            problem(
-                &mut p,
-                "proxy.max_connections",
-                "must be at least 1 (the default, 10000, suits most deployments)",
-            );
-        }
-        if self.proxy.max_headers < 16 {
-            problem(&mut p, "proxy.max_headers", "must be at least 16");
-        }
-        if self.proxy.max_header_bytes < 8192 {
-            problem(
-                &mut p,
-                "proxy.max_header_bytes",
-                "must be at least 8192 (hyper's minimum buffer)",
-            );
-        }
-        let upgrades = crate::proxy::upgrade::Settings::new(
-            &self.proxy.upgrade_protocols,
-            Duration::from_secs(self.proxy.tunnel_max_lifetime),
-            (self.proxy.tunnel_idle_timeout > 0)
-                .then(|| Duration::from_secs(self.proxy.tunnel_idle_timeout)),
-        )
-        .map_err(|e| problem(&mut p, "proxy.upgrade_protocols", &e))
-        .ok();
-        if self.proxy.certfile.is_some() != self.proxy.keyfile.is_some() {
-            problem(
-                &mut p,
-                "proxy.certfile",
-                "certfile and keyfile must be set together",
-            );
-        }
-        let (tls_cert, tls_key) = match &self.tls {
-            Some(t) => (Some(t.cert_file.clone()), Some(t.key_file.clone())),
-            None => (None, None),
-        };
-        for (key, f) in [
-            ("tls.cert_file", &tls_cert),
-            ("tls.key_file", &tls_key),
-            ("proxy.cafile", &self.proxy.cafile),
-            ("proxy.certfile", &self.proxy.certfile),
-            ("proxy.keyfile", &self.proxy.keyfile),
-        ] {
-            if let Some(f) = f {
-                if !Path::new(f).is_file() {
-                    problem(&mut p, key, &format!("file {f:?} does not exist"));
-                }
-            }
-        }
-
-        match (listen, admin_listen, upstream, keystone) {
-            (Some(listen), Some(admin_listen), upstream, Some((keystone, policy)))
-                if p.is_empty() =>
-            {
-                Ok(Settings {
-                    warnings,
-                    keystone,
-                    auth: AuthSettings {
-                        www_authenticate: policy.www_authenticate,
-                        delay_auth_decision: policy.delay_auth_decision,
-                        token_cache_time: policy.token_cache_time,
-                        negative_ttl: cache.negative_ttl,
-                        cache_capacity_bytes: cache.capacity_bytes,
-                        include_service_catalog: policy.include_service_catalog,
-                        service_token_roles: policy.service_token_roles,
-                        service_token_roles_required: policy.service_token_roles_required,
-                        service_type: policy.service_type,
-                        public_routes,
-                        local,
-                        revocation,
-                        session,
-                        shared_cache,
-                    },
-                    proxy: ProxySettings {
-                        listen,
-                        upstream,
-                        auth_listen,
-                        forward_auth,
-                        admin_listen,
-                        connect_timeout: Duration::from_secs(self.proxy.connect_timeout),
-                        response_timeout: Duration::from_secs(self.proxy.response_timeout),
-                        shutdown_grace_period: Duration::from_secs(
-                            self.proxy.shutdown_grace_period,
-                        ),
-                        header_read_timeout: Duration::from_secs(self.proxy.header_read_timeout),
-                        max_headers: self.proxy.max_headers,
-                        max_header_bytes: self.proxy.max_header_bytes,
-                        first_byte_timeout: Duration::from_secs(self.proxy.first_byte_timeout),
-                        idle_timeout: Duration::from_secs(self.proxy.idle_timeout),
-                        http2_keep_alive_interval: (self.proxy.http2_keep_alive_interval > 0)
-                            .then(|| Duration::from_secs(self.proxy.http2_keep_alive_interval)),
-                        http2_keep_alive_timeout: Duration::from_secs(
-                            self.proxy.http2_keep_alive_timeout,
-                        ),
-                        http2_max_concurrent_streams: self.proxy.http2_max_concurrent_streams,
-                        max_connections: self.proxy.max_connections,
-                        log_json,
-                        tls: self.tls.clone(),
-                        upstream_tls: crate::tls::ClientTls {
-                            cafile: self.proxy.cafile.clone(),
-                            certfile: self.proxy.certfile.clone(),
-                            keyfile: self.proxy.keyfile.clone(),
-                            insecure: self.proxy.insecure,
-                        },
-                        // `None` recorded a problem, so `p` is not empty here.
-                        upgrades: upgrades.unwrap_or_default(),
-                    },
-                })
-            }
+        match (proxy, keystone) {
+            (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
+                warnings,
+                keystone,
+                auth: AuthSettings {
+                    www_authenticate: policy.www_authenticate,
+                    delay_auth_decision: policy.delay_auth_decision,
+                    token_cache_time: policy.token_cache_time,
+                    negative_ttl: cache.negative_ttl,
+                    cache_capacity_bytes: cache.capacity_bytes,
+                    include_service_catalog: policy.include_service_catalog,
+                    service_token_roles: policy.service_token_roles,
+                    service_token_roles_required: policy.service_token_roles_required,
+                    service_type: policy.service_type,
+                    public_routes,
+                    local,
+                    revocation,
+                    session,
+                    shared_cache,
+                },
+                proxy,
+            }),
             _ => Err(Error::Invalid(p)),
         }
     }

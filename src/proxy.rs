@@ -5,6 +5,7 @@
 //! ([`upgrade`]). Dropping the response future (client gone) cancels the
 //! upstream request.
 
+pub mod settings;
 pub mod upgrade;
 
 use std::{
@@ -34,6 +35,8 @@ use crate::{
     layer::UpstreamFailure, metrics::Metrics, rejection::Rejection, routes::PublicUpgrade,
     tls::ClientTls, validator::AuthContext,
 };
+
+pub use settings::{Listeners, Section, Settings, TlsSection};
 
 /// Facts about the client connection, inserted into request extensions by the server.
 #[derive(Debug, Clone, Copy)]
