@@ -11,7 +11,7 @@ use http::{HeaderMap, Method};
 
 use crate::access_rules::Pattern;
 
-pub use settings::Section;
+pub use settings::{PublicSection, Section};
 
 /// One public route: a method and a path pattern (`*`/`{x}` one segment, `**` anything).
 #[derive(Debug, Clone, PartialEq)]
