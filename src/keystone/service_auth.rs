@@ -340,21 +340,17 @@ mod tests {
     #[test]
     fn v2_password_body_is_keystoneauths() {
         let text = r#"
-listen = "127.0.0.1:8080"
-upstream = "http://127.0.0.1:8000"
-admin_listen = "127.0.0.1:9090"
-[keystone_authtoken]
 auth_url = "http://127.0.0.1:5000/v2.0"
 auth_version = "v2.0"
 user_id = "u1"
 password = "pw"
 project_id = "p1"
 "#;
-        let s = crate::config::File::parse(text)
-            .unwrap()
-            .build(&|_| None)
+        let section: super::super::Section = toml::from_str(text).unwrap();
+        let (settings, _) = section
+            .build(&mut Vec::new(), &mut Vec::new(), &|_| None)
             .unwrap();
-        let body = super::ServiceAuth::new(s.keystone).request_body();
+        let body = super::ServiceAuth::new(settings).request_body();
         assert_eq!(
             body,
             serde_json::json!({"auth": {
