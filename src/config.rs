@@ -30,6 +30,7 @@
 
 pub mod ini;
 pub mod oslo;
+mod parse;
 mod sources;
 
 use std::{path::Path, time::Duration};
@@ -178,11 +179,17 @@ impl File {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. A file that is TOML but does not fit gets every
+    /// section's first error, not only the file's first.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        toml::from_str(text).map_err(|e| Error::Parse {
-            path: "<config>".into(),
-            message: e.to_string(),
+        toml::from_str(text).map_err(|e| {
+            let keys = toml::from_str::<toml::Table>(text)
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_else(|_| Vec::new());
+            Error::Parse {
+                path: "<config>".into(),
+                message: parse::every_error(&e, keys, || toml::Deserializer::new(text)),
+            }
         })
     }
 

@@ -440,3 +440,20 @@ fn shared_cache_backends_and_values_are_checked() {
         "{p:?}"
     );
 }
+
+#[test]
+fn every_section_type_error_is_reported_in_one_run() {
+    let text = format!(
+        "bogus_option = 1\n{MINIMAL}\n[proxy]\nconnect_timeout = \"five\"\n[cache]\nnegative_tl = 3\n"
+    );
+    let err = File::parse(&text).unwrap_err().to_string();
+    for part in ["bogus_option", "connect_timeout", "negative_tl"] {
+        assert!(err.contains(part), "{part} missing from {err}");
+    }
+    assert_eq!(
+        err.matches("unknown field `bogus_option`").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("line "), "{err}");
+}
