@@ -5,6 +5,7 @@
 //! `_V2RequestStrategy` did. Results are typed: a token Keystone does not know is
 //! [`Validation::Invalid`]; Keystone failing is an [`Error`] (never "invalid").
 
+pub mod credentials;
 pub mod model;
 pub mod model_v2;
 pub mod service_auth;
