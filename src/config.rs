@@ -33,14 +33,14 @@ pub mod oslo;
 mod parse;
 mod sources;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 pub(crate) use crate::settings::problem;
 pub use crate::settings::Problem;
 use crate::{
     cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, proxy, revocation, routes, session, shared_cache,
+    local, proxy, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -119,46 +119,13 @@ fn default_log_format() -> String {
     "text".into()
 }
 
-/// Compiled authentication policy (what the validator and layer need).
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    /// Value of `WWW-Authenticate` on 401 (already formatted).
-    pub www_authenticate: http::HeaderValue,
-    /// Forward invalid requests marked `Invalid`.
-    pub delay_auth_decision: bool,
-    /// Cache lifetime of a validation.
-    pub token_cache_time: Duration,
-    /// Lifetime of a negative (invalid token) entry.
-    pub negative_ttl: Duration,
-    /// Cache capacity in bytes.
-    pub cache_capacity_bytes: u64,
-    /// Set `X-Service-Catalog`.
-    pub include_service_catalog: bool,
-    /// Service token role list.
-    pub service_token_roles: Vec<String>,
-    /// Service token must hold one of the roles.
-    pub service_token_roles_required: bool,
-    /// This service's catalog type, for access rules.
-    pub service_type: Option<String>,
-    /// Routes that need no token.
-    pub public_routes: routes::PublicRoutes,
-    /// Local Fernet validation, when configured.
-    pub local: Option<local::Settings>,
-    /// Revocation polling, when enabled.
-    pub revocation: Option<revocation::Settings>,
-    /// Browser sessions, when enabled.
-    pub session: Option<session::Settings>,
-    /// The shared second-level cache (memcached or Redis), when configured.
-    pub shared_cache: Option<shared_cache::Settings>,
-}
-
 /// Everything the process needs, compiled.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Keystone client settings.
     pub keystone: keystone::Settings,
     /// Authentication policy.
-    pub auth: AuthSettings,
+    pub auth: validator::Settings,
     /// Listener and upstream settings.
     pub proxy: proxy::Settings,
     /// Options that are set but have no effect (e.g. domains with Identity
@@ -219,7 +186,7 @@ impl File {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
                 keystone,
-                auth: AuthSettings::new(
+                auth: validator::Settings::new(
                     policy,
                     cache,
                     public_routes,
@@ -259,36 +226,6 @@ impl File {
             dead_retry: ks.memcache_pool_dead_retry,
             pool_maxsize: ks.memcache_pool_maxsize,
             local_validation: self.fernet.is_some(),
-        }
-    }
-}
-
-impl AuthSettings {
-    /// The policy assembled from the checked sections.
-    fn new(
-        policy: keystone::Policy,
-        cache: cache::Settings,
-        public_routes: routes::PublicRoutes,
-        local: Option<local::Settings>,
-        revocation: Option<revocation::Settings>,
-        session: Option<session::Settings>,
-        shared_cache: Option<shared_cache::Settings>,
-    ) -> Self {
-        Self {
-            www_authenticate: policy.www_authenticate,
-            delay_auth_decision: policy.delay_auth_decision,
-            token_cache_time: policy.token_cache_time,
-            negative_ttl: cache.negative_ttl,
-            cache_capacity_bytes: cache.capacity_bytes,
-            include_service_catalog: policy.include_service_catalog,
-            service_token_roles: policy.service_token_roles,
-            service_token_roles_required: policy.service_token_roles_required,
-            service_type: policy.service_type,
-            public_routes,
-            local,
-            revocation,
-            session,
-            shared_cache,
         }
     }
 }

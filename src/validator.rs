@@ -3,6 +3,8 @@
 //! access-rule checks → an [`AuthContext`] to forward, or a [`Rejection`].
 //! Header stripping happens before, in the callers (`headers::strip_identity`).
 
+pub mod settings;
+
 use std::{sync::Arc, time::Instant};
 
 use http::{HeaderMap, Method};
@@ -10,7 +12,6 @@ use http::{HeaderMap, Method};
 use crate::{
     access_rules,
     cache::{Cache, Key, Outcome},
-    config::AuthSettings,
     identity::Identity,
     keystone::AuthVersion,
     keystone::{self, ValidateOptions, Validation},
@@ -22,6 +23,8 @@ use crate::{
     shared_cache::SharedCache,
     token::{Fingerprint, Token},
 };
+
+pub use settings::Settings;
 
 /// The result of authentication, placed in request extensions for embedders.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ impl Handle {
 pub struct Validator {
     keystone: keystone::Client,
     cache: Cache,
-    settings: AuthSettings,
+    settings: Settings,
     metrics: Metrics,
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
@@ -88,7 +91,7 @@ pub struct Validator {
 
 impl Validator {
     /// A validator using `keystone`, with a cache sized by `settings`.
-    pub fn new(keystone: keystone::Client, settings: AuthSettings, metrics: Metrics) -> Self {
+    pub fn new(keystone: keystone::Client, settings: Settings, metrics: Metrics) -> Self {
         let cache = Cache::new(
             settings.cache_capacity_bytes,
             settings.token_cache_time,
@@ -192,7 +195,7 @@ impl Validator {
     }
 
     /// The authentication policy in force.
-    pub fn settings(&self) -> &AuthSettings {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 

@@ -1,6 +1,8 @@
 //! Tests of the assembled configuration: the annotated example, defaults,
 //! and problems reported with their keys across sections.
 
+use std::time::Duration;
+
 use super::*;
 use crate::keystone::{settings::PASSWORD_ENV, ServiceCredentials};
 
