@@ -27,6 +27,10 @@
 //! | `[proxy]`, `[tls]`, listener keys | [`proxy::Section`], [`proxy::TlsSection`] | [`proxy::Settings`] |
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
+//!
+//! [`Settings`] holds the checked sections: [`keystone::Settings`], the
+//! request policy assembled from the others ([`validator::Settings`]) and
+//! [`proxy::Settings`].
 
 pub mod ini;
 pub mod oslo;
