@@ -5,11 +5,15 @@
 //! stored. Concurrent misses for one key share one validation (moka's
 //! single-flight `or_try_insert_with`). Capacity is bounded in estimated bytes.
 
+pub mod settings;
+
 use std::{future::Future, sync::Arc, time::Duration};
 
 use moka::{future::Cache as Moka, Expiry};
 
 use crate::{identity::Identity, token::Fingerprint};
+
+pub use settings::{Section, Settings};
 
 /// What the cache remembers about a token.
 #[derive(Debug, Clone)]

@@ -20,6 +20,8 @@
 //! separators...) is refused. The refusal is 400, except for nginx, which
 //! turns anything but 2xx/401/403 into its own 500: there it is 403.
 
+pub mod settings;
+
 use std::{
     convert::Infallible,
     future::Future,
@@ -40,6 +42,8 @@ use crate::{
     rejection::Rejection,
     validator::{Handle, Validator},
 };
+
+pub use settings::Section;
 
 /// Which proxy's conventions an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

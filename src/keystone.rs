@@ -5,9 +5,11 @@
 //! `_V2RequestStrategy` did. Results are typed: a token Keystone does not know is
 //! [`Validation::Invalid`]; Keystone failing is an [`Error`] (never "invalid").
 
+pub mod credentials;
 pub mod model;
 pub mod model_v2;
 pub mod service_auth;
+pub mod settings;
 pub mod user_tokens;
 
 use std::{sync::Arc, time::Duration};
@@ -20,17 +22,11 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
-use crate::{
-    clock::now,
-    config::{AuthVersion, KeystoneSettings},
-    identity::Identity,
-    metrics::Metrics,
-    tls::ClientTls,
-    token::Token,
-};
+use crate::{clock::now, identity::Identity, metrics::Metrics, tls::ClientTls, token::Token};
 
 pub use model::ModelError;
 use service_auth::ServiceAuth;
+pub use settings::{AuthVersion, Policy, Section, ServiceCredentials, Settings};
 
 /// HTTP client used towards Keystone.
 pub(crate) type HttpClient = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -128,7 +124,7 @@ pub struct Client {
 
 struct Inner {
     http: HttpClient,
-    settings: KeystoneSettings,
+    settings: Settings,
     auth: ServiceAuth,
     metrics: Metrics,
     /// Bounds concurrent Keystone requests, so a miss storm cannot flood Keystone.
@@ -161,7 +157,7 @@ pub(crate) struct Reply {
 
 impl Client {
     /// Builds a client (no network traffic yet).
-    pub fn new(settings: KeystoneSettings, metrics: Metrics) -> Result<Self, Error> {
+    pub fn new(settings: Settings, metrics: Metrics) -> Result<Self, Error> {
         let tls = ClientTls {
             cafile: settings.cafile.clone(),
             certfile: settings.certfile.clone(),

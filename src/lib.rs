@@ -55,6 +55,7 @@ pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod shared_cache;
 pub mod stack;
 pub mod tls;

@@ -7,6 +7,8 @@
 //! enrichment is on: whether they are revoked depends on their trustor or
 //! consumer, which the token does not carry.
 
+pub mod settings;
+
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
@@ -14,7 +16,6 @@ use std::{
 };
 
 use crate::{
-    config::LocalSettings,
     identity::{ApplicationCredential, Identity, Named, Project, Scope},
     revocation::{Known, TokenValues},
     token::{
@@ -24,6 +25,8 @@ use crate::{
         Token, MAX_TOKEN_LEN,
     },
 };
+
+pub use settings::{Section, Settings};
 
 /// Why a token was rejected locally (a metric label each).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,13 +227,13 @@ fn dir_signature(dir: &std::path::Path) -> Vec<(String, u64, Option<SystemTime>)
 pub struct Local {
     /// The key repository.
     pub keys: KeyStore,
-    settings: LocalSettings,
+    settings: Settings,
     enrichment: moka::future::Cache<EnrichKey, Arc<Identity>>,
 }
 
 impl Local {
     /// Opens the key repository of `settings`.
-    pub fn new(settings: LocalSettings) -> Result<Self, KeyError> {
+    pub fn new(settings: Settings) -> Result<Self, KeyError> {
         Ok(Self {
             keys: KeyStore::open(settings.key_repository.clone())?,
             enrichment: moka::future::Cache::builder()
@@ -242,7 +245,7 @@ impl Local {
     }
 
     /// The settings in force.
-    pub fn settings(&self) -> &LocalSettings {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 

@@ -174,7 +174,7 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                 s.keystone.auth_url,
                 shared
             );
-            if s.keystone.auth_version == config::AuthVersion::V2 {
+            if s.keystone.auth_version == stonegate::keystone::AuthVersion::V2 {
                 println!(
                     "Identity API v2.0 (auth_version): legacy validation, GET /v2.0/tokens/{{token}}"
                 );

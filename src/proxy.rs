@@ -5,6 +5,7 @@
 //! ([`upgrade`]). Dropping the response future (client gone) cancels the
 //! upstream request.
 
+pub mod settings;
 pub mod upgrade;
 
 use std::{
@@ -37,6 +38,8 @@ use crate::{
     tls::ClientTls,
     validator::AuthContext,
 };
+
+pub use settings::{Listeners, Section, Settings, TlsSection};
 
 /// Upstream settings.
 #[derive(Debug, Clone)]

@@ -8,12 +8,15 @@
 //! counts as matching: unknown fails closed.
 
 pub mod poller;
+pub mod settings;
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use crate::{clock::parse_rfc3339, identity::Identity};
+
+pub use settings::{Section, Settings};
 
 /// One revocation event (all columns of Keystone's `RevocationEvent`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

@@ -5,9 +5,13 @@
 //! 400 before this check, so no spelling of a protected path can pass for a
 //! public one, and the path forwarded is the one matched here.
 
+pub mod settings;
+
 use http::{HeaderMap, Method};
 
 use crate::access_rules::Pattern;
+
+pub use settings::{PublicSection, Section};
 
 /// One public route: a method and a path pattern (`*`/`{x}` one segment, `**` anything).
 #[derive(Debug, Clone, PartialEq)]

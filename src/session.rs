@@ -45,7 +45,7 @@ use crate::{
     validator::Validator,
 };
 use seal::{OpenError, SessionData};
-pub use settings::{SessionFile, SessionSettings};
+pub use settings::{Section, Settings};
 use throttle::Throttle;
 
 /// Largest login body read (a username, a password and a scope).
@@ -91,7 +91,7 @@ pub struct Attached {
 /// Browser sessions of one configuration.
 #[derive(Debug)]
 pub struct Sessions {
-    settings: SessionSettings,
+    settings: Settings,
     throttle: Throttle,
 }
 
@@ -117,16 +117,13 @@ struct LoginForm {
 impl Sessions {
     /// Sessions as configured; login throttling counts in `shared` when
     /// given (fleet-wide), else in this process.
-    pub fn new(
-        settings: SessionSettings,
-        shared: Option<Arc<crate::shared_cache::SharedCache>>,
-    ) -> Self {
+    pub fn new(settings: Settings, shared: Option<Arc<crate::shared_cache::SharedCache>>) -> Self {
         let throttle = Throttle::new(settings.throttle, THROTTLE_CAPACITY).with_shared(shared);
         Self { settings, throttle }
     }
 
     /// The configuration.
-    pub fn settings(&self) -> &SessionSettings {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 

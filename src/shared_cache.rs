@@ -26,13 +26,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::AuthVersion,
     identity::Identity,
+    keystone::AuthVersion,
     metrics::{Metrics, SharedCacheCounters},
     token::Token,
 };
 use crypt::{Keys, Strategy};
-pub use settings::{Backend, SharedCacheSettings};
+pub use settings::{Backend, Options, Settings};
 
 /// Why the shared cache gave no answer (always handled as a miss).
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,7 @@ impl SharedCache {
     /// A shared cache for `settings`, holding validation bodies of Identity
     /// API `version`; connections are made on first use.
     pub fn new(
-        settings: &SharedCacheSettings,
+        settings: &Settings,
         version: AuthVersion,
         metrics: &Metrics,
     ) -> Result<Self, BackendError> {

@@ -4,6 +4,8 @@
 //! [`crate::rejection`] turns into a response).
 //! Header stripping happens before, in the callers (`headers::strip_identity`).
 
+pub mod settings;
+
 use std::{sync::Arc, time::Instant};
 
 use http::{HeaderMap, Method};
@@ -11,8 +13,8 @@ use http::{HeaderMap, Method};
 use crate::{
     access_rules,
     cache::{Cache, Key, Outcome},
-    config::{AuthSettings, AuthVersion},
     identity::Identity,
+    keystone::AuthVersion,
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,
@@ -21,6 +23,8 @@ use crate::{
     shared_cache::SharedCache,
     token::{Fingerprint, Token},
 };
+
+pub use settings::Settings;
 
 /// Why the validator refused a request. [`crate::rejection::Rejection`]
 /// maps it to a response (`From<Denied>`).
@@ -89,7 +93,7 @@ impl Handle {
 pub struct Validator {
     keystone: keystone::Client,
     cache: Cache,
-    settings: AuthSettings,
+    settings: Settings,
     metrics: Metrics,
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
@@ -99,7 +103,7 @@ pub struct Validator {
 
 impl Validator {
     /// A validator using `keystone`, with a cache sized by `settings`.
-    pub fn new(keystone: keystone::Client, settings: AuthSettings, metrics: Metrics) -> Self {
+    pub fn new(keystone: keystone::Client, settings: Settings, metrics: Metrics) -> Self {
         let cache = Cache::new(
             settings.cache_capacity_bytes,
             settings.token_cache_time,
@@ -203,7 +207,7 @@ impl Validator {
     }
 
     /// The authentication policy in force.
-    pub fn settings(&self) -> &AuthSettings {
+    pub fn settings(&self) -> &Settings {
         &self.settings
     }
 

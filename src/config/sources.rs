@@ -120,12 +120,15 @@ impl Sources {
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        let file: File = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Parse {
-                path: self.describe(),
-                message: e.to_string(),
-            })?;
+        let file: File =
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::Parse {
+                    path: self.describe(),
+                    message: super::parse::every_error(&e, table.keys().cloned(), || {
+                        toml::Value::Table(table.clone())
+                    }),
+                })?;
         Ok(Loaded { file, imported })
     }
 

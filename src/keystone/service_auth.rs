@@ -12,9 +12,9 @@ use http_body_util::Full;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::{AuthVersion, ServiceCredentials, Settings};
 use super::{Client, Error};
 use crate::clock::parse_rfc3339;
-use crate::config::{AuthVersion, KeystoneSettings, ServiceCredentials};
 
 /// Renew the service token when it expires within this many seconds
 /// (keystoneauth's `MIN_TOKEN_LIFE_SECONDS`).
@@ -45,13 +45,13 @@ impl std::fmt::Debug for ServiceToken {
 }
 
 pub(crate) struct ServiceAuth {
-    settings: KeystoneSettings,
+    settings: Settings,
     current: RwLock<Option<Arc<ServiceToken>>>,
     renewing: tokio::sync::Mutex<()>,
 }
 
 impl ServiceAuth {
-    pub fn new(settings: KeystoneSettings) -> Self {
+    pub fn new(settings: Settings) -> Self {
         Self {
             settings,
             current: RwLock::new(None),
@@ -326,7 +326,7 @@ struct CatalogEndpoint {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::version_base;
-    use crate::config::AuthVersion::{V2, V3};
+    use super::AuthVersion::{V2, V3};
 
     #[test]
     fn identity_urls_get_a_v3_base() {
@@ -341,21 +341,17 @@ mod tests {
     #[test]
     fn v2_password_body_is_keystoneauths() {
         let text = r#"
-listen = "127.0.0.1:8080"
-upstream = "http://127.0.0.1:8000"
-admin_listen = "127.0.0.1:9090"
-[keystone_authtoken]
 auth_url = "http://127.0.0.1:5000/v2.0"
 auth_version = "v2.0"
 user_id = "u1"
 password = "pw"
 project_id = "p1"
 "#;
-        let s = crate::config::File::parse(text)
-            .unwrap()
-            .build(&|_| None)
+        let section: super::super::Section = toml::from_str(text).unwrap();
+        let (settings, _) = section
+            .build(&mut Vec::new(), &mut Vec::new(), &|_| None)
             .unwrap();
-        let body = super::ServiceAuth::new(s.keystone).request_body();
+        let body = super::ServiceAuth::new(settings).request_body();
         assert_eq!(
             body,
             serde_json::json!({"auth": {

@@ -1,5 +1,5 @@
-//! `[session]`: the table as written ([`SessionFile`]) and compiled
-//! ([`SessionSettings`]). Option names follow Django's, which browser
+//! `[session]`: the table as written ([`Section`]) and compiled
+//! ([`Settings`]). Option names follow Django's, which browser
 //! clients of OpenStack-style APIs already speak (`sessionid`, `csrftoken`,
 //! `X-CSRFToken`).
 
@@ -9,7 +9,7 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::{client_address::Cidr, keys::SessionKeys, throttle::Limits};
-use crate::config::{problem, Problem};
+use crate::settings::{problem, Problem};
 
 /// Environment variable that may hold the session keys (instead of `keys_file`).
 pub const SESSION_KEYS_ENV: &str = "STONEGATE_SESSION_KEYS";
@@ -17,7 +17,7 @@ pub const SESSION_KEYS_ENV: &str = "STONEGATE_SESSION_KEYS";
 /// `[session]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SessionFile {
+pub struct Section {
     /// Turn browser sessions on.
     pub enabled: bool,
     /// Path of the login endpoint (POST).
@@ -60,7 +60,7 @@ pub struct SessionFile {
     pub trusted_origins: Vec<String>,
 }
 
-impl Default for SessionFile {
+impl Default for Section {
     fn default() -> Self {
         Self {
             enabled: false,
@@ -99,7 +99,7 @@ pub enum Secure {
 
 /// Compiled `[session]`.
 #[derive(Debug, Clone)]
-pub struct SessionSettings {
+pub struct Settings {
     /// Login endpoint path.
     pub login_path: String,
     /// Logout endpoint path.
@@ -147,14 +147,14 @@ fn is_endpoint_path(s: &str) -> bool {
     s.starts_with('/') && !s.contains(['?', '#']) && is_attribute_value(s)
 }
 
-impl SessionFile {
+impl Section {
     /// Checks every value (problems named `session.<key>`) and loads the
     /// keys from `keys_file` or `STONEGATE_SESSION_KEYS`.
     pub fn build(
         &self,
         p: &mut Vec<Problem>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<SessionSettings> {
+    ) -> Option<Settings> {
         let start = p.len();
         for (key, v) in [
             ("session.login_path", &self.login_path),
@@ -320,7 +320,7 @@ impl SessionFile {
         if p.len() > start {
             return None;
         }
-        Some(SessionSettings {
+        Some(Settings {
             login_path: self.login_path.clone(),
             logout_path: self.logout_path.clone(),
             cookie_name: self.cookie_name.clone(),
@@ -391,7 +391,7 @@ impl SessionFile {
 mod tests {
     use super::*;
 
-    fn build(file: &SessionFile) -> Result<SessionSettings, Vec<Problem>> {
+    fn build(file: &Section) -> Result<Settings, Vec<Problem>> {
         let key = SessionKeys::generate().unwrap();
         let env = move |name: &str| (name == SESSION_KEYS_ENV).then(|| key.clone());
         let mut p = Vec::new();
@@ -404,9 +404,9 @@ mod tests {
 
     #[test]
     fn client_address_header_needs_trusted_proxies_and_they_need_it() {
-        let mut f = SessionFile {
+        let mut f = Section {
             client_address_header: Some("X-Forwarded-For".into()),
-            ..SessionFile::default()
+            ..Section::default()
         };
         let p = build(&f).unwrap_err();
         assert_eq!(keys(&p), ["session.trusted_proxies"]);
@@ -427,9 +427,9 @@ mod tests {
         f.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into(), "192.0.2.7".into()];
         let s = build(&f).unwrap();
         assert_eq!(s.trusted_proxies.len(), 3);
-        let p = build(&SessionFile {
+        let p = build(&Section {
             trusted_proxies: vec!["10.0.0.0/8".into()],
-            ..SessionFile::default()
+            ..Section::default()
         })
         .unwrap_err();
         assert_eq!(keys(&p), ["session.trusted_proxies"]);

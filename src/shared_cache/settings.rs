@@ -1,13 +1,13 @@
 //! The shared cache's configuration: keystonemiddleware's `memcached_servers`
 //! and `memcache_*` options of `[keystone_authtoken]`, or stonegate's own
-//! `[cache] redis_url`, compiled into [`SharedCacheSettings`].
+//! `[cache] redis_url`, compiled into [`Settings`].
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use super::crypt::Strategy;
-use crate::config::{problem, Problem};
+use crate::settings::{problem, Problem};
 
 /// Environment variable that may hold `memcache_secret_key`.
 pub const SECRET_KEY_ENV: &str = "STONEGATE_MEMCACHE_SECRET_KEY";
@@ -53,7 +53,7 @@ impl Backend {
 
 /// Compiled shared-cache settings.
 #[derive(Debug, Clone)]
-pub struct SharedCacheSettings {
+pub struct Settings {
     /// The servers.
     pub backend: Backend,
     /// `MAC` or `ENCRYPT`.
@@ -70,7 +70,7 @@ pub struct SharedCacheSettings {
 
 /// The options as written (fields of `[keystone_authtoken]` and `[cache]`).
 #[derive(Debug, Clone, Copy)]
-pub struct SharedCacheFile<'a> {
+pub struct Options<'a> {
     /// `keystone_authtoken.memcached_servers`.
     pub memcached_servers: Option<&'a [String]>,
     /// `cache.redis_url`.
@@ -96,14 +96,14 @@ const REDIS: &str = "cache.redis_url";
 const STRATEGY: &str = "keystone_authtoken.memcache_security_strategy";
 const SECRET: &str = "keystone_authtoken.memcache_secret_key";
 
-impl SharedCacheFile<'_> {
+impl Options<'_> {
     /// Checks the options, recording problems in `p`; `None` when no shared
     /// cache is configured (or it is unusable, with problems recorded).
     pub fn build(
         &self,
         p: &mut Vec<Problem>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<SharedCacheSettings> {
+    ) -> Option<Settings> {
         let strategy = match self.security_strategy {
             None | Some("None") => None,
             Some("MAC") => Some(Strategy::Mac),
@@ -201,7 +201,7 @@ impl SharedCacheFile<'_> {
             );
             return None;
         };
-        let secret = crate::config::secret(
+        let secret = crate::settings::secret(
             p,
             SECRET,
             &self.secret_key.cloned(),
@@ -209,7 +209,7 @@ impl SharedCacheFile<'_> {
             SECRET_KEY_ENV,
             env,
         )?;
-        Some(SharedCacheSettings {
+        Some(Settings {
             backend,
             strategy,
             secret,

@@ -1,0 +1,72 @@
+//! What the validator applies to every request, assembled from the checked
+//! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
+//! `[fernet]`, `[revocation]`, `[session]`, the shared cache).
+
+use std::time::Duration;
+
+use crate::{cache, keystone, local, revocation, routes, session, shared_cache};
+
+/// The compiled authentication policy (what the validator and the front
+/// doors need), assembled from the checked sections.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Value of `WWW-Authenticate` on 401 (already formatted).
+    pub www_authenticate: http::HeaderValue,
+    /// Forward invalid requests marked `Invalid`.
+    pub delay_auth_decision: bool,
+    /// Cache lifetime of a validation.
+    pub token_cache_time: Duration,
+    /// Lifetime of a negative (invalid token) entry.
+    pub negative_ttl: Duration,
+    /// Cache capacity in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Set `X-Service-Catalog`.
+    pub include_service_catalog: bool,
+    /// Service token role list.
+    pub service_token_roles: Vec<String>,
+    /// Service token must hold one of the roles.
+    pub service_token_roles_required: bool,
+    /// This service's catalog type, for access rules.
+    pub service_type: Option<String>,
+    /// Routes that need no token.
+    pub public_routes: routes::PublicRoutes,
+    /// Local Fernet validation, when configured.
+    pub local: Option<local::Settings>,
+    /// Revocation polling, when enabled.
+    pub revocation: Option<revocation::Settings>,
+    /// Browser sessions, when enabled.
+    pub session: Option<session::Settings>,
+    /// The shared second-level cache (memcached or Redis), when configured.
+    pub shared_cache: Option<shared_cache::Settings>,
+}
+
+impl Settings {
+    /// The policy assembled from the checked sections.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: keystone::Policy,
+        cache: cache::Settings,
+        public_routes: routes::PublicRoutes,
+        local: Option<local::Settings>,
+        revocation: Option<revocation::Settings>,
+        session: Option<session::Settings>,
+        shared_cache: Option<shared_cache::Settings>,
+    ) -> Self {
+        Self {
+            www_authenticate: policy.www_authenticate,
+            delay_auth_decision: policy.delay_auth_decision,
+            token_cache_time: policy.token_cache_time,
+            negative_ttl: cache.negative_ttl,
+            cache_capacity_bytes: cache.capacity_bytes,
+            include_service_catalog: policy.include_service_catalog,
+            service_token_roles: policy.service_token_roles,
+            service_token_roles_required: policy.service_token_roles_required,
+            service_type: policy.service_type,
+            public_routes,
+            local,
+            revocation,
+            session,
+            shared_cache,
+        }
+    }
+}
