@@ -116,3 +116,64 @@ fn the_annotated_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `text` with the commented-out `# [table]` block of each of `tables`
+/// switched on: its `# key = value` lines uncommented (`# # ...` lines stay
+/// comments), up to the first blank line.
+fn uncomment_tables(text: &str, tables: &[&str]) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(table) = line.strip_prefix("# [") {
+            inside = tables.iter().any(|t| table.starts_with(&format!("{t}]")));
+        } else if line.trim().is_empty() {
+            inside = false;
+        }
+        let line = match line.strip_prefix("# ") {
+            Some(rest) if inside => rest,
+            _ => line,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
+    // [fernet], [revocation] and [tls] are commented out in the example
+    // (they need files only a deployment has); switched on, with the
+    // harness's real key repository and a real certificate, they check too.
+    let ks = crate::harness::Keystone::from_env();
+    let repo = ks.fixtures()["fernet_key_repository"]
+        .as_str()
+        .expect("fixtures.json: fernet_key_repository")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "secret\n").unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/stonegate.toml"
+    ))
+    .unwrap();
+    let text = uncomment_tables(&example, &["fernet", "revocation", "tls"])
+        .replace(
+            "/run/secrets/stonegate-password",
+            &secret.display().to_string(),
+        )
+        .replace("/etc/keystone/fernet-keys", &repo)
+        .replace("/etc/stonegate/tls.crt", &cert)
+        .replace("/etc/stonegate/tls.key", &key);
+    for table in ["\n[fernet]\n", "\n[revocation]\n", "\n[tls]\n"] {
+        assert!(text.contains(table), "{table:?} not switched on:\n{text}");
+    }
+    let path = write(&dir, &text);
+    let out = stonegate(&["check-config", &path], None);
+    assert!(
+        out.status.success(),
+        "stderr: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
