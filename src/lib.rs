@@ -35,31 +35,50 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
-pub mod access_rules;
-pub mod cache;
+// The layers, in dependency order: a module imports only from the layers
+// above it.
+//
+// Leaves (import nothing of the crate): the settings vocabulary, the clock,
+// connection facts, identity, metrics, client TLS, the path rule and tokens.
 pub mod clock;
-pub mod config;
 pub mod connection;
-pub mod forward_auth;
-pub mod headers;
 pub mod identity;
-pub mod keystone;
-pub mod layer;
-pub mod local;
 pub mod metrics;
 pub mod path;
-pub mod proxy;
-pub mod rejection;
-pub mod revocation;
-pub mod routes;
-#[cfg(feature = "server")]
-pub mod server;
-pub mod session;
 pub mod settings;
-pub mod shared_cache;
-pub mod stack;
 pub mod tls;
 pub mod token;
+
+// Domain: each module owns its configuration section (`Section` ->
+// `Settings`).
+pub mod access_rules;
+pub mod cache;
+pub mod keystone;
+pub mod local;
+pub mod revocation;
+pub mod routes;
+pub mod shared_cache;
+
+// The core: token(s) -> Identity | Denied.
 pub mod validator;
+
+// The edge: the header boundary and the one table of answers.
+pub mod headers;
+pub mod rejection;
+
+// Front doors, thin adapters over the validator.
+pub mod forward_auth;
+pub mod layer;
+pub mod proxy;
+pub mod session;
+
+// Assembly: the sections into one configuration, then the stack every door
+// is built from (library code, for embedders too).
+pub mod config;
+pub mod stack;
+
+// The process: listeners and the admin endpoints (`main.rs` is above it).
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use layer::{AuthContext, AuthToken, AuthTokenLayer};
