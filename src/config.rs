@@ -265,5 +265,4 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

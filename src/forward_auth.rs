@@ -258,7 +258,6 @@ fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

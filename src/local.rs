@@ -358,7 +358,6 @@ pub fn identity(d: &Decoded, template: Option<&Identity>) -> Result<Identity, Lo
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use base64::Engine as _;

@@ -100,7 +100,6 @@ impl PublicRoutes {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -79,7 +79,6 @@ impl fmt::Debug for Fingerprint {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -167,7 +167,6 @@ fn split_assignment(line: &str) -> Option<(&str, String)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -496,5 +496,4 @@ fn default_domains(imported: &mut Imported, suffix: &str, value: &str, origin: &
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

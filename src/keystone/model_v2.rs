@@ -294,7 +294,6 @@ impl<'de> Deserialize<'de> for Json {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

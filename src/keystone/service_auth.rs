@@ -30,7 +30,7 @@ pub(crate) struct ServiceToken {
 
 impl ServiceToken {
     /// The token as a sensitive header value.
-    pub fn header_value(&self) -> HeaderValue {
+    pub(crate) fn header_value(&self) -> HeaderValue {
         self.header.clone()
     }
 }
@@ -51,7 +51,7 @@ pub(crate) struct ServiceAuth {
 }
 
 impl ServiceAuth {
-    pub fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings) -> Self {
         Self {
             settings,
             current: RwLock::new(None),
@@ -67,7 +67,7 @@ impl ServiceAuth {
             .cloned()
     }
 
-    pub fn is_ready(&self, now: i64) -> bool {
+    pub(crate) fn is_ready(&self, now: i64) -> bool {
         self.current
             .read()
             .map(|g| g.as_ref().is_some_and(|t| t.expires_at > now))
@@ -76,7 +76,11 @@ impl ServiceAuth {
 
     /// The current service token, authenticating first if there is none or it
     /// is about to expire.
-    pub async fn current(&self, client: &Client, now: i64) -> Result<Arc<ServiceToken>, Error> {
+    pub(crate) async fn current(
+        &self,
+        client: &Client,
+        now: i64,
+    ) -> Result<Arc<ServiceToken>, Error> {
         if let Some(t) = self.fresh(now) {
             return Ok(t);
         }
@@ -97,7 +101,7 @@ impl ServiceAuth {
     }
 
     /// Forgets `stale` (Keystone said 401), unless it was already replaced.
-    pub fn invalidate(&self, stale: &Arc<ServiceToken>) {
+    pub(crate) fn invalidate(&self, stale: &Arc<ServiceToken>) {
         if let Ok(mut g) = self.current.write() {
             if g.as_ref().is_some_and(|t| Arc::ptr_eq(t, stale)) {
                 *g = None;
@@ -323,7 +327,6 @@ struct CatalogEndpoint {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::version_base;
     use super::AuthVersion::{V2, V3};

@@ -183,7 +183,6 @@ fn hmac_sha384(key: &[u8]) -> HmacSha384 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -395,7 +395,6 @@ async fn read_line(conn: &mut Conn) -> Result<Vec<u8>, BackendError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

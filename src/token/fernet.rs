@@ -119,7 +119,6 @@ pub(crate) fn encrypt(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::token::keys::Key;

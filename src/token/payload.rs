@@ -347,7 +347,6 @@ pub fn decode(plaintext: &[u8], m: &Methods) -> Result<Payload, PayloadError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::token::{fernet, keys::Key, keys::KeySet};

@@ -6,7 +6,14 @@
 //! One test binary: one link, one Keystone per run. Every listener binds a
 //! `127.0.0.1:0`-derived port.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// A test binary: helpers may unwrap (a panic is the report), and `pub` only
+// shares harness items between its modules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod harness;
 
