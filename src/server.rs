@@ -56,10 +56,39 @@ pub enum ServerError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Runs stonegate until `shutdown` completes, then drains in-flight requests
-/// for at most `shutdown_grace_period`.
+/// The sockets stonegate serves on, already bound: by [`Listeners::bind`]
+/// from the settings' addresses (the `stonegate` command), or by an
+/// embedder or a test (`127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The proxy listener (`listen`).
+    pub proxy: TcpListener,
+    /// The admin listener (`admin_listen`): health, readiness, metrics.
+    pub admin: TcpListener,
+    /// The forward-auth listener (`auth_listen`); without it the
+    /// forward-auth endpoints are served on the proxy listener.
+    pub auth: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `listen`, `admin_listen` and `auth_listen`, in that order; the
+    /// error names the address that could not be bound.
+    pub async fn bind(settings: &crate::proxy::Settings) -> Result<Self, ServerError> {
+        let proxy = bind(settings.listen).await?;
+        let admin = bind(settings.admin_listen).await?;
+        let auth = match settings.auth_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { proxy, admin, auth })
+    }
+}
+
+/// Runs stonegate on `listeners` until `shutdown` completes, then drains
+/// in-flight requests for at most `shutdown_grace_period`.
 pub async fn run(
     settings: Settings,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
     reload: impl Fn() -> Result<Settings, crate::config::Error>,
 ) -> Result<(), ServerError> {
@@ -115,12 +144,11 @@ pub async fn run(
     if let Some(cert) = listener_cert.clone() {
         background.push(tokio::spawn(watch_certificate(cert)));
     }
-    let listener = bind(settings.proxy.listen).await?;
-    let admin = bind(settings.proxy.admin_listen).await?;
-    let auth_listener = match settings.proxy.auth_listen {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
+    let Listeners {
+        proxy: listener,
+        admin,
+        auth: auth_listener,
+    } = listeners;
     tracing::info!(
         listen = %settings.proxy.listen,
         admin = %settings.proxy.admin_listen,
