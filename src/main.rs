@@ -241,7 +241,11 @@ fn main() -> ExitCode {
                 }
             };
             let reload = || sources.build(&env);
-            match runtime.block_on(stonegate::server::run(settings, shutdown_signal(), reload)) {
+            let served = runtime.block_on(async {
+                let listeners = stonegate::server::Listeners::bind(&settings.proxy).await?;
+                stonegate::server::run(settings, listeners, shutdown_signal(), reload).await
+            });
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "stonegate failed");

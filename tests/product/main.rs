@@ -26,6 +26,7 @@ mod faults;
 mod forged;
 mod holes;
 mod identity;
+mod in_process;
 mod ingress;
 mod layer;
 mod local;

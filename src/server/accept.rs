@@ -1,0 +1,256 @@
+//! The client listeners' accept loops: how many connections each holds, the
+//! HTTP/1.1 and HTTP/2 limits they are served with, and the drain at
+//! shutdown. A connection's own lifetime is in `connection.rs`.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Semaphore},
+    task::JoinHandle,
+};
+
+use super::{connection, front::Front};
+use crate::{connection::ConnectionInfo, proxy};
+
+/// The client listeners being served, until [`Accepting::drain`].
+pub(super) struct Accepting {
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+    /// One per listener; every connection holds a slot until it ends.
+    slots: Vec<Arc<Semaphore>>,
+    cap: usize,
+}
+
+/// Starts the accept loops: the proxy listener (with TLS when `acceptor`
+/// is set) serving `front`, and the forward-auth listener with its front.
+pub(super) fn start(
+    settings: &proxy::Settings,
+    (listener, acceptor, front): (TcpListener, Option<tokio_rustls::TlsAcceptor>, Front),
+    auth: Option<(TcpListener, Front)>,
+) -> Accepting {
+    let (cap, limits) = limits(settings, 1 + usize::from(auth.is_some()));
+    let builder = http(settings);
+    let (stop, stop_rx) = watch::channel(false);
+    let mut slots = vec![Arc::new(Semaphore::new(cap))];
+    let mut loops = vec![tokio::spawn(accept_loop(
+        Listener {
+            name: "listen",
+            listener,
+            acceptor,
+            slots: slots[0].clone(),
+        },
+        front,
+        builder.clone(),
+        limits.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some((l, front)) = auth {
+        slots.push(Arc::new(Semaphore::new(cap)));
+        loops.push(tokio::spawn(accept_loop(
+            Listener {
+                name: "auth_listen",
+                listener: l,
+                acceptor: None,
+                slots: slots[1].clone(),
+            },
+            front,
+            builder,
+            limits,
+            stop_rx,
+        )));
+    }
+    Accepting {
+        stop,
+        loops,
+        slots,
+        cap,
+    }
+}
+
+impl Accepting {
+    /// Stops accepting, then waits at most `grace` for the open connections
+    /// to end.
+    pub(super) async fn drain(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        for l in self.loops {
+            let _ = l.await;
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        // Every connection holds a slot until it ends: drained when all are back.
+        let cap = self.cap;
+        let slots = self.slots;
+        let all_back = async {
+            for s in &slots {
+                let _ = s.acquire_many(u32::try_from(cap).unwrap_or(u32::MAX)).await;
+            }
+        };
+        let drained = tokio::time::timeout(grace, all_back).await.is_ok();
+        if !drained {
+            tracing::warn!("grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// The connections each of `listeners` may hold and the limits they are
+/// served with, bounded by the descriptor limit (logged when it binds).
+fn limits(settings: &proxy::Settings, listeners: usize) -> (usize, Arc<Limits>) {
+    let descriptors = connection::descriptor_limit();
+    let cap = connection::connection_cap(settings.max_connections, listeners, descriptors);
+    if cap < settings.max_connections {
+        tracing::warn!(
+            key = "proxy.max_connections",
+            configured = settings.max_connections,
+            serving = cap,
+            descriptor_limit = descriptors,
+            "the descriptor limit (RLIMIT_NOFILE) allows fewer client connections per listener than proxy.max_connections; raise `ulimit -n` (systemd LimitNOFILE=) to serve more"
+        );
+    }
+    if let Some(budget) = connection::descriptor_budget(descriptors) {
+        tracing::info!(
+            descriptor_limit = descriptors,
+            connections_per_listener = cap,
+            requests_in_flight = budget,
+            "connection and request limits"
+        );
+    }
+    let limits = Arc::new(Limits {
+        first_byte_timeout: settings.first_byte_timeout,
+        idle_timeout: settings.idle_timeout,
+        requests: connection::descriptor_budget(descriptors).map(|n| Arc::new(Semaphore::new(n))),
+    });
+    (cap, limits)
+}
+
+/// The HTTP/1.1 and HTTP/2 server settings of the client listeners.
+fn http(settings: &proxy::Settings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Limits answered with 431 (HTTP/1.1) or a stream reset (HTTP/2).
+    // hyper's header_read_timeout also runs while an HTTP/1.1 connection
+    // waits for its next request, so it bounds idle keep-alive as well.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_headers(settings.max_headers)
+        .max_buf_size(settings.max_header_bytes);
+    // Rapid reset (CVE-2023-44487): a client resetting more than 20
+    // streams before they are served, or provoking more than 1024 stream
+    // errors, gets GOAWAY and the connection closes.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .keep_alive_interval(settings.http2_keep_alive_interval)
+        .keep_alive_timeout(settings.http2_keep_alive_timeout)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
+    builder
+}
+
+/// The connection limits every client connection is served with.
+struct Limits {
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    /// Requests in flight on all listeners together (each may hold an
+    /// upstream connection), when the descriptor limit is known: further
+    /// requests (HTTP/2 streams) wait for one to finish.
+    requests: Option<Arc<Semaphore>>,
+}
+
+/// A client listener: its socket, TLS, and one slot per connection it may hold.
+struct Listener {
+    name: &'static str,
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    slots: Arc<Semaphore>,
+}
+
+/// Accepts connections until `stop` turns true. A connection holds a slot
+/// until it ends; with none free, new connections wait in the kernel's
+/// listen backlog (no descriptor is spent on them).
+async fn accept_loop(
+    l: Listener,
+    front: Front,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Arc<Limits>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let slot = tokio::select! {
+            slot = l.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = connection::accept(&l.listener, l.name) => accepted,
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = l.acceptor.is_some();
+        let front = front.clone();
+        let activity = connection::Activity::new();
+        let service = {
+            let activity = activity.clone();
+            let requests = limits.requests.clone();
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectionInfo { peer, tls });
+                let busy = activity.begin();
+                let handled = front.clone().handle(req);
+                let budget = requests.clone();
+                async move {
+                    let permit = match budget {
+                        Some(b) => b.acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let resp = handled.await?;
+                    Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy, permit)))
+                }
+            })
+        };
+        let builder = builder.clone();
+        let acceptor = l.acceptor.clone();
+        let limits = limits.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let result = match acceptor {
+                None => {
+                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(
+                        limits.first_byte_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! What a client listener serves, built once at start: the forward-auth
+//! endpoints, then the proxy ([`AuthTokenLayer`] around [`Proxy`]), else 404.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tower::ServiceExt;
+use tower_layer::Layer;
+
+use super::ServerError;
+use crate::{
+    forward_auth::ForwardAuth,
+    layer::{AuthToken, AuthTokenLayer},
+    metrics::Metrics,
+    proxy::{self, Proxy, UpstreamConfig},
+    validator::Handle,
+};
+
+/// The fronts of the client listeners: the proxy listener's, and the
+/// forward-auth listener's when there is one (`separate_auth`); without it
+/// the proxy listener serves the forward-auth endpoints as well.
+pub(super) fn build(
+    settings: &proxy::Settings,
+    handle: &Handle,
+    metrics: &Metrics,
+    separate_auth: bool,
+) -> Result<(Front, Option<Front>), ServerError> {
+    let proxy = match &settings.upstream {
+        Some(url) => Some(
+            AuthTokenLayer::with_handle(handle.clone(), metrics.clone()).layer(Proxy::new(
+                UpstreamConfig {
+                    url: url.clone(),
+                    connect_timeout: settings.connect_timeout,
+                    response_timeout: settings.response_timeout,
+                    tls: settings.upstream_tls.clone(),
+                    upgrades: settings.upgrades.clone(),
+                },
+                metrics.clone(),
+            )?),
+        ),
+        None => None,
+    };
+    let forward_auth = (!settings.forward_auth.is_empty()).then(|| {
+        ForwardAuth::with_handle(
+            handle.clone(),
+            settings.forward_auth.clone(),
+            metrics.clone(),
+        )
+    });
+    let main_front = Front {
+        forward_auth: if separate_auth {
+            None
+        } else {
+            forward_auth.clone()
+        },
+        proxy,
+        max_headers: settings.max_headers,
+    };
+    let auth_front = separate_auth.then(|| Front {
+        forward_auth,
+        proxy: None,
+        max_headers: settings.max_headers,
+    });
+    Ok((main_front, auth_front))
+}
+
+type ProxyService = AuthToken<Proxy>;
+type ProxyResponseBody =
+    <<ProxyService as tower_service::Service<Request<Incoming>>>::Response as ResponseBody>::Body;
+
+/// Lets the alias above name the proxy's response body type.
+pub(super) trait ResponseBody {
+    /// The body type.
+    type Body;
+}
+impl<B> ResponseBody for Response<B> {
+    type Body = B;
+}
+
+/// What a listener serves: forward-auth endpoints, then the proxy, else 404.
+#[derive(Clone)]
+pub(super) struct Front {
+    forward_auth: Option<ForwardAuth>,
+    proxy: Option<ProxyService>,
+    /// Most request headers; HTTP/1.1 heads are checked by hyper, HTTP/2
+    /// ones here (h2 bounds only their bytes).
+    max_headers: usize,
+}
+
+type FrontBody = Either<Full<Bytes>, ProxyResponseBody>;
+
+impl Front {
+    pub(super) async fn handle(
+        self,
+        req: Request<Incoming>,
+    ) -> Result<Response<FrontBody>, Infallible> {
+        if req.headers().len() > self.max_headers {
+            let mut r = Response::new(Full::new(Bytes::from_static(
+                b"request header fields too large\n",
+            )));
+            *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Ok(r.map(Either::Left));
+        }
+        if let Some(fa) = self.forward_auth {
+            if fa.handles(req.uri().path()) {
+                return fa.oneshot(req).await.map(|r| r.map(Either::Left));
+            }
+        }
+        match self.proxy {
+            Some(p) => p.oneshot(req).await.map(|r| r.map(Either::Right)),
+            None => {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                Ok(r.map(Either::Left))
+            }
+        }
+    }
+}

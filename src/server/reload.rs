@@ -1,0 +1,140 @@
+//! Reloading on SIGHUP: the configuration, keys and listener certificate
+//! are read again and a new validator replaces the running one; requests
+//! in flight and open connections are not touched. Settings a reload
+//! cannot apply are named in the log ([`restart_only_changes`]).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use crate::{
+    config::Settings,
+    metrics::Metrics,
+    stack::{self, Background},
+    tls::ReloadableCert,
+    validator::Handle,
+};
+
+/// Reloads on every SIGHUP until `shutdown` completes; returns the
+/// background tasks of the validator then in use (dropping them stops them).
+pub(super) async fn until_shutdown(
+    shutdown: impl Future<Output = ()>,
+    settings: &Settings,
+    reload: impl Fn() -> Result<Settings, crate::config::Error>,
+    handle: &Handle,
+    metrics: &Metrics,
+    listener_cert: Option<&Arc<ReloadableCert>>,
+    mut generation: Background,
+) -> Background {
+    let mut hangup = hangup_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = hangup.recv() => {
+                if let Some(cert) = listener_cert {
+                    match cert.reload(true) {
+                        Ok(_) => tracing::info!("listener certificate reloaded"),
+                        Err(e) => tracing::error!(error = %e, "listener certificate reload failed; keeping the current one"),
+                    }
+                }
+                match reload().map_err(|e| e.to_string()).and_then(|new| {
+                    for key in restart_only_changes(settings, &new) {
+                        tracing::warn!(key, "changed in the configuration file; takes effect at the next restart");
+                    }
+                    stack::build(&new, metrics).map_err(|e| e.to_string())
+                }) {
+                    Ok(new_stack) => {
+                        handle.replace(new_stack.validator);
+                        // Dropping the old background stops its tasks.
+                        generation = new_stack.background;
+                        tracing::info!("configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "configuration reload failed; keeping the running configuration"),
+                }
+            }
+        }
+    }
+    generation
+}
+
+/// Settings a reload cannot apply (listeners, upstream, proxy limits).
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let (o, n) = (&old.proxy, &new.proxy);
+    let mut changed = Vec::new();
+    let mut check = |key: &'static str, differs: bool| {
+        if differs {
+            changed.push(key);
+        }
+    };
+    check("listen", o.listen != n.listen);
+    check("admin_listen", o.admin_listen != n.admin_listen);
+    check("auth_listen", o.auth_listen != n.auth_listen);
+    check("upstream", o.upstream != n.upstream);
+    check("forward_auth", o.forward_auth != n.forward_auth);
+    check("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls));
+    check("log_format", o.log_json != n.log_json);
+    check(
+        "proxy",
+        (
+            o.connect_timeout,
+            o.response_timeout,
+            o.header_read_timeout,
+            o.max_headers,
+            o.max_header_bytes,
+            (o.first_byte_timeout, o.idle_timeout, o.max_connections),
+            (
+                o.http2_keep_alive_interval,
+                o.http2_keep_alive_timeout,
+                o.http2_max_concurrent_streams,
+            ),
+        ) != (
+            n.connect_timeout,
+            n.response_timeout,
+            n.header_read_timeout,
+            n.max_headers,
+            n.max_header_bytes,
+            (n.first_byte_timeout, n.idle_timeout, n.max_connections),
+            (
+                n.http2_keep_alive_interval,
+                n.http2_keep_alive_timeout,
+                n.http2_max_concurrent_streams,
+            ),
+        ) || format!("{:?}", o.upstream_tls) != format!("{:?}", n.upstream_tls)
+            || o.upgrades != n.upgrades,
+    );
+    changed
+}
+
+/// SIGHUP as a stream of `()`; never fires where there is no such signal.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+fn hangup_signal() -> Hangup {
+    Hangup(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok())
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                if s.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Picks up a renewed listener certificate (checked every 5 s); a bad pair
+/// is logged and the current certificate kept.
+pub(super) async fn watch_certificate(cert: Arc<ReloadableCert>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        match cert.reload(false) {
+            Ok(true) => tracing::info!("listener certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "listener certificate reload failed; keeping the current one")
+            }
+        }
+    }
+}
