@@ -39,11 +39,13 @@ pub use crate::validator::AuthContext;
 /// Adds Keystone token authentication to a service.
 #[derive(Clone, Debug)]
 pub struct AuthTokenLayer {
-    shared: Arc<Shared>,
+    authenticator: Arc<Authenticator>,
 }
 
+/// What every service of one layer shares: the validator it decides with
+/// and the metrics it counts into; it runs each request through the checks.
 #[derive(Debug)]
-struct Shared {
+struct Authenticator {
     validator: Handle,
     metrics: Metrics,
 }
@@ -58,7 +60,7 @@ impl AuthTokenLayer {
     /// at run time, e.g. on a configuration reload).
     pub fn with_handle(handle: Handle, metrics: Metrics) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            authenticator: Arc::new(Authenticator {
                 validator: handle,
                 metrics,
             }),
@@ -72,7 +74,7 @@ impl<S> Layer<S> for AuthTokenLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthToken {
             inner,
-            shared: self.shared.clone(),
+            authenticator: self.authenticator.clone(),
         }
     }
 }
@@ -81,7 +83,7 @@ impl<S> Layer<S> for AuthTokenLayer {
 #[derive(Clone, Debug)]
 pub struct AuthToken<S> {
     inner: S,
-    shared: Arc<Shared>,
+    authenticator: Arc<Authenticator>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -108,8 +110,8 @@ where
         // The clone is not ready; keep the ready one for this call (tower-http's pattern).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move { shared.handle(inner, req).await })
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move { authenticator.handle(inner, req).await })
     }
 }
 
@@ -138,7 +140,7 @@ struct AccessLine {
 /// session it carried.
 type Decided = (Result<AuthContext, Rejection>, Option<Attached>);
 
-impl Shared {
+impl Authenticator {
     /// One request, from its head to its answer: the head and path checks,
     /// a session endpoint, else the decision and then forwarding or refusal.
     async fn handle<S, ReqBody, ResBody>(
