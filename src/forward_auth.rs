@@ -124,11 +124,13 @@ impl Endpoint {
 /// The forward-auth service: all configured endpoints, one validator.
 #[derive(Clone, Debug)]
 pub struct ForwardAuth {
-    shared: Arc<Shared>,
+    decider: Arc<Decider>,
 }
 
+/// The validator, the endpoints answered and the metrics, shared by every
+/// clone of one [`ForwardAuth`]; it decides each request.
 #[derive(Debug)]
-struct Shared {
+struct Decider {
     validator: Handle,
     endpoints: Vec<Endpoint>,
     metrics: Metrics,
@@ -143,7 +145,7 @@ impl ForwardAuth {
     /// A forward-auth service deciding with whatever validator `handle` holds.
     pub fn with_handle(handle: Handle, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            decider: Arc::new(Decider {
                 validator: handle,
                 endpoints,
                 metrics,
@@ -153,7 +155,7 @@ impl ForwardAuth {
 
     /// Whether `path` belongs to one of the endpoints.
     pub fn handles(&self, path: &str) -> bool {
-        self.shared.endpoints.iter().any(|e| e.matches(path))
+        self.decider.endpoints.iter().any(|e| e.matches(path))
     }
 }
 
@@ -167,12 +169,12 @@ impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.decide(req).await) })
+        let decider = self.decider.clone();
+        Box::pin(async move { Ok(decider.decide(req).await) })
     }
 }
 
-impl Shared {
+impl Decider {
     async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         let v = &self.validator.get();
         let www = &v.settings().www_authenticate;

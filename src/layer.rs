@@ -20,7 +20,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -30,7 +30,7 @@ use crate::{
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{Rejection, UpstreamFailure},
-    session::Endpoint,
+    session::{Attached, Endpoint, Sessions},
     validator::{Handle, Validator},
 };
 
@@ -39,11 +39,13 @@ pub use crate::validator::AuthContext;
 /// Adds Keystone token authentication to a service.
 #[derive(Clone, Debug)]
 pub struct AuthTokenLayer {
-    shared: Arc<Shared>,
+    authenticator: Arc<Authenticator>,
 }
 
+/// What every service of one layer shares: the validator it decides with
+/// and the metrics it counts into; it runs each request through the checks.
 #[derive(Debug)]
-struct Shared {
+struct Authenticator {
     validator: Handle,
     metrics: Metrics,
 }
@@ -58,7 +60,7 @@ impl AuthTokenLayer {
     /// at run time, e.g. on a configuration reload).
     pub fn with_handle(handle: Handle, metrics: Metrics) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            authenticator: Arc::new(Authenticator {
                 validator: handle,
                 metrics,
             }),
@@ -72,7 +74,7 @@ impl<S> Layer<S> for AuthTokenLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthToken {
             inner,
-            shared: self.shared.clone(),
+            authenticator: self.authenticator.clone(),
         }
     }
 }
@@ -81,7 +83,7 @@ impl<S> Layer<S> for AuthTokenLayer {
 #[derive(Clone, Debug)]
 pub struct AuthToken<S> {
     inner: S,
-    shared: Arc<Shared>,
+    authenticator: Arc<Authenticator>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -104,177 +106,300 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // The clone is not ready; keep the ready one for this call (tower-http's pattern).
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let v = &shared.validator.get();
-            let settings = v.settings();
-            let forged = headers::sanitize(req.headers_mut());
-            let body_left = BodyLeft::of(&req);
-            // One canonical path, decided on and forwarded; `decoded` is set
-            // only when it differs from the (rewritten) URI's path.
-            let decoded = match canonicalize(&mut req) {
-                Ok(decoded) => decoded,
-                Err(ambiguous) => {
-                    let rejection = Rejection::AmbiguousPath(ambiguous);
-                    shared.metrics.request(rejection.outcome());
-                    tracing::info!(
-                        target: "stonegate::access",
-                        method = %req.method(),
-                        status = rejection.status().as_u16(),
-                        outcome = rejection.outcome().as_str(),
-                        reason = %rejection,
-                        forged_headers = forged,
-                        latency_us = started.elapsed().as_micros() as u64,
-                    );
-                    let resp = rejection.into_response(&settings.www_authenticate);
-                    return Ok(body_left.answer(resp).map(Either::Right));
-                }
-            };
-            if let Some(sessions) = v.sessions() {
-                let endpoint = sessions.endpoint(req.uri().path());
-                if let Some(endpoint) = endpoint {
-                    let resp = match endpoint {
-                        Endpoint::Login => sessions.login(v, &shared.metrics, req).await,
-                        Endpoint::Logout => {
-                            let tls = crate::session::request_is_tls(&req);
-                            let (parts, _body) = req.into_parts();
-                            sessions
-                                .logout(v, &shared.metrics, &parts.method, &parts.headers, tls)
-                                .await
-                        }
-                    };
-                    shared.metrics.request(Outcome::SessionEndpoint);
-                    tracing::info!(
-                        target: "stonegate::access",
-                        endpoint = ?endpoint,
-                        status = resp.status().as_u16(),
-                        outcome = Outcome::SessionEndpoint.as_str(),
-                        forged_headers = forged,
-                        latency_us = started.elapsed().as_micros() as u64,
-                    );
-                    return Ok(body_left.answer(resp).map(Either::Right));
-                }
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move { authenticator.handle(inner, req).await })
+    }
+}
+
+/// An answer stonegate gives itself.
+type Answer = Response<Full<Bytes>>;
+
+/// What the access log and a refusal keep from the request's arrival.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    started: Instant,
+    /// How many forged headers were stripped.
+    forged: usize,
+    body_left: BodyLeft,
+}
+
+/// The request's method and path for the access log, taken before the
+/// request goes on (the path only when the access log is on).
+#[derive(Debug)]
+struct AccessLine {
+    log: bool,
+    method: Method,
+    path: String,
+}
+
+/// The decision on a request that is not a session endpoint, and the
+/// session it carried.
+type Decided = (Result<AuthContext, Rejection>, Option<Attached>);
+
+impl Authenticator {
+    /// One request, from its head to its answer: the head and path checks,
+    /// a session endpoint, else the decision and then forwarding or refusal.
+    async fn handle<S, ReqBody, ResBody>(
+        &self,
+        inner: S,
+        mut req: Request<ReqBody>,
+    ) -> Result<Response<Either<ResBody, Full<Bytes>>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ReqBody: http_body::Body,
+        ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let v = &self.validator.get();
+        let forged = headers::sanitize(req.headers_mut());
+        let arrival = Arrival {
+            started,
+            forged,
+            body_left: BodyLeft::of(&req),
+        };
+        // One canonical path, decided on and forwarded; `decoded` is set
+        // only when it differs from the (rewritten) URI's path.
+        let decoded = match canonicalize(&mut req) {
+            Ok(decoded) => decoded,
+            Err(ambiguous) => {
+                let resp = self.refuse_path(v, &req, ambiguous, arrival);
+                return Ok(resp.map(Either::Right));
             }
-            let mut session = None;
-            let path = decoded.as_deref().unwrap_or(req.uri().path());
-            let decision = if v.is_public(req.method(), path, req.headers()) {
-                if req.headers().contains_key(header::UPGRADE)
-                    && v.allows_public_upgrade(req.method(), path)
-                {
-                    req.extensions_mut().insert(crate::routes::PublicUpgrade);
-                }
-                Ok(AuthContext {
-                    user: None,
-                    service: None,
-                    user_fingerprint: None,
-                    public: true,
-                })
-            } else {
-                if let Some(sessions) = v.sessions() {
-                    match sessions.attach(&mut req, &shared.metrics) {
-                        Ok(attached) => session = attached,
-                        Err(resp) => {
-                            shared.metrics.request(Outcome::SessionRejected);
-                            tracing::info!(
-                                target: "stonegate::access",
-                                method = %req.method(),
-                                status = resp.status().as_u16(),
-                                outcome = Outcome::SessionRejected.as_str(),
-                                forged_headers = forged,
-                                latency_us = started.elapsed().as_micros() as u64,
-                            );
-                            return Ok(body_left.answer(*resp).map(Either::Right));
-                        }
-                    }
-                }
-                let path = decoded.as_deref().unwrap_or(req.uri().path());
-                v.authenticate(req.method(), path, req.headers())
-                    .await
-                    .map_err(Rejection::from)
-            };
-            // Log fields are built only when the access log is on.
-            let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
-            let method = req.method().clone();
-            let path_for_log = if log {
+        };
+        if let Some(sessions) = v.sessions() {
+            if let Some(endpoint) = sessions.endpoint(req.uri().path()) {
+                let resp = self
+                    .session_endpoint(v, sessions, endpoint, req, arrival)
+                    .await;
+                return Ok(resp.map(Either::Right));
+            }
+        }
+        let (decision, session) = match self.decide(v, &mut req, decoded.as_deref(), arrival).await
+        {
+            Ok(decided) => decided,
+            Err(resp) => return Ok(resp.map(Either::Right)),
+        };
+        // Log fields are built only when the access log is on.
+        let log = tracing::enabled!(target: "stonegate::access", tracing::Level::INFO);
+        let line = AccessLine {
+            log,
+            method: req.method().clone(),
+            path: if log {
                 req.uri().path().to_owned()
             } else {
                 String::new()
+            },
+        };
+        match decision {
+            Ok(ctx) => self.forward(v, inner, req, ctx, line, arrival).await,
+            Err(rejection) => {
+                let resp = self.refuse(v, &req, rejection, session.as_ref(), line, arrival);
+                Ok(resp.map(Either::Right))
+            }
+        }
+    }
+
+    /// The 400 of a path that could be read more than one way.
+    fn refuse_path<B>(
+        &self,
+        v: &Validator,
+        req: &Request<B>,
+        ambiguous: path::Ambiguous,
+        arrival: Arrival,
+    ) -> Answer {
+        let rejection = Rejection::AmbiguousPath(ambiguous);
+        self.metrics.request(rejection.outcome());
+        tracing::info!(
+            target: "stonegate::access",
+            method = %req.method(),
+            status = rejection.status().as_u16(),
+            outcome = rejection.outcome().as_str(),
+            reason = %rejection,
+            forged_headers = arrival.forged,
+            latency_us = arrival.started.elapsed().as_micros() as u64,
+        );
+        let resp = rejection.into_response(&v.settings().www_authenticate);
+        arrival.body_left.answer(resp)
+    }
+
+    /// Answers a session endpoint (login or logout).
+    async fn session_endpoint<B>(
+        &self,
+        v: &Validator,
+        sessions: &Sessions,
+        endpoint: Endpoint,
+        req: Request<B>,
+        arrival: Arrival,
+    ) -> Answer
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let resp = match endpoint {
+            Endpoint::Login => sessions.login(v, &self.metrics, req).await,
+            Endpoint::Logout => {
+                let tls = crate::session::request_is_tls(&req);
+                let (parts, _body) = req.into_parts();
+                sessions
+                    .logout(v, &self.metrics, &parts.method, &parts.headers, tls)
+                    .await
+            }
+        };
+        self.metrics.request(Outcome::SessionEndpoint);
+        tracing::info!(
+            target: "stonegate::access",
+            endpoint = ?endpoint,
+            status = resp.status().as_u16(),
+            outcome = Outcome::SessionEndpoint.as_str(),
+            forged_headers = arrival.forged,
+            latency_us = arrival.started.elapsed().as_micros() as u64,
+        );
+        arrival.body_left.answer(resp)
+    }
+
+    /// Public, or authenticated (with its session cookie's token when it
+    /// has a session and no token). `Err`: the session was refused, and the
+    /// answer to send.
+    async fn decide<B>(
+        &self,
+        v: &Validator,
+        req: &mut Request<B>,
+        decoded: Option<&str>,
+        arrival: Arrival,
+    ) -> Result<Decided, Answer> {
+        let path = decoded.unwrap_or(req.uri().path());
+        if v.is_public(req.method(), path, req.headers()) {
+            if req.headers().contains_key(header::UPGRADE)
+                && v.allows_public_upgrade(req.method(), path)
+            {
+                req.extensions_mut().insert(crate::routes::PublicUpgrade);
+            }
+            let public = AuthContext {
+                user: None,
+                service: None,
+                user_fingerprint: None,
+                public: true,
             };
-            match decision {
-                Ok(ctx) => {
-                    headers::inject(req.headers_mut(), &ctx, settings.include_service_catalog);
-                    let confirmed = ctx.is_confirmed();
-                    let ctx_public = ctx.public;
-                    let audit_id = if log {
-                        ctx.user
-                            .as_ref()
-                            .and_then(|u| u.audit_id().map(str::to_owned))
-                    } else {
-                        None
-                    };
-                    let fp = ctx.user_fingerprint;
-                    req.extensions_mut().insert(ctx);
-                    let mut resp = inner.call(req).await?;
-                    if resp.status() == StatusCode::UNAUTHORIZED {
-                        resp.headers_mut()
-                            .insert(header::WWW_AUTHENTICATE, settings.www_authenticate.clone());
-                    }
-                    let public = ctx_public;
-                    let outcome = match resp.extensions().get::<UpstreamFailure>() {
-                        Some(UpstreamFailure(o)) => *o,
-                        None if public => Outcome::Public,
-                        None if confirmed => Outcome::Forwarded,
-                        None => Outcome::ForwardedUnconfirmed,
-                    };
-                    shared.metrics.request(outcome);
+            return Ok((Ok(public), None));
+        }
+        let mut session = None;
+        if let Some(sessions) = v.sessions() {
+            match sessions.attach(req, &self.metrics) {
+                Ok(attached) => session = attached,
+                Err(resp) => {
+                    self.metrics.request(Outcome::SessionRejected);
                     tracing::info!(
                         target: "stonegate::access",
-                        %method,
-                        path = %path_for_log,
+                        method = %req.method(),
                         status = resp.status().as_u16(),
-                        outcome = outcome.as_str(),
-                        token = fp.map(|f| f.to_string()),
-                        audit_id,
-                        forged_headers = forged,
-                        latency_us = started.elapsed().as_micros() as u64,
+                        outcome = Outcome::SessionRejected.as_str(),
+                        forged_headers = arrival.forged,
+                        latency_us = arrival.started.elapsed().as_micros() as u64,
                     );
-                    Ok(resp.map(Either::Left))
-                }
-                Err(rejection) => {
-                    let unauthorized = matches!(rejection, Rejection::Unauthorized);
-                    let outcome = rejection.outcome();
-                    shared.metrics.request(outcome);
-                    let status = rejection.status().as_u16();
-                    tracing::info!(
-                        target: "stonegate::access",
-                        %method,
-                        path = %path_for_log,
-                        status,
-                        outcome = outcome.as_str(),
-                        reason = %rejection,
-                        forged_headers = forged,
-                        latency_us = started.elapsed().as_micros() as u64,
-                    );
-                    let mut resp = rejection.into_response(&settings.www_authenticate);
-                    // A session whose token Keystone no longer accepts is over.
-                    if let (Some(attached), Some(sessions), true) =
-                        (&session, v.sessions(), unauthorized)
-                    {
-                        tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
-                        let tls = crate::session::request_is_tls(&req);
-                        for c in sessions.clearing_cookies(tls) {
-                            resp.headers_mut().append(header::SET_COOKIE, c);
-                        }
-                    }
-                    Ok(body_left.answer(resp).map(Either::Right))
+                    return Err(arrival.body_left.answer(*resp));
                 }
             }
-        })
+        }
+        let path = decoded.unwrap_or(req.uri().path());
+        let decision = v
+            .authenticate(req.method(), path, req.headers())
+            .await
+            .map_err(Rejection::from);
+        Ok((decision, session))
+    }
+
+    /// Calls the inner service with the identity headers set and `ctx` in
+    /// the request extensions; a 401 it answers gets `WWW-Authenticate`.
+    async fn forward<S, ReqBody, ResBody>(
+        &self,
+        v: &Validator,
+        mut inner: S,
+        mut req: Request<ReqBody>,
+        ctx: AuthContext,
+        line: AccessLine,
+        arrival: Arrival,
+    ) -> Result<Response<Either<ResBody, Full<Bytes>>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let settings = v.settings();
+        headers::inject(req.headers_mut(), &ctx, settings.include_service_catalog);
+        let confirmed = ctx.is_confirmed();
+        let public = ctx.public;
+        let audit_id = if line.log {
+            ctx.user
+                .as_ref()
+                .and_then(|u| u.audit_id().map(str::to_owned))
+        } else {
+            None
+        };
+        let fp = ctx.user_fingerprint;
+        req.extensions_mut().insert(ctx);
+        let mut resp = inner.call(req).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, settings.www_authenticate.clone());
+        }
+        let outcome = match resp.extensions().get::<UpstreamFailure>() {
+            Some(UpstreamFailure(o)) => *o,
+            None if public => Outcome::Public,
+            None if confirmed => Outcome::Forwarded,
+            None => Outcome::ForwardedUnconfirmed,
+        };
+        self.metrics.request(outcome);
+        tracing::info!(
+            target: "stonegate::access",
+            method = %line.method,
+            path = %line.path,
+            status = resp.status().as_u16(),
+            outcome = outcome.as_str(),
+            token = fp.map(|f| f.to_string()),
+            audit_id,
+            forged_headers = arrival.forged,
+            latency_us = arrival.started.elapsed().as_micros() as u64,
+        );
+        Ok(resp.map(Either::Left))
+    }
+
+    /// The refusal of a decided request; a session whose token Keystone no
+    /// longer accepts is over, so its cookies are cleared.
+    fn refuse<B>(
+        &self,
+        v: &Validator,
+        req: &Request<B>,
+        rejection: Rejection,
+        session: Option<&Attached>,
+        line: AccessLine,
+        arrival: Arrival,
+    ) -> Answer {
+        let unauthorized = matches!(rejection, Rejection::Unauthorized);
+        let outcome = rejection.outcome();
+        self.metrics.request(outcome);
+        let status = rejection.status().as_u16();
+        tracing::info!(
+            target: "stonegate::access",
+            method = %line.method,
+            path = %line.path,
+            status,
+            outcome = outcome.as_str(),
+            reason = %rejection,
+            forged_headers = arrival.forged,
+            latency_us = arrival.started.elapsed().as_micros() as u64,
+        );
+        let mut resp = rejection.into_response(&v.settings().www_authenticate);
+        // A session whose token Keystone no longer accepts is over.
+        if let (Some(attached), Some(sessions), true) = (session, v.sessions(), unauthorized) {
+            tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
+            let tls = crate::session::request_is_tls(req);
+            for c in sessions.clearing_cookies(tls) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+        }
+        arrival.body_left.answer(resp)
     }
 }
 

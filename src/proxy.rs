@@ -67,10 +67,12 @@ pub enum ProxyError {
 /// Forwards requests to one upstream.
 #[derive(Clone)]
 pub struct Proxy {
-    shared: Arc<Shared>,
+    upstream: Arc<Upstream>,
 }
 
-struct Shared {
+/// The upstream one [`Proxy`] forwards to (client, base URI, timeouts,
+/// upgrade settings) and the metrics, shared by its clones.
+struct Upstream {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -83,7 +85,7 @@ struct Shared {
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("authority", &self.shared.authority)
+            .field("authority", &self.upstream.authority)
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +116,7 @@ impl Proxy {
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
         Ok(Self {
-            shared: Arc::new(Shared {
+            upstream: Arc::new(Upstream {
                 client,
                 scheme,
                 authority,
@@ -185,12 +187,12 @@ impl Service<Request<Incoming>> for Proxy {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.forward(req).await) })
+        let upstream = self.upstream.clone();
+        Box::pin(async move { Ok(upstream.forward(req).await) })
     }
 }
 
-impl Shared {
+impl Upstream {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
         if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {

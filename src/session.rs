@@ -21,6 +21,7 @@
 
 pub mod client_address;
 pub mod keys;
+mod login;
 pub mod origin;
 pub mod seal;
 pub mod settings;
@@ -30,15 +31,11 @@ use std::{net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
-use serde::Deserialize;
+use http_body_util::Full;
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
 
 use crate::{
     connection::ConnectionInfo,
-    keystone::user_tokens::{Issued, LoginOutcome},
     metrics::{Metrics, SessionEvent},
     rejection::SessionRejection,
     token::Token,
@@ -48,11 +45,6 @@ use seal::{OpenError, SessionData};
 pub use settings::{Section, Settings};
 use throttle::Throttle;
 
-/// Largest login body read (a username, a password and a scope).
-const MAX_LOGIN_BODY: usize = 16 * 1024;
-/// Time the login body has to arrive (then 408): at 16 KiB, a client
-/// slower than 1.6 KB/s cannot hold a login (and its Keystone slot) open.
-const LOGIN_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most distinct usernames and addresses the throttle tracks at once.
 const THROTTLE_CAPACITY: u64 = 100_000;
 
@@ -96,23 +88,6 @@ pub struct Sessions {
 }
 
 type Answer = Response<Full<Bytes>>;
-
-/// The parts of a login body stonegate reads (JSON or form).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LoginForm {
-    username: Option<String>,
-    /// Wiped from memory when the form is dropped.
-    password: Option<Zeroizing<String>>,
-    user_domain_name: Option<String>,
-    user_domain_id: Option<String>,
-    /// Horizon's name for the user's domain.
-    domain: Option<String>,
-    project_id: Option<String>,
-    project_name: Option<String>,
-    project_domain_name: Option<String>,
-    project_domain_id: Option<String>,
-}
 
 impl Sessions {
     /// Sessions as configured; login throttling counts in `shared` when
@@ -205,128 +180,6 @@ impl Sessions {
         ]
     }
 
-    /// Answers the login endpoint.
-    pub async fn login<B>(
-        &self,
-        validator: &Validator,
-        metrics: &Metrics,
-        req: Request<B>,
-    ) -> Answer
-    where
-        B: Body,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        if req.method() != Method::POST {
-            return SessionRejection::MethodNotAllowed.into_response();
-        }
-        if let Err(origin) =
-            origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
-        {
-            metrics.session(SessionEvent::LoginCrossOrigin);
-            tracing::warn!(origin = %origin, "cross-origin login refused");
-            return SessionRejection::CrossOriginLogin { origin }.into_response();
-        }
-        let tls = request_is_tls(&req);
-        let address = self.client_address(&req);
-        let form = match read_form(req).await {
-            Ok(f) => f,
-            Err(resp) => {
-                metrics.session(SessionEvent::LoginBadRequest);
-                return resp;
-            }
-        };
-        let (Some(username), Some(password)) = (
-            form.username.as_deref(),
-            form.password.as_ref().map(|p| p.as_str()),
-        ) else {
-            metrics.session(SessionEvent::LoginBadRequest);
-            return SessionRejection::MissingCredentials.into_response();
-        };
-        if username.is_empty() || password.is_empty() {
-            metrics.session(SessionEvent::LoginBadRequest);
-            return SessionRejection::MissingCredentials.into_response();
-        }
-        let user_domain = match (&form.user_domain_id, &form.user_domain_name, &form.domain) {
-            (Some(id), _, _) => json!({ "id": id }),
-            (None, Some(name), _) | (None, None, Some(name)) => json!({ "name": name }),
-            (None, None, None) => json!({ "name": self.settings.default_user_domain }),
-        };
-        let throttle_key = throttle_key(username);
-        let spelling = json!([username, user_domain]).to_string();
-        let who = crate::token::Fingerprint::of(throttle_key.as_bytes());
-        let attempt = match self
-            .throttle
-            .attempt(&throttle_key, &spelling, address)
-            .await
-        {
-            Ok(a) => a,
-            Err(retry) => {
-                metrics.session(SessionEvent::LoginThrottled);
-                tracing::warn!(user = %who, client = ?address, "login throttled");
-                return SessionRejection::Throttled { retry_after: retry }.into_response();
-            }
-        };
-        let project_domain = match (&form.project_domain_id, &form.project_domain_name) {
-            (Some(id), _) => json!({ "id": id }),
-            (None, Some(name)) => json!({ "name": name }),
-            (None, None) => user_domain.clone(),
-        };
-        let mut auth = json!({
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": username, "domain": user_domain, "password": password}}}
-        });
-        match (&form.project_id, &form.project_name) {
-            (Some(id), _) => auth["scope"] = json!({"project": {"id": id}}),
-            (None, Some(name)) => {
-                auth["scope"] = json!({"project": {"name": name, "domain": project_domain}})
-            }
-            (None, None) => {}
-        }
-        let outcome = validator.keystone().issue_user_token(&auth).await;
-        if let Some(pw) = auth.pointer_mut("/identity/password/user/password") {
-            drop(Zeroizing::new(
-                std::mem::take(pw).as_str().map(str::to_owned),
-            ));
-        }
-        match outcome {
-            Ok(LoginOutcome::Issued(issued)) => {
-                self.throttle.succeeded(attempt).await;
-                match self.start(&issued, tls) {
-                    Ok(resp) => {
-                        metrics.session(SessionEvent::Login);
-                        tracing::info!(
-                            user_id = issued.body["user"]["id"].as_str(),
-                            token = %issued.token.fingerprint(),
-                            "session login"
-                        );
-                        resp
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot seal a session");
-                        SessionRejection::SessionNotCreated.into_response()
-                    }
-                }
-            }
-            Ok(LoginOutcome::Refused) => {
-                metrics.session(SessionEvent::LoginFailed);
-                tracing::info!(user = %who, client = ?address, "login refused by Keystone");
-                SessionRejection::LoginRefused {
-                    www_authenticate: validator.settings().www_authenticate.clone(),
-                }
-                .into_response()
-            }
-            Ok(LoginOutcome::BadRequest) => {
-                metrics.session(SessionEvent::LoginBadRequest);
-                SessionRejection::LoginNotUnderstood.into_response()
-            }
-            Err(e) => {
-                metrics.session(SessionEvent::LoginKeystoneUnavailable);
-                tracing::warn!(error = %e, "login: Keystone unavailable");
-                SessionRejection::LoginKeystoneUnavailable.into_response()
-            }
-        }
-    }
-
     /// Answers the logout endpoint.
     pub async fn logout(
         &self,
@@ -372,57 +225,6 @@ impl Sessions {
             resp.headers_mut().append(header::SET_COOKIE, c);
         }
         resp
-    }
-
-    /// The login answer: cookies and the user.
-    fn start(&self, issued: &Issued, tls: bool) -> Result<Answer, SessionError> {
-        let mut csrf = [0u8; 32];
-        random(&mut csrf)?;
-        let csrf = hex::encode(csrf);
-        let body = &issued.body;
-        let data = SessionData {
-            token: issued.token.expose().to_owned(),
-            csrf: csrf.clone(),
-            expires_at: issued.expires_at,
-            user_id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
-        };
-        let sealed = seal::seal(&self.settings.keys, &self.settings.cookie_name, &data)?;
-        let max_age = (issued.expires_at - crate::clock::now()).max(0);
-        let roles: Vec<&Value> = body["roles"]
-            .as_array()
-            .map(|r| r.iter().filter_map(|r| r.get("name")).collect())
-            .unwrap_or_default();
-        let answer = json!({
-            "user": body.get("user"),
-            "project": body.get("project"),
-            "domain": body.get("domain"),
-            "roles": roles,
-            "expires_at": body.get("expires_at"),
-            "csrf_token": csrf,
-        });
-        let mut resp = json_response(StatusCode::OK, &answer);
-        let h = resp.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            self.cookie(
-                &self.settings.cookie_name,
-                &sealed,
-                Some(max_age),
-                true,
-                tls,
-            ),
-        );
-        h.append(
-            header::SET_COOKIE,
-            self.cookie(
-                &self.settings.csrf_cookie_name,
-                &csrf,
-                Some(max_age),
-                false,
-                tls,
-            ),
-        );
-        Ok(resp)
     }
 
     /// The 401 of an unusable session, clearing both cookies.
@@ -526,57 +328,6 @@ impl Sessions {
     }
 }
 
-/// The login throttle's bucket for `username`: the name alone, trimmed and
-/// lower-cased, whatever domain the login names. A user's domain can be
-/// spelt by name or id, in any case (`user_domain_name`, `user_domain_id`,
-/// `domain`), and only Keystone knows which spellings are the same domain;
-/// a bucket per spelling would multiply a guesser's attempts. So every
-/// spelling of one user shares a bucket — and so do users of the same name
-/// in different domains, which can only make throttling stricter. (A success
-/// refunds only the attempts of its exact spelling: [`throttle`].)
-///
-/// The name is folded as Keystone's usual MySQL collations compare names
-/// (`utf8_general_ci`: case, trailing spaces and Latin accents ignored, so
-/// `José`, `jose` and `JOSE ` are one user there).
-fn throttle_key(username: &str) -> String {
-    username
-        .trim()
-        .to_lowercase()
-        .chars()
-        // Combining accents (a decomposed "é").
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
-        .map(|c| {
-            ACCENTED
-                .iter()
-                .find(|(accented, _)| accented.contains(c))
-                .map_or(c, |(_, base)| *base)
-        })
-        .collect()
-}
-
-/// Lower-case Latin letters with accents, by base letter.
-const ACCENTED: &[(&str, char)] = &[
-    ("àáâãäåāăą", 'a'),
-    ("çćĉċč", 'c'),
-    ("ďđ", 'd'),
-    ("èéêëēĕėęě", 'e'),
-    ("ĝğġģ", 'g'),
-    ("ĥħ", 'h'),
-    ("ìíîïĩīĭįı", 'i'),
-    ("ĵ", 'j'),
-    ("ķ", 'k'),
-    ("ĺļľŀł", 'l'),
-    ("ñńņňŉ", 'n'),
-    ("òóôõöøōŏő", 'o'),
-    ("ŕŗř", 'r'),
-    ("śŝşšß", 's'),
-    ("ţťŧ", 't'),
-    ("ùúûüũūŭůűų", 'u'),
-    ("ŵ", 'w'),
-    ("ýÿŷ", 'y'),
-    ("źżž", 'z'),
-];
-
 /// Whether the request arrived over TLS: stonegate's own TLS listener, or an
 /// `https` request URI (HTTP/2 `:scheme`, absolute-form requests).
 pub fn request_is_tls<B>(req: &Request<B>) -> bool {
@@ -619,46 +370,6 @@ fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     }
 }
 
-async fn read_form<B>(req: Request<B>) -> Result<LoginForm, Answer>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let json = match content_type.as_str() {
-        "application/json" => true,
-        "application/x-www-form-urlencoded" => false,
-        _ => return Err(SessionRejection::UnsupportedMediaType.into_response()),
-    };
-    let collected = tokio::time::timeout(
-        LOGIN_BODY_TIMEOUT,
-        Limited::new(req.into_body(), MAX_LOGIN_BODY).collect(),
-    )
-    .await;
-    let Ok(collected) = collected else {
-        return Err(SessionRejection::LoginBodyTimeout.into_response());
-    };
-    let body = match collected {
-        Ok(b) => Zeroizing::new(b.to_bytes().to_vec()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(SessionRejection::LoginBodyTooLarge.into_response())
-        }
-        Err(_) => return Err(SessionRejection::LoginBodyUnreadable.into_response()),
-    };
-    let form = if json {
-        serde_json::from_slice::<LoginForm>(&body).ok()
-    } else {
-        serde_urlencoded::from_bytes::<LoginForm>(&body).ok()
-    };
-    form.ok_or_else(|| SessionRejection::LoginBodyInvalid.into_response())
-}
-
 fn json_response(status: StatusCode, body: &Value) -> Answer {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
@@ -673,39 +384,4 @@ fn json_response(status: StatusCode, body: &Value) -> Answer {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_keys_fold_what_keystones_database_would_not_tell_apart() {
-        let key = throttle_key("José");
-        for same in ["jose", "JOSE ", " JoSé", "jose\u{301}", "JOSÉ"] {
-            assert_eq!(throttle_key(same), key, "{same:?}");
-        }
-        assert_eq!(throttle_key("Łukasz Straße"), "lukasz strase");
-        assert_ne!(throttle_key("josh"), key);
-        assert_eq!(throttle_key("用户"), "用户");
-    }
-
-    #[test]
-    fn cookie_header_parsing_and_removal() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; sessionid=abc; csrftoken=x"),
-        );
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("sessionid=\"def\""),
-        );
-        let v: Vec<&str> = cookie_values(&h, "sessionid").collect();
-        assert_eq!(v, ["abc", "def"]);
-        remove_cookie(&mut h, "sessionid");
-        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
-        assert_eq!(h[header::COOKIE], "a=1; csrftoken=x");
-        let mut only = HeaderMap::new();
-        only.insert(header::COOKIE, HeaderValue::from_static("sessionid=abc"));
-        remove_cookie(&mut only, "sessionid");
-        assert!(only.get(header::COOKIE).is_none());
-    }
-}
+mod tests;
