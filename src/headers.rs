@@ -476,5 +476,4 @@ fn set_common(headers: &mut HeaderMap, id: &Identity, service: bool) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

@@ -440,7 +440,6 @@ fn canonicalize<B>(req: &mut Request<B>) -> Result<Option<String>, path::Ambiguo
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::sync::Mutex;
 

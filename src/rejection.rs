@@ -362,5 +362,4 @@ fn error_response(status: StatusCode, title: &str, message: &str) -> Response<Fu
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

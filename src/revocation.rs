@@ -356,5 +356,4 @@ impl List {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

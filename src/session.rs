@@ -383,5 +383,4 @@ fn json_response(status: StatusCode, body: &Value) -> Answer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

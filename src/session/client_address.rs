@@ -128,7 +128,6 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http::HeaderMap;

@@ -89,7 +89,6 @@ pub fn check_login(headers: &HeaderMap, uri: &Uri, trusted: &[SiteOrigin]) -> Re
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http::HeaderValue;

@@ -143,7 +143,6 @@ pub fn open(keys: &SessionKeys, cookie_name: &str, value: &str) -> Result<Sessio
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
