@@ -69,10 +69,10 @@ impl AuthTokenLayer {
 }
 
 impl<S> Layer<S> for AuthTokenLayer {
-    type Service = AuthToken<S>;
+    type Service = AuthTokenService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthToken {
+        AuthTokenService {
             inner,
             authenticator: self.authenticator.clone(),
         }
@@ -81,14 +81,14 @@ impl<S> Layer<S> for AuthTokenLayer {
 
 /// The service made by [`AuthTokenLayer`].
 #[derive(Clone, Debug)]
-pub struct AuthToken<S> {
+pub struct AuthTokenService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthToken<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthTokenService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,

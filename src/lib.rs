@@ -81,4 +81,4 @@ pub mod stack;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use layer::{AuthContext, AuthToken, AuthTokenLayer};
+pub use layer::{AuthContext, AuthTokenLayer, AuthTokenService};

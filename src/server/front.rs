@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use super::ServerError;
 use crate::{
     forward_auth::ForwardAuth,
-    layer::{AuthToken, AuthTokenLayer},
+    layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
     proxy::{self, Proxy, UpstreamConfig},
     validator::Handle,
@@ -67,7 +67,7 @@ pub(super) fn build(
     Ok((main_front, auth_front))
 }
 
-type ProxyService = AuthToken<Proxy>;
+type ProxyService = AuthTokenService<Proxy>;
 type ProxyResponseBody =
     <<ProxyService as tower_service::Service<Request<Incoming>>>::Response as ResponseBody>::Body;
 
