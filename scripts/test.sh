@@ -52,6 +52,9 @@ log "keystone ready in $(secs "$t")s; STONEGATE_TEST_KEYSTONE_FIXTURES=$STONEGAT
 
 # ------------------------------------------------------------ tests
 t=$(date +%s%3N)
+# The embedded-layer product test runs examples/axum as a user does; under
+# `cargo test` an example is only built as a test harness.
+timeout "${TEST_TIMEOUT:-2400}" cargo build --example axum
 log "cargo test --all-targets --no-fail-fast $*"
 timeout "${TEST_TIMEOUT:-2400}" cargo test --all-targets --no-fail-fast "$@"
 log "cargo test --all-targets passed in $(secs "$t")s"

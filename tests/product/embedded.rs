@@ -8,18 +8,21 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{free_addr, Keystone, Stonegate, Upstream};
 
-/// The built `examples/axum` binary (built by `cargo test --all-targets`).
+/// The built `examples/<name>` binary, as `cargo build --example <name>`
+/// leaves it (scripts/test.sh builds it first: under `cargo test` an example
+/// is built as a test harness, not as the program a user runs).
 fn example_binary(name: &str) -> std::path::PathBuf {
     // target/<profile>/deps/product-<hash> -> target/<profile>/examples/<name>
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
+    let path = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("test binary under target/<profile>/deps");
-    let path = profile_dir.join("examples").join(name);
+        .expect("test binary under target/<profile>/deps")
+        .join("examples")
+        .join(name);
     assert!(
         path.exists(),
-        "{} is not built: run the tests with `cargo test --all-targets` (scripts/test.sh does)",
+        "{} is not built: run `cargo build --example {name}` first (scripts/test.sh does)",
         path.display()
     );
     path
