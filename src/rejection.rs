@@ -165,7 +165,7 @@ pub enum SessionRejection {
     LoginBodyTooLarge,
     /// A login body that did not arrive within the time limit.
     #[error("login body too slow")]
-    LoginBodyTimeout,
+    LoginBodyTimeout(std::time::Duration),
     /// A login body that could not be read.
     #[error("login body unreadable")]
     LoginBodyUnreadable,
@@ -214,7 +214,7 @@ impl SessionRejection {
             SessionRejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             SessionRejection::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SessionRejection::LoginBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            SessionRejection::LoginBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            SessionRejection::LoginBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             SessionRejection::LoginBodyUnreadable
             | SessionRejection::LoginBodyInvalid
             | SessionRejection::MissingCredentials
@@ -263,9 +263,13 @@ impl SessionRejection {
                 "Payload Too Large",
                 "The login request body is too large.".into(),
             ),
-            SessionRejection::LoginBodyTimeout => (
+            SessionRejection::LoginBodyTimeout(limit) => (
                 "Request Timeout",
-                "The login request body did not arrive within 10 seconds.".into(),
+                format!(
+                    "The login request body did not arrive within {} seconds.",
+                    limit.as_secs()
+                )
+                .into(),
             ),
             SessionRejection::LoginBodyUnreadable => (
                 "Bad Request",
@@ -335,7 +339,7 @@ impl SessionRejection {
             | SessionRejection::CrossOriginLogin { .. }
             | SessionRejection::UnsupportedMediaType
             | SessionRejection::LoginBodyTooLarge
-            | SessionRejection::LoginBodyTimeout
+            | SessionRejection::LoginBodyTimeout(_)
             | SessionRejection::LoginBodyUnreadable
             | SessionRejection::LoginBodyInvalid
             | SessionRejection::MissingCredentials

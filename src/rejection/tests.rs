@@ -104,7 +104,9 @@ fn rows() -> Vec<Row> {
             vec![no_store],
         ),
         (
-            s(SessionRejection::LoginBodyTimeout),
+            s(SessionRejection::LoginBodyTimeout(
+                std::time::Duration::from_secs(10),
+            )),
             408,
             "Request Timeout",
             vec![no_store],

@@ -367,7 +367,7 @@ where
     )
     .await;
     let Ok(collected) = collected else {
-        return Err(SessionRejection::LoginBodyTimeout.into_response());
+        return Err(SessionRejection::LoginBodyTimeout(LOGIN_BODY_TIMEOUT).into_response());
     };
     let body = match collected {
         Ok(b) => Zeroizing::new(b.to_bytes().to_vec()),
