@@ -11,6 +11,7 @@
 pub mod fake_keystone;
 pub mod fake_v2;
 pub mod keystone;
+pub mod kmw;
 pub mod kv;
 pub mod nginx;
 pub mod stonegate;
