@@ -14,6 +14,7 @@ pub mod keystone;
 pub mod kmw;
 pub mod kv;
 pub mod nginx;
+pub mod private_keystone;
 pub mod stonegate;
 pub mod upstream;
 
