@@ -36,7 +36,11 @@ pub fn allowed(
     if service_type == "identity" && method == "GET" && path.ends_with("/v3/auth/tokens") {
         return true;
     }
-    if !identity.catalog_types.iter().any(|t| t == service_type) {
+    if !identity
+        .catalog_types()
+        .iter()
+        .any(|t| **t == *service_type)
+    {
         return false;
     }
     if service_token_valid {
