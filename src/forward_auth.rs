@@ -36,10 +36,12 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use crate::{
+    connection::ConnectionInfo,
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
+    request_id::{self, Correlation},
     validator::{Handle, Validator},
 };
 
@@ -175,16 +177,40 @@ impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
 }
 
 impl Decider {
+    /// One forward-auth request: its request id (kept from a trusted peer,
+    /// else new; sent on the Keystone calls made for it and carried by every
+    /// answer, for the proxy to copy upstream), then [`Self::answer`].
     async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
-        let v = &self.validator.get();
+        let v = self.validator.get();
+        // Only the head is read (a forward-auth request has no body to use).
+        let (req, _body) = req.into_parts();
+        let mut request_headers = req.headers.clone();
+        headers::sanitize(&mut request_headers);
+        let peer = req.extensions.get::<ConnectionInfo>().map(|c| c.peer.ip());
+        let trusted = v.settings().request_id.trusts(peer);
+        let correlation = Correlation::take(&mut request_headers, trusted);
+        let id = correlation.id().header_value().clone();
+        let mut resp = correlation
+            .scope(self.answer(&v, &req, request_headers))
+            .await;
+        resp.headers_mut().insert(request_id::HEADER, id);
+        resp
+    }
+
+    /// The decision on the original request whose (sanitized) headers are
+    /// `request_headers`: the identity headers, or the refusal.
+    async fn answer(
+        &self,
+        v: &Validator,
+        req: &http::request::Parts,
+        request_headers: HeaderMap,
+    ) -> Response<Full<Bytes>> {
         let www = &v.settings().www_authenticate;
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri.path())) else {
             return status_only(StatusCode::NOT_FOUND);
         };
-        let mut request_headers = req.headers().clone();
-        headers::sanitize(&mut request_headers);
-        let (method, original) = endpoint.original(req.method(), pq, &request_headers);
+        let (method, original) = endpoint.original(&req.method, pq, &request_headers);
 
         // The original path, decided on as the sidecar would.
         let canonical = match original

@@ -26,10 +26,12 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    connection::ConnectionInfo,
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{Rejection, UpstreamFailure},
+    request_id::{Correlation, RequestId},
     session::{Attached, Endpoint, Sessions},
     validator::{Handle, Validator},
 };
@@ -119,12 +121,14 @@ where
 type Answer = Response<Full<Bytes>>;
 
 /// What the access log and a refusal keep from the request's arrival.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Arrival {
     started: Instant,
     /// How many forged headers were stripped.
     forged: usize,
     body_left: BodyLeft,
+    /// The request's `X-OpenStack-Request-ID`.
+    request_id: RequestId,
 }
 
 /// The request's method and path for the access log, taken before the
@@ -141,8 +145,9 @@ struct AccessLine {
 type Decided = (Result<AuthContext, Rejection>, Option<Attached>);
 
 impl Authenticator {
-    /// One request, from its head to its answer: the head and path checks,
-    /// a session endpoint, else the decision and then forwarding or refusal.
+    /// One request, from its head to its answer: the head check and the
+    /// request id (set on the request going on, on the Keystone calls made
+    /// for it, and on the answer), then [`Self::answer`].
     async fn handle<S, ReqBody, ResBody>(
         &self,
         inner: S,
@@ -154,13 +159,45 @@ impl Authenticator {
         ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let v = &self.validator.get();
+        let v = self.validator.get();
         let forged = headers::sanitize(req.headers_mut());
+        let peer = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        let trusted = v.settings().request_id.trusts(peer);
+        let correlation = Correlation::take(req.headers_mut(), trusted);
+        correlation.set_on(req.headers_mut());
+        let request_id = correlation.id().clone();
+        req.extensions_mut().insert(request_id.clone());
         let arrival = Arrival {
             started,
             forged,
             body_left: BodyLeft::of(&req),
+            request_id,
         };
+        let id = correlation.id().header_value().clone();
+        let mut resp = correlation
+            .scope(self.answer(&v, inner, req, arrival))
+            .await?;
+        resp.headers_mut().insert(crate::request_id::HEADER, id);
+        Ok(resp)
+    }
+
+    /// The path check, a session endpoint, else the decision and then
+    /// forwarding or refusal.
+    async fn answer<S, ReqBody, ResBody>(
+        &self,
+        v: &Validator,
+        inner: S,
+        mut req: Request<ReqBody>,
+        arrival: Arrival,
+    ) -> Result<Response<Either<ResBody, Full<Bytes>>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ReqBody: http_body::Body,
+        ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         // One canonical path, decided on and forwarded; `decoded` is set
         // only when it differs from the (rewritten) URI's path.
         let decoded = match canonicalize(&mut req) {
@@ -178,7 +215,7 @@ impl Authenticator {
                 return Ok(resp.map(Either::Right));
             }
         }
-        let (decision, session) = match self.decide(v, &mut req, decoded.as_deref(), arrival).await
+        let (decision, session) = match self.decide(v, &mut req, decoded.as_deref(), &arrival).await
         {
             Ok(decided) => decided,
             Err(resp) => return Ok(resp.map(Either::Right)),
@@ -219,6 +256,7 @@ impl Authenticator {
             status = rejection.status().as_u16(),
             outcome = rejection.outcome().as_str(),
             reason = %rejection,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -255,6 +293,7 @@ impl Authenticator {
             endpoint = ?endpoint,
             status = resp.status().as_u16(),
             outcome = Outcome::SessionEndpoint.as_str(),
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -269,7 +308,7 @@ impl Authenticator {
         v: &Validator,
         req: &mut Request<B>,
         decoded: Option<&str>,
-        arrival: Arrival,
+        arrival: &Arrival,
     ) -> Result<Decided, Answer> {
         let path = decoded.unwrap_or(req.uri().path());
         if v.is_public(req.method(), path, req.headers()) {
@@ -297,6 +336,7 @@ impl Authenticator {
                         method = %req.method(),
                         status = resp.status().as_u16(),
                         outcome = Outcome::SessionRejected.as_str(),
+                        request_id = %arrival.request_id,
                         forged_headers = arrival.forged,
                         latency_us = arrival.started.elapsed().as_micros() as u64,
                     );
@@ -359,6 +399,7 @@ impl Authenticator {
             outcome = outcome.as_str(),
             token = fp.map(|f| f.to_string()),
             audit_id,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -387,6 +428,7 @@ impl Authenticator {
             status,
             outcome = outcome.as_str(),
             reason = %rejection,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );

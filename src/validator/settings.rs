@@ -1,10 +1,10 @@
 //! What the validator applies to every request, assembled from the checked
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
-//! `[fernet]`, `[revocation]`, `[session]`, the shared cache).
+//! `[fernet]`, `[revocation]`, `[session]`, the shared cache, `[request_id]`).
 
 use std::time::Duration;
 
-use crate::{cache, keystone, local, revocation, routes, session, shared_cache};
+use crate::{cache, keystone, local, request_id, revocation, routes, session, shared_cache};
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
@@ -38,6 +38,8 @@ pub struct Settings {
     pub session: Option<session::Settings>,
     /// The shared second-level cache (memcached or Redis), when configured.
     pub shared_cache: Option<shared_cache::Settings>,
+    /// Whose `X-OpenStack-Request-ID` the front doors keep.
+    pub request_id: request_id::Settings,
 }
 
 impl Settings {
@@ -51,6 +53,7 @@ impl Settings {
         revocation: Option<revocation::Settings>,
         session: Option<session::Settings>,
         shared_cache: Option<shared_cache::Settings>,
+        request_id: request_id::Settings,
     ) -> Self {
         Self {
             www_authenticate: policy.www_authenticate,
@@ -67,6 +70,7 @@ impl Settings {
             revocation,
             session,
             shared_cache,
+            request_id,
         }
     }
 }
