@@ -134,6 +134,8 @@ pub struct Settings {
     pub keystone: keystone::Settings,
     /// Authentication policy.
     pub auth: validator::Settings,
+    /// Browser sessions, when `[session]` is enabled.
+    pub session: Option<session::Settings>,
     /// Listener and upstream settings.
     pub proxy: proxy::Settings,
     /// Options that are set but have no effect (e.g. domains with Identity
@@ -201,10 +203,10 @@ impl File {
                     public_routes,
                     local,
                     revocation,
-                    session,
                     shared_cache,
                     request_id,
                 ),
+                session,
                 proxy,
             }),
             _ => Err(Error::Invalid(p)),

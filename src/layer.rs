@@ -27,13 +27,14 @@ use tower_service::Service;
 
 use crate::{
     connection::ConnectionInfo,
+    gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
-    rejection::{Rejection, UpstreamFailure},
+    rejection::{BodyLeft, Rejection, UpstreamFailure},
     request_id::{Correlation, RequestId},
     session::{Attached, Endpoint, Sessions},
-    validator::{Handle, Validator},
+    validator::Validator,
 };
 
 pub use crate::validator::AuthContext;
@@ -44,26 +45,27 @@ pub struct AuthTokenLayer {
     authenticator: Arc<Authenticator>,
 }
 
-/// What every service of one layer shares: the validator it decides with
+/// What every service of one layer shares: the gate it decides with
 /// and the metrics it counts into; it runs each request through the checks.
 #[derive(Debug)]
 struct Authenticator {
-    validator: Handle,
+    gate: Handle,
     metrics: Metrics,
 }
 
 impl AuthTokenLayer {
-    /// A layer deciding with `validator`, counting into `metrics`.
-    pub fn new(validator: Arc<Validator>, metrics: Metrics) -> Self {
-        Self::with_handle(Handle::new(validator), metrics)
+    /// A layer deciding with `gate` (from [`crate::stack::build`]), counting
+    /// into `metrics`.
+    pub fn new(gate: Gate, metrics: Metrics) -> Self {
+        Self::with_handle(Handle::new(gate), metrics)
     }
 
-    /// A layer deciding with whatever validator `handle` holds (replaceable
+    /// A layer deciding with whatever gate `handle` holds (replaceable
     /// at run time, e.g. on a configuration reload).
     pub fn with_handle(handle: Handle, metrics: Metrics) -> Self {
         Self {
             authenticator: Arc::new(Authenticator {
-                validator: handle,
+                gate: handle,
                 metrics,
             }),
         }
@@ -159,7 +161,8 @@ impl Authenticator {
         ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let v = self.validator.get();
+        let gate = self.gate.get();
+        let (v, sessions) = (&gate.validator, gate.sessions.as_deref());
         let forged = headers::sanitize(req.headers_mut());
         let peer = req
             .extensions()
@@ -178,7 +181,7 @@ impl Authenticator {
         };
         let id = correlation.id().header_value().clone();
         let mut resp = correlation
-            .scope(self.answer(&v, inner, req, arrival))
+            .scope(self.answer(v, sessions, inner, req, arrival))
             .await?;
         resp.headers_mut().insert(crate::request_id::HEADER, id);
         Ok(resp)
@@ -189,6 +192,7 @@ impl Authenticator {
     async fn answer<S, ReqBody, ResBody>(
         &self,
         v: &Validator,
+        sessions: Option<&Sessions>,
         inner: S,
         mut req: Request<ReqBody>,
         arrival: Arrival,
@@ -207,7 +211,7 @@ impl Authenticator {
                 return Ok(resp.map(Either::Right));
             }
         };
-        if let Some(sessions) = v.sessions() {
+        if let Some(sessions) = sessions {
             if let Some(endpoint) = sessions.endpoint(req.uri().path()) {
                 let resp = self
                     .session_endpoint(v, sessions, endpoint, req, arrival)
@@ -215,7 +219,9 @@ impl Authenticator {
                 return Ok(resp.map(Either::Right));
             }
         }
-        let (decision, session) = match self.decide(v, &mut req, decoded.as_deref(), &arrival).await
+        let (decision, session) = match self
+            .decide(v, sessions, &mut req, decoded.as_deref(), &arrival)
+            .await
         {
             Ok(decided) => decided,
             Err(resp) => return Ok(resp.map(Either::Right)),
@@ -234,7 +240,8 @@ impl Authenticator {
         match decision {
             Ok(ctx) => self.forward(v, inner, req, ctx, line, arrival).await,
             Err(rejection) => {
-                let resp = self.refuse(v, &req, rejection, session.as_ref(), line, arrival);
+                let session = session.as_ref().zip(sessions);
+                let resp = self.refuse(v, &req, rejection, session, line, arrival);
                 Ok(resp.map(Either::Right))
             }
         }
@@ -277,16 +284,7 @@ impl Authenticator {
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let resp = match endpoint {
-            Endpoint::Login => sessions.login(v, &self.metrics, req).await,
-            Endpoint::Logout => {
-                let tls = crate::session::request_is_tls(&req);
-                let (parts, _body) = req.into_parts();
-                sessions
-                    .logout(v, &self.metrics, &parts.method, &parts.headers, tls)
-                    .await
-            }
-        };
+        let resp = sessions.serve(v, &self.metrics, endpoint, req).await;
         self.metrics.request(Outcome::SessionEndpoint);
         tracing::info!(
             target: "stonegate::access",
@@ -306,6 +304,7 @@ impl Authenticator {
     async fn decide<B>(
         &self,
         v: &Validator,
+        sessions: Option<&Sessions>,
         req: &mut Request<B>,
         decoded: Option<&str>,
         arrival: &Arrival,
@@ -326,7 +325,7 @@ impl Authenticator {
             return Ok((Ok(public), None));
         }
         let mut session = None;
-        if let Some(sessions) = v.sessions() {
+        if let Some(sessions) = sessions {
             match sessions.attach(req, &self.metrics) {
                 Ok(attached) => session = attached,
                 Err(resp) => {
@@ -413,7 +412,7 @@ impl Authenticator {
         v: &Validator,
         req: &Request<B>,
         rejection: Rejection,
-        session: Option<&Attached>,
+        session: Option<(&Attached, &Sessions)>,
         line: AccessLine,
         arrival: Arrival,
     ) -> Answer {
@@ -434,7 +433,7 @@ impl Authenticator {
         );
         let mut resp = rejection.into_response(&v.settings().www_authenticate);
         // A session whose token Keystone no longer accepts is over.
-        if let (Some(attached), Some(sessions), true) = (session, v.sessions(), unauthorized) {
+        if let (Some((attached, sessions)), true) = (session, unauthorized) {
             tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
             let tls = crate::session::request_is_tls(req);
             for c in sessions.clearing_cookies(tls) {
@@ -442,31 +441,6 @@ impl Authenticator {
             }
         }
         arrival.body_left.answer(resp)
-    }
-}
-
-/// Whether an HTTP/1 request may still have body bytes on the connection
-/// when stonegate answers it itself (a 4xx/5xx before the body is read).
-/// hyper then closes the connection after the answer; saying
-/// `Connection: close` keeps a client from sending its next request on a
-/// connection that is about to close (Python `requests` fails such a
-/// request with "Remote end closed connection").
-#[derive(Debug, Clone, Copy)]
-struct BodyLeft(bool);
-
-impl BodyLeft {
-    fn of<B: http_body::Body>(req: &Request<B>) -> Self {
-        BodyLeft(req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream())
-    }
-
-    /// `resp`, with `Connection: close` when it is a refusal and body bytes
-    /// may be left (a login that read its body and succeeded keeps the connection).
-    fn answer<B>(self, mut resp: Response<B>) -> Response<B> {
-        if self.0 && !resp.status().is_success() {
-            resp.headers_mut()
-                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-        }
-        resp
     }
 }
 
@@ -512,7 +486,11 @@ public = [{ method = "GET", path = "/pub/**" }]
         let metrics = Metrics::unregistered();
         let keystone = crate::keystone::Client::new(settings.keystone, metrics.clone()).unwrap();
         let validator = Validator::new(keystone, settings.auth, metrics.clone());
-        AuthTokenLayer::new(Arc::new(validator), metrics)
+        let gate = Gate {
+            validator: Arc::new(validator),
+            sessions: None,
+        };
+        AuthTokenLayer::new(gate, metrics)
     }
 
     /// The status, and the URI the inner service saw (if it was called).

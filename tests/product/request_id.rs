@@ -330,7 +330,7 @@ async fn the_tower_layer_sets_the_id_on_the_inner_request_its_extensions_the_ans
         .unwrap();
     let metrics = Metrics::unregistered();
     let stack = stack::build(&settings, &metrics).unwrap();
-    let layer = AuthTokenLayer::new(stack.validator.clone(), metrics);
+    let layer = AuthTokenLayer::new(stack.gate.clone(), metrics);
     let inner = service_fn(|req: Request<Empty<Bytes>>| async move {
         let mut resp = Response::new(Full::new(Bytes::new()));
         let header = req.headers().get("x-openstack-request-id").cloned();
