@@ -55,6 +55,7 @@ pub mod access_rules;
 pub mod cache;
 pub mod keystone;
 pub mod local;
+pub mod policy;
 pub mod revocation;
 pub mod routes;
 pub mod shared_cache;
