@@ -26,6 +26,7 @@
 //! | `[[forward_auth]]` | [`forward_auth::Section`] | [`forward_auth::Endpoint`] |
 //! | `[proxy]`, `[tls]`, listener keys | [`proxy::Section`], [`proxy::TlsSection`] | [`proxy::Settings`] |
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
+//! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -44,7 +45,7 @@ pub use crate::settings::Problem;
 use crate::{
     cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, proxy, revocation, routes, session, shared_cache, validator,
+    local, policy, proxy, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -117,6 +118,8 @@ pub struct File {
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<session::Section>,
+    /// Per-route authorization with oslo.policy rules.
+    pub authorization: Option<policy::Section>,
 }
 
 fn default_log_format() -> String {
@@ -188,6 +191,7 @@ impl File {
             (self.session.as_ref().filter(|s| s.enabled)).and_then(|s| s.build(&mut p, env));
         let shared_cache = self.shared_cache().build(&mut p, env);
         let cache = self.cache.build(&mut p);
+        let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
@@ -199,6 +203,7 @@ impl File {
                     local,
                     revocation,
                     shared_cache,
+                    authorization,
                 ),
                 session,
                 proxy,

@@ -113,6 +113,16 @@ impl Policy {
         trace: &mut impl eval::Trace,
         tried: &mut impl FnMut(&Rule, bool),
     ) -> Decision<'_> {
+        // A forward-auth request without its original path (or method)
+        // cannot be matched: it is refused whatever `default` says.
+        if !path.starts_with('/') {
+            return Decision::Deny {
+                rule: DEFAULT_LABEL,
+                error: Some(EvalError::Unsupported(
+                    "the request's original path is unknown".into(),
+                )),
+            };
+        }
         let Some(rule) = self.rules.iter().find(|r| {
             let applies = r.applies(method, path);
             tried(r, applies);

@@ -2,9 +2,9 @@
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
 //! `[fernet]`, `[revocation]`, the shared cache).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use crate::{cache, keystone, local, revocation, routes, shared_cache};
+use crate::{cache, keystone, local, policy, revocation, routes, shared_cache};
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
@@ -36,6 +36,8 @@ pub struct Settings {
     pub revocation: Option<revocation::Settings>,
     /// The shared second-level cache (memcached or Redis), when configured.
     pub shared_cache: Option<shared_cache::Settings>,
+    /// Per-route authorization (`[authorization]`), when configured.
+    pub authorization: Option<Arc<policy::Policy>>,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
         local: Option<local::Settings>,
         revocation: Option<revocation::Settings>,
         shared_cache: Option<shared_cache::Settings>,
+        authorization: Option<policy::Policy>,
     ) -> Self {
         Self {
             www_authenticate: policy.www_authenticate,
@@ -62,6 +65,7 @@ impl Settings {
             local,
             revocation,
             shared_cache,
+            authorization: authorization.map(Arc::new),
         }
     }
 }

@@ -394,3 +394,371 @@ fn every_decision_agrees_with_oslo_policy() {
     }
     eprintln!("{} decisions agree with oslo.policy", ours.len());
 }
+
+/// The named rules the door corpus's `[authorization]` uses.
+const DOOR_POLICY: &str = "admin_required: role:admin\n\
+    project_reader: role:reader and project_id:%(project_id)s\n\
+    project_member: role:member and project_id:%(project_id)s\n";
+
+/// The `[authorization]` section of the door corpus (`POLICY_FILE` is replaced).
+const DOOR_RULES: &str = r#"
+[routes]
+public = [{ method = "GET", path = "/healthz" }]
+[authorization]
+default = "deny"
+policy_file = "POLICY_FILE"
+[[authorization.rules]]
+name = "servers:list"
+methods = ["GET"]
+path = "/v1/{project_id}/servers"
+check = "rule:project_reader or rule:admin_required"
+[[authorization.rules]]
+name = "servers:create"
+methods = ["POST"]
+path = "/v1/{project_id}/servers"
+check = "rule:project_member"
+[[authorization.rules]]
+name = "servers:delete"
+methods = ["DELETE"]
+path = "/v1/{project_id}/servers/{id}"
+check = "rule:admin_required"
+[[authorization.rules]]
+name = "domain:read"
+methods = ["GET"]
+path = "/v1/domains/{domain_id}"
+check = "domain_id:%(domain_id)s"
+[[authorization.rules]]
+name = "system:any"
+path = "/v1/system/**"
+check = "system_scope:all and role:admin"
+"#;
+
+/// One request of the corpus: who, method, path, and whether it is allowed.
+struct Case {
+    who: &'static str,
+    method: &'static str,
+    path: String,
+    allowed: bool,
+    rule: &'static str,
+}
+
+/// Real tokens by name, and the corpus: what a user of these rules relies on.
+async fn door_corpus(
+    ks: &crate::harness::Keystone,
+) -> (std::collections::HashMap<&'static str, String>, Vec<Case>) {
+    use crate::harness::Scope as S;
+    let mut tokens = std::collections::HashMap::new();
+    tokens.insert("demo@demo", ks.token("demo", S::Project("demo")).await);
+    tokens.insert(
+        "demo@demo-alt",
+        ks.token("demo", S::ProjectIn("demo-alt", "demo-domain"))
+            .await,
+    );
+    tokens.insert(
+        "demo@domain",
+        ks.token("demo", S::Domain("demo-domain")).await,
+    );
+    tokens.insert("admin@admin", ks.token("admin", S::Project("admin")).await);
+    tokens.insert("admin@system", ks.token("admin", S::System).await);
+    let demo = ks.project_id("demo");
+    let alt = ks.project_id("demo-alt");
+    let domain = ks.validate(&tokens["demo@domain"]).await["domain"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let case = |who, method, path: String, allowed, rule| Case {
+        who,
+        method,
+        path,
+        allowed,
+        rule,
+    };
+    let cases = vec![
+        // A reader of demo lists demo's servers, not demo-alt's.
+        case(
+            "demo@demo",
+            "GET",
+            format!("/v1/{demo}/servers"),
+            true,
+            "servers:list",
+        ),
+        case(
+            "demo@demo",
+            "GET",
+            format!("/v1/{alt}/servers"),
+            false,
+            "servers:list",
+        ),
+        // demo is member of demo-alt, and member implies reader in Keystone.
+        case(
+            "demo@demo-alt",
+            "GET",
+            format!("/v1/{alt}/servers"),
+            true,
+            "servers:list",
+        ),
+        case(
+            "demo@demo-alt",
+            "POST",
+            format!("/v1/{alt}/servers"),
+            true,
+            "servers:create",
+        ),
+        case(
+            "demo@demo-alt",
+            "POST",
+            format!("/v1/{demo}/servers"),
+            false,
+            "servers:create",
+        ),
+        case(
+            "demo@demo",
+            "POST",
+            format!("/v1/{demo}/servers"),
+            true,
+            "servers:create",
+        ),
+        // Only admin deletes; an admin lists any project's servers.
+        case(
+            "demo@demo",
+            "DELETE",
+            format!("/v1/{demo}/servers/s1"),
+            false,
+            "servers:delete",
+        ),
+        case(
+            "admin@admin",
+            "DELETE",
+            format!("/v1/{demo}/servers/s1"),
+            true,
+            "servers:delete",
+        ),
+        case(
+            "admin@admin",
+            "GET",
+            format!("/v1/{alt}/servers"),
+            true,
+            "servers:list",
+        ),
+        // The domain-scoped token reads its domain only.
+        case(
+            "demo@domain",
+            "GET",
+            format!("/v1/domains/{domain}"),
+            true,
+            "domain:read",
+        ),
+        case(
+            "demo@domain",
+            "GET",
+            "/v1/domains/other".into(),
+            false,
+            "domain:read",
+        ),
+        case(
+            "demo@demo",
+            "GET",
+            format!("/v1/domains/{domain}"),
+            false,
+            "domain:read",
+        ),
+        // System scope: an admin project token is not a system token.
+        case(
+            "admin@system",
+            "PUT",
+            "/v1/system/config".into(),
+            true,
+            "system:any",
+        ),
+        case(
+            "admin@admin",
+            "PUT",
+            "/v1/system/config".into(),
+            false,
+            "system:any",
+        ),
+        // No rule matches: default = "deny", whoever asks.
+        case(
+            "admin@system",
+            "GET",
+            "/v2/anything".into(),
+            false,
+            "default",
+        ),
+        // The path decided on is the canonical one.
+        case(
+            "demo@demo",
+            "GET",
+            format!("/v1/{demo}/serv%65rs"),
+            true,
+            "servers:list",
+        ),
+    ];
+    (tokens, cases)
+}
+
+fn door_config(dir: &std::path::Path) -> String {
+    let file = dir.join("policy.yaml");
+    std::fs::write(&file, DOOR_POLICY).unwrap();
+    DOOR_RULES.replace("POLICY_FILE", &file.display().to_string())
+}
+
+async fn check_403(resp: reqwest::Response, case: &Case, token: &str, door: &str) {
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        status, 403,
+        "{door} {} {} {}: {body}",
+        case.who, case.method, case.path
+    );
+    assert!(!body.contains(token), "{door}: the token in the 403 body");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        json["error"]["message"],
+        format!("Policy doesn't allow {} to be performed.", case.rule),
+        "{door} {} {}: {body}",
+        case.method,
+        case.path
+    );
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn the_same_rules_decide_alike_in_the_sidecar_forward_auth_and_the_tower_layer() {
+    use tower::ServiceExt;
+    use tower_layer::Layer;
+
+    let ks = crate::harness::Keystone::from_env();
+    let (tokens, cases) = door_corpus(&ks).await;
+    let dir = tempfile::tempdir().unwrap();
+    let authz = door_config(dir.path());
+    let up = crate::harness::Upstream::echo().await;
+    let sg = crate::harness::Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "{authz}\n[[forward_auth]]\nflavor = \"envoy\"\npath = \"/_stonegate/envoy\"\n\
+             [[forward_auth]]\nflavor = \"traefik\"\npath = \"/_stonegate/traefik\"\n"
+        ))
+        .start()
+        .await;
+    // The tower layer in-process, from the same file.
+    let settings = stonegate::config::File::load(&sg.config)
+        .unwrap()
+        .build(&|k| (k == "STONEGATE_PASSWORD").then(|| ks.password("svc")))
+        .unwrap();
+    let metrics = stonegate::metrics::Metrics::unregistered();
+    let stack = stonegate::stack::build(&settings, &metrics).unwrap();
+    let layer = stonegate::AuthTokenLayer::new(stack.gate.clone(), metrics);
+    let inner = tower::service_fn(
+        |_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"inner"),
+            )))
+        },
+    );
+    let client = crate::harness::client();
+    let hits_before = up.hits();
+    let mut forwarded = 0;
+    for case in &cases {
+        let token = &tokens[case.who];
+        let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
+        let what = format!("{} {} {}", case.who, case.method, case.path);
+        // The sidecar: forwarded (the echo upstream's 200) or 403.
+        let resp = client
+            .request(method.clone(), sg.url(&case.path))
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        if case.allowed {
+            assert_eq!(resp.status(), 200, "sidecar: {what}");
+            forwarded += 1;
+        } else {
+            check_403(resp, case, token, "sidecar").await;
+        }
+        // Forward-auth, Envoy (the original path after the prefix) and
+        // Traefik (X-Forwarded-Method / -Uri).
+        let resp = client
+            .request(
+                method.clone(),
+                sg.url(&format!("/_stonegate/envoy{}", case.path)),
+            )
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        if case.allowed {
+            assert_eq!(resp.status(), 200, "envoy: {what}");
+        } else {
+            check_403(resp, case, token, "envoy").await;
+        }
+        let resp = client
+            .get(sg.url("/_stonegate/traefik"))
+            .header("X-Auth-Token", token)
+            .header("X-Forwarded-Method", case.method)
+            .header("X-Forwarded-Uri", &case.path)
+            .send()
+            .await
+            .unwrap();
+        if case.allowed {
+            assert_eq!(resp.status(), 200, "traefik: {what}");
+        } else {
+            check_403(resp, case, token, "traefik").await;
+        }
+        // The tower layer.
+        let req = http::Request::builder()
+            .method(case.method)
+            .uri(&case.path)
+            .header("X-Auth-Token", token)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = layer.layer(inner.clone()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        if case.allowed {
+            assert_eq!((status, &body[..]), (200, &b"inner"[..]), "layer: {what}");
+        } else {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 403, "layer: {what}");
+            assert_eq!(
+                json["error"]["message"],
+                format!("Policy doesn't allow {} to be performed.", case.rule)
+            );
+        }
+    }
+    // Refused requests never reached the upstream.
+    assert_eq!(up.hits() - hits_before, forwarded);
+    // Public routes are not authorized: no token, default = "deny", still 200.
+    assert_eq!(
+        client
+            .get(sg.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // No token on a protected route is still a 401, not a 403.
+    let resp = client.get(sg.url("/v2/anything")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    // Decisions are counted by rule name.
+    let metrics = client
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "stonegate_authorization_decisions_total{decision=\"allow\",rule=\"servers:create\"} 6",
+        "stonegate_authorization_decisions_total{decision=\"deny\",rule=\"default\"} 3",
+        "stonegate_requests_total{outcome=\"forbidden\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+}
