@@ -12,22 +12,24 @@ use tower_layer::Layer;
 
 use super::ServerError;
 use crate::{
+    config::Settings,
     forward_auth::ForwardAuth,
     gate::Handle,
     layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
-    proxy::{self, Proxy, UpstreamConfig},
+    proxy::{Proxy, UpstreamConfig},
 };
 
 /// The fronts of the client listeners: the proxy listener's, and the
 /// forward-auth listener's when there is one (`separate_auth`); without it
 /// the proxy listener serves the forward-auth endpoints as well.
 pub(super) fn build(
-    settings: &proxy::Settings,
+    config: &Settings,
     handle: &Handle,
     metrics: &Metrics,
     separate_auth: bool,
 ) -> Result<(Front, Option<Front>), ServerError> {
+    let settings = &config.proxy;
     let proxy = match &settings.upstream {
         Some(url) => Some(
             AuthTokenLayer::with_handle(handle.clone(), metrics.clone()).layer(Proxy::new(
@@ -43,12 +45,8 @@ pub(super) fn build(
         ),
         None => None,
     };
-    let forward_auth = (!settings.forward_auth.is_empty()).then(|| {
-        ForwardAuth::with_handle(
-            handle.clone(),
-            settings.forward_auth.clone(),
-            metrics.clone(),
-        )
+    let forward_auth = (!config.forward_auth.is_empty()).then(|| {
+        ForwardAuth::with_handle(handle.clone(), config.forward_auth.clone(), metrics.clone())
     });
     let main_front = Front {
         forward_auth: if separate_auth {
