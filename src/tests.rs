@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "policy",
             "revocation",
             "routes",
             "shared_cache",

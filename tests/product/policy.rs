@@ -713,7 +713,7 @@ async fn the_same_rules_decide_alike_in_the_sidecar_forward_auth_and_the_tower_l
             .header("X-Auth-Token", token)
             .body(http_body_util::Empty::new())
             .unwrap();
-        let resp = layer.layer(inner.clone()).oneshot(req).await.unwrap();
+        let resp = layer.layer(inner).oneshot(req).await.unwrap();
         let status = resp.status().as_u16();
         let body = http_body_util::BodyExt::collect(resp.into_body())
             .await
