@@ -66,6 +66,7 @@ pub mod cache;
 pub mod keystone;
 pub mod local;
 pub mod policy;
+pub mod request_id;
 pub mod revocation;
 pub mod routes;
 pub mod shared_cache;

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "keystone",
             "local",
             "policy",
+            "request_id",
             "revocation",
             "routes",
             "shared_cache",
