@@ -34,6 +34,7 @@ mod layer;
 mod local;
 mod oslo;
 mod paths;
+mod policy;
 mod proxy;
 mod rejection;
 mod reload;
