@@ -27,6 +27,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "policy",
+            "request_id",
             "revocation",
             "routes",
             "shared_cache",
