@@ -75,7 +75,9 @@ pub mod validator;
 
 // The edge: the header boundary, the one table of answers, browser sessions
 // (cookie, CSRF, login and logout: every door honours them) and the gate
-// (validator + sessions, swapped together on reload) the doors decide with.
+// (validator + sessions + the audit trail, swapped together on reload) the
+// doors decide with, and the CADF audit trail of decided requests.
+pub mod audit;
 pub mod gate;
 pub mod headers;
 pub mod rejection;

@@ -10,7 +10,9 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use crate::{cache, forward_auth, keystone, local, proxy, request_id, revocation, routes, session};
+use crate::{
+    audit, cache, forward_auth, keystone, local, proxy, request_id, revocation, routes, session,
+};
 
 /// The top-level keys of [`super::File`].
 const KEYS: &[&str] = &[
@@ -29,6 +31,7 @@ const KEYS: &[&str] = &[
     "revocation",
     "session",
     "request_id",
+    "audit",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -60,6 +63,7 @@ where
             "revocation" => probe::<revocation::Section, _>(&key, document()),
             "session" => probe::<session::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
+            "audit" => probe::<audit::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {
