@@ -11,7 +11,8 @@ use serde::{
 };
 
 use crate::{
-    audit, cache, forward_auth, keystone, local, proxy, request_id, revocation, routes, session,
+    audit, cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes,
+    session,
 };
 
 /// The top-level keys of [`super::File`].
@@ -30,6 +31,7 @@ const KEYS: &[&str] = &[
     "fernet",
     "revocation",
     "session",
+    "authorization",
     "request_id",
     "audit",
 ];
@@ -62,6 +64,7 @@ where
             "fernet" => probe::<local::Section, _>(&key, document()),
             "revocation" => probe::<revocation::Section, _>(&key, document()),
             "session" => probe::<session::Section, _>(&key, document()),
+            "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             "audit" => probe::<audit::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
