@@ -162,7 +162,7 @@ impl Auditor {
 impl Record {
     /// The record of a request as forwarded (`uri` is the canonical form)
     /// and decided (`ctx`: the identity; `None` when refused).
-    pub fn of(
+    pub(crate) fn of(
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,

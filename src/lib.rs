@@ -51,7 +51,8 @@
 // Public API: the layer (`AuthTokenLayer`, `AuthContext`), `stack` and
 // `gate`, `config`, `metrics`, `identity`, `validator`, the doors
 // (`forward_auth`, `proxy`), `server`, and the modules whose settings types
-// `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`).
+// `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`,
+// `audit`).
 // `#[doc(hidden)] pub`: internals the product tests, benches, fuzz targets
 // and the binary drive directly; not API, they may change. The rest is
 // `pub(crate)`.
