@@ -12,27 +12,29 @@
 //! `<module>::<Name>Section`, e.g. [`routes::PublicSection`],
 //! [`proxy::TlsSection`]), `<module>::Settings` is what its checks compile
 //! it into, and `Section::build` records every problem with its key in a
-//! `Vec<`[`Problem`]`>` (the vocabulary of [`crate::settings`]). Where the
+//! `Vec<`[`Problem`]`>` (the vocabulary of `settings`). Where the
 //! module's own type already is the compiled form, `build` returns it
 //! ([`routes::PublicRoutes`], [`forward_auth::Endpoint`]).
 //!
 //! | table | as written | checked |
 //! |---|---|---|
 //! | `[keystone_authtoken]` | [`keystone::Section`] | [`keystone::Settings`], [`keystone::Policy`] (and [`shared_cache::Options`]) |
-//! | `[fernet]` | [`local::Section`] | [`local::Settings`] |
+//! | `[fernet]` | `local::Section` | `local::Settings` |
 //! | `[revocation]` | [`revocation::Section`] | [`revocation::Settings`] |
 //! | `[cache]` | [`cache::Section`] | [`cache::Settings`] |
 //! | `[routes]` | [`routes::Section`] | [`routes::PublicRoutes`] |
 //! | `[[forward_auth]]` | [`forward_auth::Section`] | [`forward_auth::Endpoint`] |
 //! | `[proxy]`, `[tls]`, listener keys | [`proxy::Section`], [`proxy::TlsSection`] | [`proxy::Settings`] |
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
+//! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
+//! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
+//! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
 //! request policy assembled from the others ([`validator::Settings`]) and
 //! [`proxy::Settings`].
 
-pub mod ini;
 pub mod oslo;
 mod parse;
 mod sources;
@@ -40,11 +42,11 @@ mod sources;
 use std::path::Path;
 
 pub(crate) use crate::settings::problem;
-pub use crate::settings::Problem;
+pub use crate::settings::{ini, Problem};
 use crate::{
-    cache, forward_auth,
+    audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, proxy, revocation, routes, session, shared_cache, validator,
+    local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -117,6 +119,14 @@ pub struct File {
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<session::Section>,
+    /// Per-route authorization with oslo.policy rules.
+    pub authorization: Option<policy::Section>,
+    /// Request ids: whose `X-OpenStack-Request-ID` is kept.
+    #[serde(default)]
+    pub request_id: request_id::Section,
+    /// CADF audit events.
+    #[serde(default)]
+    pub audit: audit::Section,
 }
 
 fn default_log_format() -> String {
@@ -136,6 +146,8 @@ pub struct Settings {
     pub proxy: proxy::Settings,
     /// Forward-auth endpoints (`[[forward_auth]]`).
     pub forward_auth: Vec<forward_auth::Endpoint>,
+    /// The CADF audit trail, when `[audit]` is enabled.
+    pub audit: Option<audit::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -190,6 +202,9 @@ impl File {
             (self.session.as_ref().filter(|s| s.enabled)).and_then(|s| s.build(&mut p, env));
         let shared_cache = self.shared_cache().build(&mut p, env);
         let cache = self.cache.build(&mut p);
+        let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
+        let request_id = self.request_id.build(&mut p);
+        let audit = self.audit.build(&mut p);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
@@ -201,10 +216,13 @@ impl File {
                     local,
                     revocation,
                     shared_cache,
-                ),
+                    request_id,
+                )
+                .with_authorization(authorization),
                 session,
                 proxy,
                 forward_auth,
+                audit,
             }),
             _ => Err(Error::Invalid(p)),
         }

@@ -1,4 +1,4 @@
-//! The one place where denials become responses: 400 and 401 (client's fault), 503
+//! The one place where denials become responses: 400, 401 and 403 (client's fault), 503
 //! (Keystone's), 502/504 (the upstream's). Every body is JSON in Keystone's
 //! error shape; every 401 of a token decision carries
 //! `WWW-Authenticate: Keystone uri="..."`.
@@ -21,11 +21,11 @@ use crate::{keystone, metrics::Outcome, path, validator::Denied};
 /// the front door that called the forwarding service counts the request under
 /// that outcome.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamFailure(pub Outcome);
+pub(crate) struct UpstreamFailure(pub Outcome);
 
 impl UpstreamFailure {
     /// The marker of a response built from `r`.
-    pub fn from_rejection(r: &Rejection) -> Self {
+    pub(crate) fn from_rejection(r: &Rejection) -> Self {
         UpstreamFailure(r.outcome())
     }
 }
@@ -57,7 +57,7 @@ impl BodyLeft {
 
 /// Why a request was not (or could not be) served.
 #[derive(Debug, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// The request path could be resolved differently by another server
     /// (dot segments, encoded separators...: see [`crate::path`]).
     #[error("ambiguous request path: {0}")]
@@ -68,6 +68,12 @@ pub enum Rejection {
     /// Keystone could not answer for a token that was not cached.
     #[error("Keystone unavailable: {0}")]
     KeystoneUnavailable(#[source] std::sync::Arc<keystone::Error>),
+    /// An `[authorization]` rule refused the request (403).
+    #[error("forbidden by rule {rule}")]
+    Forbidden {
+        /// The rule's name (from the configuration), or `default`.
+        rule: String,
+    },
     /// The upstream could not be reached or failed mid-way.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -81,63 +87,73 @@ impl From<Denied> for Rejection {
         match denied {
             Denied::Unauthorized => Rejection::Unauthorized,
             Denied::KeystoneUnavailable(e) => Rejection::KeystoneUnavailable(e),
+            Denied::Forbidden { rule } => Rejection::Forbidden { rule },
         }
     }
 }
 
 impl Rejection {
     /// The status a client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::KeystoneUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Forbidden { .. } => StatusCode::FORBIDDEN,
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     /// Label for `stonegate_requests_total{outcome}`.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
             Rejection::Unauthorized => Outcome::Unauthorized,
             Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
+            Rejection::Forbidden { .. } => Outcome::Forbidden,
             Rejection::UpstreamUnavailable(_) => Outcome::UpstreamUnavailable,
             Rejection::UpstreamTimeout => Outcome::UpstreamTimeout,
         }
     }
 
-    fn message(&self) -> (&'static str, &'static str) {
+    fn message(&self) -> (&'static str, Cow<'static, str>) {
         match self {
             Rejection::AmbiguousPath(_) => (
                 "Bad Request",
                 "The request path is ambiguous: dot segments, encoded slashes or backslashes, \
-                 empty segments and control characters are refused.",
+                 empty segments and control characters are refused."
+                    .into(),
             ),
             Rejection::Unauthorized => (
                 "Unauthorized",
-                "The request you have made requires authentication.",
+                "The request you have made requires authentication.".into(),
             ),
             Rejection::KeystoneUnavailable(_) => (
                 "Service Unavailable",
-                "The Keystone service is temporarily unavailable.",
+                "The Keystone service is temporarily unavailable.".into(),
+            ),
+            // oslo.policy's PolicyNotAuthorized message; the name is the
+            // configuration's, never anything of the request or the token.
+            Rejection::Forbidden { rule } => (
+                "Forbidden",
+                format!("Policy doesn't allow {rule} to be performed.").into(),
             ),
             Rejection::UpstreamUnavailable(_) => {
-                ("Bad Gateway", "The upstream service is unavailable.")
+                ("Bad Gateway", "The upstream service is unavailable.".into())
             }
             Rejection::UpstreamTimeout => (
                 "Gateway Timeout",
-                "The upstream service did not answer in time.",
+                "The upstream service did not answer in time.".into(),
             ),
         }
     }
 
     /// The response: status, JSON body, and `WWW-Authenticate` on 401 /
     /// `Retry-After` on 503. The body never echoes request data.
-    pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
-        let mut resp = error_response(self.status(), title, message);
+        let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();
         match self {
             Rejection::Unauthorized => {
@@ -147,6 +163,7 @@ impl Rejection {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Rejection::AmbiguousPath(_)
+            | Rejection::Forbidden { .. }
             | Rejection::UpstreamUnavailable(_)
             | Rejection::UpstreamTimeout => {}
         }
@@ -156,7 +173,7 @@ impl Rejection {
 
 /// Why a session endpoint (login, logout) or a session cookie was refused.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SessionRejection {
+pub(crate) enum SessionRejection {
     /// The session cookie does not open, names an expired token or holds an
     /// unusable one (the caller clears both cookies).
     #[error("session not valid")]
@@ -228,7 +245,7 @@ pub enum SessionRejection {
 
 impl SessionRejection {
     /// The status a client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             SessionRejection::SessionInvalid | SessionRejection::LoginRefused { .. } => {
                 StatusCode::UNAUTHORIZED
@@ -337,7 +354,7 @@ impl SessionRejection {
     /// `WWW-Authenticate` on a refused login, `Retry-After` on 429/503,
     /// `Allow: POST` on 405. The body never echoes request data but the
     /// refused `Origin` (escaped).
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
         let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();

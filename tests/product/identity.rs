@@ -4,7 +4,7 @@
 
 use crate::harness::keystone::{assert_headers, expected_user_headers, v2_catalog};
 use crate::harness::upstream::Seen;
-use crate::harness::{Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
+use crate::harness::{fingerprint, Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
 use serde_json::Value;
 
 /// Sends one GET through a fresh stonegate with `token` in `header`; returns
@@ -216,6 +216,81 @@ async fn access_rule_token_only_reaches_what_its_rules_allow() {
     assert_eq!(up.hits(), 1, "only the allowed request was forwarded");
 }
 
+/// A service token lifts an access-rule token's rules only when it is valid:
+/// an invalid one refuses the request (401) whatever the path.
+#[tokio::test]
+async fn access_rules_are_lifted_by_a_valid_service_token_only() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.app_cred_token("access_rules").await;
+    let svc = ks.svc_token().await;
+    for bad in ["garbage", "gAAAAABnot-a-token", &ks.demo_token().await] {
+        let outside = sg
+            .get(
+                "/v2.1/flavors",
+                &[("X-Auth-Token", &token), ("X-Service-Token", bad)],
+            )
+            .await;
+        assert_eq!(
+            outside.status(),
+            401,
+            "an invalid service token lifted the rules"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+    let lifted = sg
+        .get(
+            "/v2.1/flavors",
+            &[("X-Auth-Token", &token), ("X-Service-Token", &svc)],
+        )
+        .await;
+    assert_eq!(lifted.status(), 200);
+    assert_eq!(
+        up.last().header("x-service-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+}
+
+/// Without `service_type` stonegate cannot tell which rules apply: a token
+/// with access rules is refused even on the path its rules allow; a token
+/// without rules is not affected.
+#[tokio::test]
+async fn access_rule_tokens_are_refused_while_service_type_is_unset() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .unset_option("service_type")
+        .start()
+        .await;
+    assert!(!std::fs::read_to_string(&sg.config)
+        .unwrap()
+        .contains("service_type"));
+    let token = ks.app_cred_token("access_rules").await;
+    let allowed = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(allowed.status(), 401);
+    assert_eq!(up.hits(), 0);
+    let plain = ks.app_cred_token("unrestricted").await;
+    assert_eq!(
+        sg.get("/v2.1/servers", &[("X-Auth-Token", &plain)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        sg.get("/v2.1/servers", &[("X-Auth-Token", &ks.demo_token().await)])
+            .await
+            .status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn trust_token_reaches_upstream_as_the_trustee_on_the_trust_project() {
     let ks = Keystone::from_env();
@@ -270,13 +345,23 @@ async fn tokens_never_appear_in_logs_or_metrics() {
         .text()
         .await
         .unwrap();
-    // Give the access log a moment to reach the file.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let log = sg.log();
-    assert!(
-        log.contains("status=200") || log.contains("200"),
-        "no access log line:\n{log}"
-    );
+    // Wait for the access log lines of exactly these two requests (a
+    // condition, not a sleep): they name each token by its SHA-256 prefix.
+    let user_line = format!("token=\"{}\"", fingerprint(&user));
+    // The refusal's line names no token at all.
+    let bogus_line = "status=401 outcome=\"unauthorized\"";
+    sg.log_with(&user_line).await;
+    let log = sg.log_with(bogus_line).await;
+    let line_of = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains("stonegate::access") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no access log line with {needle}:\n{log}"))
+            .to_owned()
+    };
+    let ok = line_of(&user_line);
+    assert!(ok.contains("status=200"), "{ok}");
+    let refused = line_of(bogus_line);
+    assert!(!refused.contains(&fingerprint(&user)), "{refused}");
     for (what, token) in [
         ("user token", user.as_str()),
         ("service token", &service),

@@ -17,6 +17,7 @@
 
 mod harness;
 
+mod audit;
 mod boundary;
 mod cache;
 mod cli;
@@ -34,9 +35,11 @@ mod layer;
 mod local;
 mod oslo;
 mod paths;
+mod policy;
 mod proxy;
 mod rejection;
 mod reload;
+mod request_id;
 mod service_auth;
 mod service_token;
 mod session;
