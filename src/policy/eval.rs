@@ -43,7 +43,7 @@ pub enum Value<'a> {
     /// A string.
     Str(&'a str),
     /// A list of strings (roles).
-    Strs(&'a [String]),
+    Strs(&'a [std::sync::Arc<str>]),
     /// Any JSON value (credentials given as JSON).
     Json(&'a serde_json::Value),
 }
@@ -87,7 +87,7 @@ pub struct IdentityCredentials<'a> {
     pub service: Option<&'a Identity>,
 }
 
-const NO_ROLES: &[String] = &[];
+const NO_ROLES: &[std::sync::Arc<str>] = &[];
 
 fn opt(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::Null, Value::Str)

@@ -131,10 +131,10 @@ struct Who {
 }
 
 fn project(id: &str, domain: &str) -> Scope {
-    Scope::Project(Project {
+    Scope::Project(Arc::new(Project {
         project: named(id, &format!("{id}-name")),
         domain: named(domain, &format!("{domain}-name")),
-    })
+    }))
 }
 
 fn identity(w: &Who) -> Identity {
@@ -142,18 +142,21 @@ fn identity(w: &Who) -> Identity {
         user: named(w.user, &format!("{}-name", w.user)),
         user_domain: named(w.domain, &format!("{}-name", w.domain)),
         scope: w.scope.clone(),
-        roles: w.roles.iter().map(|r| r.to_string()).collect(),
-        role_ids: w.roles.iter().map(|r| format!("{r}-id")).collect(),
+        roles: w.roles.iter().map(|r| Arc::from(*r)).collect(),
+        role_ids: w
+            .roles
+            .iter()
+            .map(|r| Arc::from(format!("{r}-id")))
+            .collect(),
         is_admin_project: w.is_admin_project,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec!["audit".into()],
-        methods: vec!["password".into()],
+        audit_ids: vec!["audit".into()].into(),
+        methods: vec!["password".into()].into(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     }
 }
