@@ -13,6 +13,7 @@
 //! | `nginx` | `X-Original-Method` | `X-Original-URI` |
 //! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
 //! | `envoy` | the request's method | the request's path after the endpoint prefix |
+//! | `envoy-grpc` | `attributes.request.http.method` | `attributes.request.http.path` ([`envoy_grpc`]) |
 //!
 //! The original path is checked and decided on exactly as the sidecar does
 //! ([`crate::path`]): the ingress forwards the client's path as it came, so
@@ -20,6 +21,7 @@
 //! separators...) is refused. The refusal is 400, except for nginx, which
 //! turns anything but 2xx/401/403 into its own 500: there it is 403.
 
+pub mod envoy_grpc;
 pub mod settings;
 
 use std::{
@@ -54,6 +56,9 @@ pub enum Flavor {
     Traefik,
     /// Envoy `ext_authz` HTTP service (`path_prefix`).
     Envoy,
+    /// Envoy `ext_authz` gRPC service (`envoy.service.auth.v3.Authorization`),
+    /// answered by [`envoy_grpc::Grpc`], not by [`ForwardAuth`].
+    EnvoyGrpc,
 }
 
 /// One configured forward-auth endpoint.
@@ -61,7 +66,8 @@ pub enum Flavor {
 pub struct Endpoint {
     /// Whose headers carry the original request.
     pub flavor: Flavor,
-    /// Endpoint path (Envoy: prefix), without trailing slash.
+    /// Endpoint path (Envoy: prefix), without trailing slash; for
+    /// `envoy-grpc`, the gRPC service's path.
     pub path: String,
     /// Status when Keystone is unavailable. nginx turns anything but
     /// 2xx/401/403 into 500; Traefik passes it on; Envoy answers its own
@@ -78,6 +84,7 @@ impl Endpoint {
                 path == self.path
                     || (path.starts_with(&self.path) && path[self.path.len()..].starts_with('/'))
             }
+            Flavor::EnvoyGrpc => false,
         }
     }
 
@@ -85,7 +92,7 @@ impl Endpoint {
     fn ambiguous_status(&self) -> StatusCode {
         match self.flavor {
             Flavor::Nginx => StatusCode::FORBIDDEN,
-            Flavor::Traefik | Flavor::Envoy => StatusCode::BAD_REQUEST,
+            Flavor::Traefik | Flavor::Envoy | Flavor::EnvoyGrpc => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -108,6 +115,8 @@ impl Endpoint {
         match self.flavor {
             Flavor::Nginx => (method_from("x-original-method"), header("x-original-uri")),
             Flavor::Traefik => (method_from("x-forwarded-method"), header("x-forwarded-uri")),
+            // Never reached: gRPC endpoints match no HTTP path.
+            Flavor::EnvoyGrpc => (None, None),
             Flavor::Envoy => {
                 let rest = path_and_query.get(self.path.len()..).unwrap_or_default();
                 let rest = if rest.is_empty() || rest.starts_with('?') {

@@ -22,6 +22,7 @@ mod cache;
 mod cli;
 mod connections;
 mod embedded;
+mod envoy_grpc;
 mod faults;
 mod forged;
 mod holes;
