@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stack = stack::build(&settings, &metrics)?;
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(AuthTokenLayer::new(stack.validator.clone(), metrics));
+        .layer(AuthTokenLayer::new(stack.gate.clone(), metrics));
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{addr}");

@@ -130,6 +130,8 @@ pub struct Settings {
     pub keystone: keystone::Settings,
     /// Authentication policy.
     pub auth: validator::Settings,
+    /// Browser sessions, when `[session]` is enabled.
+    pub session: Option<session::Settings>,
     /// Listener and upstream settings.
     pub proxy: proxy::Settings,
     /// Options that are set but have no effect (e.g. domains with Identity
@@ -196,9 +198,9 @@ impl File {
                     public_routes,
                     local,
                     revocation,
-                    session,
                     shared_cache,
                 ),
+                session,
                 proxy,
             }),
             _ => Err(Error::Invalid(p)),

@@ -38,11 +38,11 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use crate::{
+    gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
-    validator::{Handle, Validator},
 };
 
 pub use settings::Section;
@@ -136,26 +136,26 @@ pub struct ForwardAuth {
     decider: Arc<Decider>,
 }
 
-/// The validator, the endpoints answered and the metrics, shared by every
+/// The gate, the endpoints answered and the metrics, shared by every
 /// clone of one [`ForwardAuth`]; it decides each request.
 #[derive(Debug)]
 struct Decider {
-    validator: Handle,
+    gate: Handle,
     endpoints: Vec<Endpoint>,
     metrics: Metrics,
 }
 
 impl ForwardAuth {
     /// A forward-auth service for `endpoints`.
-    pub fn new(validator: Arc<Validator>, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
-        Self::with_handle(Handle::new(validator), endpoints, metrics)
+    pub fn new(gate: Gate, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
+        Self::with_handle(Handle::new(gate), endpoints, metrics)
     }
 
-    /// A forward-auth service deciding with whatever validator `handle` holds.
+    /// A forward-auth service deciding with whatever gate `handle` holds.
     pub fn with_handle(handle: Handle, endpoints: Vec<Endpoint>, metrics: Metrics) -> Self {
         Self {
             decider: Arc::new(Decider {
-                validator: handle,
+                gate: handle,
                 endpoints,
                 metrics,
             }),
@@ -185,7 +185,8 @@ impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
 
 impl Decider {
     async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
-        let v = &self.validator.get();
+        let gate = self.gate.get();
+        let v = &gate.validator;
         let www = &v.settings().www_authenticate;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {

@@ -26,12 +26,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{Rejection, UpstreamFailure},
     session::{Attached, Endpoint, Sessions},
-    validator::{Handle, Validator},
+    validator::Validator,
 };
 
 pub use crate::validator::AuthContext;
@@ -42,26 +43,27 @@ pub struct AuthTokenLayer {
     authenticator: Arc<Authenticator>,
 }
 
-/// What every service of one layer shares: the validator it decides with
+/// What every service of one layer shares: the gate it decides with
 /// and the metrics it counts into; it runs each request through the checks.
 #[derive(Debug)]
 struct Authenticator {
-    validator: Handle,
+    gate: Handle,
     metrics: Metrics,
 }
 
 impl AuthTokenLayer {
-    /// A layer deciding with `validator`, counting into `metrics`.
-    pub fn new(validator: Arc<Validator>, metrics: Metrics) -> Self {
-        Self::with_handle(Handle::new(validator), metrics)
+    /// A layer deciding with `gate` (from [`crate::stack::build`]), counting
+    /// into `metrics`.
+    pub fn new(gate: Gate, metrics: Metrics) -> Self {
+        Self::with_handle(Handle::new(gate), metrics)
     }
 
-    /// A layer deciding with whatever validator `handle` holds (replaceable
+    /// A layer deciding with whatever gate `handle` holds (replaceable
     /// at run time, e.g. on a configuration reload).
     pub fn with_handle(handle: Handle, metrics: Metrics) -> Self {
         Self {
             authenticator: Arc::new(Authenticator {
-                validator: handle,
+                gate: handle,
                 metrics,
             }),
         }
@@ -154,7 +156,8 @@ impl Authenticator {
         ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let v = &self.validator.get();
+        let gate = self.gate.get();
+        let (v, sessions) = (&gate.validator, gate.sessions.as_deref());
         let forged = headers::sanitize(req.headers_mut());
         let arrival = Arrival {
             started,
@@ -170,7 +173,7 @@ impl Authenticator {
                 return Ok(resp.map(Either::Right));
             }
         };
-        if let Some(sessions) = v.sessions() {
+        if let Some(sessions) = sessions {
             if let Some(endpoint) = sessions.endpoint(req.uri().path()) {
                 let resp = self
                     .session_endpoint(v, sessions, endpoint, req, arrival)
@@ -178,7 +181,9 @@ impl Authenticator {
                 return Ok(resp.map(Either::Right));
             }
         }
-        let (decision, session) = match self.decide(v, &mut req, decoded.as_deref(), arrival).await
+        let (decision, session) = match self
+            .decide(v, sessions, &mut req, decoded.as_deref(), arrival)
+            .await
         {
             Ok(decided) => decided,
             Err(resp) => return Ok(resp.map(Either::Right)),
@@ -197,7 +202,8 @@ impl Authenticator {
         match decision {
             Ok(ctx) => self.forward(v, inner, req, ctx, line, arrival).await,
             Err(rejection) => {
-                let resp = self.refuse(v, &req, rejection, session.as_ref(), line, arrival);
+                let session = session.as_ref().zip(sessions);
+                let resp = self.refuse(v, &req, rejection, session, line, arrival);
                 Ok(resp.map(Either::Right))
             }
         }
@@ -267,6 +273,7 @@ impl Authenticator {
     async fn decide<B>(
         &self,
         v: &Validator,
+        sessions: Option<&Sessions>,
         req: &mut Request<B>,
         decoded: Option<&str>,
         arrival: Arrival,
@@ -287,7 +294,7 @@ impl Authenticator {
             return Ok((Ok(public), None));
         }
         let mut session = None;
-        if let Some(sessions) = v.sessions() {
+        if let Some(sessions) = sessions {
             match sessions.attach(req, &self.metrics) {
                 Ok(attached) => session = attached,
                 Err(resp) => {
@@ -372,7 +379,7 @@ impl Authenticator {
         v: &Validator,
         req: &Request<B>,
         rejection: Rejection,
-        session: Option<&Attached>,
+        session: Option<(&Attached, &Sessions)>,
         line: AccessLine,
         arrival: Arrival,
     ) -> Answer {
@@ -392,7 +399,7 @@ impl Authenticator {
         );
         let mut resp = rejection.into_response(&v.settings().www_authenticate);
         // A session whose token Keystone no longer accepts is over.
-        if let (Some(attached), Some(sessions), true) = (session, v.sessions(), unauthorized) {
+        if let (Some((attached, sessions)), true) = (session, unauthorized) {
             tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
             let tls = crate::session::request_is_tls(req);
             for c in sessions.clearing_cookies(tls) {
@@ -470,7 +477,11 @@ public = [{ method = "GET", path = "/pub/**" }]
         let metrics = Metrics::unregistered();
         let keystone = crate::keystone::Client::new(settings.keystone, metrics.clone()).unwrap();
         let validator = Validator::new(keystone, settings.auth, metrics.clone());
-        AuthTokenLayer::new(Arc::new(validator), metrics)
+        let gate = Gate {
+            validator: Arc::new(validator),
+            sessions: None,
+        };
+        AuthTokenLayer::new(gate, metrics)
     }
 
     /// The status, and the URI the inner service saw (if it was called).

@@ -30,7 +30,7 @@
 //! let stack = stack::build(&settings, &metrics)?;
 //! let app: axum::Router = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
-//!     .layer(AuthTokenLayer::new(stack.validator.clone(), metrics));
+//!     .layer(AuthTokenLayer::new(stack.gate.clone(), metrics));
 //! // `stack.background` keeps the validator current while it lives.
 //! # let _ = app; Ok(()) }
 //! ```
@@ -62,15 +62,18 @@ pub mod shared_cache;
 // The core: token(s) -> Identity | Denied.
 pub mod validator;
 
-// The edge: the header boundary and the one table of answers.
+// The edge: the header boundary, the one table of answers, browser sessions
+// (cookie, CSRF, login and logout: every door honours them) and the gate
+// (validator + sessions, swapped together on reload) the doors decide with.
+pub mod gate;
 pub mod headers;
 pub mod rejection;
+pub mod session;
 
-// Front doors, thin adapters over the validator.
+// Front doors, thin adapters over the gate; they never import each other.
 pub mod forward_auth;
 pub mod layer;
 pub mod proxy;
-pub mod session;
 
 // Assembly: the sections into one configuration, then the stack every door
 // is built from (library code, for embedders too).

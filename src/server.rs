@@ -21,7 +21,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 
-use crate::{config::Settings, metrics::Metrics, stack, tls::ReloadableCert, validator::Handle};
+use crate::{config::Settings, gate::Handle, metrics::Metrics, stack, tls::ReloadableCert};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub async fn run(
     let metrics = Metrics::register(&registry)?;
     warn_insecure(&settings);
     let stack = stack::build(&settings, &metrics)?;
-    let handle = Handle::new(stack.validator);
+    let handle = Handle::new(stack.gate);
     let (front, auth_front) =
         front::build(&settings.proxy, &handle, &metrics, listeners.auth.is_some())?;
     let listener_cert = match &settings.proxy.tls {
@@ -118,7 +118,7 @@ pub async fn run(
         Arc::new(admin::AdminState {
             registry,
             metrics: metrics.clone(),
-            validator: handle.clone(),
+            gate: handle.clone(),
         }),
     ));
     let accepting = accept::start(

@@ -1,6 +1,7 @@
 //! The assembly every front door is built from: checked [`Settings`] in, the
-//! one [`Validator`] out, with the background tasks that keep it current
-//! (the service-token keeper, the Fernet key-repository watcher, the
+//! one [`Gate`] out (the [`Validator`] and, with `[session]`, the browser
+//! [`Sessions`]), with the background tasks that keep it current (the
+//! service-token keeper, the Fernet key-repository watcher, the
 //! revocation-event poller).
 //!
 //! The sidecar (`stonegate serve`), forward-auth and an embedder's
@@ -17,7 +18,7 @@
 //! let stack = stack::build(&settings, &metrics)?;
 //! let app: axum::Router = axum::Router::new()
 //!     .route("/", axum::routing::get(|| async { "hello" }))
-//!     .layer(AuthTokenLayer::new(stack.validator.clone(), metrics));
+//!     .layer(AuthTokenLayer::new(stack.gate.clone(), metrics));
 //! // Keep `stack.background` alive for as long as the layer serves.
 //! # let _ = app; Ok(()) }
 //! ```
@@ -27,8 +28,9 @@ use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 
 use crate::{
-    config::Settings, keystone, local::Local, metrics::Metrics, revocation::poller::Revocations,
-    token::keys::KeyError, validator::Validator,
+    config::Settings, gate::Gate, keystone, local::Local, metrics::Metrics,
+    revocation::poller::Revocations, session::Sessions, token::keys::KeyError,
+    validator::Validator,
 };
 
 /// Why the stack could not be built.
@@ -45,8 +47,8 @@ pub enum Error {
 /// What every front door needs, and what keeps it current.
 #[derive(Debug)]
 pub struct Stack {
-    /// The validator every front door decides with.
-    pub validator: Arc<Validator>,
+    /// The validator and sessions every front door decides with.
+    pub gate: Gate,
     /// The tasks that keep the validator current; dropping it stops them.
     pub background: Background,
 }
@@ -64,9 +66,11 @@ impl Drop for Background {
     }
 }
 
-/// Builds the validator for `settings` and starts its background tasks on
-/// the current tokio runtime: a fresh service token kept ahead of expiry,
-/// and with `[fernet]` the key watcher, with `[revocation]` the poller.
+/// Builds the validator and the sessions for `settings` and starts the
+/// background tasks on the current tokio runtime: a fresh service token kept
+/// ahead of expiry, and with `[fernet]` the key watcher, with `[revocation]`
+/// the poller. Sessions count login attempts in the shared cache, when
+/// there is one.
 ///
 /// Must be called inside a tokio runtime.
 pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
@@ -96,8 +100,15 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
         )));
         validator = validator.with_revocations(revocations);
     }
+    let sessions = settings
+        .session
+        .clone()
+        .map(|s| Arc::new(Sessions::new(s, validator.shared_cache().cloned())));
     Ok(Stack {
-        validator: Arc::new(validator),
+        gate: Gate {
+            validator: Arc::new(validator),
+            sessions,
+        },
         background: Background(tasks),
     })
 }

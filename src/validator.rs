@@ -19,7 +19,6 @@ use crate::{
     local::{self, Local},
     metrics::Metrics,
     revocation::{poller::Revocations, TokenValues},
-    session::Sessions,
     shared_cache::SharedCache,
     token::{Fingerprint, Token},
 };
@@ -60,34 +59,6 @@ impl AuthContext {
     }
 }
 
-/// A validator that can be replaced while requests flow (configuration
-/// reload): each request uses the validator current when it started.
-#[derive(Clone, Debug)]
-pub struct Handle(Arc<std::sync::RwLock<Arc<Validator>>>);
-
-impl Handle {
-    /// A handle on `validator`.
-    pub fn new(validator: Arc<Validator>) -> Self {
-        Self(Arc::new(std::sync::RwLock::new(validator)))
-    }
-
-    /// The current validator.
-    pub fn get(&self) -> Arc<Validator> {
-        match self.0.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Puts `validator` in place for the requests that start from now on.
-    pub fn replace(&self, validator: Arc<Validator>) {
-        match self.0.write() {
-            Ok(mut g) => *g = validator,
-            Err(p) => *p.into_inner() = validator,
-        }
-    }
-}
-
 /// Validates the tokens of requests.
 #[derive(Debug)]
 pub struct Validator {
@@ -97,7 +68,6 @@ pub struct Validator {
     metrics: Metrics,
     local: Option<Arc<Local>>,
     revocations: Option<Arc<Revocations>>,
-    sessions: Option<Arc<Sessions>>,
     shared: Option<Arc<SharedCache>>,
 }
 
@@ -117,10 +87,6 @@ impl Validator {
                 .ok()
                 .map(Arc::new)
         });
-        let sessions = settings
-            .session
-            .clone()
-            .map(|s| Arc::new(Sessions::new(s, shared.clone())));
         Self {
             keystone,
             cache,
@@ -128,7 +94,6 @@ impl Validator {
             metrics,
             local: None,
             revocations: None,
-            sessions,
             shared,
         }
     }
@@ -179,9 +144,10 @@ impl Validator {
         None
     }
 
-    /// Browser sessions, when `[session]` is enabled.
-    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
-        self.sessions.as_ref()
+    /// The shared second-level cache, when configured and usable (browser
+    /// sessions count login attempts in it too).
+    pub fn shared_cache(&self) -> Option<&Arc<SharedCache>> {
+        self.shared.as_ref()
     }
 
     /// Drops every cached verdict on `token` (after it was revoked here),

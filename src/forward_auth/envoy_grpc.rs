@@ -48,12 +48,13 @@ use http_body_util::BodyExt;
 use tonic::{codegen::BoxFuture, Status};
 
 use crate::{
+    gate::Handle,
     headers,
     identity::{Identity, Scope},
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
-    validator::{AuthContext, Handle},
+    validator::AuthContext,
 };
 
 /// The path prefix of the `Authorization` service's methods.
@@ -75,12 +76,12 @@ pub struct Grpc {
 }
 
 impl Grpc {
-    /// The gRPC services deciding with whatever validator `handle` holds.
+    /// The gRPC services deciding with whatever gate `handle` holds.
     pub fn new(handle: Handle, metrics: Metrics) -> Self {
         Self {
             authorization: AuthorizationServer::new(Check {
                 decider: Arc::new(Decider {
-                    validator: handle.clone(),
+                    gate: handle.clone(),
                     metrics,
                 }),
             }),
@@ -137,10 +138,10 @@ pub struct Check {
     decider: Arc<Decider>,
 }
 
-/// The validator and the metrics, shared by every clone of one [`Check`].
+/// The gate (validator) and the metrics, shared by every clone of one [`Check`].
 #[derive(Debug)]
 struct Decider {
-    validator: Handle,
+    gate: Handle,
     metrics: Metrics,
 }
 
@@ -246,7 +247,8 @@ impl Decider {
                 "CheckRequest without attributes.request.http: stonegate answers HTTP ext_authz only",
             ));
         };
-        let v = self.validator.get();
+        let gate = self.gate.get();
+        let v = &gate.validator;
         let mut request_headers = original.headers.clone();
         headers::sanitize(&mut request_headers);
         // Every name the boundary removed, as Envoy spells it (lower case).

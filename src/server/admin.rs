@@ -14,16 +14,16 @@ use tokio::{net::TcpListener, sync::Semaphore};
 
 use super::connection;
 use crate::{
+    gate::Handle,
     metrics::{self, Metrics},
-    validator::Handle,
 };
 
 /// What the admin endpoints read: the registry to render, the cache gauges
-/// to refresh first, and the validator whose readiness they report.
+/// to refresh first, and the gate whose validator's readiness they report.
 pub(super) struct AdminState {
     pub(super) registry: Registry,
     pub(super) metrics: Metrics,
-    pub(super) validator: Handle,
+    pub(super) gate: Handle,
 }
 
 /// Serves the admin endpoints: at most [`connection::ADMIN_MAX_CONNECTIONS`]
@@ -62,7 +62,7 @@ fn admin_response(state: &AdminState, req: &Request<Incoming>) -> Response<Full<
     };
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
-        "/readyz" => match state.validator.get().not_ready_reason() {
+        "/readyz" => match state.gate.get().validator.not_ready_reason() {
             None => text(StatusCode::OK, "ready\n".into(), "text/plain"),
             Some(reason) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -71,8 +71,8 @@ fn admin_response(state: &AdminState, req: &Request<Incoming>) -> Response<Full<
             ),
         },
         "/metrics" => {
-            let validator = state.validator.get();
-            let cache = validator.cache();
+            let gate = state.gate.get();
+            let cache = gate.validator.cache();
             state
                 .metrics
                 .cache_entries

@@ -14,10 +14,10 @@ use tower_layer::Layer;
 use super::ServerError;
 use crate::{
     forward_auth::{envoy_grpc::Grpc, Flavor, ForwardAuth},
+    gate::Handle,
     layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
     proxy::{self, Proxy, UpstreamConfig},
-    validator::Handle,
 };
 
 /// The fronts of the client listeners: the proxy listener's, and the

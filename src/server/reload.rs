@@ -1,5 +1,6 @@
 //! Reloading on SIGHUP: the configuration, keys and listener certificate
-//! are read again and a new validator replaces the running one; requests
+//! are read again and a new gate (validator and sessions) replaces the
+//! running one in one swap; requests
 //! in flight and open connections are not touched. Settings a reload
 //! cannot apply are named in the log ([`restart_only_changes`]).
 
@@ -7,10 +8,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use crate::{
     config::Settings,
+    gate::Handle,
     metrics::Metrics,
     stack::{self, Background},
     tls::ReloadableCert,
-    validator::Handle,
 };
 
 /// Reloads on every SIGHUP until `shutdown` completes; returns the
@@ -43,7 +44,8 @@ pub(super) async fn until_shutdown(
                     stack::build(&new, metrics).map_err(|e| e.to_string())
                 }) {
                     Ok(new_stack) => {
-                        handle.replace(new_stack.validator);
+                        // Validator and sessions together: one swap.
+                        handle.replace(new_stack.gate);
                         // Dropping the old background stops its tasks.
                         generation = new_stack.background;
                         tracing::info!("configuration reloaded");

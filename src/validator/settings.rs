@@ -1,10 +1,10 @@
 //! What the validator applies to every request, assembled from the checked
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
-//! `[fernet]`, `[revocation]`, `[session]`, the shared cache).
+//! `[fernet]`, `[revocation]`, the shared cache).
 
 use std::time::Duration;
 
-use crate::{cache, keystone, local, revocation, routes, session, shared_cache};
+use crate::{cache, keystone, local, revocation, routes, shared_cache};
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
@@ -34,22 +34,18 @@ pub struct Settings {
     pub local: Option<local::Settings>,
     /// Revocation polling, when enabled.
     pub revocation: Option<revocation::Settings>,
-    /// Browser sessions, when enabled.
-    pub session: Option<session::Settings>,
     /// The shared second-level cache (memcached or Redis), when configured.
     pub shared_cache: Option<shared_cache::Settings>,
 }
 
 impl Settings {
     /// The policy assembled from the checked sections.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         policy: keystone::Policy,
         cache: cache::Settings,
         public_routes: routes::PublicRoutes,
         local: Option<local::Settings>,
         revocation: Option<revocation::Settings>,
-        session: Option<session::Settings>,
         shared_cache: Option<shared_cache::Settings>,
     ) -> Self {
         Self {
@@ -65,7 +61,6 @@ impl Settings {
             public_routes,
             local,
             revocation,
-            session,
             shared_cache,
         }
     }

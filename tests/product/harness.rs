@@ -11,8 +11,10 @@
 pub mod fake_keystone;
 pub mod fake_v2;
 pub mod keystone;
+pub mod kmw;
 pub mod kv;
 pub mod nginx;
+pub mod private_keystone;
 pub mod stonegate;
 pub mod upstream;
 

@@ -86,7 +86,7 @@ async fn forged_headers_are_stripped_and_the_identity_reaches_the_inner_service(
     let ks = Keystone::from_env();
     let metrics = Metrics::unregistered();
     let stack = stack::build(&settings(&ks, ""), &metrics).unwrap();
-    let layer = AuthTokenLayer::new(stack.validator.clone(), metrics);
+    let layer = AuthTokenLayer::new(stack.gate.clone(), metrics);
     let token = ks.demo_token().await;
     let resp = layer
         .layer(echo(StatusCode::OK))
@@ -119,7 +119,7 @@ async fn no_token_is_a_401_with_www_authenticate_and_a_json_body_the_inner_servi
     let ks = Keystone::from_env();
     let metrics = Metrics::unregistered();
     let stack = stack::build(&settings(&ks, ""), &metrics).unwrap();
-    let layer = AuthTokenLayer::new(stack.validator.clone(), metrics);
+    let layer = AuthTokenLayer::new(stack.gate.clone(), metrics);
     let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = called.clone();
     let inner = service_fn(move |_req: Request<Empty<Bytes>>| {
@@ -146,7 +146,7 @@ async fn delay_auth_decision_passes_invalid_with_identity_status_invalid_and_not
     let ks = Keystone::from_env();
     let metrics = Metrics::unregistered();
     let stack = stack::build(&settings(&ks, "delay_auth_decision = true"), &metrics).unwrap();
-    let layer = AuthTokenLayer::new(stack.validator.clone(), metrics);
+    let layer = AuthTokenLayer::new(stack.gate.clone(), metrics);
     let resp = layer
         .layer(echo(StatusCode::OK))
         .oneshot(request(&[
@@ -168,7 +168,7 @@ async fn the_inner_services_401_gets_www_authenticate() {
     let ks = Keystone::from_env();
     let metrics = Metrics::unregistered();
     let stack = stack::build(&settings(&ks, ""), &metrics).unwrap();
-    let layer = AuthTokenLayer::new(stack.validator.clone(), metrics);
+    let layer = AuthTokenLayer::new(stack.gate.clone(), metrics);
     let token = ks.demo_token().await;
     let resp = layer
         .layer(echo(StatusCode::UNAUTHORIZED))

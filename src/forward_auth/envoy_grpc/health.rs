@@ -15,7 +15,7 @@ use tonic_health::pb::{
 };
 
 use super::SERVICE_NAME;
-use crate::validator::Handle;
+use crate::gate::Handle;
 
 /// How often a `Watch` stream looks at readiness again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -23,19 +23,19 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Reports the readiness of whatever validator the handle holds.
 #[derive(Clone, Debug)]
 pub(super) struct Readiness {
-    validator: Handle,
+    gate: Handle,
 }
 
 impl Readiness {
-    pub(super) fn new(validator: Handle) -> Self {
-        Self { validator }
+    pub(super) fn new(gate: Handle) -> Self {
+        Self { gate }
     }
 
     fn status(&self, service: &str) -> Option<ServingStatus> {
         if !service.is_empty() && service != SERVICE_NAME {
             return None;
         }
-        Some(match self.validator.get().not_ready_reason() {
+        Some(match self.gate.get().validator.not_ready_reason() {
             None => ServingStatus::Serving,
             Some(_) => ServingStatus::NotServing,
         })

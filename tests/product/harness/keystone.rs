@@ -75,6 +75,17 @@ impl Keystone {
         }
     }
 
+    /// The same fixtures on another Keystone serving a copy of this one's
+    /// database (see [`super::private_keystone`]).
+    pub fn with_auth_url(&self, auth_url: &str) -> Self {
+        Keystone {
+            auth_url: auth_url.trim_end_matches('/').to_owned(),
+            fixtures: self.fixtures.clone(),
+            http: super::client(),
+            svc_token: OnceCell::new(),
+        }
+    }
+
     /// The fixtures document (ids of users, projects, domains, roles ...).
     pub fn fixtures(&self) -> &Value {
         &self.fixtures

@@ -1,0 +1,294 @@
+//! The real keystonemiddleware as the reference for what an upstream
+//! receives: `tests/product/kmw_oracle.py` runs its `AuthProtocol` (the
+//! version pinned in the harness venv, its own memcache off) in front of a
+//! WSGI echo app, against the same real Keystone as stonegate.
+//!
+//! [`Pair`] starts stonegate (in front of an [`Upstream`] echo) and the
+//! oracle with the same `[keystone_authtoken]` options, sends both the same
+//! request and returns what each application received, byte for byte.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::{Keystone, Stonegate, Upstream};
+
+/// A running `kmw_oracle.py`; stops when dropped (its stdin closes, and the
+/// process is killed).
+pub struct Oracle {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl Oracle {
+    /// Starts keystonemiddleware with these `[keystone_authtoken]` options
+    /// (plus the service account of `ks`), waiting at most 60 s for it to
+    /// listen.
+    pub async fn start(ks: &Keystone, options: &toml::Table) -> Self {
+        let mut conf = serde_json::Map::new();
+        for (k, v) in [
+            ("auth_type", "password"),
+            ("username", "svc"),
+            ("project_name", "service"),
+            ("user_domain_name", "Default"),
+            ("project_domain_name", "Default"),
+        ] {
+            conf.insert(k.into(), Value::String(v.into()));
+        }
+        conf.insert("auth_url".into(), Value::String(ks.auth_url.clone()));
+        conf.insert(
+            "www_authenticate_uri".into(),
+            Value::String(ks.auth_url.clone()),
+        );
+        // No caching at all: every request is validated by Keystone.
+        conf.insert("token_cache_time".into(), Value::from(-1));
+        for (k, v) in options {
+            conf.insert(k.clone(), serde_json::to_value(v).unwrap());
+        }
+        let mut child = tokio::process::Command::new(super::venv_python())
+            .arg(super::repo_path("tests/product/kmw_oracle.py"))
+            .arg(Value::Object(conf).to_string())
+            .env("KMW_PASSWORD", ks.password("svc"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start kmw_oracle.py with the harness venv's Python");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("kmw_oracle.py did not listen within 60 s")
+            .expect("read kmw_oracle.py's stdout")
+            .expect("kmw_oracle.py exited before listening");
+        let port: u16 = line
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kmw_oracle.py said {line:?}"));
+        Oracle {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Oracle {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.start_kill();
+    }
+}
+
+/// One request, sent to both stacks.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Request {
+    /// A GET of `path` with these headers.
+    pub fn get(path: &str, headers: &[(&str, &str)]) -> Self {
+        Self::new("GET", path, headers)
+    }
+
+    /// Any method.
+    pub fn new(method: &str, path: &str, headers: &[(&str, &str)]) -> Self {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: None,
+        }
+    }
+
+    /// With a request body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+}
+
+/// What one stack did with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The status the client got.
+    pub status: u16,
+    /// `WWW-Authenticate` of the answer, if any.
+    pub www_authenticate: Option<String>,
+    /// The answer's body as JSON, when it is a refusal (not forwarded).
+    pub error: Option<Value>,
+    /// When the request was forwarded: the identity and token headers the
+    /// application received (name in lower case → the exact bytes).
+    pub forwarded: Option<BTreeMap<String, Vec<u8>>>,
+    /// When forwarded: method, path and body length the application saw.
+    pub request_line: Option<(String, String, u64)>,
+}
+
+/// The headers compared: every identity header keystonemiddleware or
+/// stonegate may set, and the token headers (forwarded unchanged). Any other
+/// `x-`/`openstack-` header either stack adds counts too, so a header only
+/// one of them sets shows up (`x-forwarded-*` excepted: the sidecar owns
+/// them, keystonemiddleware runs inside the server).
+fn compared(name: &str) -> bool {
+    (name.starts_with("x-") || name.starts_with("openstack-")) && !name.starts_with("x-forwarded-")
+}
+
+/// stonegate and keystonemiddleware, configured alike, on the same Keystone.
+pub struct Pair {
+    pub stonegate: Stonegate,
+    pub upstream: Upstream,
+    pub oracle: Oracle,
+}
+
+impl Pair {
+    /// Starts both with the harness defaults (`service_type = "compute"`,
+    /// `interface = "internal"`, catalog on) plus `options`.
+    pub async fn start(ks: &Keystone, options: &[(&str, toml::Value)]) -> Self {
+        let mut table = toml::Table::new();
+        table.insert("interface".into(), "internal".into());
+        table.insert("service_type".into(), "compute".into());
+        table.insert("include_service_catalog".into(), true.into());
+        for (k, v) in options {
+            table.insert((*k).into(), v.clone());
+        }
+        let upstream = Upstream::echo().await;
+        let mut b = Stonegate::builder().keystone(ks).upstream(&upstream);
+        for (k, v) in &table {
+            b = b.option(k, v.clone());
+        }
+        let (stonegate, oracle) = tokio::join!(b.start(), Oracle::start(ks, &table));
+        Pair {
+            stonegate,
+            upstream,
+            oracle,
+        }
+    }
+
+    /// Sends `req` to stonegate and to keystonemiddleware; what each did.
+    pub async fn send(&self, req: &Request) -> (Answer, Answer) {
+        let before = self.upstream.hits();
+        let sg = send(&self.stonegate.url(&req.path), req).await;
+        let sg = match sg {
+            (status, www, _body) if self.upstream.hits() > before => {
+                assert_eq!(self.upstream.hits(), before + 1);
+                let seen = self.upstream.last();
+                let mut headers = BTreeMap::new();
+                for (name, value) in &seen.headers {
+                    if compared(name.as_str()) {
+                        let prev =
+                            headers.insert(name.as_str().to_owned(), value.as_bytes().to_vec());
+                        assert!(prev.is_none(), "stonegate forwarded {name} twice");
+                    }
+                }
+                let len = seen
+                    .headers
+                    .get("content-length")
+                    .map(|v| v.to_str().unwrap().parse().unwrap())
+                    .unwrap_or(0);
+                Answer {
+                    status,
+                    www_authenticate: www,
+                    error: None,
+                    forwarded: Some(headers),
+                    request_line: Some((seen.method.to_string(), seen.uri.path().to_owned(), len)),
+                }
+            }
+            (status, www, body) => Answer {
+                status,
+                www_authenticate: www,
+                error: serde_json::from_slice(&body).ok(),
+                forwarded: None,
+                request_line: None,
+            },
+        };
+        let (status, www, body) = send(&self.oracle.url(&req.path), req).await;
+        let doc: Option<Value> = serde_json::from_slice(&body).ok();
+        let kmw = match doc {
+            Some(doc) if status == 200 && doc.get("headers").is_some() => {
+                let mut headers = BTreeMap::new();
+                for (name, value) in doc["headers"].as_object().unwrap() {
+                    if compared(name) {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(value.as_str().unwrap())
+                            .unwrap();
+                        headers.insert(name.clone(), bytes);
+                    }
+                }
+                Answer {
+                    status,
+                    www_authenticate: www,
+                    error: None,
+                    forwarded: Some(headers),
+                    request_line: Some((
+                        doc["method"].as_str().unwrap().to_owned(),
+                        doc["path"].as_str().unwrap().to_owned(),
+                        doc["body_bytes"].as_u64().unwrap(),
+                    )),
+                }
+            }
+            doc => Answer {
+                status,
+                www_authenticate: www,
+                error: doc,
+                forwarded: None,
+                request_line: None,
+            },
+        };
+        (sg, kmw)
+    }
+}
+
+async fn send(url: &str, req: &Request) -> (u16, Option<String>, Vec<u8>) {
+    let mut r = super::client().request(req.method.parse().unwrap(), url);
+    for (k, v) in &req.headers {
+        r = r.header(k, v);
+    }
+    if let Some(body) = &req.body {
+        r = r.body(body.clone());
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, www, resp.bytes().await.unwrap().to_vec())
+}
+
+/// The differences between two header maps, one line per header, values
+/// shown as text (both are ASCII here; a non-UTF-8 byte shows as U+FFFD).
+pub fn header_diff(
+    stonegate: &BTreeMap<String, Vec<u8>>,
+    kmw: &BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    let mut names: Vec<&String> = stonegate.keys().chain(kmw.keys()).collect();
+    names.sort();
+    names.dedup();
+    let show = |v: Option<&Vec<u8>>| v.map(|b| String::from_utf8_lossy(b).into_owned());
+    names
+        .into_iter()
+        .filter(|n| stonegate.get(*n) != kmw.get(*n))
+        .map(|n| {
+            format!(
+                "{n}: stonegate {:?}, keystonemiddleware {:?}",
+                show(stonegate.get(n)),
+                show(kmw.get(n))
+            )
+        })
+        .collect()
+}
