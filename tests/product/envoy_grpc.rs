@@ -611,3 +611,140 @@ async fn check_config_names_the_keys_envoy_grpc_does_not_take() {
     );
     assert!(stderr.contains(".unavailable_status"), "{stderr}");
 }
+
+#[tokio::test]
+async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
+    use std::sync::Arc;
+    let ks = Keystone::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let auth = crate::harness::free_addr();
+    let up = Upstream::echo().await;
+    let _sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .top_option("auth_listen", auth.to_string())
+        .extra_toml(&format!(
+            "{ENDPOINT}[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        ))
+        .start()
+        .await;
+    // The listener's certificate is self-signed (a CA as end entity, which
+    // webpki refuses): accept exactly that certificate.
+    let pem = std::fs::read(&cert).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { der, provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(auth).await?;
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let stream = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("TLS h2 connection to auth_listen");
+    let mut c = AuthorizationClient::new(channel);
+    let token = ks.demo_token().await;
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+    )
+    .await;
+    assert_headers(
+        &set_headers(ok_response(&r)),
+        &expected_user_headers(&ks.validate(&token).await),
+    );
+    // Cleartext h2c to the TLS listener gets no answer.
+    let plain = Channel::from_shared(format!("http://{auth}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let err = AuthorizationClient::new(ch)
+            .check(envoy_check(
+                "GET",
+                "/v2.1/servers",
+                &[("x-auth-token", &token)],
+            ))
+            .await
+            .expect_err("a cleartext Check answered on the TLS listener");
+        assert_ne!(err.code(), Code::Ok);
+    }
+}
+
+/// Accepts one certificate (by its DER bytes), with the provider's signature checks.
+#[derive(Debug)]
+struct Pinned {
+    der: Vec<u8>,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "not the listener's certificate".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
