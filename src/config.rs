@@ -134,6 +134,8 @@ pub struct Settings {
     pub session: Option<session::Settings>,
     /// Listener and upstream settings.
     pub proxy: proxy::Settings,
+    /// Forward-auth endpoints (`[[forward_auth]]`).
+    pub forward_auth: Vec<forward_auth::Endpoint>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -174,7 +176,7 @@ impl File {
         let mut warnings = Vec::new();
         let ks = &self.keystone_authtoken;
         let forward_auth = forward_auth::Section::build_all(&self.forward_auth, &mut p);
-        let proxy = (self.proxy).build(&mut p, self.listeners(), self.tls.as_ref(), forward_auth);
+        let proxy = (self.proxy).build(&mut p, self.listeners(), self.tls.as_ref());
         let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
         let revocation =
@@ -202,6 +204,7 @@ impl File {
                 ),
                 session,
                 proxy,
+                forward_auth,
             }),
             _ => Err(Error::Invalid(p)),
         }

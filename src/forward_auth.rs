@@ -20,6 +20,15 @@
 //! one that a server could resolve differently (dot segments, encoded
 //! separators...) is refused. The refusal is 400, except for nginx, which
 //! turns anything but 2xx/401/403 into its own 500: there it is 403.
+//!
+//! Browser sessions (`[session]`) work as in the sidecar: a subrequest with
+//! the session cookie and no token is decided with the cookie's token, after
+//! the same CSRF check (on the original method) and Origin check (on a
+//! WebSocket handshake, against the original host: nginx `X-Original-URL`,
+//! else `X-Forwarded-Host`; Envoy `Host`). A refused session is 401 (with
+//! the cookies cleared) or 403. The listener that serves the endpoints also
+//! serves the session login and logout paths, for the ingress to route
+//! there (as oauth2-proxy serves its `/oauth2/` paths).
 
 pub mod envoy_grpc;
 pub mod settings;
@@ -33,7 +42,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower_service::Service;
 
@@ -42,7 +51,9 @@ use crate::{
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
-    rejection::Rejection,
+    rejection::{BodyLeft, Rejection},
+    session::{Attached, Sessions},
+    validator::AuthContext,
 };
 
 pub use settings::Section;
@@ -94,6 +105,26 @@ impl Endpoint {
             Flavor::Nginx => StatusCode::FORBIDDEN,
             Flavor::Traefik | Flavor::Envoy | Flavor::EnvoyGrpc => StatusCode::BAD_REQUEST,
         }
+    }
+
+    /// Where the original request was sent: whether over TLS, and the
+    /// `Host` it named, from the flavor's headers (`None`: the subrequest's
+    /// own `Host` stands, as Envoy's check request carries the original).
+    fn original_site(&self, h: &HeaderMap) -> (bool, Option<HeaderValue>) {
+        let value = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let url = value("x-original-url")
+            .filter(|_| self.flavor == Flavor::Nginx)
+            .and_then(|u| u.parse::<Uri>().ok());
+        if let Some(authority) = url.as_ref().and_then(Uri::authority) {
+            let https = url.as_ref().and_then(Uri::scheme_str) == Some("https");
+            return (https, HeaderValue::from_str(authority.as_str()).ok());
+        }
+        let https = value("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        let host = match self.flavor {
+            Flavor::Nginx | Flavor::Traefik => h.get("x-forwarded-host").cloned(),
+            Flavor::Envoy | Flavor::EnvoyGrpc => None,
+        };
+        (https, host)
     }
 
     /// The original method and path-and-query, from the flavor's headers (a
@@ -162,13 +193,21 @@ impl ForwardAuth {
         }
     }
 
-    /// Whether `path` belongs to one of the endpoints.
+    /// Whether `path` belongs to one of the endpoints, or is a session
+    /// endpoint (login, logout) of the current `[session]`.
     pub fn handles(&self, path: &str) -> bool {
         self.decider.endpoints.iter().any(|e| e.matches(path))
+            || (self.decider.gate.get().sessions.as_ref())
+                .is_some_and(|s| s.endpoint(path).is_some())
     }
 }
 
-impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
+impl<B> Service<Request<B>> for ForwardAuth
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -183,14 +222,20 @@ impl<B: Send + 'static> Service<Request<B>> for ForwardAuth {
     }
 }
 
+type Answer = Response<Full<Bytes>>;
+
 impl Decider {
-    async fn decide<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+    async fn decide<B>(&self, req: Request<B>) -> Answer
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let gate = self.gate.get();
         let v = &gate.validator;
         let www = &v.settings().www_authenticate;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
-            return status_only(StatusCode::NOT_FOUND);
+            return self.session_endpoint(&gate, req).await;
         };
         let mut request_headers = req.headers().clone();
         headers::sanitize(&mut request_headers);
@@ -212,14 +257,13 @@ impl Decider {
                 return resp;
             }
         };
-        let mut answer = HeaderMap::new();
         if let (Some(m), Some(c)) = (&method, &canonical) {
             if v.settings()
                 .public_routes
                 .is_public(m, c.decoded(), &request_headers)
             {
                 self.metrics.request(Outcome::Public);
-                return ok_with(answer);
+                return ok_with(HeaderMap::new());
             }
         }
         // Without the original method and path, access rules cannot pass:
@@ -227,13 +271,115 @@ impl Decider {
         let method =
             method.unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
         let path = canonical.as_ref().map_or("", Canonical::decoded);
-        match v
+        // A session cookie stands in for the token, as in the layer.
+        let session = match gate.sessions.as_deref() {
+            None => None,
+            Some(sessions) => {
+                match self.attach(endpoint, sessions, &method, &mut request_headers) {
+                    Ok(attached) => attached.map(|a| (a, sessions)),
+                    Err(resp) => return *resp,
+                }
+            }
+        };
+        let decision = v
             .authenticate(&method, path, &request_headers)
             .await
-            .map_err(Rejection::from)
-        {
+            .map_err(Rejection::from);
+        let include_catalog = v.settings().include_service_catalog;
+        self.answer(endpoint, decision, session, include_catalog, www)
+    }
+
+    /// A session endpoint (login, logout) on the forward-auth listener, for
+    /// the ingress to route there; 404 for any other path.
+    async fn session_endpoint<B>(&self, gate: &Gate, req: Request<B>) -> Answer
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let sessions = gate.sessions.as_deref();
+        let Some((sessions, endpoint)) =
+            sessions.and_then(|s| Some((s, s.endpoint(req.uri().path())?)))
+        else {
+            return status_only(StatusCode::NOT_FOUND);
+        };
+        let body_left = BodyLeft::of(&req);
+        let resp = sessions
+            .serve(&gate.validator, &self.metrics, endpoint, req)
+            .await;
+        self.metrics.request(Outcome::SessionEndpoint);
+        tracing::info!(
+            target: "stonegate::access",
+            endpoint = ?endpoint,
+            status = resp.status().as_u16(),
+            outcome = Outcome::SessionEndpoint.as_str(),
+        );
+        body_left.answer(resp)
+    }
+
+    /// The original request's session, opened as the layer opens its own:
+    /// the request is rebuilt from the original method and `Host` so the
+    /// CSRF and Origin rules read what the client sent. On success the
+    /// cookie's token is in `headers` as `X-Auth-Token` (with whether the
+    /// client's request was over TLS); `Err` is the refusal.
+    fn attach(
+        &self,
+        endpoint: &Endpoint,
+        sessions: &Sessions,
+        method: &Method,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<(Attached, bool)>, Box<Answer>> {
+        let (https, host) = endpoint.original_site(headers);
+        if let Some(host) = host {
+            headers.insert(header::HOST, host);
+        }
+        let authority = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let uri = authority
+            .and_then(|a| {
+                let scheme = if https { "https" } else { "http" };
+                Uri::builder()
+                    .scheme(scheme)
+                    .authority(a)
+                    .path_and_query("/")
+                    .build()
+                    .ok()
+            })
+            .unwrap_or_else(|| Uri::from_static("/"));
+        let mut original = Request::new(());
+        *original.method_mut() = method.clone();
+        *original.uri_mut() = uri;
+        *original.headers_mut() = std::mem::take(headers);
+        let attached = sessions.attach(&mut original, &self.metrics);
+        *headers = std::mem::take(original.headers_mut());
+        match attached {
+            Ok(a) => Ok(a.map(|a| (a, https))),
+            Err(resp) => {
+                self.metrics.request(Outcome::SessionRejected);
+                tracing::info!(
+                    target: "stonegate::access",
+                    method = %method,
+                    status = resp.status().as_u16(),
+                    outcome = Outcome::SessionRejected.as_str(),
+                );
+                Err(resp)
+            }
+        }
+    }
+
+    /// The answer to a decided subrequest: 200 with the identity headers,
+    /// or the refusal (a session whose token is refused is over: its
+    /// cookies are cleared, for the ingress to pass on).
+    fn answer(
+        &self,
+        endpoint: &Endpoint,
+        decision: Result<AuthContext, Rejection>,
+        session: Option<((Attached, bool), &Sessions)>,
+        include_catalog: bool,
+        www: &HeaderValue,
+    ) -> Answer {
+        let mut answer = HeaderMap::new();
+        match decision {
             Ok(ctx) => {
-                headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
+                headers::inject(&mut answer, &ctx, include_catalog);
                 let outcome = if ctx.is_confirmed() {
                     Outcome::Forwarded
                 } else {
@@ -245,9 +391,16 @@ impl Decider {
             Err(rejection) => {
                 self.metrics.request(rejection.outcome());
                 let unavailable = matches!(rejection, Rejection::KeystoneUnavailable(_));
+                let unauthorized = matches!(rejection, Rejection::Unauthorized);
                 let mut resp = rejection.into_response(www);
                 if unavailable {
                     *resp.status_mut() = endpoint.unavailable_status;
+                }
+                if let (Some(((attached, tls), sessions)), true) = (session, unauthorized) {
+                    tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
+                    for c in sessions.clearing_cookies(tls) {
+                        resp.headers_mut().append(header::SET_COOKIE, c);
+                    }
                 }
                 resp
             }

@@ -30,7 +30,7 @@ use crate::{
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
-    rejection::{Rejection, UpstreamFailure},
+    rejection::{BodyLeft, Rejection, UpstreamFailure},
     session::{Attached, Endpoint, Sessions},
     validator::Validator,
 };
@@ -245,16 +245,7 @@ impl Authenticator {
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let resp = match endpoint {
-            Endpoint::Login => sessions.login(v, &self.metrics, req).await,
-            Endpoint::Logout => {
-                let tls = crate::session::request_is_tls(&req);
-                let (parts, _body) = req.into_parts();
-                sessions
-                    .logout(v, &self.metrics, &parts.method, &parts.headers, tls)
-                    .await
-            }
-        };
+        let resp = sessions.serve(v, &self.metrics, endpoint, req).await;
         self.metrics.request(Outcome::SessionEndpoint);
         tracing::info!(
             target: "stonegate::access",
@@ -407,31 +398,6 @@ impl Authenticator {
             }
         }
         arrival.body_left.answer(resp)
-    }
-}
-
-/// Whether an HTTP/1 request may still have body bytes on the connection
-/// when stonegate answers it itself (a 4xx/5xx before the body is read).
-/// hyper then closes the connection after the answer; saying
-/// `Connection: close` keeps a client from sending its next request on a
-/// connection that is about to close (Python `requests` fails such a
-/// request with "Remote end closed connection").
-#[derive(Debug, Clone, Copy)]
-struct BodyLeft(bool);
-
-impl BodyLeft {
-    fn of<B: http_body::Body>(req: &Request<B>) -> Self {
-        BodyLeft(req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream())
-    }
-
-    /// `resp`, with `Connection: close` when it is a refusal and body bytes
-    /// may be left (a login that read its body and succeeded keeps the connection).
-    fn answer<B>(self, mut resp: Response<B>) -> Response<B> {
-        if self.0 && !resp.status().is_success() {
-            resp.headers_mut()
-                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-        }
-        resp
     }
 }
 

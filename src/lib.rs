@@ -4,6 +4,16 @@
 //! endpoints for ingress proxies ([`forward_auth`]), all thin adapters over one
 //! [`validator::Validator`].
 //!
+//! The crate is layered, in this order (as the modules below are listed; a
+//! module uses only the layers above it, `src/tests.rs` checks it): leaves
+//! (settings vocabulary, clock, connection facts, identity, metrics, path,
+//! tls, token) → domain, each owning its section (access rules, cache,
+//! keystone, local, revocation, routes, shared cache) → the core
+//! ([`validator`]) → the edge ([`headers`], [`rejection`], [`session`],
+//! [`gate`]: validator + sessions) → front doors ([`layer`], [`proxy`],
+//! [`forward_auth`]; never each other) → assembly ([`config`], [`stack`]) →
+//! `server` → `main.rs`.
+//!
 //! Every request goes through the same steps, in this order:
 //!
 //! ```text
@@ -85,3 +95,6 @@ pub mod stack;
 pub mod server;
 
 pub use layer::{AuthContext, AuthTokenLayer, AuthTokenService};
+
+#[cfg(test)]
+mod tests;

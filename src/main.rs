@@ -170,7 +170,7 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                 s.proxy.listen,
                 upstream,
                 s.proxy.admin_listen,
-                s.proxy.forward_auth.len(),
+                s.forward_auth.len(),
                 s.keystone.auth_url,
                 shared
             );

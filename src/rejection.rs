@@ -12,7 +12,7 @@
 use std::{borrow::Cow, time::Duration};
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::{keystone, metrics::Outcome, path, validator::Denied};
@@ -27,6 +27,31 @@ impl UpstreamFailure {
     /// The marker of a response built from `r`.
     pub fn from_rejection(r: &Rejection) -> Self {
         UpstreamFailure(r.outcome())
+    }
+}
+
+/// Whether an HTTP/1 request may still have body bytes on the connection
+/// when stonegate answers it itself (a 4xx/5xx before the body is read).
+/// hyper then closes the connection after the answer; saying
+/// `Connection: close` keeps a client from sending its next request on a
+/// connection that is about to close (Python `requests` fails such a
+/// request with "Remote end closed connection").
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLeft(bool);
+
+impl BodyLeft {
+    pub(crate) fn of<B: http_body::Body>(req: &Request<B>) -> Self {
+        BodyLeft(req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream())
+    }
+
+    /// `resp`, with `Connection: close` when it is a refusal and body bytes
+    /// may be left (a login that read its body and succeeded keeps the connection).
+    pub(crate) fn answer<B>(self, mut resp: Response<B>) -> Response<B> {
+        if self.0 && !resp.status().is_success() {
+            resp.headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

@@ -89,8 +89,7 @@ pub async fn run(
     warn_insecure(&settings);
     let stack = stack::build(&settings, &metrics)?;
     let handle = Handle::new(stack.gate);
-    let (front, auth_front) =
-        front::build(&settings.proxy, &handle, &metrics, listeners.auth.is_some())?;
+    let (front, auth_front) = front::build(&settings, &handle, &metrics, listeners.auth.is_some())?;
     let listener_cert = match &settings.proxy.tls {
         Some(t) => Some(ReloadableCert::load(&t.cert_file, &t.key_file)?),
         None => None,
@@ -109,7 +108,7 @@ pub async fn run(
         admin = %settings.proxy.admin_listen,
         auth_listen = ?settings.proxy.auth_listen,
         upstream = ?settings.proxy.upstream.as_ref().map(ToString::to_string),
-        forward_auth_endpoints = settings.proxy.forward_auth.len(),
+        forward_auth_endpoints = settings.forward_auth.len(),
         "stonegate started"
     );
 

@@ -113,6 +113,31 @@ impl Sessions {
         }
     }
 
+    /// Answers a session endpoint: the login (`POST`, JSON or form body) or
+    /// the logout. Every door that serves them (the layer, forward-auth's
+    /// listener) answers through here.
+    pub async fn serve<B>(
+        &self,
+        validator: &Validator,
+        metrics: &Metrics,
+        endpoint: Endpoint,
+        req: Request<B>,
+    ) -> Answer
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match endpoint {
+            Endpoint::Login => self.login(validator, metrics, req).await,
+            Endpoint::Logout => {
+                let tls = request_is_tls(&req);
+                let (parts, _body) = req.into_parts();
+                self.logout(validator, metrics, &parts.method, &parts.headers, tls)
+                    .await
+            }
+        }
+    }
+
     /// For a request without `X-Auth-Token` (or `X-Storage-Token`): opens its session cookie, checks
     /// CSRF on writes, and sets `X-Auth-Token` (the session cookie itself is
     /// removed from what is forwarded). `Ok(None)`: no session cookie, the
@@ -148,8 +173,13 @@ impl Sessions {
             return Err(Box::new(self.forbidden_csrf()));
         }
         // Cross-site WebSocket hijacking: an upgrade is a GET (no CSRF
-        // token), so one riding on the cookie must come from this site.
-        if req.headers().contains_key(http::header::UPGRADE) {
+        // token), so one riding on the cookie must come from this site. A
+        // WebSocket handshake is also known by its key: an ingress's auth
+        // subrequest carries no `Upgrade` (nginx does not pass hop-by-hop
+        // headers), but the end-to-end `Sec-WebSocket-Key` is there.
+        if req.headers().contains_key(http::header::UPGRADE)
+            || req.headers().contains_key(http::header::SEC_WEBSOCKET_KEY)
+        {
             if let Err(origin) =
                 origin::check_login(req.headers(), req.uri(), &self.settings.trusted_origins)
             {

@@ -101,8 +101,6 @@ pub struct Settings {
     pub upstream: Option<Uri>,
     /// Separate listener for forward-auth endpoints.
     pub auth_listen: Option<SocketAddr>,
-    /// Forward-auth endpoints.
-    pub forward_auth: Vec<crate::forward_auth::Endpoint>,
     /// Admin listen address.
     pub admin_listen: SocketAddr,
     /// Upstream connect timeout.
@@ -165,7 +163,6 @@ impl Section {
         p: &mut Vec<Problem>,
         top: Listeners<'_>,
         tls: Option<&TlsSection>,
-        forward_auth: Vec<crate::forward_auth::Endpoint>,
     ) -> Option<Settings> {
         let listen = addr(p, "listen", top.listen);
         let admin_listen = addr(p, "admin_listen", top.admin_listen);
@@ -254,7 +251,6 @@ impl Section {
             listen: listen?,
             upstream,
             auth_listen,
-            forward_auth,
             admin_listen: admin_listen?,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             response_timeout: Duration::from_secs(self.response_timeout),

@@ -13,22 +13,24 @@ use tower_layer::Layer;
 
 use super::ServerError;
 use crate::{
+    config::Settings,
     forward_auth::{envoy_grpc::Grpc, Flavor, ForwardAuth},
     gate::Handle,
     layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
-    proxy::{self, Proxy, UpstreamConfig},
+    proxy::{Proxy, UpstreamConfig},
 };
 
 /// The fronts of the client listeners: the proxy listener's, and the
 /// forward-auth listener's when there is one (`separate_auth`); without it
 /// the proxy listener serves the forward-auth endpoints as well.
 pub(super) fn build(
-    settings: &proxy::Settings,
+    config: &Settings,
     handle: &Handle,
     metrics: &Metrics,
     separate_auth: bool,
 ) -> Result<(Front, Option<Front>), ServerError> {
+    let settings = &config.proxy;
     let proxy = match &settings.upstream {
         Some(url) => Some(
             AuthTokenLayer::with_handle(handle.clone(), metrics.clone()).layer(Proxy::new(
@@ -44,14 +46,10 @@ pub(super) fn build(
         ),
         None => None,
     };
-    let forward_auth = (!settings.forward_auth.is_empty()).then(|| {
-        ForwardAuth::with_handle(
-            handle.clone(),
-            settings.forward_auth.clone(),
-            metrics.clone(),
-        )
+    let forward_auth = (!config.forward_auth.is_empty()).then(|| {
+        ForwardAuth::with_handle(handle.clone(), config.forward_auth.clone(), metrics.clone())
     });
-    let grpc = settings
+    let grpc = config
         .forward_auth
         .iter()
         .any(|e| e.flavor == Flavor::EnvoyGrpc)

@@ -71,7 +71,7 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     check("admin_listen", o.admin_listen != n.admin_listen);
     check("auth_listen", o.auth_listen != n.auth_listen);
     check("upstream", o.upstream != n.upstream);
-    check("forward_auth", o.forward_auth != n.forward_auth);
+    check("forward_auth", old.forward_auth != new.forward_auth);
     check("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls));
     check("log_format", o.log_json != n.log_json);
     check(

@@ -6,12 +6,38 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{FakeKeystone, Fault, Stonegate, Upstream};
 
-async fn assert_unavailable(resp: reqwest::Response) {
+/// The README's 503: `Retry-After: 5`, no challenge, the JSON error body.
+pub(crate) async fn assert_unavailable(resp: reqwest::Response) {
     assert_eq!(resp.status(), 503);
     assert!(
         !resp.headers().contains_key("www-authenticate"),
         "a 503 is not an auth challenge"
     );
+    assert_eq!(
+        resp.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"5"[..]),
+        "Retry-After: 5"
+    );
+    assert_error_body(resp, 503, "Service Unavailable").await;
+}
+
+/// `{"error": {"code": status, "title": title, "message": <text>}}` as
+/// `application/json`, nothing else.
+pub(crate) async fn assert_error_body(resp: reqwest::Response, status: u16, title: &str) {
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert_eq!(body["error"]["code"], status, "{body}");
+    assert_eq!(body["error"]["title"], title, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert_eq!(body["error"].as_object().unwrap().len(), 3, "{body}");
 }
 
 #[tokio::test]
@@ -137,6 +163,61 @@ async fn rejected_service_token_is_renewed_once_and_the_request_succeeds() {
         200
     );
     assert_eq!(fk.auth_calls() - auths, 1);
+}
+
+/// Keystone rejects stonegate's own token, and then the fresh one too: the
+/// second 401 is a 503 for the client (never a 401: the client's token was
+/// not judged), after exactly one re-authentication.
+#[tokio::test]
+async fn a_second_401_for_stonegates_own_token_is_a_503() {
+    let fk = FakeKeystone::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let auths = fk.auth_calls();
+    fk.set_fault(Fault::Status(401));
+    assert_unavailable(
+        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+            .await,
+    )
+    .await;
+    assert_eq!(fk.auth_calls() - auths, 1, "re-authenticated exactly once");
+    assert_eq!(up.hits(), 0);
+}
+
+/// stonegate's own token is renewed 120 s before it expires (keystoneauth's
+/// rule), before it is used, not after Keystone refuses it.
+#[tokio::test]
+async fn the_service_token_is_renewed_120_s_before_expiry() {
+    let fk = FakeKeystone::start().await;
+    // Issued now, expiring in 128 s: due for renewal 8 s from now.
+    fk.set_service_token_lifetime(Duration::from_secs(128));
+    let issued = Instant::now();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&fk)
+        .upstream(&up)
+        .start()
+        .await;
+    let auths = fk.auth_calls();
+    let first = fk.last_validation_token_after(&sg, 1).await;
+    assert!(
+        issued.elapsed() < Duration::from_secs(7),
+        "the machine is too slow for this test's first window ({:?})",
+        issued.elapsed()
+    );
+    assert_eq!(fk.auth_calls(), auths, "renewed while still fresh");
+    // Once fewer than 120 s are left, the next use renews first.
+    fk.set_service_token_lifetime(Duration::from_secs(3600));
+    let due = Duration::from_secs(8) + Duration::from_millis(500);
+    tokio::time::sleep(due.saturating_sub(issued.elapsed())).await;
+    let second = fk.last_validation_token_after(&sg, 2).await;
+    assert_eq!(fk.auth_calls(), auths + 1, "renewed once");
+    assert_ne!(first, second, "the validation used the renewed token");
+    assert_eq!(up.hits(), 2);
 }
 
 #[tokio::test]

@@ -106,6 +106,15 @@ pub fn client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// The wall clock in seconds since the Unix epoch (to compare with
+/// timestamp metrics).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// What a test may print about a token: a SHA-256 prefix, never the token.
 pub fn fingerprint(token: &str) -> String {
     use sha2::Digest;

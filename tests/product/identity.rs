@@ -216,6 +216,81 @@ async fn access_rule_token_only_reaches_what_its_rules_allow() {
     assert_eq!(up.hits(), 1, "only the allowed request was forwarded");
 }
 
+/// A service token lifts an access-rule token's rules only when it is valid:
+/// an invalid one refuses the request (401) whatever the path.
+#[tokio::test]
+async fn access_rules_are_lifted_by_a_valid_service_token_only() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.app_cred_token("access_rules").await;
+    let svc = ks.svc_token().await;
+    for bad in ["garbage", "gAAAAABnot-a-token", &ks.demo_token().await] {
+        let outside = sg
+            .get(
+                "/v2.1/flavors",
+                &[("X-Auth-Token", &token), ("X-Service-Token", bad)],
+            )
+            .await;
+        assert_eq!(
+            outside.status(),
+            401,
+            "an invalid service token lifted the rules"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+    let lifted = sg
+        .get(
+            "/v2.1/flavors",
+            &[("X-Auth-Token", &token), ("X-Service-Token", &svc)],
+        )
+        .await;
+    assert_eq!(lifted.status(), 200);
+    assert_eq!(
+        up.last().header("x-service-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+}
+
+/// Without `service_type` stonegate cannot tell which rules apply: a token
+/// with access rules is refused even on the path its rules allow; a token
+/// without rules is not affected.
+#[tokio::test]
+async fn access_rule_tokens_are_refused_while_service_type_is_unset() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .unset_option("service_type")
+        .start()
+        .await;
+    assert!(!std::fs::read_to_string(&sg.config)
+        .unwrap()
+        .contains("service_type"));
+    let token = ks.app_cred_token("access_rules").await;
+    let allowed = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(allowed.status(), 401);
+    assert_eq!(up.hits(), 0);
+    let plain = ks.app_cred_token("unrestricted").await;
+    assert_eq!(
+        sg.get("/v2.1/servers", &[("X-Auth-Token", &plain)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        sg.get("/v2.1/servers", &[("X-Auth-Token", &ks.demo_token().await)])
+            .await
+            .status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn trust_token_reaches_upstream_as_the_trustee_on_the_trust_project() {
     let ks = Keystone::from_env();

@@ -1016,6 +1016,160 @@ async fn keystone_roles(ks: &Keystone, token: &str) -> String {
     names.join(",")
 }
 
+// ---------------------------------------------------------------- always online
+
+/// Real OAuth1 tokens from the harness Keystone (`oauth1_token.py`: a
+/// consumer, an authorized request token, an access token), `count` of them.
+async fn oauth1_tokens(ks: &Keystone, count: usize) -> Vec<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(crate::harness::venv_python())
+            .arg(crate::harness::repo_path("tests/product/oauth1_token.py"))
+            .arg(&ks.auth_url)
+            .arg(count.to_string())
+            .env("ADMIN_PASSWORD", ks.password("admin"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("oauth1_token.py within 120 s")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "oauth1_token.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(tokens.len(), count);
+    let distinct: HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), count, "distinct tokens");
+    tokens
+}
+
+/// Trust and OAuth1 tokens are validated online every time, even for a
+/// known user and scope: their revocation depends on the trustor or the
+/// consumer, which the token does not carry. An ordinary token of a known
+/// user and scope costs no call (the contrast that shows the count).
+#[tokio::test]
+async fn trust_and_oauth1_tokens_are_always_validated_online() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = local_stonegate(&ks, &up, "").await;
+    let ordinary = [ks.demo_token().await, ks.demo_token().await];
+    let before = validate_calls(&sg).await;
+    for t in &ordinary {
+        assert_eq!(status(&sg, t).await, 200);
+    }
+    assert_eq!(
+        validate_calls(&sg).await - before,
+        1.0,
+        "ordinary: one enrichment"
+    );
+
+    let trust = [ks.trust_token().await, ks.trust_token().await];
+    let oauth1 = oauth1_tokens(&ks, 2).await;
+    for (kind, tokens) in [("trust", &trust[..]), ("oauth1", &oauth1[..])] {
+        let before = validate_calls(&sg).await;
+        let online = local_decisions(&sg, "online").await;
+        for t in tokens {
+            let resp = sg.get("/v2.1/servers", &[("X-Auth-Token", t)]).await;
+            assert_eq!(resp.status(), 200, "{kind}");
+            let truth = ks.validate(t).await;
+            crate::harness::keystone::assert_headers(
+                &up.last().headers,
+                &expected_user_headers(&truth),
+            );
+        }
+        assert_eq!(
+            validate_calls(&sg).await - before,
+            tokens.len() as f64,
+            "{kind}: every token validated online"
+        );
+        assert_eq!(
+            local_decisions(&sg, "online").await - online,
+            tokens.len() as f64,
+            "{kind}: decided online"
+        );
+    }
+    // The OAuth1 token really is one (Keystone says so).
+    let body = ks.validate(&oauth1[0]).await;
+    assert!(body["OS-OAUTH1"]["consumer_id"].is_string(), "{body}");
+    let body = ks.validate(&trust[0]).await;
+    assert!(body["OS-TRUST:trust"]["id"].is_string(), "{body}");
+}
+
+// ---------------------------------------------------------------- staleness
+
+/// Revocation polling fails (the real Keystone is killed): tokens are
+/// decided locally until `staleness_limit` has passed since the last good
+/// poll, then they go to Keystone, which is down: 503, never a 200 decided
+/// on a stale revocation list and never a 401.
+#[tokio::test]
+async fn past_staleness_limit_tokens_go_online_and_get_503_when_keystone_is_down() {
+    let shared = Keystone::from_env();
+    let mut private = crate::harness::private_keystone::PrivateKeystone::start(&shared, 3).await;
+    let ks = private.keystone.with_auth_url(&private.keystone.auth_url);
+    let up = Upstream::echo().await;
+    let repo = private.key_repository.display().to_string();
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        // Every request is decided anew, locally or online.
+        .option("token_cache_time", -1)
+        .option("http_request_max_retries", 0)
+        .extra_toml(&format!(
+            "[fernet]\nkey_repository = {repo:?}\n\
+             [revocation]\nrevocation_poll_interval = 1\nstaleness_limit = 4\n"
+        ))
+        .start()
+        .await;
+    let known = ks.demo_token().await;
+    let fresh = ks.demo_token().await;
+    assert_eq!(status(&sg, &known).await, 200, "enriches demo on demo");
+    let calls = validate_calls(&sg).await;
+    private.stop();
+    let stopped = Instant::now();
+    let last_success = metric(
+        &sg,
+        "stonegate_revocation_last_success_timestamp_seconds",
+        &[],
+    )
+    .await;
+    // Locally decided while the list is fresh, Keystone down or not.
+    assert_eq!(status(&sg, &fresh).await, 200);
+    assert_eq!(validate_calls(&sg).await, calls, "decided locally");
+    // Then 503, once staleness_limit has passed since the last good poll.
+    let deadline = stopped + Duration::from_secs(30);
+    let mut forwarded = 2;
+    let flipped = loop {
+        let resp = sg.get("/", &[("X-Auth-Token", &fresh)]).await;
+        match resp.status().as_u16() {
+            200 => forwarded += 1,
+            503 => {
+                crate::faults::assert_unavailable(resp).await;
+                break crate::harness::unix_now();
+            }
+            other => panic!("a stale revocation list gave {other}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still decided locally 30 s after Keystone went down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        flipped >= last_success + 4.0 - 1.0,
+        "went online {:.1} s after the last good poll, before staleness_limit (4 s)",
+        flipped - last_success
+    );
+    assert!(metric(&sg, "stonegate_revocation_poll_failures_total", &[]).await >= 1.0);
+    assert_eq!(up.hits(), forwarded, "nothing forwarded once stale");
+}
+
 // ---------------------------------------------------------------- key rotation
 
 /// Real rotations under a steady stream of requests, on a multi-thread

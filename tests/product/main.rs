@@ -29,6 +29,7 @@ mod holes;
 mod identity;
 mod in_process;
 mod ingress;
+mod ingress_session;
 mod kmw_differential;
 mod layer;
 mod local;

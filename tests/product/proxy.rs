@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{FakeKeystone, Stonegate, Upstream};
+use crate::faults::assert_error_body;
+use crate::harness::{Keystone, Stonegate, Upstream};
 
 const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 1024; // 64 MiB
@@ -19,14 +20,14 @@ fn chunk(i: usize) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_streamed_body_reaches_upstream_and_comes_back() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
-    let token = FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let body = futures_util::stream::iter((0..CHUNKS).map(|i| Ok::<_, std::io::Error>(chunk(i))));
     let resp = crate::harness::client()
         .post(sg.url("/upload?echo=body"))
@@ -63,35 +64,38 @@ async fn large_streamed_body_reaches_upstream_and_comes_back() {
 
 #[tokio::test]
 async fn upstream_down_answers_502() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream_url(Upstream::down())
         .start()
         .await;
     let resp = sg
-        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .get("/", &[("X-Auth-Token", &ks.demo_token().await)])
         .await;
     assert_eq!(resp.status(), 502);
+    assert!(resp.headers().get("retry-after").is_none());
+    assert_error_body(resp, 502, "Bad Gateway").await;
     // Authentication still comes first.
     assert_eq!(sg.get("/", &[]).await.status(), 401);
 }
 
 #[tokio::test]
 async fn upstream_too_slow_answers_504() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::slow(Duration::from_secs(8)).await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .proxy_option("response_timeout", 1)
         .start()
         .await;
+    let token = ks.demo_token().await;
     let t = Instant::now();
-    let resp = sg
-        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
-        .await;
+    let resp = sg.get("/", &[("X-Auth-Token", &token)]).await;
     assert_eq!(resp.status(), 504);
+    assert!(resp.headers().get("retry-after").is_none());
+    assert_error_body(resp, 504, "Gateway Timeout").await;
     assert!(
         t.elapsed() < Duration::from_secs(6),
         "took {:?}",
@@ -130,10 +134,10 @@ async fn upgrade(sg: &Stonegate, token: Option<&str>) -> (String, tokio::net::Tc
 
 #[tokio::test]
 async fn websocket_upgrade_is_forwarded_after_authentication() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
@@ -142,7 +146,7 @@ async fn websocket_upgrade_is_forwarded_after_authentication() {
     assert!(head.starts_with("HTTP/1.1 401"), "no token: {head}");
     assert_eq!(up.hits(), 0);
 
-    let token = FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let (head, mut s) = upgrade(&sg, Some(&token)).await;
     assert!(head.starts_with("HTTP/1.1 101"), "with a token: {head}");
     assert!(head.to_ascii_lowercase().contains("upgrade: websocket"));
@@ -166,15 +170,15 @@ async fn websocket_upgrade_is_forwarded_after_authentication() {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::slow(Duration::from_millis(1500)).await;
     let mut sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
     let url = sg.url("/slow");
-    let token = FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let in_flight = tokio::spawn(async move {
         crate::harness::client()
             .get(url)
@@ -211,19 +215,15 @@ async fn sigterm_drains_in_flight_requests() {
 
 #[tokio::test]
 async fn admin_endpoints_report_health_readiness_and_metrics() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
-    assert_eq!(
-        sg.get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
-            .await
-            .status(),
-        200
-    );
+    let token = ks.demo_token().await;
+    assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     assert_eq!(sg.get("/", &[]).await.status(), 401);
     let client = crate::harness::client();
     assert_eq!(
@@ -264,7 +264,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         "Prometheus text format"
     );
     assert!(
-        !text.contains(&FakeKeystone::valid_token(1)),
+        !text.contains(&token[token.len() / 4..token.len() * 3 / 4]),
         "a token in /metrics"
     );
     // The admin endpoints are not on the proxy port.
@@ -273,14 +273,14 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn hop_by_hop_headers_are_dropped_and_x_forwarded_headers_appended() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
-    let token = FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
     let req = format!(
         "GET /hop HTTP/1.1\r\nHost: api.example\r\nX-Auth-Token: {token}\r\n\
@@ -318,12 +318,66 @@ async fn hop_by_hop_headers_are_dropped_and_x_forwarded_headers_appended() {
     );
 }
 
+/// The upstream gets the client's `Host` (HTTP/2: `:authority`), not the
+/// upstream's own address, and `X-Forwarded-Host` says the same.
 #[tokio::test]
-async fn http2_cleartext_clients_are_served() {
-    let fk = FakeKeystone::start().await;
+async fn the_clients_host_is_kept_upstream() {
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let resp = sg
+        .get(
+            "/v2.1/servers",
+            &[
+                ("X-Auth-Token", &token),
+                ("Host", "compute.example.org:8774"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(
+        seen.header("host").as_deref(),
+        Some("compute.example.org:8774")
+    );
+    assert_eq!(seen.headers.get_all("host").iter().count(), 1);
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("compute.example.org:8774")
+    );
+    // HTTP/2 (prior knowledge): the :authority is the Host upstream.
+    // h2.example.net is resolved to the listener by the client.
+    let url = format!("http://h2.example.net:{}/v2.1/servers", sg.listen.port());
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .resolve("h2.example.net", sg.listen)
+        .build()
+        .unwrap()
+        .get(&url)
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(
+        up.last().header("host").as_deref(),
+        Some(format!("h2.example.net:{}", sg.listen.port()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn http2_cleartext_clients_are_served() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
@@ -335,7 +389,7 @@ async fn http2_cleartext_clients_are_served() {
     .await
     .expect("h2c handshake (prior knowledge)");
     tokio::spawn(conn);
-    for (token, want) in [(Some(FakeKeystone::valid_token(1)), 200), (None, 401)] {
+    for (token, want) in [(Some(ks.demo_token().await), 200), (None, 401)] {
         let mut req = http::Request::get(sg.url("/h2"))
             .body(http_body_util::Empty::<Bytes>::new())
             .unwrap();
@@ -358,14 +412,14 @@ async fn http2_cleartext_clients_are_served() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_request() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::slow(Duration::from_secs(10)).await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
-    let token = FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let mut s = tokio::net::TcpStream::connect(sg.listen).await.unwrap();
     let req = format!("GET /slow HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -390,16 +444,16 @@ async fn client_disconnect_cancels_the_upstream_request() {
 
 #[tokio::test]
 async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstream() {
-    let fk = crate::harness::FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .proxy_option("max_headers", 32)
         .proxy_option("max_header_bytes", 16384)
         .start()
         .await;
-    let token = crate::harness::FakeKeystone::valid_token(1);
+    let token = ks.demo_token().await;
     let raw = |extra: String| {
         let addr = sg.listen;
         let token = token.clone();
@@ -426,5 +480,5 @@ async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstr
     assert!(raw(large).await.starts_with("HTTP/1.1 431"));
     assert!(raw(String::new()).await.starts_with("HTTP/1.1 200"));
     assert_eq!(up.hits(), 1);
-    assert_eq!(fk.validate_calls(), 1);
+    assert_eq!(crate::local::validate_calls(&sg).await, 1.0);
 }

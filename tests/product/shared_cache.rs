@@ -206,6 +206,72 @@ async fn mac_entries_are_authenticated_a_tampered_entry_is_a_miss() {
     assert_eq!(shared_ops(&d, "get", "rejected").await, 1.0);
 }
 
+/// What keystonemiddleware never shares, stonegate never writes: an invalid
+/// token's answer, and a validation made with `allow_expired` (an expired
+/// user token with a service token). Checked on the memcached server's own
+/// key listing and by keystonemiddleware's own cache code reading the
+/// token's entry; an ordinary validation is the control.
+#[tokio::test]
+async fn invalid_and_allow_expired_results_are_never_written_to_the_shared_cache() {
+    let ks = Keystone::from_env();
+    let mc = Memcached::start().await;
+    let servers = [mc.server()];
+    let up = Upstream::echo().await;
+    let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
+    let (expired, expires_at) = ks.short_lived_token(Duration::from_secs(2)).await;
+    let service = ks.svc_token().await;
+
+    // Invalid: 401, nothing written.
+    let bogus = "gAAAAABnot-a-valid-token-0123456789";
+    assert_eq!(status(&sg, bogus).await, 401);
+    assert_eq!(
+        mc.keys().await,
+        Vec::<String>::new(),
+        "an invalid token was shared"
+    );
+    assert_eq!(
+        kmw_cache("get", &servers[0], bogus, None).await.trim(),
+        "null"
+    );
+
+    // allow_expired: forwarded (a service token holding "service"), and only
+    // the service token's own, ordinary validation is shared.
+    let wait = expires_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        + Duration::from_millis(1100);
+    tokio::time::sleep(wait).await;
+    assert_eq!(
+        ks.validate_raw(&expired, false).await.0,
+        404,
+        "expired for Keystone"
+    );
+    let resp = sg
+        .get(
+            "/",
+            &[("X-Auth-Token", &expired), ("X-Service-Token", &service)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "allow_expired with a service token");
+    assert_eq!(mc.keys().await.len(), 1, "only the service token's entry");
+    assert_eq!(
+        kmw_cache("get", &servers[0], &expired, None).await.trim(),
+        "null",
+        "an allow_expired validation was shared"
+    );
+    assert!(kmw_cache("get", &servers[0], &service, None)
+        .await
+        .contains("\"token\""));
+
+    // The control: an ordinary valid token is written, where kmw reads it.
+    let valid = ks.demo_token().await;
+    assert_eq!(status(&sg, &valid).await, 200);
+    assert_eq!(mc.keys().await.len(), 2);
+    assert!(kmw_cache("get", &servers[0], &valid, None)
+        .await
+        .contains("\"token\""));
+}
+
 /// Runs kmw_cache.py (keystonemiddleware's SecureTokenCache) with the venv's Python.
 async fn kmw_cache(op: &str, server: &str, token: &str, stdin: Option<&Value>) -> String {
     let mut child = tokio::process::Command::new(crate::harness::venv_python())

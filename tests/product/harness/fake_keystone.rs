@@ -63,6 +63,7 @@ struct Inner {
     fault: Mutex<Fault>,
     auth_fault: Mutex<Option<u16>>,
     validate_delay: Mutex<Duration>,
+    service_token_lifetime: Mutex<Duration>,
     auth_calls: AtomicUsize,
     validate_calls: AtomicUsize,
     rejected: Mutex<HashSet<String>>,
@@ -92,6 +93,7 @@ impl FakeKeystone {
             fault: Mutex::new(Fault::None),
             auth_fault: Mutex::new(None),
             validate_delay: Mutex::new(Duration::ZERO),
+            service_token_lifetime: Mutex::new(Duration::from_secs(3600)),
             auth_calls: AtomicUsize::new(0),
             validate_calls: AtomicUsize::new(0),
             rejected: Mutex::new(HashSet::new()),
@@ -127,6 +129,25 @@ impl FakeKeystone {
             inner,
             server: Some(server),
         }
+    }
+
+    /// Service tokens issued from now on expire after `lifetime` (default
+    /// one hour).
+    pub fn set_service_token_lifetime(&self, lifetime: Duration) {
+        *self.inner.service_token_lifetime.lock().unwrap() = lifetime;
+    }
+
+    /// Sends a valid token `n` through `sg` (200 expected) and returns the
+    /// service token that validated it.
+    pub async fn last_validation_token_after(&self, sg: &super::Stonegate, n: usize) -> String {
+        let resp = sg
+            .get("/", &[("X-Auth-Token", &Self::valid_token(n))])
+            .await;
+        assert_eq!(resp.status(), 200);
+        self.last_validation().headers["x-auth-token"]
+            .to_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// `http://127.0.0.1:<port>/v3`.
@@ -188,16 +209,22 @@ impl Drop for FakeKeystone {
     }
 }
 
-fn timestamps() -> (String, String) {
+fn timestamps(lifetime: Duration) -> (String, String) {
     let fmt =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000000Z");
     let now = time::OffsetDateTime::now_utc();
-    let exp = now + Duration::from_secs(3600);
+    let exp = now + lifetime;
     (now.format(&fmt).unwrap(), exp.format(&fmt).unwrap())
 }
 
-fn token_body(inner: &Inner, user: &str, roles: &[&str], with_catalog: bool) -> Value {
-    let (issued, expires) = timestamps();
+fn token_body(
+    inner: &Inner,
+    user: &str,
+    roles: &[&str],
+    with_catalog: bool,
+    lifetime: Duration,
+) -> Value {
+    let (issued, expires) = timestamps(lifetime);
     let mut token = json!({
         "methods": ["password"],
         "user": {"id": format!("{user}-id"), "name": user,
@@ -253,7 +280,13 @@ async fn issue(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -> Resp
     let n = inner.auth_calls.load(Ordering::SeqCst);
     let mut resp = (
         StatusCode::CREATED,
-        Json(token_body(&inner, "svc", &["service", "admin"], true)),
+        Json(token_body(
+            &inner,
+            "svc",
+            &["service", "admin"],
+            true,
+            *inner.service_token_lifetime.lock().unwrap(),
+        )),
     )
         .into_response();
     resp.headers_mut().insert(
@@ -309,6 +342,7 @@ async fn validate(State(inner): State<Arc<Inner>>, req: Request) -> Response {
             "fake-user",
             &["member", "reader"],
             with_catalog,
+            Duration::from_secs(3600),
         ))
         .into_response();
         resp.headers_mut()

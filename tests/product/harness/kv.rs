@@ -76,6 +76,45 @@ impl Memcached {
         Some(value)
     }
 
+    /// Every key the server holds, as the server itself lists them
+    /// (`lru_crawler metadump all`, keys URL-decoded): no key derivation of
+    /// ours involved.
+    pub async fn keys(&self) -> Vec<String> {
+        let stream = TcpStream::connect(self.0.addr)
+            .await
+            .expect("connect memcached");
+        let mut conn = BufReader::new(stream);
+        conn.get_mut()
+            .write_all(b"lru_crawler metadump all\r\n")
+            .await
+            .unwrap();
+        let mut keys = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                conn.read_line(&mut line),
+            )
+            .await
+            .expect("metadump within 10 s")
+            .unwrap();
+            assert!(n > 0, "memcached closed during metadump");
+            if line == "END\r\n" {
+                return keys;
+            }
+            let key = line
+                .split(' ')
+                .find_map(|f| f.strip_prefix("key="))
+                .unwrap_or_else(|| panic!("unexpected metadump line {line:?}"));
+            keys.push(
+                percent_encoding::percent_decode_str(key)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned(),
+            );
+        }
+    }
+
     /// Stores `value` under `key` (flags 0, as python-memcached stores bytes).
     pub async fn raw_set(&self, key: &str, value: &[u8], ttl: u64) {
         let stream = TcpStream::connect(self.0.addr)

@@ -2,7 +2,11 @@
 //! ingress-nginx configures `auth-url` + `auth-response-headers`: every
 //! request is first sent (headers only) to stonegate's forward-auth endpoint;
 //! on 200 every identity header is set from stonegate's answer — and, when
-//! the answer lacks it, set empty, i.e. not sent.
+//! the answer lacks it, set empty, i.e. not sent. As in README's snippet for
+//! browser sessions, the subrequest names the original URL
+//! (`X-Original-URL`), a refusal passes stonegate's `Set-Cookie` on (a
+//! cleared session), and `/authentication/` (the `[session]` login and
+//! logout paths) is proxied to stonegate's forward-auth listener.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -80,10 +84,15 @@ events {{ worker_connections 256; }}\n\
 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   server {{\n    listen {addr};\n\
-    location / {{\n      auth_request /_stonegate_auth;\n{copies}      proxy_pass http://{upstream};\n    }}\n\
+    location / {{\n      auth_request /_stonegate_auth;\n{copies}\
+      auth_request_set $sg_set_cookie $upstream_http_set_cookie;\n      add_header Set-Cookie $sg_set_cookie always;\n\
+      proxy_pass http://{upstream};\n    }}\n\
     location = /_stonegate_auth {{\n      internal;\n      proxy_pass http://{stonegate}{auth_path};\n\
       proxy_pass_request_body off;\n      proxy_set_header Content-Length \"\";\n\
-      proxy_set_header X-Original-URI $request_uri;\n      proxy_set_header X-Original-Method $request_method;\n    }}\n  }}\n}}\n"
+      proxy_set_header X-Original-URI $request_uri;\n      proxy_set_header X-Original-Method $request_method;\n\
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;\n    }}\n\
+    location /authentication/ {{\n      proxy_pass http://{stonegate};\n      proxy_set_header Host $http_host;\n\
+      proxy_set_header X-Real-IP $remote_addr;\n    }}\n  }}\n}}\n"
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");

@@ -239,6 +239,12 @@ impl PrivateKeystone {
         );
     }
 
+    /// Kills it (connections are refused from then on): Keystone down.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("keystone.log")).unwrap_or_default()

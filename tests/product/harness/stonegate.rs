@@ -299,7 +299,13 @@ impl Builder {
         self
     }
 
-    /// Set a `[proxy]` option.
+    /// Remove a `[keystone_authtoken]` option the builder sets by default
+    /// (e.g. `service_type`).
+    pub fn unset_option(mut self, key: &str) -> Self {
+        self.authtoken.remove(key);
+        self
+    }
+
     /// A top-level key (e.g. `auth_listen`).
     pub fn top_option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
         self.top.insert(key.into(), value.into());
