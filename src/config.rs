@@ -26,6 +26,7 @@
 //! | `[[forward_auth]]` | [`forward_auth::Section`] | [`forward_auth::Endpoint`] |
 //! | `[proxy]`, `[tls]`, listener keys | [`proxy::Section`], [`proxy::TlsSection`] | [`proxy::Settings`] |
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
+//! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -44,7 +45,7 @@ pub use crate::settings::Problem;
 use crate::{
     cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, proxy, revocation, routes, session, shared_cache, validator,
+    local, proxy, request_id, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -117,6 +118,9 @@ pub struct File {
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<session::Section>,
+    /// Request ids: whose `X-OpenStack-Request-ID` is kept.
+    #[serde(default)]
+    pub request_id: request_id::Section,
 }
 
 fn default_log_format() -> String {
@@ -190,6 +194,7 @@ impl File {
             (self.session.as_ref().filter(|s| s.enabled)).and_then(|s| s.build(&mut p, env));
         let shared_cache = self.shared_cache().build(&mut p, env);
         let cache = self.cache.build(&mut p);
+        let request_id = self.request_id.build(&mut p);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
@@ -201,6 +206,7 @@ impl File {
                     local,
                     revocation,
                     shared_cache,
+                    request_id,
                 ),
                 session,
                 proxy,

@@ -47,11 +47,13 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use crate::{
+    connection::ConnectionInfo,
     gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{BodyLeft, Rejection},
+    request_id::{self, Correlation},
     session::{Attached, Sessions},
     validator::AuthContext,
 };
@@ -225,17 +227,39 @@ where
 type Answer = Response<Full<Bytes>>;
 
 impl Decider {
-    async fn decide<B>(&self, req: Request<B>) -> Answer
+    /// One forward-auth request: its request id (kept from a trusted peer,
+    /// else new; sent on the Keystone calls made for it and carried by every
+    /// answer, for the proxy to copy upstream), then [`Self::decide_on`].
+    async fn decide<B>(&self, mut req: Request<B>) -> Answer
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let gate = self.gate.get();
+        let peer = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        let trusted = gate.validator.settings().request_id.trusts(peer);
+        let correlation = Correlation::take(req.headers_mut(), trusted);
+        let id = correlation.id().header_value().clone();
+        let mut resp = correlation.scope(self.decide_on(&gate, req)).await;
+        resp.headers_mut().insert(request_id::HEADER, id);
+        resp
+    }
+
+    /// The answer to one request: a session endpoint's, or the decision on
+    /// the original request the proxy describes.
+    async fn decide_on<B>(&self, gate: &Gate, req: Request<B>) -> Answer
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let v = &gate.validator;
         let www = &v.settings().www_authenticate;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
-            return self.session_endpoint(&gate, req).await;
+            return self.session_endpoint(gate, req).await;
         };
         let mut request_headers = req.headers().clone();
         headers::sanitize(&mut request_headers);

@@ -377,7 +377,9 @@ impl Client {
         };
         let mut retries = 0;
         let result = loop {
-            let req = build().map_err(|e| Error::Malformed(e.to_string()))?;
+            let mut req = build().map_err(|e| Error::Malformed(e.to_string()))?;
+            // The request's id and trace context, so Keystone logs the same id.
+            crate::request_id::set_current_on(req.headers_mut());
             let exchange = async {
                 let resp = inner.http.request(req).await?;
                 let (parts, body) = resp.into_parts();

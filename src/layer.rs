@@ -26,11 +26,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    connection::ConnectionInfo,
     gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::{BodyLeft, Rejection, UpstreamFailure},
+    request_id::{Correlation, RequestId},
     session::{Attached, Endpoint, Sessions},
     validator::Validator,
 };
@@ -121,12 +123,14 @@ where
 type Answer = Response<Full<Bytes>>;
 
 /// What the access log and a refusal keep from the request's arrival.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Arrival {
     started: Instant,
     /// How many forged headers were stripped.
     forged: usize,
     body_left: BodyLeft,
+    /// The request's `X-OpenStack-Request-ID`.
+    request_id: RequestId,
 }
 
 /// The request's method and path for the access log, taken before the
@@ -143,8 +147,9 @@ struct AccessLine {
 type Decided = (Result<AuthContext, Rejection>, Option<Attached>);
 
 impl Authenticator {
-    /// One request, from its head to its answer: the head and path checks,
-    /// a session endpoint, else the decision and then forwarding or refusal.
+    /// One request, from its head to its answer: the head check and the
+    /// request id (set on the request going on, on the Keystone calls made
+    /// for it, and on the answer), then [`Self::answer`].
     async fn handle<S, ReqBody, ResBody>(
         &self,
         inner: S,
@@ -159,11 +164,44 @@ impl Authenticator {
         let gate = self.gate.get();
         let (v, sessions) = (&gate.validator, gate.sessions.as_deref());
         let forged = headers::sanitize(req.headers_mut());
+        let peer = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        let trusted = v.settings().request_id.trusts(peer);
+        let correlation = Correlation::take(req.headers_mut(), trusted);
+        correlation.set_on(req.headers_mut());
+        let request_id = correlation.id().clone();
+        req.extensions_mut().insert(request_id.clone());
         let arrival = Arrival {
             started,
             forged,
             body_left: BodyLeft::of(&req),
+            request_id,
         };
+        let id = correlation.id().header_value().clone();
+        let mut resp = correlation
+            .scope(self.answer(v, sessions, inner, req, arrival))
+            .await?;
+        resp.headers_mut().insert(crate::request_id::HEADER, id);
+        Ok(resp)
+    }
+
+    /// The path check, a session endpoint, else the decision and then
+    /// forwarding or refusal.
+    async fn answer<S, ReqBody, ResBody>(
+        &self,
+        v: &Validator,
+        sessions: Option<&Sessions>,
+        inner: S,
+        mut req: Request<ReqBody>,
+        arrival: Arrival,
+    ) -> Result<Response<Either<ResBody, Full<Bytes>>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ReqBody: http_body::Body,
+        ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         // One canonical path, decided on and forwarded; `decoded` is set
         // only when it differs from the (rewritten) URI's path.
         let decoded = match canonicalize(&mut req) {
@@ -182,7 +220,7 @@ impl Authenticator {
             }
         }
         let (decision, session) = match self
-            .decide(v, sessions, &mut req, decoded.as_deref(), arrival)
+            .decide(v, sessions, &mut req, decoded.as_deref(), &arrival)
             .await
         {
             Ok(decided) => decided,
@@ -225,6 +263,7 @@ impl Authenticator {
             status = rejection.status().as_u16(),
             outcome = rejection.outcome().as_str(),
             reason = %rejection,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -252,6 +291,7 @@ impl Authenticator {
             endpoint = ?endpoint,
             status = resp.status().as_u16(),
             outcome = Outcome::SessionEndpoint.as_str(),
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -267,7 +307,7 @@ impl Authenticator {
         sessions: Option<&Sessions>,
         req: &mut Request<B>,
         decoded: Option<&str>,
-        arrival: Arrival,
+        arrival: &Arrival,
     ) -> Result<Decided, Answer> {
         let path = decoded.unwrap_or(req.uri().path());
         if v.is_public(req.method(), path, req.headers()) {
@@ -295,6 +335,7 @@ impl Authenticator {
                         method = %req.method(),
                         status = resp.status().as_u16(),
                         outcome = Outcome::SessionRejected.as_str(),
+                        request_id = %arrival.request_id,
                         forged_headers = arrival.forged,
                         latency_us = arrival.started.elapsed().as_micros() as u64,
                     );
@@ -357,6 +398,7 @@ impl Authenticator {
             outcome = outcome.as_str(),
             token = fp.map(|f| f.to_string()),
             audit_id,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -385,6 +427,7 @@ impl Authenticator {
             status,
             outcome = outcome.as_str(),
             reason = %rejection,
+            request_id = %arrival.request_id,
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "request_id",
             "revocation",
             "routes",
             "shared_cache",

@@ -10,7 +10,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use crate::{cache, forward_auth, keystone, local, proxy, revocation, routes, session};
+use crate::{cache, forward_auth, keystone, local, proxy, request_id, revocation, routes, session};
 
 /// The top-level keys of [`super::File`].
 const KEYS: &[&str] = &[
@@ -28,6 +28,7 @@ const KEYS: &[&str] = &[
     "fernet",
     "revocation",
     "session",
+    "request_id",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -58,6 +59,7 @@ where
             "fernet" => probe::<local::Section, _>(&key, document()),
             "revocation" => probe::<revocation::Section, _>(&key, document()),
             "session" => probe::<session::Section, _>(&key, document()),
+            "request_id" => probe::<request_id::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {

@@ -1,10 +1,10 @@
 //! What the validator applies to every request, assembled from the checked
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
-//! `[fernet]`, `[revocation]`, the shared cache).
+//! `[fernet]`, `[revocation]`, the shared cache, `[request_id]`).
 
 use std::time::Duration;
 
-use crate::{cache, keystone, local, revocation, routes, shared_cache};
+use crate::{cache, keystone, local, request_id, revocation, routes, shared_cache};
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
@@ -36,6 +36,8 @@ pub struct Settings {
     pub revocation: Option<revocation::Settings>,
     /// The shared second-level cache (memcached or Redis), when configured.
     pub shared_cache: Option<shared_cache::Settings>,
+    /// Whose `X-OpenStack-Request-ID` the front doors keep.
+    pub request_id: request_id::Settings,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
         local: Option<local::Settings>,
         revocation: Option<revocation::Settings>,
         shared_cache: Option<shared_cache::Settings>,
+        request_id: request_id::Settings,
     ) -> Self {
         Self {
             www_authenticate: policy.www_authenticate,
@@ -62,6 +65,7 @@ impl Settings {
             local,
             revocation,
             shared_cache,
+            request_id,
         }
     }
 }

@@ -81,6 +81,11 @@ write_conf() {
 [DEFAULT]
 debug = false
 # Keystone logs to stderr, which the WSGI server writes to $KEYSTONE_LOG
+# Keystone's (and oslo.log's) defaults, plus the policy enforcer's DEBUG line
+# ("RBAC: Authorizing identity:validate_token"): the one line Keystone
+# writes for a successful token validation, with the caller's
+# X-OpenStack-Request-ID as its global request id (tests/product/request_id.rs).
+default_log_levels = amqp=WARN,boto=WARN,sqlalchemy=WARN,suds=INFO,oslo.messaging=INFO,oslo_messaging=INFO,iso8601=WARN,requests.packages.urllib3.connectionpool=WARN,urllib3.connectionpool=WARN,websocket=WARN,requests.packages.urllib3.util.retry=WARN,urllib3.util.retry=WARN,keystonemiddleware=WARN,routes.middleware=WARN,stevedore=WARN,taskflow=WARN,keystoneauth=WARN,oslo.cache=INFO,oslo_policy=INFO,dogpile.core.dogpile=INFO,dogpile=INFO,routes=INFO,keystone.common.rbac_enforcer.enforcer=DEBUG
 
 [database]
 connection = sqlite:///$KEYSTONE_DB

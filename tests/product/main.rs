@@ -38,6 +38,7 @@ mod paths;
 mod proxy;
 mod rejection;
 mod reload;
+mod request_id;
 mod service_auth;
 mod service_token;
 mod session;

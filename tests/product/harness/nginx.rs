@@ -47,6 +47,8 @@ pub const AUTH_RESPONSE_HEADERS: &[&str] = &[
     "X-Service-Domain-Id",
     "X-Service-Domain-Name",
     "X-Service-Roles",
+    // Not identity: the request id stonegate gave the request, for the upstream's logs.
+    "X-OpenStack-Request-ID",
 ];
 
 /// A running nginx; killed on drop.
