@@ -54,7 +54,8 @@ fn rule_matches(rule: &AccessRule, method: &str, path: &str, service_type: &str)
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Literal(u8),
-    Segment,
+    /// One segment; `{name}` names it (a capture).
+    Segment(Option<Box<str>>),
     Anything,
 }
 
@@ -87,6 +88,62 @@ impl Pattern {
         }
         matches_pieces(&self.pieces, path)
     }
+
+    /// Whether the pattern names any segment (`{name}`).
+    pub fn has_captures(&self) -> bool {
+        (self.pieces.iter()).any(|p| matches!(p, Piece::Segment(Some(_))))
+    }
+
+    /// The named segments (`{name}`) of `path` when it matches as a whole,
+    /// each `(name, segment)`; where a path could match in several ways,
+    /// each named segment takes as much as it can, from the left, and `**`
+    /// as little.
+    pub fn captures<'s, 'p>(&'s self, path: &'p str) -> Option<Vec<(&'s str, &'p str)>> {
+        let (pieces, p) = (&self.pieces, path.as_bytes());
+        let (n, w) = (pieces.len(), p.len() + 1);
+        // can[i * w + j]: pieces[i..] match p[j..].
+        let mut can = vec![false; (n + 1) * w];
+        can[n * w + p.len()] = true;
+        for i in (0..n).rev() {
+            for j in (0..=p.len()).rev() {
+                let next = |k: usize| can[(i + 1) * w + k];
+                can[i * w + j] = match &pieces[i] {
+                    Piece::Literal(c) => p.get(j) == Some(c) && next(j + 1),
+                    Piece::Anything => next(j) || (j < p.len() && can[i * w + j + 1]),
+                    Piece::Segment(_) => (j + 1..=segment_end(p, j))
+                        .take_while(|&k| k <= p.len())
+                        .any(next),
+                };
+            }
+        }
+        if !can[0] {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut j = 0;
+        for (i, piece) in pieces.iter().enumerate() {
+            let next = |k: usize| can[(i + 1) * w + k];
+            match piece {
+                Piece::Literal(_) => j += 1,
+                Piece::Anything => j = (j..=p.len()).find(|&k| next(k))?,
+                Piece::Segment(name) => {
+                    let ends = || (j + 1..=segment_end(p, j)).rev().filter(|&k| next(k));
+                    let k =
+                        (ends().find(|&k| path.is_char_boundary(k))).or_else(|| ends().next())?;
+                    if let (Some(name), Some(segment)) = (name, path.get(j..k)) {
+                        out.push((&**name, segment));
+                    }
+                    j = k;
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Where the segment starting at `j` ends (the next `/`, or the end).
+fn segment_end(p: &[u8], j: usize) -> usize {
+    (j..p.len()).find(|&k| p[k] == b'/').unwrap_or(p.len())
 }
 
 fn compile(pattern: &str) -> Vec<Piece> {
@@ -100,12 +157,13 @@ fn compile(pattern: &str) -> Vec<Piece> {
                 i += 2;
             }
             b'*' => {
-                out.push(Piece::Segment);
+                out.push(Piece::Segment(None));
                 i += 1;
             }
             b'{' => match b[i..].iter().position(|&c| c == b'}') {
                 Some(end) => {
-                    out.push(Piece::Segment);
+                    let name = &pattern[i + 1..i + end];
+                    out.push(Piece::Segment((!name.is_empty()).then(|| name.into())));
                     i += end + 1;
                 }
                 None => {
@@ -150,7 +208,7 @@ fn matches_pieces(pieces: &[Piece], path: &str) -> bool {
                     *n = reach;
                 }
             }
-            Piece::Segment => {
+            Piece::Segment(_) => {
                 for (j, _) in ok.iter().enumerate().take(p.len()).filter(|(_, &o)| o) {
                     let mut k = j;
                     while k < p.len() && p[k] != b'/' {
@@ -198,6 +256,36 @@ mod tests {
             assert_eq!(
                 super::Pattern::new(pattern).matches(path),
                 path_matches(path, pattern),
+                "{path} {pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn captures_name_the_segments_of_a_match() {
+        let p = super::Pattern::new("/v1/{project_id}/servers/{id}/**");
+        assert!(p.has_captures());
+        assert_eq!(
+            p.captures("/v1/p1/servers/s9/action"),
+            Some(vec![("project_id", "p1"), ("id", "s9")])
+        );
+        assert_eq!(p.captures("/v1/p1/servers/"), None);
+        assert_eq!(p.captures("/v2/p1/servers/s9/x"), None);
+        let p = super::Pattern::new("/a/*/{b}");
+        assert_eq!(p.captures("/a/x/y"), Some(vec![("b", "y")]));
+        assert_eq!(super::Pattern::new("/h").captures("/h"), Some(vec![]));
+        // Every match agrees with `matches`, captures or not.
+        for (path, pattern) in [
+            ("/a/b/c", "/a/**"),
+            ("/x", "/{id}"),
+            ("/x/", "/{id}"),
+            ("/éé/x", "/{a}{b}/x"),
+            ("/v1/p/x.json", "/v1/{p}/{f}.json"),
+        ] {
+            let c = super::Pattern::new(pattern);
+            assert_eq!(
+                c.captures(path).is_some(),
+                c.matches(path),
                 "{path} {pattern}"
             );
         }

@@ -26,6 +26,7 @@
 //! | `[[forward_auth]]` | [`forward_auth::Section`] | [`forward_auth::Endpoint`] |
 //! | `[proxy]`, `[tls]`, listener keys | [`proxy::Section`], [`proxy::TlsSection`] | [`proxy::Settings`] |
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
+//! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
@@ -45,7 +46,7 @@ pub use crate::settings::Problem;
 use crate::{
     cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, proxy, request_id, revocation, routes, session, shared_cache, validator,
+    local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -118,6 +119,8 @@ pub struct File {
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
     pub session: Option<session::Section>,
+    /// Per-route authorization with oslo.policy rules.
+    pub authorization: Option<policy::Section>,
     /// Request ids: whose `X-OpenStack-Request-ID` is kept.
     #[serde(default)]
     pub request_id: request_id::Section,
@@ -194,6 +197,7 @@ impl File {
             (self.session.as_ref().filter(|s| s.enabled)).and_then(|s| s.build(&mut p, env));
         let shared_cache = self.shared_cache().build(&mut p, env);
         let cache = self.cache.build(&mut p);
+        let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
@@ -207,7 +211,8 @@ impl File {
                     revocation,
                     shared_cache,
                     request_id,
-                ),
+                )
+                .with_authorization(authorization),
                 session,
                 proxy,
                 forward_auth,

@@ -65,6 +65,7 @@ pub mod access_rules;
 pub mod cache;
 pub mod keystone;
 pub mod local;
+pub mod policy;
 pub mod request_id;
 pub mod revocation;
 pub mod routes;

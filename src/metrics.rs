@@ -29,11 +29,13 @@ pub enum Outcome {
     SessionEndpoint,
     /// A session cookie or its request refused (CSRF, origin, bad cookie...).
     SessionRejected,
+    /// Refused with 403 by an `[authorization]` rule.
+    Forbidden,
 }
 
 impl Outcome {
     /// Every outcome, in the README's order.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Forwarded,
         Outcome::ForwardedUnconfirmed,
         Outcome::Public,
@@ -44,6 +46,7 @@ impl Outcome {
         Outcome::UpstreamTimeout,
         Outcome::SessionEndpoint,
         Outcome::SessionRejected,
+        Outcome::Forbidden,
     ];
 
     /// The exported label value.
@@ -59,6 +62,7 @@ impl Outcome {
             Outcome::UpstreamTimeout => "upstream_timeout",
             Outcome::SessionEndpoint => "session_endpoint",
             Outcome::SessionRejected => "session_rejected",
+            Outcome::Forbidden => "forbidden",
         }
     }
 }
@@ -176,6 +180,9 @@ pub struct Metrics {
     pub tunnels: IntCounterVec,
     /// Tunnels open now.
     pub tunnels_open: IntGauge,
+    /// `[authorization]` decisions by rule name (from the configuration) and
+    /// decision (`allow`, `deny`).
+    pub authorization_decisions: IntCounterVec,
     hot: Hot,
 }
 
@@ -336,7 +343,16 @@ impl Metrics {
                 "stonegate_proxy_tunnels_open",
                 "Upgraded tunnels open now.",
             )?,
+            authorization_decisions: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_authorization_decisions_total",
+                    "[authorization] decisions by rule (a configured rule name, or default) \
+                     and decision (allow, deny).",
+                ),
+                &["rule", "decision"],
+            )?,
         };
+        registry.register(Box::new(m.authorization_decisions.clone()))?;
         registry.register(Box::new(m.upgrades.clone()))?;
         registry.register(Box::new(m.tunnels.clone()))?;
         registry.register(Box::new(m.tunnels_open.clone()))?;
@@ -382,10 +398,18 @@ impl Metrics {
             | Outcome::UpstreamUnavailable
             | Outcome::UpstreamTimeout
             | Outcome::SessionEndpoint
-            | Outcome::SessionRejected => {
-                self.requests.with_label_values(&[outcome.as_str()]).inc()
-            }
+            | Outcome::SessionRejected
+            | Outcome::Forbidden => self.requests.with_label_values(&[outcome.as_str()]).inc(),
         }
+    }
+
+    /// Counts one `[authorization]` decision of the rule named `rule` (a
+    /// name from the configuration: the label set is bounded).
+    pub fn authorization(&self, rule: &str, allowed: bool) {
+        let decision = if allowed { "allow" } else { "deny" };
+        self.authorization_decisions
+            .with_label_values(&[rule, decision])
+            .inc();
     }
 
     /// Counts one upgrade request under `result`.
@@ -467,6 +491,7 @@ mod tests {
                 "upstream_timeout",
                 "session_endpoint",
                 "session_rejected",
+                "forbidden",
             ]
         );
     }

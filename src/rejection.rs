@@ -1,4 +1,4 @@
-//! The one place where denials become responses: 400 and 401 (client's fault), 503
+//! The one place where denials become responses: 400, 401 and 403 (client's fault), 503
 //! (Keystone's), 502/504 (the upstream's). Every body is JSON in Keystone's
 //! error shape; every 401 of a token decision carries
 //! `WWW-Authenticate: Keystone uri="..."`.
@@ -68,6 +68,12 @@ pub enum Rejection {
     /// Keystone could not answer for a token that was not cached.
     #[error("Keystone unavailable: {0}")]
     KeystoneUnavailable(#[source] std::sync::Arc<keystone::Error>),
+    /// An `[authorization]` rule refused the request (403).
+    #[error("forbidden by rule {rule}")]
+    Forbidden {
+        /// The rule's name (from the configuration), or `default`.
+        rule: String,
+    },
     /// The upstream could not be reached or failed mid-way.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -81,6 +87,7 @@ impl From<Denied> for Rejection {
         match denied {
             Denied::Unauthorized => Rejection::Unauthorized,
             Denied::KeystoneUnavailable(e) => Rejection::KeystoneUnavailable(e),
+            Denied::Forbidden { rule } => Rejection::Forbidden { rule },
         }
     }
 }
@@ -92,6 +99,7 @@ impl Rejection {
             Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::KeystoneUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Forbidden { .. } => StatusCode::FORBIDDEN,
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -103,32 +111,40 @@ impl Rejection {
             Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
             Rejection::Unauthorized => Outcome::Unauthorized,
             Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
+            Rejection::Forbidden { .. } => Outcome::Forbidden,
             Rejection::UpstreamUnavailable(_) => Outcome::UpstreamUnavailable,
             Rejection::UpstreamTimeout => Outcome::UpstreamTimeout,
         }
     }
 
-    fn message(&self) -> (&'static str, &'static str) {
+    fn message(&self) -> (&'static str, Cow<'static, str>) {
         match self {
             Rejection::AmbiguousPath(_) => (
                 "Bad Request",
                 "The request path is ambiguous: dot segments, encoded slashes or backslashes, \
-                 empty segments and control characters are refused.",
+                 empty segments and control characters are refused."
+                    .into(),
             ),
             Rejection::Unauthorized => (
                 "Unauthorized",
-                "The request you have made requires authentication.",
+                "The request you have made requires authentication.".into(),
             ),
             Rejection::KeystoneUnavailable(_) => (
                 "Service Unavailable",
-                "The Keystone service is temporarily unavailable.",
+                "The Keystone service is temporarily unavailable.".into(),
+            ),
+            // oslo.policy's PolicyNotAuthorized message; the name is the
+            // configuration's, never anything of the request or the token.
+            Rejection::Forbidden { rule } => (
+                "Forbidden",
+                format!("Policy doesn't allow {rule} to be performed.").into(),
             ),
             Rejection::UpstreamUnavailable(_) => {
-                ("Bad Gateway", "The upstream service is unavailable.")
+                ("Bad Gateway", "The upstream service is unavailable.".into())
             }
             Rejection::UpstreamTimeout => (
                 "Gateway Timeout",
-                "The upstream service did not answer in time.",
+                "The upstream service did not answer in time.".into(),
             ),
         }
     }
@@ -137,7 +153,7 @@ impl Rejection {
     /// `Retry-After` on 503. The body never echoes request data.
     pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
-        let mut resp = error_response(self.status(), title, message);
+        let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();
         match self {
             Rejection::Unauthorized => {
@@ -147,6 +163,7 @@ impl Rejection {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Rejection::AmbiguousPath(_)
+            | Rejection::Forbidden { .. }
             | Rejection::UpstreamUnavailable(_)
             | Rejection::UpstreamTimeout => {}
         }

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "policy",
             "request_id",
             "revocation",
             "routes",

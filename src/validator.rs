@@ -18,6 +18,7 @@ use crate::{
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,
+    policy::{Decision, IdentityCredentials},
     revocation::{poller::Revocations, TokenValues},
     shared_cache::SharedCache,
     token::{Fingerprint, Token},
@@ -35,6 +36,12 @@ pub enum Denied {
     /// Keystone could not answer for a token that was not cached.
     #[error("Keystone unavailable: {0}")]
     KeystoneUnavailable(#[source] Arc<keystone::Error>),
+    /// An `[authorization]` rule refused the (authenticated) request.
+    #[error("forbidden by rule {rule}")]
+    Forbidden {
+        /// The rule's name (from the configuration), or `default`.
+        rule: String,
+    },
 }
 
 /// The result of authentication, placed in request extensions for embedders.
@@ -201,9 +208,56 @@ impl Validator {
     }
 
     /// Decides a request from its method, canonical decoded path
-    /// ([`crate::path::Canonical::decoded`], what access rules match) and
-    /// (already stripped) headers, following keystonemiddleware's `process_request`.
+    /// ([`crate::path::Canonical::decoded`], what access rules and
+    /// `[authorization]` rules match) and (already stripped) headers: who it
+    /// is ([`Validator::identify`]), then whether that identity may make it
+    /// ([`Validator::authorize`]). Every front door calls this, so every
+    /// door decides alike.
     pub async fn authenticate(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<AuthContext, Denied> {
+        let ctx = self.identify(method, path, headers).await?;
+        self.authorize(&ctx, method, path)?;
+        Ok(ctx)
+    }
+
+    /// The `[authorization]` decision for an authenticated request, computed
+    /// on the identity already held (no Keystone call): `Ok` without
+    /// `[authorization]`, [`Denied::Forbidden`] naming the rule when a rule
+    /// (or `default = "deny"`) refuses. Public routes never come here.
+    pub fn authorize(&self, ctx: &AuthContext, method: &Method, path: &str) -> Result<(), Denied> {
+        let Some(policy) = &self.settings.authorization else {
+            return Ok(());
+        };
+        let creds = IdentityCredentials {
+            user: ctx.user.as_deref(),
+            service: ctx.service.as_ref().and_then(|s| s.as_deref()),
+        };
+        let decision = policy.decide(&creds, method, path);
+        self.metrics
+            .authorization(decision.rule(), decision.allowed());
+        match decision {
+            Decision::Allow { .. } => Ok(()),
+            Decision::Deny { rule, error } => {
+                tracing::info!(
+                    audit_id = ctx.user.as_ref().and_then(|u| u.audit_id()),
+                    rule,
+                    error = error.as_ref().map(tracing::field::display),
+                    "request refused by [authorization]"
+                );
+                Err(Denied::Forbidden { rule: rule.into() })
+            }
+        }
+    }
+
+    /// Who a request is, from its method, canonical decoded path and (already
+    /// stripped) headers, following keystonemiddleware's `process_request`:
+    /// the service token, the user token, the access rules. No
+    /// `[authorization]` decision (that is [`Validator::authorize`]).
+    pub async fn identify(
         &self,
         method: &Method,
         path: &str,

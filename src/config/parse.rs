@@ -10,7 +10,9 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use crate::{cache, forward_auth, keystone, local, proxy, request_id, revocation, routes, session};
+use crate::{
+    cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes, session,
+};
 
 /// The top-level keys of [`super::File`].
 const KEYS: &[&str] = &[
@@ -28,6 +30,7 @@ const KEYS: &[&str] = &[
     "fernet",
     "revocation",
     "session",
+    "authorization",
     "request_id",
 ];
 
@@ -59,6 +62,7 @@ where
             "fernet" => probe::<local::Section, _>(&key, document()),
             "revocation" => probe::<revocation::Section, _>(&key, document()),
             "session" => probe::<session::Section, _>(&key, document()),
+            "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };

@@ -44,6 +44,14 @@ fn rows() -> Vec<Row> {
             vec![("retry-after", "5")],
         ),
         (
+            r(Rejection::Forbidden {
+                rule: "read".into(),
+            }),
+            403,
+            "Forbidden",
+            vec![],
+        ),
+        (
             r(Rejection::UpstreamUnavailable("refused".into())),
             502,
             "Bad Gateway",
@@ -176,7 +184,7 @@ fn rows() -> Vec<Row> {
 async fn every_rejection_has_its_status_json_body_and_headers() {
     let rows = rows();
     // One row per variant of both tables.
-    assert_eq!(rows.len(), 5 + 17);
+    assert_eq!(rows.len(), 6 + 17);
     for (resp, status, title, headers) in rows {
         assert_eq!(resp.status().as_u16(), status, "{title}");
         let mut got: Vec<(String, String)> = resp
@@ -214,6 +222,26 @@ fn validator_denials_become_their_rejections() {
         Rejection::from(Denied::KeystoneUnavailable(e.clone())),
         Rejection::KeystoneUnavailable(k) if Arc::ptr_eq(&k, &e)
     ));
+    assert!(matches!(
+        Rejection::from(Denied::Forbidden { rule: "read".into() }),
+        Rejection::Forbidden { rule } if rule == "read"
+    ));
+}
+
+#[tokio::test]
+async fn a_forbidden_answer_names_the_rule_as_oslo_policy_does() {
+    let resp = Rejection::Forbidden {
+        rule: "servers:read".into(),
+    }
+    .into_response(&WWW);
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("www-authenticate").is_none());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        json["error"]["message"],
+        "Policy doesn't allow servers:read to be performed."
+    );
 }
 
 #[test]
@@ -234,6 +262,7 @@ fn rejections_count_under_their_outcomes() {
             UpstreamUnavailable,
         ),
         (Rejection::UpstreamTimeout, UpstreamTimeout),
+        (Rejection::Forbidden { rule: "r".into() }, Forbidden),
     ] {
         assert_eq!(r.outcome(), o, "{r}");
         assert_eq!(UpstreamFailure::from_rejection(&r).0, o);

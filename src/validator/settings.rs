@@ -2,9 +2,9 @@
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
 //! `[fernet]`, `[revocation]`, the shared cache, `[request_id]`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use crate::{cache, keystone, local, request_id, revocation, routes, shared_cache};
+use crate::{cache, keystone, local, policy, request_id, revocation, routes, shared_cache};
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
@@ -36,6 +36,8 @@ pub struct Settings {
     pub revocation: Option<revocation::Settings>,
     /// The shared second-level cache (memcached or Redis), when configured.
     pub shared_cache: Option<shared_cache::Settings>,
+    /// Per-route authorization (`[authorization]`), when configured.
+    pub authorization: Option<Arc<policy::Policy>>,
     /// Whose `X-OpenStack-Request-ID` the front doors keep.
     pub request_id: request_id::Settings,
 }
@@ -65,7 +67,14 @@ impl Settings {
             local,
             revocation,
             shared_cache,
+            authorization: None,
             request_id,
         }
+    }
+
+    /// The same settings, with `[authorization]`'s policy.
+    pub fn with_authorization(mut self, authorization: Option<policy::Policy>) -> Self {
+        self.authorization = authorization.map(Arc::new);
+        self
     }
 }

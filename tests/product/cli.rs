@@ -125,7 +125,11 @@ fn uncomment_tables(text: &str, tables: &[&str]) -> String {
     let mut inside = false;
     for line in text.lines() {
         if let Some(table) = line.strip_prefix("# [") {
-            inside = tables.iter().any(|t| table.starts_with(&format!("{t}]")));
+            // `# [t]`, and the array tables `# [[t.x]]` of a block.
+            let table = table.trim_start_matches('[');
+            inside = tables.iter().any(|t| {
+                table.starts_with(&format!("{t}]")) || table.starts_with(&format!("{t}."))
+            });
         } else if line.trim().is_empty() {
             inside = false;
         }
@@ -141,9 +145,10 @@ fn uncomment_tables(text: &str, tables: &[&str]) -> String {
 
 #[test]
 fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
-    // [fernet], [revocation] and [tls] are commented out in the example
-    // (they need files only a deployment has); switched on, with the
-    // harness's real key repository and a real certificate, they check too.
+    // [fernet], [revocation], [tls] and [authorization] are commented out in
+    // the example (they need files only a deployment has); switched on, with
+    // the harness's real key repository, a real certificate and a policy file
+    // naming the rule the example uses, they check too.
     let ks = crate::harness::Keystone::from_env();
     let repo = ks.fixtures()["fernet_key_repository"]
         .as_str()
@@ -153,20 +158,33 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
     let secret = dir.path().join("password");
     std::fs::write(&secret, "secret\n").unwrap();
     let (cert, key) = crate::tls::self_signed(dir.path());
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "project_member_api: role:member and project_id:%(project_id)s\n",
+    )
+    .unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/stonegate.toml"
     ))
     .unwrap();
-    let text = uncomment_tables(&example, &["fernet", "revocation", "tls"])
+    let text = uncomment_tables(&example, &["fernet", "revocation", "tls", "authorization"])
         .replace(
             "/run/secrets/stonegate-password",
             &secret.display().to_string(),
         )
         .replace("/etc/keystone/fernet-keys", &repo)
         .replace("/etc/stonegate/tls.crt", &cert)
-        .replace("/etc/stonegate/tls.key", &key);
-    for table in ["\n[fernet]\n", "\n[revocation]\n", "\n[tls]\n"] {
+        .replace("/etc/stonegate/tls.key", &key)
+        .replace("/etc/nova/policy.yaml", &policy.display().to_string());
+    for table in [
+        "\n[fernet]\n",
+        "\n[revocation]\n",
+        "\n[tls]\n",
+        "\n[authorization]\n",
+        "\n[[authorization.rules]]\n",
+    ] {
         assert!(text.contains(table), "{table:?} not switched on:\n{text}");
     }
     let path = write(&dir, &text);

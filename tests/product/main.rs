@@ -35,6 +35,7 @@ mod layer;
 mod local;
 mod oslo;
 mod paths;
+mod policy;
 mod proxy;
 mod rejection;
 mod reload;
