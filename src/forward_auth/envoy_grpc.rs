@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | valid token, `delay_auth_decision`, public route | `status` OK; `OkHttpResponse.headers` = the identity headers (overwrite-or-add), `headers_to_remove` = every header of the request stonegate strips that it does not set; `dynamic_metadata` = the identity's facts |
 //! | missing, invalid, expired, revoked token; outside access rules | `status` UNAUTHENTICATED; `DeniedHttpResponse` 401, `WWW-Authenticate: Keystone uri="..."`, JSON |
+//! | refused by an `[authorization]` rule | `status` PERMISSION_DENIED; `DeniedHttpResponse` 403, JSON |
 //! | ambiguous path | `status` INVALID_ARGUMENT; `DeniedHttpResponse` 400, JSON |
 //! | Keystone unavailable | the RPC fails with UNAVAILABLE: Envoy applies `status_on_error` |
 //!
@@ -338,6 +339,7 @@ fn ok(set: HeaderMap, stripped: Vec<String>, dynamic_metadata: Option<Struct>) -
 async fn denied(rejection: Rejection, www_authenticate: &HeaderValue) -> CheckResponse {
     let code = match rejection {
         Rejection::AmbiguousPath(_) => tonic::Code::InvalidArgument,
+        Rejection::Forbidden { .. } => tonic::Code::PermissionDenied,
         Rejection::Unauthorized
         | Rejection::KeystoneUnavailable(_)
         | Rejection::UpstreamUnavailable(_)

@@ -748,3 +748,31 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
             .supported_schemes()
     }
 }
+
+#[tokio::test]
+async fn an_authorization_rule_refusal_is_permission_denied_with_403() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(
+        &ks,
+        "[authorization]\ndefault = \"deny\"\n\
+         [[authorization.rules]]\nname = \"servers:list\"\nmethods = [\"GET\"]\n\
+         path = \"/v2.1/servers\"\ncheck = \"role:member\"\n",
+    )
+    .await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let h = [("x-auth-token", token.as_str())];
+    // demo holds member on demo: the rule allows the listing ...
+    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/servers", &h)).await);
+    // ... and nothing else: default deny.
+    let r = check(&mut c, envoy_check("DELETE", "/v2.1/servers", &h)).await;
+    let d = denied_response(&r, Code::PermissionDenied, 403);
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"]["code"], 403);
+    assert!(
+        !d.headers
+            .iter()
+            .any(|o| o.header.as_ref().unwrap().key == "www-authenticate"),
+        "a 403 is no request for credentials"
+    );
+}
