@@ -50,6 +50,19 @@ export STONEGATE_TEST_KEYSTONE_FIXTURES
 [[ -s "$STONEGATE_TEST_KEYSTONE_FIXTURES" ]] || die "no fixtures at $STONEGATE_TEST_KEYSTONE_FIXTURES"
 log "keystone ready in $(secs "$t")s; STONEGATE_TEST_KEYSTONE_FIXTURES=$STONEGATE_TEST_KEYSTONE_FIXTURES"
 
+# ------------------------------------------------------------ oracles
+# Reference libraries the tests compare against (python-memcached for
+# keystonemiddleware's cache placement), beside the harness venv, not in it.
+ORACLES="$ROOT/target/py-oracles"
+want=$(sha256sum "$HARNESS/oracle-requirements.txt" | cut -d' ' -f1)
+if [[ "$(cat "$ORACLES/.stamp" 2>/dev/null)" != "$want" ]]; then
+  log "installing tests/keystone/oracle-requirements.txt into $ORACLES"
+  rm -rf "$ORACLES"
+  timeout 300 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps \
+    --target "$ORACLES" -r "$HARNESS/oracle-requirements.txt" || die "pip install of the oracles failed"
+  echo "$want" >"$ORACLES/.stamp"
+fi
+
 # ------------------------------------------------------------ tests
 t=$(date +%s%3N)
 # The embedded-layer product test runs examples/axum as a user does; under

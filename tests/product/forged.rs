@@ -9,24 +9,29 @@ use crate::harness::upstream::Seen;
 use crate::harness::{Keystone, Stonegate, Upstream, IDENTITY_HEADERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Forged identity headers, spelled as an attacker would.
-const FORGED: &[(&str, &str)] = &[
-    ("X-User-Id", "forged-user-id"),
-    ("X-User-Name", "forged-admin"),
-    ("x-roles", "forged-admin"),
-    ("X_User_Id", "forged-underscore"),
-    ("X_Roles", "forged-underscore-roles"),
-    ("X-Service-Roles", "forged-service"),
-    ("X-Service-Identity-Status", "Confirmed-forged"),
-    ("OpenStack-System-Scope", "forged-all"),
-    ("X-Identity-Status", "Confirmed-forged"),
-    ("X-Project-Id", "forged-project"),
-    ("X-Tenant", "forged-tenant"),
-    ("X-Is-Admin-Project", "forged-True"),
-    ("X-Service-Catalog", "forged-catalog"),
-    ("X-Domain-Id", "forged-domain"),
-    ("X-Service-User-Id", "forged-svc-user"),
-];
+/// Forged identity headers, spelled as an attacker would: every identity
+/// header (the list is checked against keystonemiddleware's own in
+/// kmw_differential.rs), dashed and in its WSGI underscore spelling.
+fn forged() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in IDENTITY_HEADERS {
+        out.push(((*name).to_owned(), format!("forged-{name}")));
+        out.push((name.replace('-', "_"), format!("forged-underscore-{name}")));
+    }
+    out
+}
+
+fn with_forged<'a>(
+    forged: &'a [(String, String)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut v: Vec<(&str, &str)> = forged
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    v.extend_from_slice(extra);
+    v
+}
 
 /// Mixed-case spellings, sent byte for byte over a raw connection (HTTP
 /// clients normalise names to lower case).
@@ -87,8 +92,8 @@ async fn forged_identity_headers_never_reach_upstream_with_a_valid_token() {
         .start()
         .await;
     let token = ks.demo_token().await;
-    let mut headers = FORGED.to_vec();
-    headers.push(("X-Auth-Token", &token));
+    let forged = forged();
+    let headers = with_forged(&forged, &[("X-Auth-Token", &token)]);
     let resp = sg.get("/", &headers).await;
     assert_eq!(resp.status(), 200);
     let seen = up.last();
@@ -121,8 +126,9 @@ async fn forged_identity_headers_never_reach_upstream_with_delay_auth_decision()
         .start()
         .await;
     // No token, then an invalid one: both forwarded as Invalid, nothing forged.
+    let forged = forged();
     for token in [None, Some("not-a-valid-token")] {
-        let mut headers = FORGED.to_vec();
+        let mut headers = with_forged(&forged, &[]);
         if let Some(t) = token {
             headers.push(("X-Auth-Token", t));
         }
@@ -222,13 +228,12 @@ async fn duplicated_and_folded_forgeries_never_reach_upstream() {
         "X-Roles: member".to_string(),
         " forged-folded-admin".to_string(),
     ];
-    let status = raw_get(&sg, &folded).await;
-    assert!(status == 400 || status == 200, "got {status}");
-    if status == 200 {
-        assert_nothing_forged(&up.last());
-    } else {
-        assert_eq!(up.hits(), hits, "a malformed request reached the upstream");
-    }
+    assert_eq!(
+        raw_get(&sg, &folded).await,
+        400,
+        "obs-fold is refused (RFC 9112 §5.2)"
+    );
+    assert_eq!(up.hits(), hits, "a malformed request reached the upstream");
 
     // Two different tokens in one request: the upstream could use either, so
     // neither counts.

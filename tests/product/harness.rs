@@ -96,6 +96,22 @@ pub fn venv_python() -> std::path::PathBuf {
     python
 }
 
+/// The venv's Python with the reference libraries of
+/// `tests/keystone/oracle-requirements.txt` (python-memcached ...) on
+/// `PYTHONPATH`: `scripts/test.sh` installs them into `target/py-oracles`.
+pub fn oracle_python() -> tokio::process::Command {
+    let dir = repo_path("target/py-oracles");
+    assert!(
+        dir.join("memcache.py").exists(),
+        "{} lacks python-memcached: run the tests with scripts/test.sh (it installs \
+         tests/keystone/oracle-requirements.txt there)",
+        dir.display()
+    );
+    let mut c = tokio::process::Command::new(venv_python());
+    c.env("PYTHONPATH", dir).kill_on_drop(true);
+    c
+}
+
 /// An HTTP client for loopback tests: no proxies from the environment, bounded in time.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -4,7 +4,7 @@
 
 use crate::harness::keystone::{assert_headers, expected_user_headers, v2_catalog};
 use crate::harness::upstream::Seen;
-use crate::harness::{Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
+use crate::harness::{fingerprint, Keystone, Scope, Stonegate, Upstream, IDENTITY_HEADERS};
 use serde_json::Value;
 
 /// Sends one GET through a fresh stonegate with `token` in `header`; returns
@@ -345,13 +345,23 @@ async fn tokens_never_appear_in_logs_or_metrics() {
         .text()
         .await
         .unwrap();
-    // Give the access log a moment to reach the file.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let log = sg.log();
-    assert!(
-        log.contains("status=200") || log.contains("200"),
-        "no access log line:\n{log}"
-    );
+    // Wait for the access log lines of exactly these two requests (a
+    // condition, not a sleep): they name each token by its SHA-256 prefix.
+    let user_line = format!("token=\"{}\"", fingerprint(&user));
+    // The refusal's line names no token at all.
+    let bogus_line = "status=401 outcome=\"unauthorized\"";
+    sg.log_with(&user_line).await;
+    let log = sg.log_with(bogus_line).await;
+    let line_of = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains("stonegate::access") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no access log line with {needle}:\n{log}"))
+            .to_owned()
+    };
+    let ok = line_of(&user_line);
+    assert!(ok.contains("status=200"), "{ok}");
+    let refused = line_of(bogus_line);
+    assert!(!refused.contains(&fingerprint(&user)), "{refused}");
     for (what, token) in [
         ("user token", user.as_str()),
         ("service token", &service),

@@ -1,57 +1,55 @@
-"""keystonemiddleware's own SecureTokenCache reading and writing a real
-memcached, for the shared-cache interop tests (tests/product/shared_cache.rs).
+"""keystonemiddleware's own token cache reading and writing real memcached
+servers, for the shared-cache interop tests (tests/product/shared_cache.rs).
 
-    python kmw_cache.py get|set HOST:PORT
+    python kmw_cache.py get|set|home HOST:PORT[,HOST:PORT...]
 
 TOKEN, SECRET and STRATEGY (MAC or ENCRYPT) come from the environment.
 `get` prints what kmw's cache returns for TOKEN (JSON, or null); `set`
 stores the JSON document read from standard input, as kmw's fetch_token
-does after validating a token.
+does after validating a token. `home` reads tokens from standard input, one
+a line, and prints for each the index (in the list given) of the server
+python-memcached stores its entry on now: a server that refuses connections
+is skipped as python-memcached skips it.
 
-The cache object is handed to kmw the way its `cache` option (an object in
-the WSGI environment) is: kmw calls get(key) and set(key, value, time=...),
-exactly what python-memcached's client offers. This one speaks memcached's
-text protocol itself (python-memcached is not in the harness venv) and stores
-bytes with flags 0, as python-memcached does.
+This is keystonemiddleware's SecureTokenCache as auth_token builds it from
+memcached_servers with memcache_use_advanced_pool = false (its _CachePool of
+python-memcached Clients; the default advanced pool, oslo.cache's wrapper
+around the same Client, spins on "'MemcacheClientPool' object has no
+attribute 'queue'" with the oslo.cache pinned in the harness venv): the key
+derivation, the protection and the choice of server (python-memcached's
+CRC32 hash, and its rehash past a dead server) are all the reference's. python-memcached is not in the
+harness venv; scripts/test.sh installs it into target/py-oracles
+(tests/keystone/oracle-requirements.txt), which the tests put on PYTHONPATH.
 """
 import json
 import logging
 import os
-import socket
 import sys
 
 from keystonemiddleware.auth_token import _cache
+from keystonemiddleware.auth_token import _opts
 
-
-class Memcached:
-    def __init__(self, addr):
-        host, port = addr.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
-        self.f = self.sock.makefile("rb")
-
-    def get(self, key):
-        self.sock.sendall(b"get " + key.encode() + b"\r\n")
-        line = self.f.readline()
-        if line == b"END\r\n":
-            return None
-        _, _key, _flags, size = line.split()
-        value = self.f.read(int(size) + 2)[:-2]
-        assert self.f.readline() == b"END\r\n"
-        return value
-
-    def set(self, key, value, time=0):
-        self.sock.sendall(b"set %s 0 %d %d\r\n" % (key.encode(), time, len(value))
-                          + value + b"\r\n")
-        assert self.f.readline() == b"STORED\r\n"
-        return True
+import memcache  # python-memcached (fail here if it is missing)
 
 
 def main():
-    op, addr = sys.argv[1], sys.argv[2]
+    op, servers = sys.argv[1], sys.argv[2].split(",")
+    defaults = {o.dest: o.default for o in _opts._OPTS}
     cache = _cache.SecureTokenCache(
         logging.getLogger("kmw"), os.environ["STRATEGY"], os.environ["SECRET"],
-        cache_time=300, env_cache_name="test.cache")
-    cache.initialize({"test.cache": Memcached(addr)})
+        cache_time=300, memcached_servers=servers,
+        use_advanced_pool=False,
+        dead_retry=defaults["memcache_pool_dead_retry"],
+        socket_timeout=defaults["memcache_pool_socket_timeout"])
+    cache.initialize({})
+    if op == "home":
+        client = memcache.Client(servers, dead_retry=300, socket_timeout=1)
+        for token in sys.stdin.read().split():
+            key, _ = cache._get_cache_key(token)
+            # As Client.get does: the key encoded, then hashed to a server.
+            server, _ = client._get_server(client._encode_key(key))
+            print(client.servers.index(server) if server else "none")
+        return
     token = os.environ["TOKEN"]
     if op == "get":
         print(json.dumps(cache.get(token)))

@@ -411,3 +411,51 @@ async fn service_token_roles_not_required_matches_keystonemiddleware() {
     )
     .await;
 }
+
+/// The harness's list of identity headers (what the forged-header tests send
+/// and the differential compares) is keystonemiddleware's own: every header
+/// its `remove_auth_headers` strips, plus `OpenStack-System-Scope`, which it
+/// sets but forgets to strip (README: Behaviour).
+#[tokio::test]
+async fn the_identity_header_list_is_keystonemiddlewares() {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(crate::harness::venv_python())
+            .args([
+                "-c",
+                "from keystonemiddleware.auth_token import _request as r\n\
+                 q = r._AuthTokenRequest.blank('/')\n\
+                 names = set(h.lower() for h in q._all_auth_headers())\n\
+                 names.add(q._SYSTEM_SCOPE_HEADER.lower())\n\
+                 print('\\n'.join(sorted(names)))",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("python within 60 s")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kmw: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut ours: Vec<String> = crate::harness::IDENTITY_HEADERS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    ours.sort();
+    assert_eq!(ours, kmw);
+    assert_eq!(
+        kmw.iter()
+            .filter(|h| h.starts_with("x-service-") && *h != "x-service-catalog")
+            .count(),
+        12,
+        "the 12 service headers"
+    );
+}

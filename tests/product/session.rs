@@ -959,3 +959,192 @@ async fn curl_cookie_jar_flow() {
     let code = curl(vec!["-b".into(), jar.into(), sg.url("/servers")]).await;
     assert_eq!(code, "401");
 }
+
+/// Reads need no CSRF token: GET, and also HEAD, OPTIONS and TRACE (Django's
+/// safe methods) ride on the cookie alone; every other method without the
+/// header gets 403 and is not forwarded.
+#[tokio::test]
+async fn head_options_and_trace_are_exempt_from_csrf() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+    let s = logged_in(&sg, &ks).await;
+    for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
+        let hits = up.hits();
+        let resp = client()
+            .request(method.parse().unwrap(), sg.url("/servers"))
+            .header("cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{method} without CSRF");
+        assert_eq!(up.hits(), hits + 1);
+        let seen = up.last();
+        assert_eq!(seen.method.as_str(), method);
+        assert_eq!(seen.header("x-user-id"), Some(ks.user_id("demo")));
+    }
+    for method in ["POST", "PUT", "PATCH", "DELETE", "PROPFIND"] {
+        let hits = up.hits();
+        let resp = client()
+            .request(method.parse().unwrap(), sg.url("/servers"))
+            .header("cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{method} without CSRF");
+        assert_eq!(up.hits(), hits, "{method} was forwarded");
+    }
+}
+
+/// `cookie_secure = "auto"` (the default): `Secure` on both cookies when the
+/// login came over TLS, not over plain HTTP.
+#[tokio::test]
+async fn cookie_secure_auto_follows_the_connection() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let tls = start(
+        &ks,
+        &up,
+        &r,
+        &format!("cookie_secure = \"auto\"\n[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"),
+    )
+    .await;
+    let resp = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("https://{}{LOGIN}", tls.listen))
+        .json(&demo_login(&ks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let c = set_cookies(&resp);
+    for name in ["sessionid", "csrftoken"] {
+        assert!(
+            c[name].attrs.contains_key("secure"),
+            "{name} over TLS: {:?}",
+            c[name]
+        );
+    }
+    let plain = start(&ks, &up, &r, "cookie_secure = \"auto\"").await;
+    let resp = login(&plain, demo_login(&ks)).await;
+    assert_eq!(resp.status(), 200);
+    let c = set_cookies(&resp);
+    for name in ["sessionid", "csrftoken"] {
+        assert!(
+            !c[name].attrs.contains_key("secure"),
+            "{name} over plain HTTP"
+        );
+    }
+}
+
+/// A login body is read up to 16 KiB: 16 KiB passes on to the credential
+/// check, one byte more is refused (413) before Keystone is asked.
+#[tokio::test]
+async fn a_login_body_over_16_kib_is_refused_before_keystone() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = start(&ks, &up, &r, "").await;
+    let body_of = |len: usize| {
+        let mut b = serde_json::to_string(&demo_login(&ks)).unwrap();
+        b.pop();
+        b.push_str(",\"pad\":\"");
+        let pad = len - b.len() - 2;
+        b.push_str(&"x".repeat(pad));
+        b.push_str("\"}");
+        assert_eq!(b.len(), len);
+        b
+    };
+    let post = |body: String| {
+        client()
+            .post(sg.url(LOGIN))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let auths = crate::local::metric(
+        &sg,
+        "stonegate_keystone_requests_total",
+        &["operation=\"login\""],
+    )
+    .await;
+    let resp = post(body_of(16 * 1024)).await.unwrap();
+    assert_eq!(resp.status(), 200, "16 KiB exactly is read");
+    let after_ok = crate::local::metric(
+        &sg,
+        "stonegate_keystone_requests_total",
+        &["operation=\"login\""],
+    )
+    .await;
+    assert!(after_ok > auths, "the 16 KiB login reached Keystone");
+    let resp = post(body_of(16 * 1024 + 1)).await.unwrap();
+    assert_eq!(resp.status(), 413, "one byte over");
+    assert!(resp.headers().get("set-cookie").is_none());
+    let b = body(resp).await;
+    assert_eq!(b["error"]["code"], 413);
+    assert_eq!(
+        crate::local::metric(
+            &sg,
+            "stonegate_keystone_requests_total",
+            &["operation=\"login\""]
+        )
+        .await,
+        after_ok,
+        "Keystone was asked"
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+/// Logout when Keystone cannot revoke the token (it is down): 503, the
+/// cookies are not cleared, and the session still works from the cache, so
+/// the user can log out again once Keystone is back.
+#[tokio::test]
+async fn logout_is_503_and_keeps_the_session_when_keystone_cannot_revoke() {
+    let shared = Keystone::from_env();
+    let mut private = crate::harness::private_keystone::PrivateKeystone::start(&shared, 3).await;
+    let ks = private.keystone.with_auth_url(&private.keystone.auth_url);
+    let up = Upstream::echo().await;
+    let r = ring(&[&new_key()]);
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .option("http_request_max_retries", 0)
+        .extra_toml(&format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\n",
+            r.path.display().to_string()
+        ))
+        .start()
+        .await;
+    let s = logged_in(&sg, &ks).await;
+    assert_eq!(
+        sg.get("/servers", &[("cookie", &s.cookie)]).await.status(),
+        200
+    );
+    private.stop();
+    let resp = client()
+        .post(sg.url(LOGOUT))
+        .header("cookie", &s.cookie)
+        .header("x-csrftoken", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "cookies cleared although the token lives"
+    );
+    assert_eq!(
+        resp.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
+    assert_eq!(body(resp).await["error"]["code"], 503);
+    let resp = sg.get("/servers", &[("cookie", &s.cookie)]).await;
+    assert_eq!(resp.status(), 200, "the session stays (cached)");
+}

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use stonegate::shared_cache::{
-    crypt::{Keys, Strategy},
-    memcached::server_order,
-};
+use stonegate::shared_cache::crypt::{Keys, Strategy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::keystone::{assert_headers, expected_user_headers};
@@ -274,7 +271,7 @@ async fn invalid_and_allow_expired_results_are_never_written_to_the_shared_cache
 
 /// Runs kmw_cache.py (keystonemiddleware's SecureTokenCache) with the venv's Python.
 async fn kmw_cache(op: &str, server: &str, token: &str, stdin: Option<&Value>) -> String {
-    let mut child = tokio::process::Command::new(crate::harness::venv_python())
+    let mut child = crate::harness::oracle_python()
         .arg(crate::harness::repo_path("tests/product/kmw_cache.py"))
         .arg(op)
         .arg(server)
@@ -431,6 +428,75 @@ async fn a_hung_or_garbage_answering_server_is_skipped_for_dead_retry() {
     }
 }
 
+/// For each token, the index of the server python-memcached (through
+/// keystonemiddleware's own cache key) stores its entry on, given `servers`
+/// as they are now (a dead one is skipped the way python-memcached skips it).
+async fn python_memcached_home(servers: &[String], tokens: &[String]) -> Vec<usize> {
+    let mut child = crate::harness::oracle_python()
+        .arg(crate::harness::repo_path("tests/product/kmw_cache.py"))
+        .arg("home")
+        .arg(servers.join(","))
+        .env("SECRET", SECRET)
+        .env("STRATEGY", "ENCRYPT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(tokens.join("\n").as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kmw_cache.py home within 60 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.parse()
+                .unwrap_or_else(|_| panic!("kmw_cache.py home said {l:?}"))
+        })
+        .collect()
+}
+
+/// Sends each token through `sg` and returns, per token, the index of the
+/// (live) server whose key listing grew by exactly that one entry.
+async fn where_stonegate_wrote(
+    sg: &Stonegate,
+    mcs: &[Memcached],
+    live: &[usize],
+    tokens: &[String],
+) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for &i in live {
+        counts.push(mcs[i].keys().await.len());
+    }
+    let mut homes = Vec::new();
+    for token in tokens {
+        assert_eq!(status(sg, token).await, 200);
+        let mut grew = Vec::new();
+        for (n, &i) in live.iter().enumerate() {
+            let now = mcs[i].keys().await.len();
+            if now != counts[n] {
+                grew.push(i);
+                counts[n] = now;
+            }
+        }
+        assert_eq!(grew.len(), 1, "one entry on one server per token: {grew:?}");
+        homes.push(grew[0]);
+    }
+    homes
+}
+
+/// stonegate puts each entry on the server python-memcached (what
+/// keystonemiddleware uses) picks for keystonemiddleware's key, so either
+/// reads what the other wrote; the oracle is python-memcached itself.
 #[tokio::test]
 async fn entries_live_on_the_server_python_memcached_picks() {
     let ks = Keystone::from_env();
@@ -438,22 +504,28 @@ async fn entries_live_on_the_server_python_memcached_picks() {
     let mcs = [Memcached::start().await, Memcached::start().await];
     let servers: Vec<String> = mcs.iter().map(Memcached::server).collect();
     let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
-    for _ in 0..4 {
-        let token = ks.demo_token().await;
-        assert_eq!(status(&sg, &token).await, 200);
-        let key = key(&token, Strategy::Encrypt);
-        let home = server_order(key.as_bytes(), 2).next().unwrap();
-        assert!(
-            mcs[home].raw_get(&key).await.is_some(),
-            "not on server {home}"
-        );
-        assert!(mcs[1 - home].raw_get(&key).await.is_none());
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        tokens.push(ks.demo_token().await);
     }
+    let written = where_stonegate_wrote(&sg, &mcs, &[0, 1], &tokens).await;
+    let homes = python_memcached_home(&servers, &tokens).await;
+    assert_eq!(
+        written, homes,
+        "stonegate's server choice is python-memcached's"
+    );
+    assert!(
+        homes.contains(&0) && homes.contains(&1),
+        "8 tokens, one server: {homes:?}"
+    );
+    // And keystonemiddleware's own cache, over both servers, reads each.
+    let read = kmw_cache("get", &servers.join(","), &tokens[0], None).await;
+    assert!(read.contains("\"token\""), "{read}");
 }
 
-/// A dead server's keys move where python-memcached's rehash puts them (the
-/// next live server of the key's `server_order`), so stonegate and
-/// keystonemiddleware still agree while a server is down; nothing fails.
+/// A dead server's keys move where python-memcached's rehash puts them, so
+/// stonegate and keystonemiddleware still agree while a server is down;
+/// nothing fails.
 #[tokio::test]
 async fn keys_of_a_dead_server_move_where_python_memcached_rehashes_them() {
     let ks = Keystone::from_env();
@@ -466,29 +538,27 @@ async fn keys_of_a_dead_server_move_where_python_memcached_rehashes_them() {
     let servers: Vec<String> = mcs.iter().map(Memcached::server).collect();
     let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
     mcs[0].0.kill();
-    let (mut moved, mut tokens) = (0, 0);
-    while moved < 2 {
-        tokens += 1;
-        assert!(
-            tokens <= 60,
-            "no key of 60 tokens had the dead server as its home"
-        );
-        let token = ks.demo_token().await;
-        assert_eq!(status(&sg, &token).await, 200);
-        let key = key(&token, Strategy::Encrypt);
-        let order: Vec<usize> = server_order(key.as_bytes(), 3).collect();
-        let expected = order.iter().copied().find(|&i| i != 0).unwrap();
-        if order[0] == 0 {
-            moved += 1;
-        }
-        for (i, mc) in mcs.iter().enumerate().skip(1) {
-            assert_eq!(
-                mc.raw_get(&key).await.is_some(),
-                i == expected,
-                "server {i}, key order {order:?}"
-            );
-        }
+    let mut tokens = Vec::new();
+    for _ in 0..16 {
+        tokens.push(ks.demo_token().await);
     }
+    let written = where_stonegate_wrote(&sg, &mcs, &[1, 2], &tokens).await;
+    let now = python_memcached_home(&servers, &tokens).await;
+    assert_eq!(written, now, "stonegate's rehash is python-memcached's");
+    // Where the keys lived before server 0 died: python-memcached over three
+    // live servers (server 1 answering in server 0's place; the hash only
+    // depends on the position).
+    let before = python_memcached_home(
+        &[servers[1].clone(), servers[1].clone(), servers[2].clone()],
+        &tokens,
+    )
+    .await;
+    let moved = before.iter().filter(|&&h| h == 0).count();
+    assert!(
+        moved >= 2,
+        "too few of 16 keys had the dead server as home: {before:?}"
+    );
+    assert!(shared_ops(&sg, "set", "error").await == 0.0, "a set failed");
 }
 
 #[tokio::test]

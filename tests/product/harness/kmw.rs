@@ -142,10 +142,14 @@ pub struct Answer {
 /// The headers compared: every identity header keystonemiddleware or
 /// stonegate may set, and the token headers (forwarded unchanged). Any other
 /// `x-`/`openstack-` header either stack adds counts too, so a header only
-/// one of them sets shows up (`x-forwarded-*` excepted: the sidecar owns
-/// them, keystonemiddleware runs inside the server).
+/// one of them sets shows up. Excepted are the headers the README's
+/// "sent upstream" table gives the sidecar (`X-Forwarded-*`,
+/// `X-OpenStack-Request-ID`): keystonemiddleware runs inside the server, where
+/// the WSGI server and oslo.middleware's request_id set their own.
 fn compared(name: &str) -> bool {
-    (name.starts_with("x-") || name.starts_with("openstack-")) && !name.starts_with("x-forwarded-")
+    (name.starts_with("x-") || name.starts_with("openstack-"))
+        && !name.starts_with("x-forwarded-")
+        && name != "x-openstack-request-id"
 }
 
 /// stonegate and keystonemiddleware, configured alike, on the same Keystone.
