@@ -12,14 +12,14 @@
 //! `<module>::<Name>Section`, e.g. [`routes::PublicSection`],
 //! [`proxy::TlsSection`]), `<module>::Settings` is what its checks compile
 //! it into, and `Section::build` records every problem with its key in a
-//! `Vec<`[`Problem`]`>` (the vocabulary of [`crate::settings`]). Where the
+//! `Vec<`[`Problem`]`>` (the vocabulary of `settings`). Where the
 //! module's own type already is the compiled form, `build` returns it
 //! ([`routes::PublicRoutes`], [`forward_auth::Endpoint`]).
 //!
 //! | table | as written | checked |
 //! |---|---|---|
 //! | `[keystone_authtoken]` | [`keystone::Section`] | [`keystone::Settings`], [`keystone::Policy`] (and [`shared_cache::Options`]) |
-//! | `[fernet]` | [`local::Section`] | [`local::Settings`] |
+//! | `[fernet]` | `local::Section` | `local::Settings` |
 //! | `[revocation]` | [`revocation::Section`] | [`revocation::Settings`] |
 //! | `[cache]` | [`cache::Section`] | [`cache::Settings`] |
 //! | `[routes]` | [`routes::Section`] | [`routes::PublicRoutes`] |
