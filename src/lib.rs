@@ -51,7 +51,8 @@
 // Public API: the layer (`AuthTokenLayer`, `AuthContext`), `stack` and
 // `gate`, `config`, `metrics`, `identity`, `validator`, the doors
 // (`forward_auth`, `proxy`), `server`, and the modules whose settings types
-// `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`).
+// `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`,
+// `audit`).
 // `#[doc(hidden)] pub`: internals the product tests, benches, fuzz targets
 // and the binary drive directly; not API, they may change. The rest is
 // `pub(crate)`.
@@ -92,7 +93,9 @@ pub mod validator;
 
 // The edge: the header boundary, the one table of answers, browser sessions
 // (cookie, CSRF, login and logout: every door honours them) and the gate
-// (validator + sessions, swapped together on reload) the doors decide with.
+// (validator + sessions + the audit trail, swapped together on reload) the
+// doors decide with, and the CADF audit trail of decided requests.
+pub mod audit;
 pub mod gate;
 #[doc(hidden)]
 pub mod headers;

@@ -3,7 +3,10 @@
 //! from the value, a `_file` or the environment; addresses; URLs).
 //!
 //! A leaf: it imports nothing of the crate, so each domain module checks its
-//! own section with it without importing `config`.
+//! own section with it without importing `config`. [`ini`] reads the INI
+//! files sections point to (oslo.config files, audit map files).
+
+pub mod ini;
 
 use std::{fmt, net::SocketAddr};
 
