@@ -44,17 +44,21 @@ METRICS = set()
 for f in glob.glob("src/**/*.rs", recursive=True):
     METRICS |= set(re.findall(r'"(stonegate_[a-z_]+)"', open(f).read()))
 TOKEN_HEADERS = {"x-auth-token", "x-storage-token", "x-service-token"}
+# What a forward-auth answer carries besides the identity: the request id
+# (src/request_id.rs), for the upstream's logs.
+ANSWER_EXTRA = {"x-openstack-request-id"}
 
 
-def same_headers(what, names):
+def same_headers(what, names, extra=frozenset()):
     got = [str(n).strip().lower() for n in names if str(n).strip()]
-    missing, unknown = IDENTITY - set(got), set(got) - IDENTITY
+    want = IDENTITY | set(extra)
+    missing, unknown = want - set(got), set(got) - want
     dup = sorted({n for n in got if got.count(n) > 1})
     if missing or unknown or dup:
-        fail(what, f"differs from IDENTITY_HEADERS in src/headers.rs: missing {sorted(missing)}, "
-                   f"not identity headers {sorted(unknown)}, duplicated {dup}")
+        fail(what, f"differs from IDENTITY_HEADERS in src/headers.rs (+ {sorted(extra)}): "
+                   f"missing {sorted(missing)}, not identity headers {sorted(unknown)}, duplicated {dup}")
     else:
-        ok(f"{what}: all {len(IDENTITY)} identity headers")
+        ok(f"{what}: all {len(IDENTITY)} identity headers" + (f" and {sorted(extra)}" if extra else ""))
 
 
 # ---- stonegate check-config on a copy with stand-in files ----------------
@@ -275,7 +279,8 @@ for path, docs in docs_by_file.items():
                   f"{what}: auth-method set (ingress-nginx then sends X-Original-URI itself)",
                   "without auth-method ingress-nginx does not set X-Original-URI: the client's own header reaches stonegate")
             same_headers(f"{what} auth-response-headers",
-                         ann.get("nginx.ingress.kubernetes.io/auth-response-headers", "").split(","))
+                         ann.get("nginx.ingress.kubernetes.io/auth-response-headers", "").split(","),
+                         ANSWER_EXTRA)
             check(not ann.get("nginx.ingress.kubernetes.io/auth-cache-key"),
                   f"{what}: no auth-cache-key", "auth-cache-key would let nginx serve revoked tokens")
         mw = ann.get("traefik.ingress.kubernetes.io/router.middlewares")
@@ -301,7 +306,7 @@ for path, docs in docs_by_file.items():
         req = {h.lower() for h in fa.get("authRequestHeaders", [])}
         check(not req or TOKEN_HEADERS <= req, f"{what}: token headers reach stonegate",
               f"authRequestHeaders must include {sorted(TOKEN_HEADERS)}")
-        same_headers(f"{what} authResponseHeaders", fa.get("authResponseHeaders", []))
+        same_headers(f"{what} authResponseHeaders", fa.get("authResponseHeaders", []), ANSWER_EXTRA)
 
 # ---- standalone stonegate configs (Envoy, systemd) ------------------------
 toml_confs = {}
@@ -345,7 +350,8 @@ for path, docs in docs_by_file.items():
                 check(TOKEN_HEADERS <= sent, f"{what}: ext_authz sends {sorted(TOKEN_HEADERS)}",
                       f"allowed_headers {sorted(sent)} lack some token headers")
                 ups = hs.get("authorization_response", {}).get("allowed_upstream_headers", {}).get("patterns", [])
-                same_headers(f"{what} allowed_upstream_headers", [p.get("exact", "") for p in ups])
+                same_headers(f"{what} allowed_upstream_headers", [p.get("exact", "") for p in ups],
+                             ANSWER_EXTRA)
                 pp = hs.get("path_prefix")
                 check(pp in endpoint_paths(env_conf, "envoy"), f"{what}: path_prefix {pp} is a flavor=envoy endpoint",
                       f"path_prefix {pp} is not a flavor = \"envoy\" path of {os.path.dirname(path)}/stonegate.toml")

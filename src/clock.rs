@@ -4,12 +4,12 @@
 //! `now` as an argument; only their callers read the clock here.
 
 /// Current Unix time in seconds.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Seconds since the epoch of a Keystone timestamp (`2026-01-15T22:14:05.000000Z`).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())

@@ -12,14 +12,14 @@
 //! `<module>::<Name>Section`, e.g. [`routes::PublicSection`],
 //! [`proxy::TlsSection`]), `<module>::Settings` is what its checks compile
 //! it into, and `Section::build` records every problem with its key in a
-//! `Vec<`[`Problem`]`>` (the vocabulary of [`crate::settings`]). Where the
+//! `Vec<`[`Problem`]`>` (the vocabulary of `settings`). Where the
 //! module's own type already is the compiled form, `build` returns it
 //! ([`routes::PublicRoutes`], [`forward_auth::Endpoint`]).
 //!
 //! | table | as written | checked |
 //! |---|---|---|
 //! | `[keystone_authtoken]` | [`keystone::Section`] | [`keystone::Settings`], [`keystone::Policy`] (and [`shared_cache::Options`]) |
-//! | `[fernet]` | [`local::Section`] | [`local::Settings`] |
+//! | `[fernet]` | `local::Section` | `local::Settings` |
 //! | `[revocation]` | [`revocation::Section`] | [`revocation::Settings`] |
 //! | `[cache]` | [`cache::Section`] | [`cache::Settings`] |
 //! | `[routes]` | [`routes::Section`] | [`routes::PublicRoutes`] |
@@ -28,13 +28,13 @@
 //! | `[session]` | [`session::Section`] | [`session::Settings`] |
 //! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
+//! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
 //! request policy assembled from the others ([`validator::Settings`]) and
 //! [`proxy::Settings`].
 
-pub mod ini;
 pub mod oslo;
 mod parse;
 mod sources;
@@ -42,9 +42,9 @@ mod sources;
 use std::path::Path;
 
 pub(crate) use crate::settings::problem;
-pub use crate::settings::Problem;
+pub use crate::settings::{ini, Problem};
 use crate::{
-    cache, forward_auth,
+    audit, cache, forward_auth,
     keystone::{self, AuthVersion},
     local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
 };
@@ -124,6 +124,9 @@ pub struct File {
     /// Request ids: whose `X-OpenStack-Request-ID` is kept.
     #[serde(default)]
     pub request_id: request_id::Section,
+    /// CADF audit events.
+    #[serde(default)]
+    pub audit: audit::Section,
 }
 
 fn default_log_format() -> String {
@@ -143,6 +146,8 @@ pub struct Settings {
     pub proxy: proxy::Settings,
     /// Forward-auth endpoints (`[[forward_auth]]`).
     pub forward_auth: Vec<forward_auth::Endpoint>,
+    /// The CADF audit trail, when `[audit]` is enabled.
+    pub audit: Option<audit::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -199,6 +204,7 @@ impl File {
         let cache = self.cache.build(&mut p);
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
+        let audit = self.audit.build(&mut p);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
@@ -216,6 +222,7 @@ impl File {
                 session,
                 proxy,
                 forward_auth,
+                audit,
             }),
             _ => Err(Error::Invalid(p)),
         }

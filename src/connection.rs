@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Facts about the client connection, inserted into request extensions by the server.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionInfo {
+pub(crate) struct ConnectionInfo {
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether the client connected over TLS.

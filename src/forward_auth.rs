@@ -306,7 +306,7 @@ impl Decider {
 
     /// A session endpoint (login, logout) on the forward-auth listener, for
     /// the ingress to route there; 404 for any other path.
-    async fn session_endpoint<B>(&self, gate: &Gate, req: Request<B>) -> Answer
+    async fn session_endpoint<B>(&self, gate: &Gate, mut req: Request<B>) -> Answer
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -317,6 +317,9 @@ impl Decider {
         else {
             return status_only(StatusCode::NOT_FOUND);
         };
+        // The head the layer would read: the client's Connection list
+        // applied, forged identity and `_` aliases gone.
+        headers::sanitize(req.headers_mut());
         let body_left = BodyLeft::of(&req);
         let resp = sessions
             .serve(&gate.validator, &self.metrics, endpoint, req)
@@ -476,6 +479,40 @@ mod tests {
         assert_eq!(p.unwrap(), "/");
         let (m, p) = ep(Flavor::Nginx, "/auth").original(&Method::GET, "/auth", &HeaderMap::new());
         assert!(m.is_none() && p.is_none());
+    }
+
+    #[test]
+    fn the_original_site_comes_from_the_flavors_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "stonegate:9091".parse().unwrap());
+        h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        let host = |site: (bool, Option<HeaderValue>)| {
+            (site.0, site.1.map(|v| v.to_str().unwrap().to_owned()))
+        };
+        // nginx: X-Original-URL first (scheme and host), else X-Forwarded-*.
+        assert_eq!(
+            host(ep(Flavor::Nginx, "/auth").original_site(&h)),
+            (true, Some("app.example.com".into()))
+        );
+        let mut with_url = h.clone();
+        with_url.insert(
+            "x-original-url",
+            "http://portal.example.com:8080/x?y".parse().unwrap(),
+        );
+        assert_eq!(
+            host(ep(Flavor::Nginx, "/auth").original_site(&with_url)),
+            (false, Some("portal.example.com:8080".into()))
+        );
+        // Traefik ignores X-Original-URL; Envoy keeps the request's own Host.
+        assert_eq!(
+            host(ep(Flavor::Traefik, "/auth").original_site(&with_url)),
+            (true, Some("app.example.com".into()))
+        );
+        assert_eq!(
+            host(ep(Flavor::Envoy, "/ext").original_site(&with_url)),
+            (true, None)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What every front door decides with: the [`Validator`] and, with
-//! `[session]`, the browser [`Sessions`] — one value, so that a
+//! `[session]`, the browser [`Sessions`] (and with `[audit]` the
+//! [`Auditor`]) — one value, so that a
 //! configuration reload replaces both at once ([`Handle`]) and no request
 //! sees a new validator with the old sessions.
 //!
@@ -8,7 +9,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::{session::Sessions, validator::Validator};
+use crate::{audit::Auditor, session::Sessions, validator::Validator};
 
 /// The validator and the sessions of one configuration.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct Gate {
     pub validator: Arc<Validator>,
     /// Browser sessions, when `[session]` is enabled.
     pub sessions: Option<Arc<Sessions>>,
+    /// The CADF audit trail, when `[audit]` is enabled.
+    pub audit: Option<Arc<Auditor>>,
 }
 
 /// A [`Gate`] that can be replaced while requests flow (configuration

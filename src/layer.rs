@@ -26,6 +26,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
+    audit::{Auditor, Record},
     connection::ConnectionInfo,
     gate::{Gate, Handle},
     headers,
@@ -131,6 +132,39 @@ struct Arrival {
     body_left: BodyLeft,
     /// The request's `X-OpenStack-Request-ID`.
     request_id: RequestId,
+    /// The audit trail, when `[audit]` is on.
+    audit: Option<Arc<Auditor>>,
+}
+
+impl Arrival {
+    /// The audit trail, when it audits this request (`refused` by
+    /// stonegate or not).
+    fn auditor<B>(&self, req: &Request<B>, refused: bool) -> Option<&Auditor> {
+        (self.audit.as_deref()).filter(|a| a.audits(req.method(), req.uri().path(), refused))
+    }
+
+    /// The audit record of `req`, decided `ctx` (`None`: refused).
+    fn record<B>(&self, req: &Request<B>, ctx: Option<&AuthContext>) -> Arc<Record> {
+        let conn = req.extensions().get::<ConnectionInfo>();
+        Record::of(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            conn,
+            ctx,
+            &self.request_id,
+        )
+    }
+
+    /// Audits a request stonegate refused with `status`: its request and
+    /// response events together.
+    fn audit_refusal<B>(&self, req: &Request<B>, status: u16) {
+        if let Some(a) = self.auditor(req, true) {
+            let record = self.record(req, None);
+            a.request(&record);
+            a.response(&record, status);
+        }
+    }
 }
 
 /// The request's method and path for the access log, taken before the
@@ -178,6 +212,7 @@ impl Authenticator {
             forged,
             body_left: BodyLeft::of(&req),
             request_id,
+            audit: gate.audit.clone(),
         };
         let id = correlation.id().header_value().clone();
         let mut resp = correlation
@@ -267,6 +302,7 @@ impl Authenticator {
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
+        arrival.audit_refusal(req, rejection.status().as_u16());
         let resp = rejection.into_response(&v.settings().www_authenticate);
         arrival.body_left.answer(resp)
     }
@@ -377,8 +413,16 @@ impl Authenticator {
             None
         };
         let fp = ctx.user_fingerprint;
+        let audit = arrival.auditor(&req, false).map(|a| {
+            let record = arrival.record(&req, Some(&ctx));
+            a.request(&record);
+            (a, record)
+        });
         req.extensions_mut().insert(ctx);
         let mut resp = inner.call(req).await?;
+        if let Some((a, record)) = &audit {
+            a.response(record, resp.status().as_u16());
+        }
         if resp.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, settings.www_authenticate.clone());
@@ -431,6 +475,7 @@ impl Authenticator {
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
+        arrival.audit_refusal(req, status);
         let mut resp = rejection.into_response(&v.settings().www_authenticate);
         // A session whose token Keystone no longer accepts is over.
         if let (Some((attached, sessions)), true) = (session, unauthorized) {
@@ -489,6 +534,7 @@ public = [{ method = "GET", path = "/pub/**" }]
         let gate = Gate {
             validator: Arc::new(validator),
             sessions: None,
+            audit: None,
         };
         AuthTokenLayer::new(gate, metrics)
     }

@@ -9,7 +9,7 @@
 //! (settings vocabulary, clock, connection facts, identity, metrics, path,
 //! tls, token) → domain, each owning its section (access rules, cache,
 //! keystone, local, revocation, routes, shared cache) → the core
-//! ([`validator`]) → the edge ([`headers`], [`rejection`], [`session`],
+//! ([`validator`]) → the edge ([`headers`], `rejection`, [`session`],
 //! [`gate`]: validator + sessions) → front doors ([`layer`], [`proxy`],
 //! [`forward_auth`]; never each other) → assembly ([`config`], [`stack`]) →
 //! `server` → `main.rs`.
@@ -48,27 +48,44 @@
 // The layers, in dependency order: a module imports only from the layers
 // above it.
 //
+// Public API: the layer (`AuthTokenLayer`, `AuthContext`), `stack` and
+// `gate`, `config`, `metrics`, `identity`, `validator`, the doors
+// (`forward_auth`, `proxy`), `server`, and the modules whose settings types
+// `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`,
+// `audit`).
+// `#[doc(hidden)] pub`: internals the product tests, benches, fuzz targets
+// and the binary drive directly; not API, they may change. The rest is
+// `pub(crate)`.
+//
 // Leaves (import nothing of the crate): the settings vocabulary, the clock,
 // connection facts, identity, metrics, client TLS, the path rule and tokens.
-pub mod clock;
-pub mod connection;
+pub(crate) mod clock;
+pub(crate) mod connection;
 pub mod identity;
 pub mod metrics;
+#[doc(hidden)]
 pub mod path;
-pub mod settings;
+pub(crate) mod settings;
+#[doc(hidden)]
 pub mod tls;
+#[doc(hidden)]
 pub mod token;
 
 // Domain: each module owns its configuration section (`Section` ->
 // `Settings`).
+#[doc(hidden)]
 pub mod access_rules;
+#[doc(hidden)]
 pub mod cache;
 pub mod keystone;
-pub mod local;
+pub(crate) mod local;
 pub mod policy;
 pub mod request_id;
+#[doc(hidden)]
 pub mod revocation;
+#[doc(hidden)]
 pub mod routes;
+#[doc(hidden)]
 pub mod shared_cache;
 
 // The core: token(s) -> Identity | Denied.
@@ -76,10 +93,13 @@ pub mod validator;
 
 // The edge: the header boundary, the one table of answers, browser sessions
 // (cookie, CSRF, login and logout: every door honours them) and the gate
-// (validator + sessions, swapped together on reload) the doors decide with.
+// (validator + sessions + the audit trail, swapped together on reload) the
+// doors decide with, and the CADF audit trail of decided requests.
+pub mod audit;
 pub mod gate;
+#[doc(hidden)]
 pub mod headers;
-pub mod rejection;
+pub(crate) mod rejection;
 pub mod session;
 
 // Front doors, thin adapters over the gate; they never import each other.

@@ -7,7 +7,7 @@
 //! enrichment is on: whether they are revoked depends on their trustor or
 //! consumer, which the token does not carry.
 
-pub mod settings;
+pub(crate) mod settings;
 
 use std::{
     path::PathBuf,
@@ -26,7 +26,7 @@ use crate::{
     },
 };
 
-pub use settings::{Section, Settings};
+pub(crate) use settings::{Section, Settings};
 
 /// Why a token was rejected locally (a metric label each).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,7 +116,7 @@ impl Decoded {
 
 /// What makes two tokens share names and roles.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EnrichKey {
+pub(crate) struct EnrichKey {
     user_id: String,
     scope: payload::Scope,
     trust_id: Option<String>,
@@ -127,7 +127,7 @@ pub struct EnrichKey {
 
 impl EnrichKey {
     /// The key of a decoded token.
-    pub fn of(p: &Payload) -> Self {
+    pub(crate) fn of(p: &Payload) -> Self {
         Self {
             user_id: p.user_id.clone(),
             scope: p.scope.clone(),
@@ -303,7 +303,10 @@ impl Local {
 
 /// The identity of `d`: the enrichment `template` with this token's own
 /// times, audit ids and methods, or (without one) only what the token proves.
-pub fn identity(d: &Decoded, template: Option<&Identity>) -> Result<Identity, LocalRejection> {
+pub(crate) fn identity(
+    d: &Decoded,
+    template: Option<&Identity>,
+) -> Result<Identity, LocalRejection> {
     let p = &d.payload;
     if let Some(t) = template {
         let mut id = t.clone();

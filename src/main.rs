@@ -229,6 +229,7 @@ fn main() -> ExitCode {
             };
             // Keep the guard alive: dropping it flushes and stops the writer thread.
             let _log_guard = init_logging(settings.proxy.log_json);
+            raise_descriptor_limit();
 
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -369,6 +370,36 @@ fn keys_check(dir: &std::path::Path) -> ExitCode {
 /// Logs go to stderr through a non-blocking writer (a background thread), so
 /// a slow terminal or pipe never stalls request handling; lines are dropped,
 /// not queued without bound, if the writer falls far behind.
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do: the soft default (often 1024)
+/// dates from `select()`, which stonegate does not use, and would cap
+/// `max_connections` far below its default. A refusal is logged and the
+/// limit kept (the connection caps follow whatever limit there is).
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            from = limit.current,
+            to = limit.maximum,
+            "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            soft = limit.current,
+            hard = limit.maximum,
+            "cannot raise the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+    }
+}
+
 fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

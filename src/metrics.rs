@@ -174,6 +174,11 @@ pub struct Metrics {
     pub session_events: IntCounterVec,
     /// Shared (memcached/Redis) cache operations by backend, operation, result.
     pub shared_cache_operations: IntCounterVec,
+    /// CADF audit events by what became of them (`emitted`: written by the
+    /// sink; `dropped`: the queue was full or the sink failed).
+    pub audit_events: IntCounterVec,
+    /// CADF audit events waiting in the queue for the sink.
+    pub audit_queued: IntGauge,
     /// Upgrade requests by what became of them (`tunnelled`, `not_allowed`, ...).
     pub upgrades: IntCounterVec,
     /// Tunnels ended, by how (`closed`, `lifetime`, `idle`, `error`).
@@ -324,6 +329,18 @@ impl Metrics {
                 ),
                 &["backend", "op", "result"],
             )?,
+            audit_events: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_audit_events_total",
+                    "CADF audit events by result: emitted (written by the sink), dropped \
+                     (queue full or sink failing).",
+                ),
+                &["result"],
+            )?,
+            audit_queued: IntGauge::new(
+                "stonegate_audit_events_queued",
+                "CADF audit events waiting for the sink.",
+            )?,
             upgrades: IntCounterVec::new(
                 Opts::new(
                     "stonegate_proxy_upgrades_total",
@@ -354,6 +371,8 @@ impl Metrics {
         };
         registry.register(Box::new(m.authorization_decisions.clone()))?;
         registry.register(Box::new(m.upgrades.clone()))?;
+        registry.register(Box::new(m.audit_events.clone()))?;
+        registry.register(Box::new(m.audit_queued.clone()))?;
         registry.register(Box::new(m.tunnels.clone()))?;
         registry.register(Box::new(m.tunnels_open.clone()))?;
         registry.register(Box::new(m.shared_cache_operations.clone()))?;

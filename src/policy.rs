@@ -3,7 +3,7 @@
 //! Each `[[authorization.rules]]` entry names methods, a path pattern (the
 //! `[routes]` syntax, matched on the same canonical decoded path) and a check
 //! in oslo.policy's language ([`check`]), which may use the named rules of a
-//! service's own policy file ([`file`]). The first entry whose method and
+//! service's own policy file ([`file`](mod@file)). The first entry whose method and
 //! path match decides the request; when none does, `default` decides.
 //! Named path segments (`/v1/{project_id}/**`) are the target
 //! (`%(project_id)s`, also `%(target.project_id)s`).

@@ -39,7 +39,7 @@ use crate::{
     validator::AuthContext,
 };
 
-pub use settings::{Listeners, Section, Settings, TlsSection};
+pub use settings::{Listeners, Section, Settings, TlsSection, DEFAULT_MAX_CONNECTIONS};
 
 /// Upstream settings.
 #[derive(Debug, Clone)]

@@ -21,11 +21,11 @@ use crate::{keystone, metrics::Outcome, path, validator::Denied};
 /// the front door that called the forwarding service counts the request under
 /// that outcome.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamFailure(pub Outcome);
+pub(crate) struct UpstreamFailure(pub Outcome);
 
 impl UpstreamFailure {
     /// The marker of a response built from `r`.
-    pub fn from_rejection(r: &Rejection) -> Self {
+    pub(crate) fn from_rejection(r: &Rejection) -> Self {
         UpstreamFailure(r.outcome())
     }
 }
@@ -57,7 +57,7 @@ impl BodyLeft {
 
 /// Why a request was not (or could not be) served.
 #[derive(Debug, thiserror::Error)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// The request path could be resolved differently by another server
     /// (dot segments, encoded separators...: see [`crate::path`]).
     #[error("ambiguous request path: {0}")]
@@ -94,7 +94,7 @@ impl From<Denied> for Rejection {
 
 impl Rejection {
     /// The status a client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -106,7 +106,7 @@ impl Rejection {
     }
 
     /// Label for `stonegate_requests_total{outcome}`.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
             Rejection::Unauthorized => Outcome::Unauthorized,
@@ -151,7 +151,7 @@ impl Rejection {
 
     /// The response: status, JSON body, and `WWW-Authenticate` on 401 /
     /// `Retry-After` on 503. The body never echoes request data.
-    pub fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
         let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();
@@ -173,7 +173,7 @@ impl Rejection {
 
 /// Why a session endpoint (login, logout) or a session cookie was refused.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum SessionRejection {
+pub(crate) enum SessionRejection {
     /// The session cookie does not open, names an expired token or holds an
     /// unusable one (the caller clears both cookies).
     #[error("session not valid")]
@@ -245,7 +245,7 @@ pub enum SessionRejection {
 
 impl SessionRejection {
     /// The status a client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             SessionRejection::SessionInvalid | SessionRejection::LoginRefused { .. } => {
                 StatusCode::UNAUTHORIZED
@@ -354,7 +354,7 @@ impl SessionRejection {
     /// `WWW-Authenticate` on a refused login, `Retry-After` on 429/503,
     /// `Allow: POST` on 405. The body never echoes request data but the
     /// refused `Origin` (escaped).
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
         let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();

@@ -66,33 +66,9 @@ impl RequestId {
     /// A new id, `req-` and a random (version 4) UUID, as
     /// `oslo_context.generate_request_id` makes them.
     pub fn generate() -> Self {
-        let mut b = [0u8; 16];
-        if getrandom::getrandom(&mut b).is_err() {
-            // The id is no secret, only unique: without the OS generator
-            // (never seen on Linux), the time and a process counter.
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            b[..8].copy_from_slice(&(t as u64).to_be_bytes());
-            b[8..].copy_from_slice(&n.to_be_bytes());
-        }
-        b[6] = (b[6] & 0x0f) | 0x40; // version 4
-        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = [0u8; ID_LEN];
         s[..4].copy_from_slice(b"req-");
-        let mut at = 4;
-        for (i, byte) in b.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                s[at] = b'-';
-                at += 1;
-            }
-            s[at] = HEX[usize::from(byte >> 4)];
-            s[at + 1] = HEX[usize::from(byte & 0x0f)];
-            at += 2;
-        }
+        s[4..].copy_from_slice(&uuid4());
         // One allocation (the shared owner); clones only count references.
         match HeaderValue::from_maybe_shared(Bytes::from_owner(s)) {
             Ok(v) => Self(v),
@@ -119,6 +95,43 @@ impl RequestId {
     pub fn header_value(&self) -> &HeaderValue {
         &self.0
     }
+}
+
+/// A random (version 4) UUID, lower-case and hyphenated, from the OS's
+/// generator: request ids, and the ids of audit events and notifications.
+pub fn uuid4() -> [u8; 36] {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        // The id is no secret, only unique: without the OS generator
+        // (never seen on Linux), the time and a process counter.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b[..8].copy_from_slice(&(t as u64).to_be_bytes());
+        b[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s[at] = b'-';
+            at += 1;
+        }
+        s[at] = HEX[usize::from(byte >> 4)];
+        s[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
+    }
+    s
+}
+
+/// [`uuid4`] as a `String`.
+pub fn uuid4_string() -> String {
+    uuid4().iter().map(|&b| char::from(b)).collect()
 }
 
 /// Whether `b` is `req-` + a lower-case hyphenated UUID (oslo.middleware's

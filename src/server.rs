@@ -103,10 +103,16 @@ pub async fn run(
     let watcher = listener_cert
         .clone()
         .map(|cert| tokio::spawn(reload::watch_certificate(cert)));
+    // The addresses bound, not configured: with port 0 (tests, an
+    // embedder) only these say where stonegate listens.
+    let bound = |l: &TcpListener| {
+        l.local_addr()
+            .map_or_else(|e| e.to_string(), |a| a.to_string())
+    };
     tracing::info!(
-        listen = %settings.proxy.listen,
-        admin = %settings.proxy.admin_listen,
-        auth_listen = ?settings.proxy.auth_listen,
+        listen = %bound(&listeners.proxy),
+        admin = %bound(&listeners.admin),
+        auth_listen = ?listeners.auth.as_ref().map(bound),
         upstream = ?settings.proxy.upstream.as_ref().map(ToString::to_string),
         forward_auth_endpoints = settings.forward_auth.len(),
         "stonegate started"

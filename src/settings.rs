@@ -3,7 +3,10 @@
 //! from the value, a `_file` or the environment; addresses; URLs).
 //!
 //! A leaf: it imports nothing of the crate, so each domain module checks its
-//! own section with it without importing `config`.
+//! own section with it without importing `config`. [`ini`] reads the INI
+//! files sections point to (oslo.config files, audit map files).
+
+pub mod ini;
 
 use std::{fmt, net::SocketAddr};
 
@@ -27,10 +30,10 @@ impl fmt::Display for Problem {
 
 /// The lookup of environment variables a section's secrets may come from
 /// (a parameter, so tests need no globals).
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Records that `key` has `message` as a problem.
-pub fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
+pub(crate) fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
     p.push(Problem {
         key: key.into(),
         message: message.into(),
@@ -38,14 +41,14 @@ pub fn problem(p: &mut Vec<Problem>, key: &str, message: &str) {
 }
 
 /// Records `key` as a problem when a number of seconds is 0.
-pub fn at_least_one_second(p: &mut Vec<Problem>, key: &str, secs: u64) {
+pub(crate) fn at_least_one_second(p: &mut Vec<Problem>, key: &str, secs: u64) {
     if secs == 0 {
         problem(p, key, "must be at least 1 second");
     }
 }
 
 /// A secret from exactly one of: the inline key, `<key>_file`, or the environment.
-pub fn secret(
+pub(crate) fn secret(
     p: &mut Vec<Problem>,
     key: &str,
     inline: &Option<String>,
@@ -94,7 +97,7 @@ pub fn secret(
 }
 
 /// A required `IP:port` address.
-pub fn addr(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<SocketAddr> {
+pub(crate) fn addr(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<SocketAddr> {
     match value {
         None => {
             problem(p, key, "is required (e.g. \"127.0.0.1:8080\")");
@@ -111,7 +114,7 @@ pub fn addr(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<Sock
 }
 
 /// A required `http://` or `https://` URL without query.
-pub fn url(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<Uri> {
+pub(crate) fn url(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<Uri> {
     let Some(v) = value else {
         problem(p, key, "is required (an http:// or https:// URL)");
         return None;
@@ -136,7 +139,7 @@ pub fn url(p: &mut Vec<Problem>, key: &str, value: Option<&str>) -> Option<Uri> 
 }
 
 /// Records `key` as a problem when a file it names does not exist.
-pub fn existing_file(p: &mut Vec<Problem>, key: &str, file: &Option<String>) {
+pub(crate) fn existing_file(p: &mut Vec<Problem>, key: &str, file: &Option<String>) {
     if let Some(f) = file {
         if !std::path::Path::new(f).is_file() {
             problem(p, key, &format!("file {f:?} does not exist"));

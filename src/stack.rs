@@ -28,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 
 use crate::{
-    config::Settings, gate::Gate, keystone, local::Local, metrics::Metrics,
+    audit::Auditor, config::Settings, gate::Gate, keystone, local::Local, metrics::Metrics,
     revocation::poller::Revocations, session::Sessions, token::keys::KeyError,
     validator::Validator,
 };
@@ -42,6 +42,9 @@ pub enum Error {
     /// The Fernet key repository could not be loaded.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The audit trail's sink could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
 }
 
 /// What every front door needs, and what keeps it current.
@@ -104,10 +107,22 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
         .session
         .clone()
         .map(|s| Arc::new(Sessions::new(s, validator.shared_cache().cloned())));
+    let audit = match &settings.audit {
+        None => None,
+        Some(a) => {
+            let service_type = settings.auth.service_type.clone();
+            Some(Arc::new(Auditor::start(
+                a.clone(),
+                service_type,
+                metrics.clone(),
+            )?))
+        }
+    };
     Ok(Stack {
         gate: Gate {
             validator: Arc::new(validator),
             sessions,
+            audit,
         },
         background: Background(tasks),
     })

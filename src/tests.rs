@@ -35,7 +35,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("core", &["validator"]),
-    ("edge", &["gate", "headers", "rejection", "session"]),
+    (
+        "edge",
+        &["audit", "gate", "headers", "rejection", "session"],
+    ),
     ("front doors", &["forward_auth", "layer", "proxy"]),
     ("assembly", &["config", "stack"]),
     ("process", &["server"]),

@@ -1,7 +1,7 @@
 //! The pipeline every front door shares, knowing nothing of tower or sockets:
 //! extract tokens → cache → validate with Keystone → role, expiry and
 //! access-rule checks → an [`AuthContext`] to forward, or [`Denied`] (which
-//! [`crate::rejection`] turns into a response).
+//! `rejection` turns into a response).
 //! Header stripping happens before, in the callers (`headers::strip_identity`).
 
 pub mod settings;
@@ -26,7 +26,7 @@ use crate::{
 
 pub use settings::Settings;
 
-/// Why the validator refused a request. [`crate::rejection::Rejection`]
+/// Why the validator refused a request. `rejection::Rejection`
 /// maps it to a response (`From<Denied>`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Denied {
@@ -105,7 +105,7 @@ impl Validator {
         }
     }
 
-    /// Decides Fernet tokens locally first (see [`crate::local`]). A cached
+    /// Decides Fernet tokens locally first (see `local`). A cached
     /// result then lives at most `enrichment_cache_time`, so changes Keystone
     /// records no event for (a removed role) reach every token within that
     /// bound; re-deciding locally is cheap.

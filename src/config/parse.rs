@@ -11,7 +11,8 @@ use serde::{
 };
 
 use crate::{
-    cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes, session,
+    audit, cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes,
+    session,
 };
 
 /// The top-level keys of [`super::File`].
@@ -32,6 +33,7 @@ const KEYS: &[&str] = &[
     "session",
     "authorization",
     "request_id",
+    "audit",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -64,6 +66,7 @@ where
             "session" => probe::<session::Section, _>(&key, document()),
             "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
+            "audit" => probe::<audit::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {

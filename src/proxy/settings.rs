@@ -48,8 +48,10 @@ pub struct Section {
     /// Most concurrent streams of one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
     /// Most client connections per listener; more wait in the kernel's
-    /// listen backlog. Also bounded by the descriptor limit.
-    pub max_connections: usize,
+    /// listen backlog. Unset: [`DEFAULT_MAX_CONNECTIONS`], or fewer when the
+    /// descriptor limit allows fewer (without a warning: only a value set
+    /// here that the limit cannot honour is warned about).
+    pub max_connections: Option<usize>,
     /// CA bundle for an https upstream (system roots when unset).
     pub cafile: Option<String>,
     /// Client certificate for mutual TLS to the upstream.
@@ -80,7 +82,7 @@ impl Default for Section {
             http2_keep_alive_interval: 20,
             http2_keep_alive_timeout: 20,
             http2_max_concurrent_streams: 100,
-            max_connections: 10_000,
+            max_connections: None,
             cafile: None,
             certfile: None,
             keyfile: None,
@@ -91,6 +93,10 @@ impl Default for Section {
         }
     }
 }
+
+/// Client connections per listener when `max_connections` is not set (and
+/// the descriptor limit allows that many).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Compiled proxy settings.
 #[derive(Debug, Clone)]
@@ -125,8 +131,9 @@ pub struct Settings {
     pub http2_keep_alive_timeout: Duration,
     /// Most concurrent streams per HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
-    /// Most client connections per listener (before the descriptor limit).
-    pub max_connections: usize,
+    /// Most client connections per listener (before the descriptor limit);
+    /// `None`: not configured, [`DEFAULT_MAX_CONNECTIONS`] at most.
+    pub max_connections: Option<usize>,
     /// Emit JSON log lines.
     pub log_json: bool,
     /// Listener certificate and key (PEM paths), when serving TLS.
@@ -209,7 +216,7 @@ impl Section {
                 "must be at least 1 (100 is a common choice)",
             );
         }
-        if self.max_connections == 0 {
+        if self.max_connections == Some(0) {
             problem(
                 p,
                 "proxy.max_connections",

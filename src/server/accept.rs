@@ -102,11 +102,14 @@ impl Accepting {
 /// served with, bounded by the descriptor limit (logged when it binds).
 fn limits(settings: &proxy::Settings, listeners: usize) -> (usize, Arc<Limits>) {
     let descriptors = connection::descriptor_limit();
-    let cap = connection::connection_cap(settings.max_connections, listeners, descriptors);
-    if cap < settings.max_connections {
+    let wanted = (settings.max_connections).unwrap_or(proxy::DEFAULT_MAX_CONNECTIONS);
+    let cap = connection::connection_cap(wanted, listeners, descriptors);
+    // The default follows the limit; only a value set that it cannot honour
+    // is warned about.
+    if let Some(configured) = settings.max_connections.filter(|&c| cap < c) {
         tracing::warn!(
             key = "proxy.max_connections",
-            configured = settings.max_connections,
+            configured,
             serving = cap,
             descriptor_limit = descriptors,
             "the descriptor limit (RLIMIT_NOFILE) allows fewer client connections per listener than proxy.max_connections; raise `ulimit -n` (systemd LimitNOFILE=) to serve more"

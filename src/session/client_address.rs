@@ -7,7 +7,7 @@
 //! proxy, so entries the client wrote further left change nothing. An entry
 //! that is not an address stops the walk at the last trusted hop. A request
 //! without a known peer (a tower embedder that sets no
-//! [`crate::connection::ConnectionInfo`]) has no address: the header alone is
+//! `connection::ConnectionInfo`) has no address: the header alone is
 //! never believed.
 
 use std::net::{IpAddr, SocketAddr};

@@ -235,6 +235,9 @@ async fn descriptor_exhaustion_neither_spins_nor_starves_the_admin_listener() {
         .upstream(&up)
         // Idle sockets are not timed out during the test.
         .proxy_option("first_byte_timeout", 120)
+        // Set, so the limit that cannot honour it is warned about (the
+        // default follows the limit silently).
+        .proxy_option("max_connections", 10_000)
         .nofile(NOFILE)
         .start()
         .await;
@@ -622,5 +625,45 @@ async fn an_http2_rapid_reset_flood_gets_goaway() {
         code,
         Some(0xb),
         "GOAWAY ENHANCE_YOUR_CALM after a reset flood"
+    );
+}
+
+/// The default `max_connections` never warns: stonegate raises a low soft
+/// descriptor limit to the hard one at start, and under a low hard limit the
+/// default quietly follows it (the start log says what it serves).
+#[tokio::test]
+async fn the_default_max_connections_never_warns_and_a_low_soft_limit_is_raised() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let token = ks.demo_token().await;
+
+    let raised = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .nofile_soft(256)
+        .start()
+        .await;
+    let (soft, hard) = raised.descriptor_limits();
+    assert_eq!(soft, hard, "the soft limit was raised to the hard one");
+    assert_ne!(soft, "256");
+    let log = raised.log_with("connection and request limits").await;
+    assert!(log.contains("raised the soft descriptor limit"), "{log}");
+    assert!(!log.contains("proxy.max_connections"), "{log}");
+    let resp = raised.get("/", &[("X-Auth-Token", &token)]).await;
+    assert_eq!(resp.status(), 200);
+
+    // A hard limit of 256: (256 - 128) / 2 connections, without a warning.
+    let low = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .nofile(256)
+        .start()
+        .await;
+    let log = low.log_with("connection and request limits").await;
+    assert!(log.contains("connections_per_listener=64"), "{log}");
+    assert!(!log.contains("proxy.max_connections"), "{log}");
+    assert_eq!(
+        low.get("/", &[("X-Auth-Token", &token)]).await.status(),
+        200
     );
 }

@@ -17,6 +17,7 @@
 
 mod harness;
 
+mod audit;
 mod boundary;
 mod cache;
 mod cli;

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::faults::assert_error_body;
-use crate::harness::{Keystone, Stonegate, Upstream};
+use crate::harness::{client, Keystone, Stonegate, Upstream};
 
 const CHUNK: usize = 64 * 1024;
 const CHUNKS: usize = 1024; // 64 MiB
@@ -483,4 +483,24 @@ async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstr
     assert!(raw(String::new()).await.starts_with("HTTP/1.1 200"));
     assert_eq!(up.hits(), 1);
     assert_eq!(crate::local::validate_calls(&sg).await, 1.0);
+}
+
+#[tokio::test]
+async fn the_start_line_names_the_bound_addresses_when_the_ports_are_zero() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    // The harness learns where stonegate listens from the start line only.
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .port_zero()
+        .start()
+        .await;
+    assert_ne!(sg.listen.port(), 0);
+    assert_ne!(sg.admin.port(), 0);
+    let token = ks.demo_token().await;
+    let resp = sg.get("/x", &[("x-auth-token", &token)]).await;
+    assert_eq!(resp.status(), 200);
+    let ready = client().get(sg.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
 }

@@ -75,6 +75,10 @@ pub struct Builder {
     log_filter: Option<String>,
     oslo: Option<Vec<(String, String)>>,
     nofile: Option<u64>,
+    /// `nofile` limits only the soft limit (the hard one stays).
+    nofile_soft_only: bool,
+    /// Listen on port 0 and learn the addresses from the start log line.
+    port_zero: bool,
 }
 
 /// A running stonegate process.
@@ -123,6 +127,8 @@ impl Stonegate {
             log_filter: None,
             oslo: None,
             nofile: None,
+            nofile_soft_only: false,
+            port_zero: false,
         }
     }
 
@@ -216,6 +222,21 @@ impl Stonegate {
         .parse::<u64>()
         .unwrap_or(100);
         Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// The process's soft and hard `RLIMIT_NOFILE` (Linux `/proc/<pid>/limits`).
+    pub fn descriptor_limits(&self) -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id()))
+            .expect("read /proc/<pid>/limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("Max open files");
+        let mut values = line["Max open files".len()..].split_whitespace();
+        (
+            values.next().unwrap().to_owned(),
+            values.next().unwrap().to_owned(),
+        )
     }
 
     /// Descriptors the process holds open (Linux `/proc/<pid>/fd`).
@@ -365,6 +386,22 @@ impl Builder {
         self
     }
 
+    /// Start the binary under `ulimit -S -n limit`: the soft `RLIMIT_NOFILE`
+    /// only, the hard one as inherited.
+    pub fn nofile_soft(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
+        self.nofile_soft_only = true;
+        self
+    }
+
+    /// `listen` and `admin_listen` on `127.0.0.1:0`: the kernel picks the
+    /// ports, and the harness reads them from the "stonegate started" line
+    /// (which must name the bound addresses, not the configured ones).
+    pub fn port_zero(mut self) -> Self {
+        self.port_zero = true;
+        self
+    }
+
     /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
     pub fn dont_wait_ready(mut self) -> Self {
         self.wait_ready = false;
@@ -385,8 +422,12 @@ impl Builder {
                     .expect("Stonegate::builder().upstream(..) is required"),
             )
         };
-        let listen = super::free_addr();
-        let admin = super::free_addr();
+        let (listen, admin) = if self.port_zero {
+            let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            (zero, zero)
+        } else {
+            (super::free_addr(), super::free_addr())
+        };
 
         let mut doc = self.top;
         doc.insert("listen".into(), listen.to_string().into());
@@ -465,8 +506,9 @@ impl Builder {
             None => Command::new(env!("CARGO_BIN_EXE_stonegate")),
             Some(n) => {
                 let mut c = Command::new("sh");
+                let which = if self.nofile_soft_only { "-S " } else { "" };
                 c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(format!("ulimit {which}-n {n} && exec \"$0\" \"$@\""))
                     .arg(env!("CARGO_BIN_EXE_stonegate"));
                 c
             }
@@ -495,6 +537,9 @@ impl Builder {
             config,
             _dir: dir,
         };
+        if self.port_zero {
+            sg.learn_bound_addresses().await;
+        }
         let path = if self.wait_ready {
             "/readyz"
         } else {
@@ -506,6 +551,26 @@ impl Builder {
 }
 
 impl Stonegate {
+    /// `listen` and `admin` from the "stonegate started" log line.
+    async fn learn_bound_addresses(&mut self) {
+        let log = self.log_with("stonegate started").await;
+        let line = log
+            .lines()
+            .find(|l| l.contains("stonegate started"))
+            .unwrap_or_else(|| panic!("no start line in the log:\n{log}"));
+        let field = |name: &str| -> SocketAddr {
+            let value = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {line}"));
+            value
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}={value} is no address ({e}): {line}"))
+        };
+        self.listen = field("listen");
+        self.admin = field("admin");
+    }
+
     async fn wait_for(&mut self, path: &str, limit: Duration) {
         let client = super::client();
         let deadline = Instant::now() + limit;
