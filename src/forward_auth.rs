@@ -13,6 +13,7 @@
 //! | `nginx` | `X-Original-Method` | `X-Original-URI` |
 //! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
 //! | `envoy` | the request's method | the request's path after the endpoint prefix |
+//! | `envoy-grpc` | `attributes.request.http.method` | `attributes.request.http.path` ([`envoy_grpc`]) |
 //!
 //! The original path is checked and decided on exactly as the sidecar does
 //! ([`crate::path`]): the ingress forwards the client's path as it came, so
@@ -29,6 +30,7 @@
 //! serves the session login and logout paths, for the ingress to route
 //! there (as oauth2-proxy serves its `/oauth2/` paths).
 
+pub mod envoy_grpc;
 pub mod settings;
 
 use std::{
@@ -67,6 +69,9 @@ pub enum Flavor {
     Traefik,
     /// Envoy `ext_authz` HTTP service (`path_prefix`).
     Envoy,
+    /// Envoy `ext_authz` gRPC service (`envoy.service.auth.v3.Authorization`),
+    /// answered by [`envoy_grpc::Grpc`], not by [`ForwardAuth`].
+    EnvoyGrpc,
 }
 
 /// One configured forward-auth endpoint.
@@ -74,7 +79,8 @@ pub enum Flavor {
 pub struct Endpoint {
     /// Whose headers carry the original request.
     pub flavor: Flavor,
-    /// Endpoint path (Envoy: prefix), without trailing slash.
+    /// Endpoint path (Envoy: prefix), without trailing slash; for
+    /// `envoy-grpc`, the gRPC service's path.
     pub path: String,
     /// Status when Keystone is unavailable. nginx turns anything but
     /// 2xx/401/403 into 500; Traefik passes it on; Envoy answers its own
@@ -91,6 +97,7 @@ impl Endpoint {
                 path == self.path
                     || (path.starts_with(&self.path) && path[self.path.len()..].starts_with('/'))
             }
+            Flavor::EnvoyGrpc => false,
         }
     }
 
@@ -98,7 +105,7 @@ impl Endpoint {
     fn ambiguous_status(&self) -> StatusCode {
         match self.flavor {
             Flavor::Nginx => StatusCode::FORBIDDEN,
-            Flavor::Traefik | Flavor::Envoy => StatusCode::BAD_REQUEST,
+            Flavor::Traefik | Flavor::Envoy | Flavor::EnvoyGrpc => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -117,7 +124,7 @@ impl Endpoint {
         let https = value("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
         let host = match self.flavor {
             Flavor::Nginx | Flavor::Traefik => h.get("x-forwarded-host").cloned(),
-            Flavor::Envoy => None,
+            Flavor::Envoy | Flavor::EnvoyGrpc => None,
         };
         (https, host)
     }
@@ -141,6 +148,8 @@ impl Endpoint {
         match self.flavor {
             Flavor::Nginx => (method_from("x-original-method"), header("x-original-uri")),
             Flavor::Traefik => (method_from("x-forwarded-method"), header("x-forwarded-uri")),
+            // Never reached: gRPC endpoints match no HTTP path.
+            Flavor::EnvoyGrpc => (None, None),
             Flavor::Envoy => {
                 let rest = path_and_query.get(self.path.len()..).unwrap_or_default();
                 let rest = if rest.is_empty() || rest.starts_with('?') {
