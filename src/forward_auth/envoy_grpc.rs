@@ -29,6 +29,7 @@ mod health;
 use std::{
     collections::HashMap,
     convert::Infallible,
+    net::IpAddr,
     sync::Arc,
     task::{Context, Poll},
 };
@@ -49,12 +50,14 @@ use http_body_util::BodyExt;
 use tonic::{codegen::BoxFuture, Status};
 
 use crate::{
+    connection::ConnectionInfo,
     gate::Handle,
     headers,
     identity::{Identity, Scope},
     metrics::{Metrics, Outcome},
     path::{self, Canonical},
     rejection::Rejection,
+    request_id::Correlation,
     validator::AuthContext,
 };
 
@@ -152,8 +155,13 @@ impl Authorization for Check {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, Status> {
+        // The gRPC client (Envoy), for `[request_id] trusted_peers`.
+        let peer = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
         self.decider
-            .decide(request.into_inner())
+            .decide(request.into_inner(), peer)
             .await
             .map(tonic::Response::new)
     }
@@ -242,7 +250,16 @@ impl Original {
 }
 
 impl Decider {
-    async fn decide(&self, req: CheckRequest) -> Result<CheckResponse, Status> {
+    /// One `Check`. Its request id is the one the client sent through a
+    /// trusted Envoy (`[request_id] trusted_peers`), else a new one: sent on
+    /// the Keystone calls made for it and set on the request Envoy forwards
+    /// (with a well-formed trace context); a malformed `traceparent` is
+    /// removed, as the sidecar drops it.
+    async fn decide(
+        &self,
+        req: CheckRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<CheckResponse, Status> {
         let Some(original) = Original::from_check(&req) else {
             return Err(Status::invalid_argument(
                 "CheckRequest without attributes.request.http: stonegate answers HTTP ext_authz only",
@@ -251,6 +268,10 @@ impl Decider {
         let gate = self.gate.get();
         let v = &gate.validator;
         let mut request_headers = original.headers.clone();
+        let correlation =
+            Correlation::take(&mut request_headers, v.settings().request_id.trusts(peer));
+        let mut carried = HeaderMap::new();
+        correlation.set_on(&mut carried);
         headers::sanitize(&mut request_headers);
         // Every name the boundary removed, as Envoy spells it (lower case).
         let mut stripped: Vec<String> = original
@@ -267,7 +288,7 @@ impl Decider {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
                 self.metrics.request(rejection.outcome());
-                return Ok(denied(rejection, &v.settings().www_authenticate).await);
+                return Ok(denied(rejection, &v.settings().www_authenticate, &carried).await);
             }
         };
         // Without a method, access rules cannot pass (fail closed).
@@ -277,15 +298,14 @@ impl Decider {
             .unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
         if v.is_public(&method, canonical.decoded(), &request_headers) {
             self.metrics.request(Outcome::Public);
-            return Ok(ok(HeaderMap::new(), stripped, None));
+            return Ok(ok(carried, stripped, None));
         }
-        match v
-            .authenticate(&method, canonical.decoded(), &request_headers)
-            .await
-            .map_err(Rejection::from)
-        {
+        let decided = correlation
+            .scope(v.authenticate(&method, canonical.decoded(), &request_headers))
+            .await;
+        match decided.map_err(Rejection::from) {
             Ok(ctx) => {
-                let mut answer = HeaderMap::new();
+                let mut answer = carried;
                 headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
                 self.metrics.request(if ctx.is_confirmed() {
                     Outcome::Forwarded
@@ -303,7 +323,7 @@ impl Decider {
             }
             Err(rejection) => {
                 self.metrics.request(rejection.outcome());
-                Ok(denied(rejection, &v.settings().www_authenticate).await)
+                Ok(denied(rejection, &v.settings().www_authenticate, &carried).await)
             }
         }
     }
@@ -335,8 +355,13 @@ fn ok(set: HeaderMap, stripped: Vec<String>, dynamic_metadata: Option<Struct>) -
     }
 }
 
-/// A denial: the status, headers and JSON body the sidecar would answer.
-async fn denied(rejection: Rejection, www_authenticate: &HeaderValue) -> CheckResponse {
+/// A denial: the status, headers and JSON body the sidecar would answer,
+/// with the request id (`carried`) for the client.
+async fn denied(
+    rejection: Rejection,
+    www_authenticate: &HeaderValue,
+    carried: &HeaderMap,
+) -> CheckResponse {
     let code = match rejection {
         Rejection::AmbiguousPath(_) => tonic::Code::InvalidArgument,
         Rejection::Forbidden { .. } => tonic::Code::PermissionDenied,
@@ -347,7 +372,10 @@ async fn denied(rejection: Rejection, www_authenticate: &HeaderValue) -> CheckRe
     };
     let response = rejection.into_response(www_authenticate);
     let status = response.status();
-    let (parts, body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
+    if let Some(id) = carried.get(crate::request_id::HEADER) {
+        parts.headers.insert(crate::request_id::HEADER, id.clone());
+    }
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(never) => match never {},

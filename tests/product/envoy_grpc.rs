@@ -284,8 +284,13 @@ async fn forged_identity_headers_are_removed_in_every_spelling_and_never_over_th
             assert_ne!(set["x-user-id"], "forged-user");
             assert!(removed.contains(&"x-domain-id"), "{removed:?}");
         } else {
-            // A public route: nothing set, everything forged removed.
-            assert!(set.is_empty(), "{set:?}");
+            // A public route: no identity set (only the request id),
+            // everything forged removed.
+            assert_eq!(
+                set.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+                ["x-openstack-request-id"],
+                "{set:?}"
+            );
         }
         assert!(!removed.contains(&"x-auth-token"));
     }
@@ -487,7 +492,7 @@ async fn public_routes_and_access_rules_decide_on_the_canonical_path() {
     // Public, with its escapes decoded as the application sees them.
     for target in ["/v2.1/versions", "/v2.1/vers%69ons?x=1"] {
         let ok = ok_response(&check(&mut c, envoy_check("GET", target, &[])).await).clone();
-        assert!(ok.headers.is_empty(), "{target}");
+        assert!(identity_headers(&set_headers(&ok)).is_empty(), "{target}");
     }
     denied_response(
         &check(&mut c, envoy_check("POST", "/v2.1/versions", &[])).await,
@@ -775,4 +780,46 @@ async fn an_authorization_rule_refusal_is_permission_denied_with_403() {
             .any(|o| o.header.as_ref().unwrap().key == "www-authenticate"),
         "a 403 is no request for credentials"
     );
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_an_untrusted_one_is_replaced() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let forged_id = "req-00000000-0000-4000-8000-000000000000";
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[
+                ("x-auth-token", &token),
+                ("x-openstack-request-id", forged_id),
+                ("traceparent", "not-a-traceparent"),
+            ],
+        ),
+    )
+    .await;
+    let ok = ok_response(&r);
+    let set = set_headers(ok);
+    let id = set["x-openstack-request-id"].to_str().unwrap();
+    assert!(id.starts_with("req-") && id.len() == 40, "{id}");
+    assert_ne!(id, forged_id, "an untrusted peer's request id was kept");
+    // The malformed trace context is removed, not carried on.
+    assert!(
+        ok.headers_to_remove.contains(&"traceparent".to_owned()),
+        "{:?}",
+        ok.headers_to_remove
+    );
+    assert!(!ok
+        .headers_to_remove
+        .contains(&"x-openstack-request-id".to_owned()));
+    let r = check(&mut c, envoy_check("GET", "/v2.1/servers", &[])).await;
+    let d = denied_response(&r, Code::Unauthenticated, 401);
+    assert!(d.headers.iter().any(|o| {
+        let h = o.header.as_ref().unwrap();
+        h.key == "x-openstack-request-id" && h.value.starts_with("req-")
+    }));
 }
