@@ -466,6 +466,15 @@ fn find(value: Value<'_>, path: &[&str], m: &str) -> Result<bool, EvalError> {
     }
 }
 
+/// `key = value` for each credential of [`CREDENTIAL_KEYS`] that `creds`
+/// has, values as Python's `str()` shows them (for `stonegate policy check`).
+pub fn describe(creds: &dyn Credentials) -> Vec<String> {
+    CREDENTIAL_KEYS
+        .iter()
+        .filter_map(|k| creds.get(k).map(|v| format!("{k} = {}", py_str(v))))
+        .collect()
+}
+
 /// Python's `str()` of a credential value.
 fn py_str(value: Value<'_>) -> Cow<'_, str> {
     match value {
