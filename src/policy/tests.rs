@@ -63,6 +63,9 @@ fn parse_print_parse_is_stable() {
         "not (a:1 and b:2) or ((c:3))",
         "@ and ! or rule:x",
         "( ( a:b ) and ( c:d or e:f ) )",
+        "('a:b')",
+        "not ('a:b') and x:1",
+        "(\"a:\")",
     ] {
         let once = parse(rule).check;
         let twice = parse(&once.to_string()).check;
