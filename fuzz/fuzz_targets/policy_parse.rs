@@ -15,27 +15,26 @@ use stonegate::{
 fn identity() -> Identity {
     let named = |id: &str| Named {
         id: Some(id.into()),
-        name: Some(format!("{id}-name")),
+        name: Some(format!("{id}-name").into()),
     };
     Identity {
         user: named("u1"),
         user_domain: named("default"),
-        scope: Scope::Project(Project {
+        scope: Scope::Project(std::sync::Arc::new(Project {
             project: named("p1"),
             domain: named("default"),
-        }),
-        roles: vec!["member".into(), "reader".into()],
-        role_ids: vec![],
+        })),
+        roles: vec!["member".into(), "reader".into()].into(),
+        role_ids: Default::default(),
         is_admin_project: false,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec![],
-        methods: vec!["password".into()],
+        audit_ids: Default::default(),
+        methods: vec!["password".into()].into(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     }
 }
