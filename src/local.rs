@@ -146,6 +146,8 @@ pub struct KeyStore {
     current: RwLock<Arc<KeySet>>,
     signature: Mutex<Vec<(String, u64, Option<SystemTime>)>>,
     last_forced: Mutex<Option<Instant>>,
+    /// Set to the number of keys loaded, on every load ([`KeyStore::report_to`]).
+    loaded: std::sync::OnceLock<prometheus::IntGauge>,
 }
 
 impl KeyStore {
@@ -158,7 +160,16 @@ impl KeyStore {
             current: RwLock::new(Arc::new(set)),
             signature: Mutex::new(signature),
             last_forced: Mutex::new(None),
+            loaded: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps `gauge` at the number of keys in use: set now, and again by
+    /// every reload (the periodic check's, and the one a token no key
+    /// opens triggers).
+    pub fn report_to(&self, gauge: prometheus::IntGauge) {
+        gauge.set(gauge_value(self.current().keys().len()));
+        let _ = self.loaded.set(gauge);
     }
 
     /// The keys in use.
@@ -180,6 +191,9 @@ impl KeyStore {
         // On error the signature is not recorded, so the next check retries.
         let set = KeySet::load(&self.dir)?;
         let ids = set.ids();
+        if let Some(g) = self.loaded.get() {
+            g.set(gauge_value(set.keys().len()));
+        }
         if let Ok(mut g) = self.current.write() {
             *g = Arc::new(set);
         }
@@ -203,6 +217,10 @@ impl KeyStore {
         drop(last);
         self.refresh(false).unwrap_or(false)
     }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Names, sizes and modification times of the integer-named files of `dir`.

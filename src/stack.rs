@@ -82,9 +82,7 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
     let mut tasks = vec![tokio::spawn(keep_service_token(keystone.clone()))];
     if let Some(local_settings) = &settings.auth.local {
         let local = Arc::new(Local::new(local_settings.clone())?);
-        metrics
-            .fernet_keys
-            .set(gauge(local.keys.current().keys().len()));
+        local.keys.report_to(metrics.fernet_keys.clone());
         tasks.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
         validator = validator.with_local(local);
     }
@@ -157,10 +155,9 @@ async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
     let interval = local.settings().key_reload_interval;
     loop {
         tokio::time::sleep(interval).await;
+        // A successful reload sets `stonegate_fernet_keys` (report_to).
         match local.keys.refresh(false) {
-            Ok(_) => metrics
-                .fernet_keys
-                .set(gauge(local.keys.current().keys().len())),
+            Ok(_) => {}
             Err(e) => {
                 metrics.fernet_reload_failures.inc();
                 tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
