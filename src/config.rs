@@ -29,6 +29,7 @@
 //! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
+//! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -46,7 +47,7 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
+    local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
 };
 
 use serde::Deserialize;
@@ -127,6 +128,9 @@ pub struct File {
     /// CADF audit events.
     #[serde(default)]
     pub audit: audit::Section,
+    /// OAuth 2.0 token sources (`Authorization: Bearer`).
+    #[serde(default)]
+    pub oauth2: oauth2::Section,
 }
 
 fn default_log_format() -> String {
@@ -205,25 +209,30 @@ impl File {
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p);
+        let oauth2 = self.oauth2.build(&mut p);
         match (proxy, keystone) {
-            (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
-                warnings,
-                keystone,
-                auth: validator::Settings::new(
-                    policy,
-                    cache,
-                    public_routes,
-                    local,
-                    revocation,
-                    shared_cache,
-                    request_id,
-                )
-                .with_authorization(authorization),
-                session,
-                proxy,
-                forward_auth,
-                audit,
-            }),
+            (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
+                let realm = policy.www_authenticate_uri.clone();
+                Ok(Settings {
+                    warnings,
+                    keystone,
+                    auth: validator::Settings::new(
+                        policy,
+                        cache,
+                        public_routes,
+                        local,
+                        revocation,
+                        shared_cache,
+                        request_id,
+                    )
+                    .with_oauth2(&oauth2, &realm)
+                    .with_authorization(authorization),
+                    session,
+                    proxy,
+                    forward_auth,
+                    audit,
+                })
+            }
             _ => Err(Error::Invalid(p)),
         }
     }

@@ -58,7 +58,7 @@ use crate::{
     path::{self, Canonical},
     rejection::Rejection,
     request_id::Correlation,
-    validator::AuthContext,
+    validator::{AuthContext, Challenges},
 };
 
 /// The path prefix of the `Authorization` service's methods.
@@ -288,7 +288,7 @@ impl Decider {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
                 self.metrics.request(rejection.outcome());
-                return Ok(denied(rejection, &v.settings().www_authenticate, &carried).await);
+                return Ok(denied(rejection, &v.settings().challenges, &carried).await);
             }
         };
         // Without a method, access rules cannot pass (fail closed).
@@ -323,7 +323,7 @@ impl Decider {
             }
             Err(rejection) => {
                 self.metrics.request(rejection.outcome());
-                Ok(denied(rejection, &v.settings().www_authenticate, &carried).await)
+                Ok(denied(rejection, &v.settings().challenges, &carried).await)
             }
         }
     }
@@ -359,18 +359,18 @@ fn ok(set: HeaderMap, stripped: Vec<String>, dynamic_metadata: Option<Struct>) -
 /// with the request id (`carried`) for the client.
 async fn denied(
     rejection: Rejection,
-    www_authenticate: &HeaderValue,
+    challenges: &Challenges,
     carried: &HeaderMap,
 ) -> CheckResponse {
     let code = match rejection {
-        Rejection::AmbiguousPath(_) => tonic::Code::InvalidArgument,
+        Rejection::AmbiguousPath(_) | Rejection::ConflictingTokens => tonic::Code::InvalidArgument,
         Rejection::Forbidden { .. } => tonic::Code::PermissionDenied,
         Rejection::Unauthorized
         | Rejection::KeystoneUnavailable(_)
         | Rejection::UpstreamUnavailable(_)
         | Rejection::UpstreamTimeout => tonic::Code::Unauthenticated,
     };
-    let response = rejection.into_response(www_authenticate);
+    let response = rejection.into_response(challenges);
     let status = response.status();
     let (mut parts, body) = response.into_parts();
     if let Some(id) = carried.get(crate::request_id::HEADER) {
@@ -390,10 +390,21 @@ async fn denied(
             status: Some(HttpStatus {
                 code: i32::from(status.as_u16()),
             }),
+            // A name's first value replaces, the next ones are appended
+            // (both challenges of a 401 reach the client).
             headers: parts
                 .headers
-                .iter()
-                .map(|(n, v)| option(n.as_str(), v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                .keys()
+                .flat_map(|n| {
+                    parts.headers.get_all(n).iter().enumerate().map(|(i, v)| {
+                        let action = if i == 0 {
+                            HeaderAppendAction::OverwriteIfExistsOrAdd
+                        } else {
+                            HeaderAppendAction::AppendIfExistsOrAdd
+                        };
+                        option(n.as_str(), v, action)
+                    })
+                })
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
         })),

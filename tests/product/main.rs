@@ -18,6 +18,7 @@
 mod harness;
 
 mod audit;
+mod bearer;
 mod boundary;
 mod cache;
 mod cli;
