@@ -12,9 +12,10 @@
 
 use std::collections::BTreeMap;
 
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Attributes, Decision, Policy, Request, User};
+use super::policy::{Attributes, Decision, Policy, Reason, Request, User};
 
 /// The `kind` this module answers.
 pub const KIND: &str = "SubjectAccessReview";
@@ -180,9 +181,17 @@ impl SubjectAccessReview {
         })
     }
 
-    /// Decides the review with `policy` and builds the answer.
-    pub fn answer(&self, policy: &Policy) -> Result<(Decision, Answer), Error> {
-        let decision = policy.decide(&self.attributes()?);
+    /// Decides the review with `policy` (`None`: no policy file, no
+    /// opinion) and builds the answer.
+    pub fn answer(&self, policy: Option<&Policy>) -> Result<(Decision, Answer), Error> {
+        let attributes = self.attributes()?;
+        let decision = policy.map_or(
+            Decision {
+                allowed: false,
+                reason: Reason::NoPolicyFile,
+            },
+            |p| p.decide(&attributes),
+        );
         let answer = Answer {
             api_version: self.api_version.clone(),
             kind: KIND,
@@ -192,6 +201,27 @@ impl SubjectAccessReview {
             },
         };
         Ok((decision, answer))
+    }
+}
+
+/// Answers one SubjectAccessReview `body` with `policy` (`None`: no
+/// `policy_file`, every review is no opinion, as k8s-keystone-auth without
+/// a policy): 200 and the answer, or 400 and `{"error": ...}` for a body
+/// that is not a v1/v1beta1 SubjectAccessReview.
+pub fn review(policy: Option<&Policy>, body: &[u8]) -> (StatusCode, serde_json::Value) {
+    let answered = SubjectAccessReview::from_slice(body).and_then(|review| review.answer(policy));
+    match answered.and_then(|(decision, answer)| {
+        let doc = serde_json::to_value(answer).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok((decision, doc))
+    }) {
+        Ok((decision, doc)) => {
+            tracing::debug!(allowed = decision.allowed, reason = %decision.reason, "kubernetes: SubjectAccessReview");
+            (StatusCode::OK, doc)
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": e.to_string()}),
+        ),
     }
 }
 

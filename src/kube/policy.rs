@@ -81,7 +81,7 @@ pub struct Rule {
 }
 
 /// Version 1 `resource`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     /// Verbs (`*`: all).
@@ -97,7 +97,7 @@ pub struct ResourceSpec {
 }
 
 /// Version 1 `nonresource`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NonResourceSpec {
     /// Verbs (`*`: all).
@@ -107,7 +107,7 @@ pub struct NonResourceSpec {
 }
 
 /// Version 1 `match` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
     /// `user`, `group`, `project` or `role` (any other never matches).
@@ -128,7 +128,7 @@ pub struct Users {
 }
 
 /// A loaded policy: its rules, in file order (any that allows decides).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     rules: Vec<eval::Compiled>,
 }

@@ -2,7 +2,7 @@
 //! (tests/fixtures/kube/README.md), decided with k8s-keystone-auth's own
 //! example policies.
 
-use super::{Error, SubjectAccessReview};
+use super::{review, Error, SubjectAccessReview};
 use crate::kube::policy::{Policy, Reason, Request};
 
 fn read(name: &str) -> String {
@@ -16,7 +16,7 @@ fn policy(name: &str) -> Policy {
 
 fn answer(body: &str, policy: &Policy) -> serde_json::Value {
     let review = SubjectAccessReview::from_slice(body.as_bytes()).unwrap();
-    let (_, answer) = review.answer(policy).unwrap();
+    let (_, answer) = review.answer(Some(policy)).unwrap();
     serde_json::to_value(answer).unwrap()
 }
 
@@ -155,7 +155,7 @@ fn docs_curl_body_with_a_stray_field() {
     assert_eq!(answer(body, &p)["status"]["allowed"], true);
     let review =
         SubjectAccessReview::from_slice(body.replace("\"get\"", "\"create\"").as_bytes()).unwrap();
-    let (decision, _) = review.answer(&p).unwrap();
+    let (decision, _) = review.answer(Some(&p)).unwrap();
     assert!(!decision.allowed);
     assert_eq!(decision.reason, Reason::NoPolicyMatched);
 }
@@ -174,4 +174,33 @@ fn other_kinds_versions_and_shapes_are_refused() {
     let bad_extra = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                         "spec": {"nonResourceAttributes": {"path": "/", "verb": "get"}, "extra": {"k": "v"}}}"#;
     assert!(matches!(refused(bad_extra), Error::Invalid(_)));
+}
+
+/// The webhook's entry point: 200 with the answer, 400 naming what is
+/// wrong, and no opinion without a policy file.
+#[test]
+fn review_entry_point() {
+    let body = read("sar-v1-pods-get.json");
+    let p = policy("keystone-policy-configmap.yaml");
+    let (status, doc) = review(Some(&p), body.as_bytes());
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(doc["status"]["allowed"], true);
+    let (status, doc) = review(None, body.as_bytes());
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(
+        doc["status"],
+        serde_json::json!({"allowed": false, "reason": "no Keystone policy is configured ([kubernetes] policy_file)"})
+    );
+    let (status, doc) = review(
+        Some(&p),
+        br#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}}"#,
+    );
+    assert_eq!(status, http::StatusCode::BAD_REQUEST);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("resourceAttributes"),
+        "{doc}"
+    );
 }

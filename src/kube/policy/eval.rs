@@ -76,6 +76,8 @@ pub enum Reason {
     NoAuthInfo,
     /// No rule allows it.
     NoPolicyMatched,
+    /// No policy file is configured.
+    NoPolicyFile,
 }
 
 impl std::fmt::Display for Reason {
@@ -85,6 +87,9 @@ impl std::fmt::Display for Reason {
             // k8s-keystone-auth's own words.
             Self::NoAuthInfo => f.write_str("No auth info found."),
             Self::NoPolicyMatched => f.write_str("No policy matched."),
+            Self::NoPolicyFile => {
+                f.write_str("no Keystone policy is configured ([kubernetes] policy_file)")
+            }
         }
     }
 }
@@ -138,7 +143,7 @@ impl super::Policy {
 }
 
 /// A rule ready to decide with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Compiled {
     number: usize,
     users: Option<Users>,
@@ -149,14 +154,14 @@ pub(super) struct Compiled {
     matches: Vec<Match>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Users {
     roles: Vec<String>,
     projects: Vec<String>,
 }
 
 /// A `resource_permissions` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Permission {
     key: String,
     /// Namespace and resource; `None` when the key is not `a/b` (ignored).
@@ -164,7 +169,7 @@ struct Permission {
     verbs: Verbs,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Verbs {
     any: bool,
     verbs: Vec<String>,
@@ -194,13 +199,13 @@ impl Verbs {
 }
 
 /// One side of a `resource_permissions` key (`getAllowed`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Selector {
     raw: String,
     kind: Kind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     /// A name: only itself.
     Name,
