@@ -194,7 +194,15 @@ impl Section {
         )?;
         // oslo's rabbit:// is AMQP 0-9-1's amqp://; one broker only.
         let amqp = match url.expose_secret().split_once("://") {
-            Some(("rabbit" | "amqp", rest)) if !rest.contains(',') => format!("amqp://{rest}"),
+            Some(("rabbit" | "amqp", rest)) if !rest.contains(',') => {
+                // kombu reads an empty vhost as "/"; lapin as "", which RabbitMQ refuses.
+                match rest.split_once('/') {
+                    None | Some((_, "")) => {
+                        format!("amqp://{}/%2f", rest.trim_end_matches('/'))
+                    }
+                    Some(_) => format!("amqp://{rest}"),
+                }
+            }
             _ => {
                 problem(
                     p,
