@@ -22,6 +22,14 @@
 #       runs header_mutation before ext_authz, fails closed, rejects
 #       underscores and sends the token headers; endpoint paths match the
 #       [[forward_auth]] paths of the configs;
+#     - Envoy's gRPC ext_authz (envoy-grpc.yaml), Envoy Gateway's
+#       SecurityPolicy and Istio's envoyExtAuthzGrpc provider reach a
+#       Service port of a stonegate serving flavor = "envoy-grpc" (appProtocol
+#       h2c), fail closed with 503, send every header (no allowed_headers /
+#       headersToExtAuth), and (Envoy) use V3, include_peer_certificate, an
+#       HTTP/2 cluster with a grpc.health.v1 check and a timeout above
+#       stonegate's Keystone timeout; every Istio CUSTOM AuthorizationPolicy
+#       names a provider of the mesh config;
 #     - each stonegate container: --config, password file and key repository
 #       are really mounted (Secret keys included), ports and probes match the
 #       config, files are readable by its non-root uid, grace period covers

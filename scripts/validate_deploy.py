@@ -113,6 +113,13 @@ def endpoint_paths(conf, flavor):
     return {e.get("path") for e in (conf or {}).get("forward_auth", []) if e.get("flavor") == flavor}
 
 
+def endpoint_flavors(conf):
+    return {e.get("flavor") for e in (conf or {}).get("forward_auth", [])}
+
+
+GRPC_SERVICE = "envoy.service.auth.v3.Authorization"
+
+
 def port_of(addr):
     return int(str(addr).rsplit(":", 1)[1])
 
@@ -129,6 +136,7 @@ for path in sorted(glob.glob("deploy/**/*.yaml", recursive=True)):
 
 # ---- 2 + 3 + 4. Kubernetes ------------------------------------------------
 configs = {}  # (namespace, configmap) -> parsed stonegate.toml
+grpc_backends = {}  # (namespace, service) -> ports that reach an envoy-grpc endpoint
 all_confs = []  # every parsed stonegate config, for endpoint paths
 k8s_objects = 0
 for path, docs in docs_by_file.items():
@@ -142,7 +150,8 @@ for path, docs in docs_by_file.items():
         ns, name = meta.get("namespace", "default"), meta.get("name")
         what = f"{path} {kind}/{name}"
         group = api.split("/")[0] if "/" in api else ""
-        if "." in group and not group.endswith(".k8s.io"):
+        # Gateway API is a CRD too, though its group ends in .k8s.io.
+        if "." in group and (not group.endswith(".k8s.io") or group == "gateway.networking.k8s.io"):
             skip(what, f"{api} is a CRD without a Kubernetes core schema; structural checks only")
         else:
             try:
@@ -239,20 +248,48 @@ for path, docs in docs_by_file.items():
                       f"mode {oct(mode)} without fsGroup + group read: uid {uid} cannot read the "
                       "root-owned Secret files")
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
-            check(ports.get("http") == port_of(conf["listen"]) and ports.get("admin") == port_of(conf["admin_listen"]),
-                  f"{what}: containerPorts http/admin match listen/admin_listen",
+            # A gRPC-only instance (flavor envoy-grpc, no upstream) names its listen port grpc.
+            grpc_only = endpoint_flavors(conf) == {"envoy-grpc"} and "upstream" not in conf
+            lname = "grpc" if grpc_only else "http"
+            check(ports.get(lname) == port_of(conf["listen"]) and ports.get("admin") == port_of(conf["admin_listen"]),
+                  f"{what}: containerPorts {lname}/admin match listen/admin_listen",
                   f"ports {ports} vs listen {conf['listen']}, admin_listen {conf['admin_listen']}")
-            rp, lp = c.get("readinessProbe", {}).get("httpGet", {}), c.get("livenessProbe", {}).get("httpGet", {})
-            check(rp.get("path") == "/readyz" and rp.get("port") == "admin"
+            rprobe = c.get("readinessProbe", {})
+            rp, lp = rprobe.get("httpGet", {}), c.get("livenessProbe", {}).get("httpGet", {})
+            # gRPC health (grpc.health.v1) reports the same readiness as /readyz.
+            grpc_ready = grpc_only and rprobe.get("grpc", {}) == {
+                "port": port_of(conf["listen"]), "service": GRPC_SERVICE}
+            check((grpc_ready or (rp.get("path") == "/readyz" and rp.get("port") == "admin"))
                   and lp.get("path") == "/healthz" and lp.get("port") == "admin",
-                  f"{what}: readiness /readyz, liveness /healthz on the admin port",
-                  f"readinessProbe {rp}, livenessProbe {lp}")
+                  f"{what}: readiness /readyz (or gRPC health of {GRPC_SERVICE}), liveness /healthz on the admin port",
+                  f"readinessProbe {rprobe}, livenessProbe {lp}")
             grace = conf.get("proxy", {}).get("shutdown_grace_period", 30)
             pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             tgp = pod.get("terminationGracePeriodSeconds", 30)
             check(tgp > grace + pre, f"{what}: terminationGracePeriodSeconds {tgp} > preStop {pre} + shutdown_grace_period {grace}",
                   f"terminationGracePeriodSeconds {tgp} must exceed preStop {pre} + shutdown_grace_period {grace}")
 
+    for ns, svc in services:
+        # The ports of this Service that reach a stonegate serving envoy-grpc.
+        for dns, d in deployments:
+            labels = d["spec"]["template"]["metadata"].get("labels", {})
+            if dns != ns or not svc["spec"].get("selector", {}).items() <= labels.items():
+                continue
+            cms = {v.get("configMap", {}).get("name") for v in d["spec"]["template"]["spec"].get("volumes", [])}
+            for cm in cms:
+                conf = configs.get((ns, cm))
+                if not conf or "envoy-grpc" not in endpoint_flavors(conf):
+                    continue
+                served = {port_of(conf.get("auth_listen") or conf["listen"])}
+                named = {p.get("name"): p["containerPort"] for c in d["spec"]["template"]["spec"]["containers"]
+                         for p in c.get("ports", [])}
+                for sp in svc["spec"]["ports"]:
+                    tp = sp.get("targetPort", sp["port"])
+                    if named.get(tp, tp) in served:
+                        grpc_backends.setdefault((ns, svc["metadata"]["name"]), set()).add(sp["port"])
+                        check(sp.get("appProtocol") in ("kubernetes.io/h2c", "grpc"),
+                              f"{path} Service/{svc['metadata']['name']} port {sp['port']}: appProtocol h2c",
+                              "a gRPC port needs appProtocol kubernetes.io/h2c (or grpc), or gateways speak HTTP/1.1 to it")
     for ns, svc in services:
         sel = svc["spec"].get("selector", {})
         targets = [d for dns, d in deployments if dns == ns and
@@ -308,6 +345,52 @@ for path, docs in docs_by_file.items():
               f"authRequestHeaders must include {sorted(TOKEN_HEADERS)}")
         same_headers(f"{what} authResponseHeaders", fa.get("authResponseHeaders", []), ANSWER_EXTRA)
 
+
+# ---- Envoy Gateway SecurityPolicy, Istio CUSTOM authorization ------------
+for path, docs in docs_by_file.items():
+    if not path.startswith("deploy/kubernetes/"):
+        continue
+    providers = {}
+    for doc in docs:
+        kind, meta = doc.get("kind"), doc.get("metadata", {})
+        what = f"{path} {kind}/{meta.get('name')}"
+        if kind == "SecurityPolicy":
+            ea = doc.get("spec", {}).get("extAuth", {})
+            refs = ea.get("grpc", {}).get("backendRefs", [])
+            check(doc.get("apiVersion") == "gateway.envoyproxy.io/v1alpha1" and refs,
+                  f"{what}: gateway.envoyproxy.io/v1alpha1 extAuth.grpc", "expected extAuth.grpc.backendRefs")
+            for r in refs:
+                key = (r.get("namespace", meta.get("namespace", "default")), r.get("name"))
+                check(r.get("port") in grpc_backends.get(key, set()),
+                      f"{what}: backendRef {key[0]}/{key[1]}:{r.get('port')} is a stonegate envoy-grpc port",
+                      f"no Service port in deploy/kubernetes reaches an envoy-grpc endpoint: {sorted(grpc_backends.items())}")
+            check(ea.get("failOpen", False) is False, f"{what}: failOpen false", "ext_authz must fail closed")
+            check("headersToExtAuth" not in ea, f"{what}: every header reaches stonegate (no headersToExtAuth)",
+                  "headersToExtAuth hides forged identity headers from stonegate")
+        elif kind == "ConfigMap" and meta.get("name") == "istio" and "mesh" in (doc.get("data") or {}):
+            mesh = yaml.safe_load(doc["data"]["mesh"]) or {}
+            for prov in mesh.get("extensionProviders", []):
+                g = prov.get("envoyExtAuthzGrpc")
+                if not g:
+                    continue
+                providers[prov["name"]] = g
+                host = g.get("service", "").split(".")
+                key = (host[1] if len(host) > 1 else "default", host[0])
+                check(g.get("port") in grpc_backends.get(key, set()),
+                      f"{what} provider {prov['name']}: {g.get('service')}:{g.get('port')} is a stonegate envoy-grpc port",
+                      f"no Service port reaches an envoy-grpc endpoint: {sorted(grpc_backends.items())}")
+                check(g.get("failOpen", False) is False and str(g.get("statusOnError")) == "503",
+                      f"{what} provider {prov['name']}: failOpen false, statusOnError 503",
+                      f"failOpen {g.get('failOpen')}, statusOnError {g.get('statusOnError')}: must fail closed with 503")
+    for doc in docs:
+        if doc.get("kind") != "AuthorizationPolicy":
+            continue
+        what = f"{path} AuthorizationPolicy/{doc['metadata']['name']}"
+        spec = doc.get("spec", {})
+        check(spec.get("action") == "CUSTOM" and spec.get("provider", {}).get("name") in providers,
+              f"{what}: CUSTOM with provider {spec.get('provider', {}).get('name')} of this file's mesh config",
+              f"action {spec.get('action')}, provider {spec.get('provider')} not among {sorted(providers)}")
+
 # ---- standalone stonegate configs (Envoy, systemd) ------------------------
 toml_confs = {}
 for path in sorted(glob.glob("deploy/**/*.toml", recursive=True)):
@@ -315,6 +398,50 @@ for path in sorted(glob.glob("deploy/**/*.toml", recursive=True)):
         toml_confs[path] = check_config(path, f.read())
 
 # ---- Envoy ----------------------------------------------------------------
+
+def check_envoy_grpc(what, names, ea, cfg, env_conf):
+    """An ext_authz gRPC filter (flavor envoy-grpc): no header_mutation is
+    needed (stonegate answers headers_to_remove), but every header must reach
+    stonegate, and the filter must fail closed with 503 on an HTTP/2 cluster."""
+    order = ["envoy.filters.http.ext_authz", "envoy.filters.http.router"]
+    check([n for n in names if n in order] == order and names[-1] == order[-1],
+          f"{what}: filters ext_authz -> router", f"filter order {names}")
+    check(ea.get("transport_api_version") == "V3", f"{what}: ext_authz transport_api_version V3",
+          "transport_api_version must be V3 (stonegate serves envoy.service.auth.v3 only)")
+    check(ea.get("failure_mode_allow") is False, f"{what}: ext_authz failure_mode_allow false",
+          "ext_authz must fail closed")
+    code = ea.get("status_on_error", {}).get("code")
+    check(code in ("ServiceUnavailable", 503), f"{what}: ext_authz status_on_error 503",
+          f"status_on_error {code}: a Keystone outage (UNAVAILABLE) would reach clients as 403")
+    check(ea.get("include_peer_certificate") is True, f"{what}: include_peer_certificate",
+          "include_peer_certificate: true sends the client certificate to stonegate's logs")
+    check("allowed_headers" not in ea and "disallowed_headers" not in ea,
+          f"{what}: every request header reaches stonegate (no allowed_headers)",
+          "allowed_headers/disallowed_headers hide forged identity headers from stonegate, "
+          "which then cannot name them in headers_to_remove")
+    gs = ea["grpc_service"]
+    timeout = float(str(gs.get("timeout", "0.2s")).rstrip("s"))
+    kt = (env_conf or {}).get("keystone_authtoken", {}).get("http_request_timeout", 10)
+    check(timeout > kt, f"{what}: grpc_service timeout {timeout}s > stonegate's http_request_timeout {kt}s",
+          f"timeout {timeout}s: Envoy would give up before stonegate decides a slow Keystone")
+    cname = gs.get("envoy_grpc", {}).get("cluster_name")
+    cluster = next((c for c in cfg["static_resources"]["clusters"] if c["name"] == cname), None)
+    opts = (cluster or {}).get("typed_extension_protocol_options", {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+    check(cluster is not None and "http2_protocol_options" in opts.get("explicit_http_config", {}),
+          f"{what}: gRPC cluster {cname} speaks HTTP/2",
+          f"cluster {cname} missing or without explicit_http_config.http2_protocol_options")
+    hc = [h.get("grpc_health_check", {}).get("service_name") for h in (cluster or {}).get("health_checks", [])]
+    check(GRPC_SERVICE in hc, f"{what}: gRPC health check of {GRPC_SERVICE}",
+          f"the cluster should health-check grpc.health.v1 service {GRPC_SERVICE}")
+    port = next((e["endpoint"]["address"]["socket_address"]["port_value"]
+                 for ep in (cluster or {}).get("load_assignment", {}).get("endpoints", [])
+                 for e in ep.get("lb_endpoints", [])), None)
+    served = port_of(env_conf.get("auth_listen") or env_conf.get("listen", ":0"))
+    check("envoy-grpc" in endpoint_flavors(env_conf) and port == served,
+          f"{what}: cluster port {port} serves a flavor = \"envoy-grpc\" endpoint",
+          f"stonegate.toml has no envoy-grpc endpoint served on port {port} (served: {served})")
+
 for path, docs in docs_by_file.items():
     if not path.startswith("deploy/envoy/"):
         continue
@@ -330,12 +457,16 @@ for path, docs in docs_by_file.items():
                       f"{what}: headers_with_underscores_action REJECT_REQUEST",
                       "underscore spellings (X_User_Id) must be rejected")
                 names = [f["name"] for f in hcm["http_filters"]]
+                by = {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
+                ea = by.get("envoy.filters.http.ext_authz", {})
+                if "grpc_service" in ea:
+                    check_envoy_grpc(what, names, ea, cfg, env_conf)
+                    continue
                 order = ["envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz", "envoy.filters.http.router"]
                 check(all(n in names for n in order) and [n for n in names if n in order] == order
                       and names[-1] == order[-1],
                       f"{what}: filters header_mutation -> ext_authz -> router",
                       f"filter order {names}")
-                by = {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
                 hm = by.get(order[0], {}).get("mutations", {}).get("request_mutations", [])
                 same_headers(f"{what} header_mutation removals", [x.get("remove", "") for x in hm if "remove" in x])
                 ea = by.get(order[1], {})

@@ -13,6 +13,7 @@
 //! | `nginx` | `X-Original-Method` | `X-Original-URI` |
 //! | `traefik` | `X-Forwarded-Method` | `X-Forwarded-Uri` |
 //! | `envoy` | the request's method | the request's path after the endpoint prefix |
+//! | `envoy-grpc` | `attributes.request.http.method` | `attributes.request.http.path` ([`envoy_grpc`]) |
 //!
 //! The original path is checked and decided on exactly as the sidecar does
 //! ([`crate::path`]): the ingress forwards the client's path as it came, so
@@ -29,6 +30,7 @@
 //! serves the session login and logout paths, for the ingress to route
 //! there (as oauth2-proxy serves its `/oauth2/` paths).
 
+pub mod envoy_grpc;
 pub mod settings;
 
 use std::{
@@ -67,6 +69,9 @@ pub enum Flavor {
     Traefik,
     /// Envoy `ext_authz` HTTP service (`path_prefix`).
     Envoy,
+    /// Envoy `ext_authz` gRPC service (`envoy.service.auth.v3.Authorization`),
+    /// answered by [`envoy_grpc::Grpc`], not by [`ForwardAuth`].
+    EnvoyGrpc,
 }
 
 /// One configured forward-auth endpoint.
@@ -74,7 +79,8 @@ pub enum Flavor {
 pub struct Endpoint {
     /// Whose headers carry the original request.
     pub flavor: Flavor,
-    /// Endpoint path (Envoy: prefix), without trailing slash.
+    /// Endpoint path (Envoy: prefix), without trailing slash; for
+    /// `envoy-grpc`, the gRPC service's path.
     pub path: String,
     /// Status when Keystone is unavailable. nginx turns anything but
     /// 2xx/401/403 into 500; Traefik passes it on; Envoy answers its own
@@ -91,6 +97,7 @@ impl Endpoint {
                 path == self.path
                     || (path.starts_with(&self.path) && path[self.path.len()..].starts_with('/'))
             }
+            Flavor::EnvoyGrpc => false,
         }
     }
 
@@ -98,7 +105,7 @@ impl Endpoint {
     fn ambiguous_status(&self) -> StatusCode {
         match self.flavor {
             Flavor::Nginx => StatusCode::FORBIDDEN,
-            Flavor::Traefik | Flavor::Envoy => StatusCode::BAD_REQUEST,
+            Flavor::Traefik | Flavor::Envoy | Flavor::EnvoyGrpc => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -117,7 +124,7 @@ impl Endpoint {
         let https = value("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
         let host = match self.flavor {
             Flavor::Nginx | Flavor::Traefik => h.get("x-forwarded-host").cloned(),
-            Flavor::Envoy => None,
+            Flavor::Envoy | Flavor::EnvoyGrpc => None,
         };
         (https, host)
     }
@@ -141,6 +148,8 @@ impl Endpoint {
         match self.flavor {
             Flavor::Nginx => (method_from("x-original-method"), header("x-original-uri")),
             Flavor::Traefik => (method_from("x-forwarded-method"), header("x-forwarded-uri")),
+            // Never reached: gRPC endpoints match no HTTP path.
+            Flavor::EnvoyGrpc => (None, None),
             Flavor::Envoy => {
                 let rest = path_and_query.get(self.path.len()..).unwrap_or_default();
                 let rest = if rest.is_empty() || rest.starts_with('?') {
@@ -306,7 +315,7 @@ impl Decider {
 
     /// A session endpoint (login, logout) on the forward-auth listener, for
     /// the ingress to route there; 404 for any other path.
-    async fn session_endpoint<B>(&self, gate: &Gate, req: Request<B>) -> Answer
+    async fn session_endpoint<B>(&self, gate: &Gate, mut req: Request<B>) -> Answer
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -317,6 +326,9 @@ impl Decider {
         else {
             return status_only(StatusCode::NOT_FOUND);
         };
+        // The head the layer would read: the client's Connection list
+        // applied, forged identity and `_` aliases gone.
+        headers::sanitize(req.headers_mut());
         let body_left = BodyLeft::of(&req);
         let resp = sessions
             .serve(&gate.validator, &self.metrics, endpoint, req)
@@ -412,10 +424,7 @@ impl Decider {
                     *resp.status_mut() = endpoint.unavailable_status;
                 }
                 if let (Some(((attached, tls), sessions)), true) = (session, unauthorized) {
-                    tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
-                    for c in sessions.clearing_cookies(tls) {
-                        resp.headers_mut().append(header::SET_COOKIE, c);
-                    }
+                    sessions.end_rejected(&attached, tls, &mut resp);
                 }
                 resp
             }
@@ -476,6 +485,40 @@ mod tests {
         assert_eq!(p.unwrap(), "/");
         let (m, p) = ep(Flavor::Nginx, "/auth").original(&Method::GET, "/auth", &HeaderMap::new());
         assert!(m.is_none() && p.is_none());
+    }
+
+    #[test]
+    fn the_original_site_comes_from_the_flavors_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "stonegate:9091".parse().unwrap());
+        h.insert("x-forwarded-host", "app.example.com".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        let host = |site: (bool, Option<HeaderValue>)| {
+            (site.0, site.1.map(|v| v.to_str().unwrap().to_owned()))
+        };
+        // nginx: X-Original-URL first (scheme and host), else X-Forwarded-*.
+        assert_eq!(
+            host(ep(Flavor::Nginx, "/auth").original_site(&h)),
+            (true, Some("app.example.com".into()))
+        );
+        let mut with_url = h.clone();
+        with_url.insert(
+            "x-original-url",
+            "http://portal.example.com:8080/x?y".parse().unwrap(),
+        );
+        assert_eq!(
+            host(ep(Flavor::Nginx, "/auth").original_site(&with_url)),
+            (false, Some("portal.example.com:8080".into()))
+        );
+        // Traefik ignores X-Original-URL; Envoy keeps the request's own Host.
+        assert_eq!(
+            host(ep(Flavor::Traefik, "/auth").original_site(&with_url)),
+            (true, Some("app.example.com".into()))
+        );
+        assert_eq!(
+            host(ep(Flavor::Envoy, "/ext").original_site(&with_url)),
+            (true, None)
+        );
     }
 
     #[test]

@@ -12,18 +12,22 @@ use crate::settings::{problem, Problem};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
-    /// `nginx`, `traefik` or `envoy`: whose headers carry the original method and path.
+    /// `nginx`, `traefik`, `envoy` or `envoy-grpc`: whose conventions carry
+    /// the original method and path.
     pub flavor: String,
-    /// Path of the endpoint (for `envoy`, a prefix followed by the original path).
-    pub path: String,
-    /// Status answered when Keystone is unavailable.
-    #[serde(default = "default_unavailable_status")]
-    pub unavailable_status: u16,
+    /// Path of the endpoint (for `envoy`, a prefix followed by the original
+    /// path); required, except for `envoy-grpc`, whose path is the gRPC
+    /// service's.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Status answered when Keystone is unavailable (503); not for
+    /// `envoy-grpc`, which fails the RPC with UNAVAILABLE.
+    #[serde(default)]
+    pub unavailable_status: Option<u16>,
 }
 
-fn default_unavailable_status() -> u16 {
-    503
-}
+/// The status answered when Keystone is unavailable, unless configured.
+const DEFAULT_UNAVAILABLE_STATUS: u16 = 503;
 
 impl Section {
     /// Checks the endpoints (`[[forward_auth]]` entries), recording problems
@@ -46,36 +50,71 @@ impl Section {
             "nginx" => Some(Flavor::Nginx),
             "traefik" => Some(Flavor::Traefik),
             "envoy" => Some(Flavor::Envoy),
+            "envoy-grpc" => Some(Flavor::EnvoyGrpc),
             other => {
                 problem(
                     p,
                     &format!("{key}.flavor"),
-                    &format!("{other:?} is not one of \"nginx\", \"traefik\", \"envoy\""),
+                    &format!(
+                        "{other:?} is not one of \"nginx\", \"traefik\", \"envoy\", \"envoy-grpc\""
+                    ),
                 );
                 None
             }
         };
-        if !fa.path.starts_with('/') || fa.path.contains(['?', '#']) {
+        if flavor == Some(Flavor::EnvoyGrpc) {
+            if fa.path.is_some() {
+                problem(
+                    p,
+                    &format!("{key}.path"),
+                    "envoy-grpc serves the fixed gRPC service envoy.service.auth.v3.Authorization; remove the key",
+                );
+            }
+            if fa.unavailable_status.is_some() {
+                problem(
+                    p,
+                    &format!("{key}.unavailable_status"),
+                    "envoy-grpc fails the RPC with UNAVAILABLE when Keystone is down and Envoy answers its status_on_error; remove the key",
+                );
+            }
+            return Some(Endpoint {
+                flavor: Flavor::EnvoyGrpc,
+                path: super::envoy_grpc::AUTHORIZATION_PREFIX
+                    .trim_end_matches('/')
+                    .to_owned(),
+                unavailable_status: StatusCode::SERVICE_UNAVAILABLE,
+            });
+        }
+        let path = fa.path.as_deref().unwrap_or_default();
+        if fa.path.is_none() {
+            problem(
+                p,
+                &format!("{key}.path"),
+                "required: the endpoint's path, e.g. \"/_stonegate/auth\"",
+            );
+        } else if !path.starts_with('/') || path.contains(['?', '#']) {
             problem(
                 p,
                 &format!("{key}.path"),
                 "must be an absolute path without query",
             );
         }
-        let status = match StatusCode::from_u16(fa.unavailable_status) {
-            Ok(s) if s.is_client_error() || s.is_server_error() => Some(s),
-            _ => {
-                problem(
-                    p,
-                    &format!("{key}.unavailable_status"),
-                    "must be a 4xx or 5xx status",
-                );
-                None
-            }
-        };
+        let status =
+            match StatusCode::from_u16(fa.unavailable_status.unwrap_or(DEFAULT_UNAVAILABLE_STATUS))
+            {
+                Ok(s) if s.is_client_error() || s.is_server_error() => Some(s),
+                _ => {
+                    problem(
+                        p,
+                        &format!("{key}.unavailable_status"),
+                        "must be a 4xx or 5xx status",
+                    );
+                    None
+                }
+            };
         Some(Endpoint {
             flavor: flavor?,
-            path: fa.path.trim_end_matches('/').to_owned(),
+            path: path.trim_end_matches('/').to_owned(),
             unavailable_status: status?,
         })
     }

@@ -28,8 +28,9 @@ pub(super) struct Accepting {
     cap: usize,
 }
 
-/// Starts the accept loops: the proxy listener (with TLS when `acceptor`
-/// is set) serving `front`, and the forward-auth listener with its front.
+/// Starts the accept loops: the proxy listener serving `front`, and the
+/// forward-auth listener with its front, both with TLS when `acceptor` is
+/// set (`[tls]`).
 pub(super) fn start(
     settings: &proxy::Settings,
     (listener, acceptor, front): (TcpListener, Option<tokio_rustls::TlsAcceptor>, Front),
@@ -43,7 +44,7 @@ pub(super) fn start(
         Listener {
             name: "listen",
             listener,
-            acceptor,
+            acceptor: acceptor.clone(),
             slots: slots[0].clone(),
         },
         front,
@@ -57,7 +58,7 @@ pub(super) fn start(
             Listener {
                 name: "auth_listen",
                 listener: l,
-                acceptor: None,
+                acceptor,
                 slots: slots[1].clone(),
             },
             front,

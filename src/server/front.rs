@@ -1,5 +1,6 @@
 //! What a client listener serves, built once at start: the forward-auth
-//! endpoints, then the proxy ([`AuthTokenLayer`] around [`Proxy`]), else 404.
+//! endpoints (HTTP, and Envoy's gRPC services), then the proxy
+//! ([`AuthTokenLayer`] around [`Proxy`]), else 404.
 
 use std::convert::Infallible;
 
@@ -13,7 +14,7 @@ use tower_layer::Layer;
 use super::ServerError;
 use crate::{
     config::Settings,
-    forward_auth::ForwardAuth,
+    forward_auth::{envoy_grpc::Grpc, Flavor, ForwardAuth},
     gate::Handle,
     layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
@@ -48,17 +49,24 @@ pub(super) fn build(
     let forward_auth = (!config.forward_auth.is_empty()).then(|| {
         ForwardAuth::with_handle(handle.clone(), config.forward_auth.clone(), metrics.clone())
     });
+    let grpc = config
+        .forward_auth
+        .iter()
+        .any(|e| e.flavor == Flavor::EnvoyGrpc)
+        .then(|| Grpc::new(handle.clone(), metrics.clone()));
     let main_front = Front {
         forward_auth: if separate_auth {
             None
         } else {
             forward_auth.clone()
         },
+        grpc: if separate_auth { None } else { grpc.clone() },
         proxy,
         max_headers: settings.max_headers,
     };
     let auth_front = separate_auth.then(|| Front {
         forward_auth,
+        grpc,
         proxy: None,
         max_headers: settings.max_headers,
     });
@@ -82,13 +90,17 @@ impl<B> ResponseBody for Response<B> {
 #[derive(Clone)]
 pub(super) struct Front {
     forward_auth: Option<ForwardAuth>,
+    /// Envoy's `ext_authz` gRPC and health services (`envoy-grpc`).
+    grpc: Option<Grpc>,
     proxy: Option<ProxyService>,
     /// Most request headers; HTTP/1.1 heads are checked by hyper, HTTP/2
     /// ones here (h2 bounds only their bytes).
     max_headers: usize,
 }
 
-type FrontBody = Either<Full<Bytes>, ProxyResponseBody>;
+/// A forward-auth answer: an HTTP one, or a gRPC one (with trailers).
+type AuthBody = Either<Full<Bytes>, tonic::body::Body>;
+type FrontBody = Either<AuthBody, ProxyResponseBody>;
 
 impl Front {
     pub(super) async fn handle(
@@ -100,11 +112,22 @@ impl Front {
                 b"request header fields too large\n",
             )));
             *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return Ok(r.map(Either::Left));
+            return Ok(r.map(|b| Either::Left(Either::Left(b))));
+        }
+        if let Some(grpc) = self.grpc {
+            if grpc.handles(&req) {
+                return grpc
+                    .oneshot(req)
+                    .await
+                    .map(|r| r.map(|b| Either::Left(Either::Right(b))));
+            }
         }
         if let Some(fa) = self.forward_auth {
             if fa.handles(req.uri().path()) {
-                return fa.oneshot(req).await.map(|r| r.map(Either::Left));
+                return fa
+                    .oneshot(req)
+                    .await
+                    .map(|r| r.map(|b| Either::Left(Either::Left(b))));
             }
         }
         match self.proxy {
@@ -112,7 +135,7 @@ impl Front {
             None => {
                 let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
                 *r.status_mut() = StatusCode::NOT_FOUND;
-                Ok(r.map(Either::Left))
+                Ok(r.map(|b| Either::Left(Either::Left(b))))
             }
         }
     }

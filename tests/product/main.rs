@@ -24,6 +24,7 @@ mod cache;
 mod cli;
 mod connections;
 mod embedded;
+mod envoy_grpc;
 mod faults;
 mod forged;
 mod holes;

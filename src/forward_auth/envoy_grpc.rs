@@ -1,0 +1,489 @@
+//! Envoy `ext_authz` over gRPC (`[[forward_auth]] flavor = "envoy-grpc"`):
+//! `envoy.service.auth.v3.Authorization/Check` and `grpc.health.v1.Health`,
+//! served next to the HTTP endpoints (h2c, or TLS with `[tls]`).
+//!
+//! A thin adapter over the one validator, deciding exactly as every other
+//! door: the `CheckRequest`'s headers are cleaned by [`headers::sanitize`],
+//! its path goes through the canonical-path rule ([`crate::path`]), then
+//! public routes, the validator and access rules. The answers:
+//!
+//! | decision | `CheckResponse` |
+//! | --- | --- |
+//! | valid token, `delay_auth_decision`, public route | `status` OK; `OkHttpResponse.headers` = the identity headers (overwrite-or-add), `headers_to_remove` = every header of the request stonegate strips that it does not set; `dynamic_metadata` = the identity's facts |
+//! | missing, invalid, expired, revoked token; outside access rules | `status` UNAUTHENTICATED; `DeniedHttpResponse` 401, `WWW-Authenticate: Keystone uri="..."`, JSON |
+//! | refused by an `[authorization]` rule | `status` PERMISSION_DENIED; `DeniedHttpResponse` 403, JSON |
+//! | ambiguous path | `status` INVALID_ARGUMENT; `DeniedHttpResponse` 400, JSON |
+//! | Keystone unavailable | the RPC fails with UNAVAILABLE: Envoy applies `status_on_error` |
+//!
+//! Envoy applies `headers_to_remove` after the headers it sets, so a name
+//! stonegate sets is never listed for removal: setting it overwrites the
+//! client's value.
+//!
+//! Envoy merges repeated request headers into one comma-joined value
+//! (`headers`) unless `encode_raw_headers` sends them apart (`header_map`);
+//! either way a token header that came twice reaches the validator as two
+//! values and counts as no token.
+
+mod health;
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::IpAddr,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use envoy_types::{
+    ext_authz::v3::pb::{
+        Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+        HeaderAppendAction, HeaderValue as EnvoyHeader, HeaderValueOption, HttpResponse,
+        HttpStatus, OkHttpResponse,
+    },
+    pb::google::{
+        protobuf::{value::Kind, ListValue, Struct, Value},
+        rpc,
+    },
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::BodyExt;
+use tonic::{codegen::BoxFuture, Status};
+
+use crate::{
+    connection::ConnectionInfo,
+    gate::Handle,
+    headers,
+    identity::{Identity, Scope},
+    metrics::{Metrics, Outcome},
+    path::{self, Canonical},
+    rejection::Rejection,
+    request_id::Correlation,
+    validator::AuthContext,
+};
+
+/// The path prefix of the `Authorization` service's methods.
+pub const AUTHORIZATION_PREFIX: &str = "/envoy.service.auth.v3.Authorization/";
+/// The path prefix of the gRPC health-checking service's methods.
+pub const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
+/// The service name health checks ask about (besides `""`, the server).
+pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
+
+/// The token headers: a comma in one of them means Envoy merged two values.
+const TOKEN_HEADERS: [&str; 3] = ["x-auth-token", "x-storage-token", "x-service-token"];
+
+/// The gRPC services of the `envoy-grpc` flavor: `Authorization/Check` and
+/// `grpc.health.v1.Health`, as one tower service routing by path.
+#[derive(Clone, Debug)]
+pub struct Grpc {
+    authorization: AuthorizationServer<Check>,
+    health: tonic_health::pb::health_server::HealthServer<health::Readiness>,
+}
+
+impl Grpc {
+    /// The gRPC services deciding with whatever gate `handle` holds.
+    pub fn new(handle: Handle, metrics: Metrics) -> Self {
+        Self {
+            authorization: AuthorizationServer::new(Check {
+                decider: Arc::new(Decider {
+                    gate: handle.clone(),
+                    metrics,
+                }),
+            }),
+            health: tonic_health::pb::health_server::HealthServer::new(health::Readiness::new(
+                handle,
+            )),
+        }
+    }
+
+    /// Whether a request is for one of these services: a gRPC request
+    /// (`content-type: application/grpc...`) on their paths.
+    pub fn handles<B>(&self, req: &http::Request<B>) -> bool {
+        is_grpc_call(req)
+    }
+}
+
+/// A gRPC request (`content-type: application/grpc...`) on the paths of
+/// the `Authorization` or `Health` services.
+fn is_grpc_call<B>(req: &http::Request<B>) -> bool {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let path = req.uri().path();
+    grpc && (path.starts_with(AUTHORIZATION_PREFIX) || path.starts_with(HEALTH_PREFIX))
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Grpc
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path().starts_with(HEALTH_PREFIX) {
+            self.health.call(req)
+        } else {
+            // Unknown methods of the service are answered UNIMPLEMENTED by tonic.
+            self.authorization.call(req)
+        }
+    }
+}
+
+/// The `Authorization` service.
+#[derive(Clone, Debug)]
+pub struct Check {
+    decider: Arc<Decider>,
+}
+
+/// The gate (validator) and the metrics, shared by every clone of one [`Check`].
+#[derive(Debug)]
+struct Decider {
+    gate: Handle,
+    metrics: Metrics,
+}
+
+#[tonic::async_trait]
+impl Authorization for Check {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, Status> {
+        // The gRPC client (Envoy), for `[request_id] trusted_peers`.
+        let peer = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        self.decider
+            .decide(request.into_inner(), peer)
+            .await
+            .map(tonic::Response::new)
+    }
+}
+
+/// The original request, as Envoy reported it.
+struct Original {
+    method: Option<Method>,
+    target: String,
+    /// The headers, as a client would have sent them to the sidecar.
+    headers: HeaderMap,
+    /// Names that are no HTTP header name (removed whatever they are).
+    invalid_names: Vec<String>,
+    /// The downstream client's address, for the log.
+    client: Option<String>,
+}
+
+impl Original {
+    /// Reads `attributes.request.http` and `attributes.source`; `None` when
+    /// the request carries no HTTP attributes (not an HTTP ext_authz call).
+    fn from_check(req: &CheckRequest) -> Option<Self> {
+        let attributes = req.attributes.as_ref()?;
+        let http = attributes.request.as_ref()?.http.as_ref()?;
+        let mut original = Original {
+            method: Method::from_bytes(http.method.as_bytes()).ok(),
+            target: http.path.clone(),
+            headers: HeaderMap::with_capacity(http.headers.len()),
+            invalid_names: Vec::new(),
+            client: envoy_types::ext_authz::v3::CheckRequestExt::get_client_address(req).cloned(),
+        };
+        match &http.header_map {
+            // `encode_raw_headers`: repeated headers arrive apart.
+            Some(map) if http.headers.is_empty() => {
+                for h in &map.headers {
+                    let value = if h.raw_value.is_empty() {
+                        h.value.as_bytes()
+                    } else {
+                        &h.raw_value
+                    };
+                    original.add(&h.key, value);
+                }
+            }
+            _ => {
+                for (k, v) in &http.headers {
+                    original.add(k, v.as_bytes());
+                }
+            }
+        }
+        Some(original)
+    }
+
+    /// Adds one reported header. Pseudo-headers (`:path`, `:authority`...)
+    /// are not request headers; a comma-joined token header is split back
+    /// into the values Envoy merged.
+    fn add(&mut self, key: &str, value: &[u8]) {
+        if key.starts_with(':') {
+            return;
+        }
+        let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+            self.invalid_names.push(key.to_ascii_lowercase());
+            return;
+        };
+        let merged_token = TOKEN_HEADERS.contains(&name.as_str()) && value.contains(&b',');
+        if merged_token {
+            for part in value.split(|b| *b == b',') {
+                self.append(&name, part.trim_ascii());
+            }
+        } else {
+            self.append(&name, value);
+        }
+    }
+
+    fn append(&mut self, name: &HeaderName, value: &[u8]) {
+        match HeaderValue::from_bytes(value) {
+            Ok(v) => {
+                self.headers.append(name.clone(), v);
+            }
+            // Envoy forwards no control characters; an unusable value still
+            // leaves its name behind, so that it is stripped if it must be.
+            Err(_) => {
+                self.headers
+                    .append(name.clone(), HeaderValue::from_static(""));
+            }
+        }
+    }
+}
+
+impl Decider {
+    /// One `Check`. Its request id is the one the client sent through a
+    /// trusted Envoy (`[request_id] trusted_peers`), else a new one: sent on
+    /// the Keystone calls made for it and set on the request Envoy forwards
+    /// (with a well-formed trace context); a malformed `traceparent` is
+    /// removed, as the sidecar drops it.
+    async fn decide(
+        &self,
+        req: CheckRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<CheckResponse, Status> {
+        let Some(original) = Original::from_check(&req) else {
+            return Err(Status::invalid_argument(
+                "CheckRequest without attributes.request.http: stonegate answers HTTP ext_authz only",
+            ));
+        };
+        let gate = self.gate.get();
+        let v = &gate.validator;
+        let mut request_headers = original.headers.clone();
+        let correlation =
+            Correlation::take(&mut request_headers, v.settings().request_id.trusts(peer));
+        let mut carried = HeaderMap::new();
+        correlation.set_on(&mut carried);
+        headers::sanitize(&mut request_headers);
+        // Every name the boundary removed, as Envoy spells it (lower case).
+        let mut stripped: Vec<String> = original
+            .headers
+            .keys()
+            .filter(|n| !request_headers.contains_key(*n))
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        stripped.extend(original.invalid_names.iter().cloned());
+
+        let canonical = match path::target_path(&original.target).and_then(Canonical::parse) {
+            Ok(c) => c,
+            Err(ambiguous) => {
+                let rejection = Rejection::AmbiguousPath(ambiguous);
+                tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
+                self.metrics.request(rejection.outcome());
+                return Ok(denied(rejection, &v.settings().www_authenticate, &carried).await);
+            }
+        };
+        // Without a method, access rules cannot pass (fail closed).
+        let method = original
+            .method
+            .clone()
+            .unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
+        if v.is_public(&method, canonical.decoded(), &request_headers) {
+            self.metrics.request(Outcome::Public);
+            return Ok(ok(carried, stripped, None));
+        }
+        let decided = correlation
+            .scope(v.authenticate(&method, canonical.decoded(), &request_headers))
+            .await;
+        match decided.map_err(Rejection::from) {
+            Ok(ctx) => {
+                let mut answer = carried;
+                headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
+                self.metrics.request(if ctx.is_confirmed() {
+                    Outcome::Forwarded
+                } else {
+                    Outcome::ForwardedUnconfirmed
+                });
+                Ok(ok(answer, stripped, Some(metadata(&ctx))))
+            }
+            Err(rejection @ Rejection::KeystoneUnavailable(_)) => {
+                self.metrics.request(rejection.outcome());
+                tracing::warn!(client = ?original.client, "envoy-grpc: Keystone unavailable; answering UNAVAILABLE");
+                Err(Status::unavailable(
+                    "Keystone is temporarily unavailable; the request is not authenticated",
+                ))
+            }
+            Err(rejection) => {
+                self.metrics.request(rejection.outcome());
+                Ok(denied(rejection, &v.settings().www_authenticate, &carried).await)
+            }
+        }
+    }
+}
+
+/// An OK answer: `set` overwrites (or adds) each identity header, and every
+/// stripped name that is not set is removed. Envoy removes after it sets,
+/// so listing a set name would remove the identity.
+fn ok(set: HeaderMap, stripped: Vec<String>, dynamic_metadata: Option<Struct>) -> CheckResponse {
+    let headers_to_remove = stripped
+        .into_iter()
+        .filter(|n| !set.contains_key(n.as_str()))
+        .collect();
+    let headers = set
+        .iter()
+        .map(|(n, v)| option(n.as_str(), v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: tonic::Code::Ok as i32,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        dynamic_metadata,
+    }
+}
+
+/// A denial: the status, headers and JSON body the sidecar would answer,
+/// with the request id (`carried`) for the client.
+async fn denied(
+    rejection: Rejection,
+    www_authenticate: &HeaderValue,
+    carried: &HeaderMap,
+) -> CheckResponse {
+    let code = match rejection {
+        Rejection::AmbiguousPath(_) => tonic::Code::InvalidArgument,
+        Rejection::Forbidden { .. } => tonic::Code::PermissionDenied,
+        Rejection::Unauthorized
+        | Rejection::KeystoneUnavailable(_)
+        | Rejection::UpstreamUnavailable(_)
+        | Rejection::UpstreamTimeout => tonic::Code::Unauthenticated,
+    };
+    let response = rejection.into_response(www_authenticate);
+    let status = response.status();
+    let (mut parts, body) = response.into_parts();
+    if let Some(id) = carried.get(crate::request_id::HEADER) {
+        parts.headers.insert(crate::request_id::HEADER, id.clone());
+    }
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: code as i32,
+            message: status.canonical_reason().unwrap_or_default().to_owned(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(status.as_u16()),
+            }),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| option(n.as_str(), v, HeaderAppendAction::OverwriteIfExistsOrAdd))
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+fn option(name: &str, value: &HeaderValue, action: HeaderAppendAction) -> HeaderValueOption {
+    #[allow(deprecated)] // `append` stays unset: older Envoys read unset as "set".
+    HeaderValueOption {
+        header: Some(EnvoyHeader {
+            key: name.to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: action as i32,
+        // `X-Roles` is present and empty for an unscoped token.
+        keep_empty_value: true,
+    }
+}
+
+/// The identity's facts for Envoy's access log and RBAC
+/// (`metadata["envoy.filters.http.ext_authz"]`): ids, names, scope, roles;
+/// never a token.
+fn metadata(ctx: &AuthContext) -> Struct {
+    let mut fields = HashMap::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            fields.insert(k.to_owned(), string(v));
+        }
+    };
+    put(
+        "identity_status",
+        Some(if ctx.user.is_some() {
+            "Confirmed"
+        } else {
+            "Invalid"
+        }),
+    );
+    if let Some(id) = &ctx.user {
+        identity_facts(&mut put, id);
+        fields.insert(
+            "roles".to_owned(),
+            Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: id.roles.iter().map(|r| string(r)).collect(),
+                })),
+            },
+        );
+    }
+    match &ctx.service {
+        None => {}
+        Some(Some(_)) => {
+            fields.insert("service_identity_status".to_owned(), string("Confirmed"));
+        }
+        Some(None) => {
+            fields.insert("service_identity_status".to_owned(), string("Invalid"));
+        }
+    }
+    Struct { fields }
+}
+
+fn identity_facts(put: &mut impl FnMut(&str, Option<&str>), id: &Identity) {
+    put("user_id", id.user.id.as_deref());
+    put("user_name", id.user.name.as_deref());
+    put("user_domain_id", id.user_domain.id.as_deref());
+    put("user_domain_name", id.user_domain.name.as_deref());
+    match &id.scope {
+        Scope::Unscoped => {}
+        Scope::Project(p) => {
+            put("project_id", p.project.id.as_deref());
+            put("project_name", p.project.name.as_deref());
+            put("project_domain_id", p.domain.id.as_deref());
+            put("project_domain_name", p.domain.name.as_deref());
+        }
+        Scope::Domain(d) => {
+            put("domain_id", d.id.as_deref());
+            put("domain_name", d.name.as_deref());
+        }
+        Scope::System => put("system_scope", Some("all")),
+    }
+    put("audit_id", id.audit_id());
+}
+
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,825 @@
+//! Envoy `ext_authz` over gRPC (`flavor = "envoy-grpc"`): an independent
+//! tonic client, built from the same Envoy protos, calls
+//! `envoy.service.auth.v3.Authorization/Check` with requests shaped as
+//! Envoy's ext_authz filter builds them (lower-case header keys, the
+//! pseudo-headers in the map, repeated headers comma-joined, the raw
+//! `:path` with its query, the downstream peer in `attributes.source`),
+//! against the real Keystone (the fake one only to make it fail). No Envoy
+//! binary can be installed here (not on crates.io, PyPI or Debian).
+
+use std::collections::{BTreeMap, HashMap};
+
+use envoy_types::pb::envoy::{
+    config::core::v3::{address, Address, HeaderMap as RawHeaders, HeaderValue, SocketAddress},
+    service::auth::v3::{
+        attribute_context::{HttpRequest, Peer, Request},
+        authorization_client::AuthorizationClient,
+        check_response::HttpResponse,
+        AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+    },
+};
+use tonic::{transport::Channel, Code};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+
+use crate::harness::{
+    keystone::{assert_headers, expected_user_headers},
+    stonegate::KeystoneTarget,
+    FakeKeystone, Fault, Keystone, Stonegate, Upstream,
+};
+
+const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
+const PUBLIC_VERSIONS: &str = "[routes]\npublic = [{ method = \"GET\", path = \"/\" }]\n";
+
+/// stonegate answering forward-auth only, gRPC on `auth_listen`.
+async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
+    let auth = crate::harness::free_addr();
+    let sg = Stonegate::builder()
+        .keystone(ks)
+        .without_upstream()
+        .top_option("auth_listen", auth.to_string())
+        .extra_toml(&format!("{ENDPOINT}{extra}"))
+        .start()
+        .await;
+    (sg, format!("http://{auth}"))
+}
+
+async fn client(url: &str) -> AuthorizationClient<Channel> {
+    let channel = Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .expect("h2c connection to auth_listen");
+    AuthorizationClient::new(channel)
+}
+
+/// A CheckRequest as Envoy's HTTP ext_authz filter sends it for a
+/// downstream HTTP/1.1 request: keys lower-case, pseudo-headers included,
+/// `path` the raw request target.
+fn envoy_check(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    let mut map: HashMap<String, String> = HashMap::new();
+    for (k, v) in [
+        (":authority", "compute.example.com"),
+        (":method", method),
+        (":path", target),
+        (":scheme", "https"),
+        ("user-agent", "python-novaclient"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "7c1f0d7e-4c2b-4a43-9d0b-1b6a0f2b8e11"),
+    ]
+    .into_iter()
+    .chain(headers.iter().copied())
+    {
+        // Envoy merges repeated headers into one comma-separated value.
+        let key = k.to_ascii_lowercase();
+        map.entry(key)
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(v);
+            })
+            .or_insert_with(|| v.to_owned());
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(peer("203.0.113.7", 51234)),
+            destination: Some(peer("10.0.0.5", 443)),
+            request: Some(Request {
+                time: None,
+                http: Some(HttpRequest {
+                    id: "12345".into(),
+                    method: method.into(),
+                    headers: map,
+                    path: target.into(),
+                    host: "compute.example.com".into(),
+                    scheme: "https".into(),
+                    size: -1,
+                    protocol: "HTTP/1.1".into(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn peer(ip: &str, port: u32) -> Peer {
+    Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.into(),
+                port_specifier: Some(
+                    envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(port),
+                ),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn check(c: &mut AuthorizationClient<Channel>, req: CheckRequest) -> CheckResponse {
+    c.check(req).await.expect("Check RPC").into_inner()
+}
+
+fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
+    match &r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => ok,
+        other => panic!("not an OkHttpResponse: {other:?}"),
+    }
+}
+
+fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpResponse {
+    assert_eq!(
+        r.status.as_ref().map(|s| s.code),
+        Some(code as i32),
+        "{r:?}"
+    );
+    match &r.http_response {
+        Some(HttpResponse::DeniedResponse(d)) => {
+            assert_eq!(d.status.as_ref().map(|s| s.code), Some(i32::from(http)));
+            d
+        }
+        other => panic!("not a DeniedHttpResponse: {other:?}"),
+    }
+}
+
+/// The OK answer's headers as an `http::HeaderMap`, asserting that each is
+/// an overwrite (Envoy's `setCopy`), so no client value survives beside it.
+fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for o in &ok.headers {
+        assert_eq!(
+            o.append_action,
+            envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd
+                as i32,
+            "{o:?}"
+        );
+        #[allow(deprecated)]
+        let append = o.append;
+        assert_eq!(append, None, "the deprecated `append` must stay unset");
+        let hv = o.header.as_ref().unwrap();
+        h.append(
+            http::HeaderName::from_bytes(hv.key.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&hv.value).unwrap(),
+        );
+    }
+    h
+}
+
+fn identity_headers(h: &http::HeaderMap) -> BTreeMap<String, String> {
+    h.iter()
+        .filter(|(n, _)| stonegate::headers::is_identity_header(n.as_str()))
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_valid_token_is_ok_with_exactly_the_identity_the_sidecar_injects() {
+    let ks = Keystone::from_env();
+    let (sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers?all_tenants=0",
+            &[("X-Auth-Token", &token)],
+        ),
+    )
+    .await;
+    let ok = ok_response(&r);
+    let set = set_headers(ok);
+    let validated = ks.validate(&token).await;
+    assert_headers(&set, &expected_user_headers(&validated));
+    assert!(set.contains_key("x-service-catalog"));
+    assert!(
+        ok.headers_to_remove.is_empty(),
+        "{:?}",
+        ok.headers_to_remove
+    );
+
+    // The sidecar, for the same token, injects the same identity headers.
+    let up = Upstream::echo().await;
+    let sidecar = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let resp = sidecar
+        .get("/v2.1/servers", &[("X-Auth-Token", &token)])
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(identity_headers(&set), identity_headers(&up.last().headers));
+
+    // The identity's facts are in the dynamic metadata, the token is not.
+    let md = r.dynamic_metadata.as_ref().expect("dynamic_metadata");
+    let s = |k: &str| match md.fields.get(k).and_then(|v| v.kind.as_ref()) {
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => s.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    assert_eq!(s("user_id"), validated["user"]["id"].as_str().unwrap());
+    assert_eq!(
+        s("project_id"),
+        validated["project"]["id"].as_str().unwrap()
+    );
+    assert_eq!(s("identity_status"), "Confirmed");
+    assert!(
+        !format!("{md:?}").contains(&token),
+        "the token is in the metadata"
+    );
+    assert!(!sg.log().contains(&token), "the token was logged");
+}
+
+#[tokio::test]
+async fn forged_identity_headers_are_removed_in_every_spelling_and_never_over_the_identity() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, PUBLIC_VERSIONS).await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    // As Envoy reports them: names lower-cased, spellings kept.
+    let forged = [
+        ("x-user-id", "forged-user"),
+        ("x_user_id", "forged-underscore"),
+        ("x-roles", "admin"),
+        ("x_roles", "admin"),
+        ("x-domain-id", "forged-domain"),
+        ("x-service-roles", "service"),
+        ("x-service-identity-status", "Confirmed"),
+        ("openstack-system-scope", "all"),
+        ("x-identity-status", "Confirmed"),
+        ("x_auth_token", "alias-of-a-token"),
+        ("x.auth.token", "alias-of-a-token"),
+        ("x-tenant", "forged-tenant"),
+    ];
+    for (target, with_token) in [("/v2.1/servers", true), ("/", false)] {
+        let mut headers: Vec<(&str, &str)> = forged.to_vec();
+        if with_token {
+            headers.push(("x-auth-token", &token));
+        }
+        let r = check(&mut c, envoy_check("GET", target, &headers)).await;
+        let ok = ok_response(&r);
+        let set = set_headers(ok);
+        let removed: Vec<&str> = ok.headers_to_remove.iter().map(String::as_str).collect();
+        for (name, _) in forged {
+            // Each forged name is either overwritten by stonegate's value or removed.
+            assert!(
+                set.contains_key(name) != removed.contains(&name),
+                "{target}: {name} is neither overwritten nor removed exactly once: \
+                 set {set:?}, removed {removed:?}"
+            );
+        }
+        // Envoy removes after it sets: a set name listed for removal would
+        // drop the identity itself.
+        for name in set.keys() {
+            assert!(
+                !removed.contains(&name.as_str()),
+                "{target}: {name} set and removed"
+            );
+        }
+        if with_token {
+            assert_eq!(set["x-identity-status"], "Confirmed");
+            assert_ne!(set["x-user-id"], "forged-user");
+            assert!(removed.contains(&"x-domain-id"), "{removed:?}");
+        } else {
+            // A public route: no identity set (only the request id),
+            // everything forged removed.
+            assert_eq!(
+                set.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+                ["x-openstack-request-id"],
+                "{set:?}"
+            );
+        }
+        assert!(!removed.contains(&"x-auth-token"));
+    }
+}
+
+#[tokio::test]
+async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_authenticate() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let revoked = ks.demo_token().await;
+    ks.revoke(&revoked).await;
+    let merged = format!("{token},{token}");
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("no token", vec![]),
+        ("garbage", vec![("x-auth-token", "not-a-token")]),
+        ("revoked", vec![("x-auth-token", &revoked)]),
+        // A valid token sent twice: Envoy joins them with a comma.
+        (
+            "repeated (merged)",
+            vec![("x-auth-token", &token), ("x-auth-token", &token)],
+        ),
+        ("comma-merged", vec![("x-auth-token", &merged)]),
+        (
+            "auth and storage disagree",
+            vec![("x-auth-token", &token), ("x-storage-token", "other")],
+        ),
+    ];
+    for (what, headers) in cases {
+        let r = check(&mut c, envoy_check("GET", "/v2.1/servers", &headers)).await;
+        let d = denied_response(&r, Code::Unauthenticated, 401);
+        let h: HashMap<&str, &str> = d
+            .headers
+            .iter()
+            .map(|o| {
+                let hv = o.header.as_ref().unwrap();
+                (hv.key.as_str(), hv.value.as_str())
+            })
+            .collect();
+        assert_eq!(
+            h.get("www-authenticate").copied(),
+            Some(format!("Keystone uri=\"{}\"", ks.auth_url()).as_str()),
+            "{what}: {h:?}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&d.body).expect("JSON body");
+        assert_eq!(body["error"]["code"], 401, "{what}");
+        assert!(h
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("application/json")));
+        assert!(r.dynamic_metadata.is_none());
+    }
+    // The same token, sent once in the raw header list, is fine; twice is not.
+    let mut raw = envoy_check("GET", "/v2.1/servers", &[]);
+    let http = raw
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
+    let pairs = std::mem::take(&mut http.headers);
+    let mut list: Vec<HeaderValue> = pairs
+        .into_iter()
+        .map(|(key, v)| HeaderValue {
+            key,
+            raw_value: v.into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    list.push(HeaderValue {
+        key: "x-auth-token".into(),
+        raw_value: token.clone().into_bytes(),
+        ..Default::default()
+    });
+    http.header_map = Some(RawHeaders {
+        headers: list.clone(),
+    });
+    ok_response(&check(&mut c, raw.clone()).await);
+    list.push(HeaderValue {
+        key: "x-auth-token".into(),
+        raw_value: token.clone().into_bytes(),
+        ..Default::default()
+    });
+    raw.attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap()
+        .header_map = Some(RawHeaders { headers: list });
+    denied_response(&check(&mut c, raw).await, Code::Unauthenticated, 401);
+}
+
+#[tokio::test]
+async fn delay_auth_decision_answers_ok_with_identity_status_invalid() {
+    let ks = Keystone::from_env();
+    let auth = crate::harness::free_addr();
+    let _sg = Stonegate::builder()
+        .keystone(&ks)
+        .without_upstream()
+        .option("delay_auth_decision", true)
+        .top_option("auth_listen", auth.to_string())
+        .extra_toml(ENDPOINT)
+        .start()
+        .await;
+    let mut c = client(&format!("http://{auth}")).await;
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[("x-auth-token", "not-a-token"), ("x-user-id", "forged")],
+        ),
+    )
+    .await;
+    let ok = ok_response(&r);
+    let set = set_headers(ok);
+    assert_eq!(
+        identity_headers(&set),
+        BTreeMap::from([("x-identity-status".to_owned(), "Invalid".to_owned())])
+    );
+    assert_eq!(ok.headers_to_remove, vec!["x-user-id".to_owned()]);
+}
+
+#[tokio::test]
+async fn keystone_down_fails_the_rpc_with_unavailable_never_a_denial() {
+    let fk = FakeKeystone::start().await;
+    let (_sg, url) = grpc_service(&fk, "").await;
+    let mut c = client(&url).await;
+    fk.set_fault(Fault::Status(503));
+    let token = FakeKeystone::valid_token(3);
+    let err = c
+        .check(envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[("x-auth-token", &token)],
+        ))
+        .await
+        .expect_err("an OK or a denial while Keystone is down");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Once Keystone answers again, the same token is allowed.
+    fk.set_fault(Fault::None);
+    ok_response(
+        &check(
+            &mut c,
+            envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_path_is_refused_before_keystone_is_asked() {
+    let fk = FakeKeystone::start().await;
+    let (_sg, url) = grpc_service(&fk, PUBLIC_VERSIONS).await;
+    let mut c = client(&url).await;
+    let token = FakeKeystone::valid_token(4);
+    let before = fk.validate_calls();
+    for target in [
+        "/v2.1/../admin",
+        "/v2.1/%2e%2e/admin",
+        "/v2.1//servers",
+        "/a%2Fb",
+        "*",
+        "",
+    ] {
+        let r = check(
+            &mut c,
+            envoy_check("GET", target, &[("x-auth-token", &token)]),
+        )
+        .await;
+        let d = denied_response(&r, Code::InvalidArgument, 400);
+        let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(body["error"]["code"], 400, "{target}");
+    }
+    assert_eq!(
+        fk.validate_calls(),
+        before,
+        "an ambiguous path reached Keystone"
+    );
+}
+
+#[tokio::test]
+async fn public_routes_and_access_rules_decide_on_the_canonical_path() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(
+        &ks,
+        "[routes]\npublic = [{ method = \"GET\", path = \"/v2.1/versions\" }]\n",
+    )
+    .await;
+    let mut c = client(&url).await;
+    // Public, with its escapes decoded as the application sees them.
+    for target in ["/v2.1/versions", "/v2.1/vers%69ons?x=1"] {
+        let ok = ok_response(&check(&mut c, envoy_check("GET", target, &[])).await).clone();
+        assert!(identity_headers(&set_headers(&ok)).is_empty(), "{target}");
+    }
+    denied_response(
+        &check(&mut c, envoy_check("POST", "/v2.1/versions", &[])).await,
+        Code::Unauthenticated,
+        401,
+    );
+    // The fixture credential allows GET /v2.1/servers on compute only.
+    let token = ks.app_cred_token("access_rules").await;
+    let h = [("x-auth-token", token.as_str())];
+    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/servers", &h)).await);
+    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/serv%65rs", &h)).await);
+    denied_response(
+        &check(&mut c, envoy_check("POST", "/v2.1/servers", &h)).await,
+        Code::Unauthenticated,
+        401,
+    );
+    denied_response(
+        &check(&mut c, envoy_check("GET", "/v2.1/flavors", &h)).await,
+        Code::Unauthenticated,
+        401,
+    );
+}
+
+#[tokio::test]
+async fn grpc_health_reports_serving_and_requests_are_counted() {
+    let ks = Keystone::from_env();
+    let (sg, url) = grpc_service(&ks, "").await;
+    let channel = Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    for service in ["", "envoy.service.auth.v3.Authorization"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let err = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    ok_response(
+        &check(
+            &mut c,
+            envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+        )
+        .await,
+    );
+    denied_response(
+        &check(&mut c, envoy_check("GET", "/v2.1/servers", &[])).await,
+        Code::Unauthenticated,
+        401,
+    );
+    let metrics = crate::harness::client()
+        .get(sg.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["forwarded", "unauthorized"] {
+        assert!(
+            metrics.contains(&format!(
+                "stonegate_requests_total{{outcome=\"{outcome}\"}} 1"
+            )),
+            "{outcome}: {metrics}"
+        );
+    }
+    // An HTTP/1.1 request to the gRPC path is no gRPC call: not answered as one.
+    let resp = crate::harness::client()
+        .post(format!("{url}/envoy.service.auth.v3.Authorization/Check"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn check_config_names_the_keys_envoy_grpc_does_not_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stonegate.toml");
+    let base = std::fs::read_to_string(crate::harness::repo_path("config/stonegate.toml")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}\n[[forward_auth]]\nflavor = \"envoy-grpc\"\npath = \"/x\"\nunavailable_status = 403\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stonegate"))
+        .arg("check-config")
+        .arg(&config)
+        .env("STONEGATE_PASSWORD", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(".path") && stderr.contains("remove the key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".unavailable_status"), "{stderr}");
+}
+
+#[tokio::test]
+async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
+    use std::sync::Arc;
+    let ks = Keystone::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path());
+    let auth = crate::harness::free_addr();
+    let up = Upstream::echo().await;
+    let _sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .top_option("auth_listen", auth.to_string())
+        .extra_toml(&format!(
+            "{ENDPOINT}[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        ))
+        .start()
+        .await;
+    // The listener's certificate is self-signed (a CA as end entity, which
+    // webpki refuses): accept exactly that certificate.
+    let pem = std::fs::read(&cert).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned { der, provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(auth).await?;
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+                let stream = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("TLS h2 connection to auth_listen");
+    let mut c = AuthorizationClient::new(channel);
+    let token = ks.demo_token().await;
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+    )
+    .await;
+    assert_headers(
+        &set_headers(ok_response(&r)),
+        &expected_user_headers(&ks.validate(&token).await),
+    );
+    // Cleartext h2c to the TLS listener gets no answer.
+    let plain = Channel::from_shared(format!("http://{auth}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let err = AuthorizationClient::new(ch)
+            .check(envoy_check(
+                "GET",
+                "/v2.1/servers",
+                &[("x-auth-token", &token)],
+            ))
+            .await
+            .expect_err("a cleartext Check answered on the TLS listener");
+        assert_ne!(err.code(), Code::Ok);
+    }
+}
+
+/// Accepts one certificate (by its DER bytes), with the provider's signature checks.
+#[derive(Debug)]
+struct Pinned {
+    der: Vec<u8>,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "not the listener's certificate".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_rule_refusal_is_permission_denied_with_403() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(
+        &ks,
+        "[authorization]\ndefault = \"deny\"\n\
+         [[authorization.rules]]\nname = \"servers:list\"\nmethods = [\"GET\"]\n\
+         path = \"/v2.1/servers\"\ncheck = \"role:member\"\n",
+    )
+    .await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let h = [("x-auth-token", token.as_str())];
+    // demo holds member on demo: the rule allows the listing ...
+    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/servers", &h)).await);
+    // ... and nothing else: default deny.
+    let r = check(&mut c, envoy_check("DELETE", "/v2.1/servers", &h)).await;
+    let d = denied_response(&r, Code::PermissionDenied, 403);
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["error"]["code"], 403);
+    assert!(
+        !d.headers
+            .iter()
+            .any(|o| o.header.as_ref().unwrap().key == "www-authenticate"),
+        "a 403 is no request for credentials"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_an_untrusted_one_is_replaced() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.demo_token().await;
+    let forged_id = "req-00000000-0000-4000-8000-000000000000";
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[
+                ("x-auth-token", &token),
+                ("x-openstack-request-id", forged_id),
+                ("traceparent", "not-a-traceparent"),
+            ],
+        ),
+    )
+    .await;
+    let ok = ok_response(&r);
+    let set = set_headers(ok);
+    let id = set["x-openstack-request-id"].to_str().unwrap();
+    assert!(id.starts_with("req-") && id.len() == 40, "{id}");
+    assert_ne!(id, forged_id, "an untrusted peer's request id was kept");
+    // The malformed trace context is removed, not carried on.
+    assert!(
+        ok.headers_to_remove.contains(&"traceparent".to_owned()),
+        "{:?}",
+        ok.headers_to_remove
+    );
+    assert!(!ok
+        .headers_to_remove
+        .contains(&"x-openstack-request-id".to_owned()));
+    let r = check(&mut c, envoy_check("GET", "/v2.1/servers", &[])).await;
+    let d = denied_response(&r, Code::Unauthenticated, 401);
+    assert!(d.headers.iter().any(|o| {
+        let h = o.header.as_ref().unwrap();
+        h.key == "x-openstack-request-id" && h.value.starts_with("req-")
+    }));
+}
