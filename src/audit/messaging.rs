@@ -8,18 +8,30 @@
 //! before a consumer starts.
 //!
 //! The publisher runs on a thread of its own (its own single-threaded
-//! runtime), never on the request runtime. While the broker is away it
-//! reconnects with backoff (0.1 s doubling to 5 s); events queue up to
-//! `queue_size` meanwhile, later ones are dropped and counted.
+//! runtime), never on the request runtime. A notification counts as emitted
+//! only once the broker confirms it (AMQP publisher confirms, awaited for at
+//! most 5 s), so one written into a connection that is dying counts as
+//! dropped, not emitted. While the broker is away the publisher reconnects
+//! with backoff (0.1 s doubling to 5 s); events queue up to `queue_size`
+//! meanwhile, later ones are dropped and counted.
 
 use std::time::Duration;
 
 use lapin::{
-    options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    },
     types::FieldTable,
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
 };
 use tokio::sync::mpsc;
+
+/// Notifications published before their confirms are awaited.
+const MAX_BATCH: usize = 64;
+
+/// How long the broker has to confirm one notification.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and how notifications are published.
 #[derive(Clone)]
@@ -80,15 +92,21 @@ pub(super) async fn run<T>(
             }
         };
         while let Some(m) = rx.recv().await {
-            let body = envelope(&render(m));
-            match publish(&channel, &target, &body).await {
-                Ok(()) => done(true),
-                Err(e) => {
-                    tracing::error!(error = %e, "audit: publishing failed; reconnecting");
-                    done(false);
-                    failing = true;
-                    break;
+            // Whatever else is queued goes out before the confirms are awaited.
+            let mut bodies = vec![envelope(&render(m))];
+            while bodies.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => bodies.push(envelope(&render(m))),
+                    Err(_) => break,
                 }
+            }
+            let (confirmed, result) = publish(&channel, &target, &bodies).await;
+            (0..confirmed).for_each(|_| done(true));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "audit: publishing failed; reconnecting");
+                (confirmed..bodies.len()).for_each(|_| done(false));
+                failing = true;
+                break;
             }
         }
         if rx.is_closed() && rx.is_empty() {
@@ -107,6 +125,9 @@ async fn connect(target: &Target) -> Result<Channel, lapin::Error> {
     .await
     .map_err(|_| lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
     let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     channel
         .exchange_declare(
             &target.exchange,
@@ -137,21 +158,54 @@ async fn connect(target: &Target) -> Result<Channel, lapin::Error> {
     Ok(channel)
 }
 
-async fn publish(channel: &Channel, target: &Target, body: &str) -> Result<(), lapin::Error> {
-    for topic in &target.topics {
-        let props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_content_encoding("utf-8".into())
-            .with_delivery_mode(2);
-        channel
-            .basic_publish(
-                &target.exchange,
-                &format!("{topic}.info"),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                props,
-            )
-            .await?;
+/// Publishes `bodies` (each to every topic), then awaits the broker's
+/// confirms: how many notifications, from the first, every topic confirmed,
+/// and the error that stopped the rest.
+async fn publish(
+    channel: &Channel,
+    target: &Target,
+    bodies: &[String],
+) -> (usize, Result<(), lapin::Error>) {
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(2);
+    let mut pending = Vec::with_capacity(bodies.len() * target.topics.len());
+    for body in bodies {
+        for topic in &target.topics {
+            let sent = channel
+                .basic_publish(
+                    &target.exchange,
+                    &format!("{topic}.info"),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    props.clone(),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => pending.push(confirm),
+                Err(e) => return (0, Err(e)),
+            }
+        }
     }
-    Ok(())
+    let mut confirmed = 0;
+    for (i, confirm) in pending.into_iter().enumerate() {
+        let answer = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(Ok(c)) if c.is_ack() => Ok(()),
+            Ok(Ok(_)) => Err(lapin::Error::from(std::io::Error::other(
+                "the broker refused the notification (nack)",
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(lapin::Error::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            ))),
+        };
+        if let Err(e) = answer {
+            return (confirmed, Err(e));
+        }
+        if (i + 1) % target.topics.len() == 0 {
+            confirmed += 1;
+        }
+    }
+    (confirmed, Ok(()))
 }

@@ -120,6 +120,26 @@ async fn metric(sg: &Stonegate, name: &str) -> f64 {
         .map_or(0.0, |v| v.parse().unwrap())
 }
 
+/// The latency of `n` sequential authenticated requests, each answered 200,
+/// `pause` apart.
+async fn latencies(sg: &Stonegate, token: &str, n: usize, pause: Duration) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let resp = sg.get("/v2.1/servers", &[("X-Auth-Token", token)]).await;
+        out.push(t.elapsed());
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(pause).await;
+    }
+    out
+}
+
+fn median(d: &[Duration]) -> Duration {
+    let mut d = d.to_vec();
+    d.sort();
+    d[d.len() / 2]
+}
+
 #[tokio::test]
 async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_no_request() {
     let mut rabbit = Rabbit::start().await;
@@ -136,11 +156,8 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
         .await;
     let token = ks.demo_token().await;
     let mut ids = Vec::new();
-    let mut up_latency = Vec::new();
     for _ in 0..3 {
-        let t = Instant::now();
         let resp = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
-        up_latency.push(t.elapsed());
         assert_eq!(resp.status(), 200);
         ids.push(
             resp.headers()["x-openstack-request-id"]
@@ -149,8 +166,12 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
                 .to_owned(),
         );
     }
-    let got = consume(&rabbit.url(), 6, 30);
-    assert_eq!(got.len(), 6, "{got:#?}");
+    // The latency with the broker up (the token cached, as below); paced so
+    // that a loaded machine's publisher keeps up with the small queue.
+    let up_latency = latencies(&sg, &token, 20, Duration::from_millis(10)).await;
+    // A pair for each of the 3 + 20 requests.
+    let got = consume(&rabbit.url(), 46, 30);
+    assert_eq!(got.len(), 46, "{got:#?}");
     for id in &ids {
         let types: Vec<_> = got
             .iter()
@@ -167,24 +188,27 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
 
     // The broker goes away: requests go on as fast, events are dropped.
     rabbit.stop();
+    // Measured during the outage, not while the node's processes die.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let dropped_before = metric(&sg, "stonegate_audit_events_total{result=\"dropped\"}").await;
-    let mut down_latency = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        let resp = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
-        down_latency.push(t.elapsed());
-        assert_eq!(resp.status(), 200);
-    }
-    let max_down = down_latency.iter().max().unwrap();
-    eprintln!("latency with the broker up: {up_latency:?}; down: max {max_down:?}");
+    let down_latency = latencies(&sg, &token, 20, Duration::ZERO).await;
+    let (up, down) = (median(&up_latency), median(&down_latency));
+    let max_down = *down_latency.iter().max().unwrap();
+    eprintln!("median latency with the broker up: {up:?}, down: {down:?} (max {max_down:?})");
+    // Loose enough for a loaded CI machine, tight enough to catch a request
+    // that waits on the broker (a connect timeout, a blocked queue).
     assert!(
-        *max_down < Duration::from_secs(1),
+        down <= up * 3 + Duration::from_millis(20),
+        "median latency {down:?} with the broker down, {up:?} with it up"
+    );
+    assert!(
+        max_down < Duration::from_secs(1),
         "a request took {max_down:?} with the broker down"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let dropped = loop {
         let d = metric(&sg, "stonegate_audit_events_total{result=\"dropped\"}").await;
-        if d >= dropped_before + 20.0 || Instant::now() > deadline {
+        if d >= dropped_before + 31.0 || Instant::now() > deadline {
             break d;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -194,4 +218,7 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
         dropped >= dropped_before + 31.0,
         "dropped {dropped_before} -> {dropped}"
     );
+    // What waits for the broker stays within the bound.
+    let queued = metric(&sg, "stonegate_audit_events_queued").await;
+    assert!((0.0..=8.0).contains(&queued), "{queued} queued");
 }

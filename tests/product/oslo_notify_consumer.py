@@ -18,15 +18,22 @@ conf([])
 transport = oslo_messaging.get_notification_transport(conf, url=url)
 got = []
 done = threading.Event()
+# The listener's threads call info() concurrently: one line at a time.
+lock = threading.Lock()
 
 
 class Endpoint:
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        print(json.dumps({"event_type": event_type, "publisher_id": publisher_id,
-                          "payload": payload}), flush=True)
-        got.append(event_type)
-        if len(got) >= want:
-            done.set()
+        line = json.dumps({"event_type": event_type, "publisher_id": publisher_id,
+                           "payload": payload})
+        with lock:
+            if len(got) >= want:
+                return
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            got.append(event_type)
+            if len(got) >= want:
+                done.set()
 
 
 listener = oslo_messaging.get_notification_listener(
