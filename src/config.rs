@@ -210,7 +210,7 @@ impl File {
         let cache = self.cache.build(&mut p);
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
-        let audit = self.audit.build(&mut p);
+        let audit = self.audit.build(&mut p, env);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,

@@ -11,7 +11,7 @@
 //! keystone, local, revocation, routes, shared cache) → the core
 //! ([`validator`]) → the edge ([`headers`], `rejection`, [`session`],
 //! [`gate`]: validator + sessions) → front doors ([`layer`], [`proxy`],
-//! [`forward_auth`]; never each other) → assembly ([`config`], [`stack`]) →
+//! [`forward_auth`], [`kube`]; never each other) → assembly ([`config`], [`stack`]) →
 //! `server` → `main.rs`.
 //!
 //! Every request goes through the same steps, in this order:
@@ -104,6 +104,7 @@ pub mod session;
 
 // Front doors, thin adapters over the gate; they never import each other.
 pub mod forward_auth;
+pub mod kube;
 pub mod layer;
 pub mod proxy;
 
