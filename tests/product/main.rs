@@ -33,6 +33,7 @@ mod identity;
 mod in_process;
 mod ingress;
 mod ingress_session;
+mod jws;
 mod kmw_differential;
 mod layer;
 mod local;
