@@ -29,8 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     audit::Auditor, config::Settings, gate::Gate, keystone, local::Local, metrics::Metrics,
-    revocation::poller::Revocations, session::Sessions, token::keys::KeyError,
-    validator::Validator,
+    revocation::poller::Revocations, session::Sessions, validator::Validator,
 };
 
 /// Why the stack could not be built.
@@ -39,9 +38,9 @@ pub enum Error {
     /// The Keystone client could not be built.
     #[error(transparent)]
     Keystone(#[from] keystone::Error),
-    /// The Fernet key repository could not be loaded.
+    /// The Fernet key or JWS public key repository could not be loaded.
     #[error(transparent)]
-    Keys(#[from] KeyError),
+    Keys(#[from] crate::local::OpenError),
     /// The audit trail's sink could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
@@ -82,7 +81,7 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
     let mut tasks = vec![tokio::spawn(keep_service_token(keystone.clone()))];
     if let Some(local_settings) = &settings.auth.local {
         let local = Arc::new(Local::new(local_settings.clone())?);
-        local.keys.report_to(metrics.fernet_keys.clone());
+        count_keys(&local, metrics);
         tasks.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
         validator = validator.with_local(local);
     }
@@ -149,19 +148,31 @@ async fn keep_service_token(keystone: keystone::Client) {
     }
 }
 
-/// Picks up key rotations: checks the repository every `key_reload_interval`;
-/// a bad repository is logged and counted, and the last good keys stay.
+/// The keys-loaded gauges, which every reload then keeps current (also
+/// the one a token of an unknown key triggers: `KeyStore::report_to`).
+fn count_keys(local: &Local, metrics: &Metrics) {
+    if let Some(keys) = &local.keys {
+        keys.report_to(metrics.fernet_keys.clone());
+    }
+    if let Some(keys) = &local.public_keys {
+        keys.report_to(metrics.jws_keys.clone());
+    }
+}
+
+/// Picks up key rotations: checks the repositories every
+/// `key_reload_interval`; a bad repository is logged and counted, and the
+/// last good keys stay.
 async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
     let interval = local.settings().key_reload_interval;
     loop {
         tokio::time::sleep(interval).await;
-        // A successful reload sets `stonegate_fernet_keys` (report_to).
-        match local.keys.refresh(false) {
-            Ok(_) => {}
-            Err(e) => {
-                metrics.fernet_reload_failures.inc();
-                tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
-            }
+        if let Some(Err(e)) = local.keys.as_ref().map(|k| k.refresh(false)) {
+            metrics.fernet_reload_failures.inc();
+            tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
+        }
+        if let Some(Err(e)) = local.public_keys.as_ref().map(|k| k.refresh(false)) {
+            metrics.jws_reload_failures.inc();
+            tracing::error!(error = %e, "JWS public key repository reload failed; keeping the last good keys");
         }
     }
 }
