@@ -104,6 +104,7 @@ pub mod session;
 
 // Front doors, thin adapters over the gate; they never import each other.
 pub mod forward_auth;
+pub mod kube;
 pub mod layer;
 pub mod proxy;
 

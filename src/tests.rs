@@ -39,7 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "edge",
         &["audit", "gate", "headers", "rejection", "session"],
     ),
-    ("front doors", &["forward_auth", "layer", "proxy"]),
+    ("front doors", &["forward_auth", "kube", "layer", "proxy"]),
     ("assembly", &["config", "stack"]),
     ("process", &["server"]),
 ];
