@@ -20,6 +20,11 @@
 //!   a new id, and the whole step on a 30-header request (the incoming id and
 //!   trace headers taken out, the id set on the request and on the answer).
 //!
+//! - `authorization`: the `[authorization]` decision on a cached identity:
+//!   ten rule entries, Keystone's own default policy (204 named rules) as the
+//!   policy file; a simple role + project check, a named Keystone rule three
+//!   `rule:` levels deep with a path capture, and no entry matching (default).
+//!
 //! Run: `cargo bench --bench core` (HTML report under `target/criterion/`).
 //! Local Fernet validation and revocation matching join when they land.
 
@@ -428,6 +433,77 @@ fn bench_shared_cache(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_authorization(c: &mut Criterion) {
+    use stonegate::policy::{IdentityCredentials, Section};
+    let policy_file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/keystone-policy.yaml"
+    );
+    let mut text = format!("default = \"deny\"\npolicy_file = {policy_file:?}\n");
+    for i in 0..8 {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"other{i}\"\nmethods = [\"PUT\"]\npath = \"/v{i}/{{project_id}}/**\"\ncheck = \"role:admin\"\n"
+        ));
+    }
+    text.push_str(
+        "[[rules]]\nname = \"servers:list\"\nmethods = [\"GET\"]\npath = \"/v2.1/{project_id}/servers/**\"\n\
+         check = \"role:reader and project_id:%(project_id)s\"\n\
+         [[rules]]\nname = \"app_cred:get\"\npath = \"/v3/users/{user_id}/application_credentials/{id}\"\n\
+         check = \"rule:identity:get_application_credential\"\n",
+    );
+    let section: Section = toml::from_str(&text).unwrap();
+    let mut problems = Vec::new();
+    let policy = section.build(&mut problems).expect("bench policy builds");
+    assert!(problems.is_empty(), "{problems:?}");
+    let id = identity(false);
+    let project = match &id.scope {
+        stonegate::identity::Scope::Project(p) => p.project.id.clone().unwrap(),
+        _ => unreachable!("a project-scoped sample"),
+    };
+    let user = id.user.id.clone().unwrap();
+    let creds = IdentityCredentials {
+        user: Some(&id),
+        service: None,
+    };
+    let servers = format!("/v2.1/{project}/servers/detail");
+    let app_cred = format!("/v3/users/{user}/application_credentials/abc");
+    let mut group = c.benchmark_group("authorization");
+    for (name, method, path, allowed, rule) in [
+        (
+            "role and project, allow",
+            Method::GET,
+            servers.as_str(),
+            true,
+            "servers:list",
+        ),
+        (
+            "keystone rule:, allow",
+            Method::GET,
+            app_cred.as_str(),
+            true,
+            "app_cred:get",
+        ),
+        (
+            "no entry matches, default",
+            Method::GET,
+            "/v9/x",
+            false,
+            "default",
+        ),
+    ] {
+        let d = policy.decide(&creds, &method, path);
+        assert_eq!((d.allowed(), d.rule()), (allowed, rule), "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                policy
+                    .decide(black_box(&creds), black_box(&method), black_box(path))
+                    .allowed()
+            });
+        });
+    }
+    group.finish();
+}
+
 fn bench_request_id(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_id");
     group.bench_function("generate", |b| b.iter(RequestId::generate));
@@ -455,6 +531,7 @@ criterion_group!(
     bench_is_public,
     bench_session,
     bench_shared_cache,
-    bench_request_id
+    bench_request_id,
+    bench_authorization
 );
 criterion_main!(benches);

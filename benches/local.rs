@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
     let list = events();
     let d = fernet::decrypt(PROJECT, &keys, 8192).unwrap();
     let p = payload::decode(&d.plaintext, &methods).unwrap();
-    let roles: Vec<String> = vec!["r1".into(), "r2".into()];
+    let roles: Vec<std::sync::Arc<str>> = vec!["r1".into(), "r2".into()];
     let values = TokenValues {
         user_id: Some(&p.user_id),
         trustor_id: None,

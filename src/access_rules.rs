@@ -36,7 +36,11 @@ pub fn allowed(
     if service_type == "identity" && method == "GET" && path.ends_with("/v3/auth/tokens") {
         return true;
     }
-    if !identity.catalog_types.iter().any(|t| t == service_type) {
+    if !identity
+        .catalog_types()
+        .iter()
+        .any(|t| **t == *service_type)
+    {
         return false;
     }
     if service_token_valid {
@@ -64,14 +68,21 @@ enum Piece {
 pub struct Pattern {
     pieces: Vec<Piece>,
     source: String,
+    /// Bytes of `source` before its first `*` or `{x}`: a path must start with them.
+    prefix: usize,
 }
 
 impl Pattern {
     /// Compiles `pattern`.
     pub fn new(pattern: &str) -> Self {
+        let pieces = compile(pattern);
+        let prefix = (pieces.iter())
+            .take_while(|p| matches!(p, Piece::Literal(_)))
+            .count();
         Self {
-            pieces: compile(pattern),
+            pieces,
             source: pattern.to_owned(),
+            prefix,
         }
     }
 
@@ -83,8 +94,15 @@ impl Pattern {
     /// Whether `path` matches as a whole.
     pub fn matches(&self, path: &str) -> bool {
         // Literal-only patterns (the usual public route) need no DP.
-        if self.pieces.iter().all(|p| matches!(p, Piece::Literal(_))) {
+        if self.prefix == self.pieces.len() {
             return self.source.as_bytes() == path.as_bytes();
+        }
+        // Most patterns start with a literal (`/v2.1/`): most paths fail there.
+        if !path
+            .as_bytes()
+            .starts_with(&self.source.as_bytes()[..self.prefix])
+        {
+            return false;
         }
         matches_pieces(&self.pieces, path)
     }
@@ -100,6 +118,9 @@ impl Pattern {
     /// as little.
     pub fn captures<'s, 'p>(&'s self, path: &'p str) -> Option<Vec<(&'s str, &'p str)>> {
         let (pieces, p) = (&self.pieces, path.as_bytes());
+        if !p.starts_with(&self.source.as_bytes()[..self.prefix]) {
+            return None;
+        }
         let (n, w) = (pieces.len(), p.len() + 1);
         // can[i * w + j]: pieces[i..] match p[j..].
         let mut can = vec![false; (n + 1) * w];
@@ -191,8 +212,10 @@ fn matches_pieces(pieces: &[Piece], path: &str) -> bool {
     // ok[j]: the pieces so far can match p[..j].
     let mut ok = vec![false; p.len() + 1];
     ok[0] = true;
+    // Two rows, reused: no allocation per piece.
+    let mut next = vec![false; p.len() + 1];
     for piece in pieces {
-        let mut next = vec![false; p.len() + 1];
+        next.fill(false);
         match piece {
             Piece::Literal(c) => {
                 for (j, &byte) in p.iter().enumerate() {
@@ -218,7 +241,7 @@ fn matches_pieces(pieces: &[Piece], path: &str) -> bool {
                 }
             }
         }
-        ok = next;
+        std::mem::swap(&mut ok, &mut next);
     }
     ok[p.len()]
 }

@@ -424,10 +424,7 @@ impl Decider {
                     *resp.status_mut() = endpoint.unavailable_status;
                 }
                 if let (Some(((attached, tls), sessions)), true) = (session, unauthorized) {
-                    tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
-                    for c in sessions.clearing_cookies(tls) {
-                        resp.headers_mut().append(header::SET_COOKIE, c);
-                    }
+                    sessions.end_rejected(&attached, tls, &mut resp);
                 }
                 resp
             }

@@ -293,46 +293,120 @@ pub const CONFIRMED: HeaderValue = HeaderValue::from_static("Confirmed");
 /// The status of a missing or invalid token.
 pub const INVALID: HeaderValue = HeaderValue::from_static("Invalid");
 
-fn put(headers: &mut HeaderMap, name: &'static str, value: Option<&str>) {
-    if let Some(v) = value {
-        match HeaderValue::from_str(v) {
-            Ok(hv) => {
-                headers.insert(HeaderName::from_static(name), hv);
-            }
-            Err(_) => match HeaderValue::from_bytes(v.as_bytes()) {
-                // Non-ASCII names (UTF-8 bytes are valid obs-text).
-                Ok(hv) => {
-                    headers.insert(HeaderName::from_static(name), hv);
-                }
-                Err(_) => tracing::warn!(
-                    header = name,
-                    "identity value not representable as a header; omitted"
-                ),
-            },
+fn named(n: &Named) -> (Option<&str>, Option<&str>) {
+    (n.id.as_deref(), n.name.as_deref())
+}
+
+/// The names a header block can hold: [`IDENTITY_HEADERS`], indexed.
+static BLOCK_NAMES: std::sync::LazyLock<Vec<HeaderName>> = std::sync::LazyLock::new(|| {
+    IDENTITY_HEADERS
+        .iter()
+        .map(|n| HeaderName::from_static(n))
+        .collect()
+});
+
+fn name_index(name: &str) -> u8 {
+    let i = IDENTITY_HEADERS
+        .iter()
+        .position(|h| *h == name)
+        .unwrap_or_default();
+    u8::try_from(i).unwrap_or_default()
+}
+
+/// Bytes of one entry of a block's table: name index, start and length (u16 LE).
+const ENTRY: usize = 5;
+
+/// Builds a header block: `[count] [name, start, len]* values`, one buffer.
+/// A value the block already holds (`X-User` is `X-User-Name`, `X-Role` is
+/// `X-Roles`, the `X-Tenant*` the project's) is stored once; a name set twice
+/// keeps its last value, as `HeaderMap::insert`.
+#[derive(Default)]
+struct Block {
+    entries: Vec<(u8, usize, usize)>,
+    values: Vec<u8>,
+}
+
+impl Block {
+    fn put(&mut self, name: &'static str, value: Option<&str>) {
+        let Some(v) = value else { return };
+        if HeaderValue::from_bytes(v.as_bytes()).is_err() {
+            tracing::warn!(
+                header = name,
+                "identity value not representable as a header; omitted"
+            );
+            return;
         }
+        let v = v.as_bytes();
+        let start = match self
+            .entries
+            .iter()
+            .find(|&&(_, s, l)| &self.values[s..s + l] == v)
+        {
+            Some(&(_, s, _)) => s,
+            None => {
+                self.values.extend_from_slice(v);
+                self.values.len() - v.len()
+            }
+        };
+        let idx = name_index(name);
+        self.entries.retain(|e| e.0 != idx);
+        self.entries.push((idx, start, v.len()));
+    }
+
+    fn get(&self, name: &'static str) -> Option<&str> {
+        let idx = name_index(name);
+        let &(_, s, l) = self.entries.iter().find(|e| e.0 == idx)?;
+        std::str::from_utf8(&self.values[s..s + l]).ok()
+    }
+
+    fn finish(self) -> crate::identity::HeaderBlock {
+        let table = 1 + ENTRY * self.entries.len();
+        let mut out = Vec::with_capacity(table + self.values.len());
+        out.push(u8::try_from(self.entries.len()).unwrap_or_default());
+        for (idx, start, len) in &self.entries {
+            let start = u16::try_from(table + start).unwrap_or(u16::MAX);
+            let len = u16::try_from(*len).unwrap_or_default();
+            out.push(*idx);
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        out.extend_from_slice(&self.values);
+        bytes::Bytes::from(out)
     }
 }
 
-fn named(n: &Named) -> (Option<&str>, Option<&str>) {
-    (n.id.as_deref(), n.name.as_deref())
+/// Copies a rendered block into `headers`: per header one reference to the
+/// block's buffer (no copy of the value, no formatting).
+fn copy(headers: &mut HeaderMap, block: &crate::identity::HeaderBlock) {
+    let Some((&n, table)) = block.split_first() else {
+        return;
+    };
+    let n = usize::from(n);
+    headers.reserve(n);
+    for e in table.chunks_exact(ENTRY).take(n) {
+        let start = usize::from(u16::from_le_bytes([e[1], e[2]]));
+        let len = usize::from(u16::from_le_bytes([e[3], e[4]]));
+        let (Some(name), Some(_)) = (
+            BLOCK_NAMES.get(usize::from(e[0])),
+            block.get(start..start + len),
+        ) else {
+            continue;
+        };
+        // Validated when the block was rendered.
+        if let Ok(v) = HeaderValue::from_maybe_shared(block.slice(start..start + len)) {
+            headers.insert(name.clone(), v);
+        }
+    }
 }
 
 /// Sets the headers of a valid user token, exactly as keystonemiddleware's
 /// `_set_auth_headers` + deprecated aliases (absent values are omitted).
 /// The block is rendered once per identity and copied afterwards.
 pub fn set_user(headers: &mut HeaderMap, id: &Identity, include_catalog: bool) {
-    let block = id
-        .rendered
-        .user
-        .get_or_init(|| render(|h| render_user(h, id)));
+    let block = id.rendered.user.get_or_init(|| render_user(id));
     copy(headers, block);
     if include_catalog {
-        let catalog = id.rendered.catalog.get_or_init(|| {
-            id.service_catalog
-                .as_deref()
-                .and_then(|c| HeaderValue::from_str(c).ok())
-        });
-        if let Some(c) = catalog {
+        if let Some(c) = id.catalog.as_ref().and_then(|c| c.header.as_ref()) {
             headers.insert(HeaderName::from_static("x-service-catalog"), c.clone());
         }
     }
@@ -341,13 +415,10 @@ pub fn set_user(headers: &mut HeaderMap, id: &Identity, include_catalog: bool) {
 /// Sets the `X-Service-*` headers of a valid service token.
 pub fn set_service(headers: &mut HeaderMap, id: &Identity) {
     let block = id.rendered.service.get_or_init(|| {
-        render(|h| {
-            h.insert(
-                HeaderName::from_static("x-service-identity-status"),
-                CONFIRMED,
-            );
-            set_common(h, id, true);
-        })
+        let mut b = Block::default();
+        b.put("x-service-identity-status", Some("Confirmed"));
+        set_common(&mut b, id, true);
+        b.finish()
     });
     copy(headers, block);
 }
@@ -374,47 +445,28 @@ pub fn inject(headers: &mut HeaderMap, ctx: &AuthContext, include_catalog: bool)
     }
 }
 
-fn render(fill: impl FnOnce(&mut HeaderMap)) -> crate::identity::HeaderBlock {
-    let mut h = HeaderMap::new();
-    fill(&mut h);
-    h.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
-}
-
-fn copy(headers: &mut HeaderMap, block: &[(HeaderName, HeaderValue)]) {
-    headers.reserve(block.len());
-    for (n, v) in block {
-        headers.insert(n.clone(), v.clone());
-    }
-}
-
-fn render_user(headers: &mut HeaderMap, id: &Identity) {
-    headers.insert(HeaderName::from_static("x-identity-status"), CONFIRMED);
-    set_common(headers, id, false);
+fn render_user(id: &Identity) -> crate::identity::HeaderBlock {
+    let mut b = Block::default();
+    b.put("x-identity-status", Some("Confirmed"));
+    set_common(&mut b, id, false);
     let is_admin = if id.is_admin_project { "True" } else { "False" };
-    headers.insert(
-        HeaderName::from_static("x-is-admin-project"),
-        HeaderValue::from_static(is_admin),
-    );
+    b.put("x-is-admin-project", Some(is_admin));
     if matches!(id.scope, Scope::System) {
-        headers.insert(
-            HeaderName::from_static("openstack-system-scope"),
-            HeaderValue::from_static("all"),
-        );
+        b.put("openstack-system-scope", Some("all"));
     }
     // Deprecated names old services still read.
-    let roles = headers.get("x-roles").cloned();
-    if let Some(r) = roles {
-        headers.insert(HeaderName::from_static("x-role"), r);
-    }
-    put(headers, "x-user", id.user.name.as_deref());
+    let roles = b.get("x-roles").map(str::to_owned);
+    b.put("x-role", roles.as_deref());
+    b.put("x-user", id.user.name.as_deref());
     if let Scope::Project(p) = &id.scope {
-        put(headers, "x-tenant-id", p.project.id.as_deref());
-        put(headers, "x-tenant-name", p.project.name.as_deref());
-        put(headers, "x-tenant", p.project.name.as_deref());
+        b.put("x-tenant-id", p.project.id.as_deref());
+        b.put("x-tenant-name", p.project.name.as_deref());
+        b.put("x-tenant", p.project.name.as_deref());
     }
+    b.finish()
 }
 
-fn set_common(headers: &mut HeaderMap, id: &Identity, service: bool) {
+fn set_common(b: &mut Block, id: &Identity, service: bool) {
     macro_rules! name {
         ($user:literal, $svc:literal) => {
             if service {
@@ -425,54 +477,39 @@ fn set_common(headers: &mut HeaderMap, id: &Identity, service: bool) {
         };
     }
     let (uid, uname) = named(&id.user);
-    put(headers, name!("x-user-id", "x-service-user-id"), uid);
-    put(headers, name!("x-user-name", "x-service-user-name"), uname);
+    b.put(name!("x-user-id", "x-service-user-id"), uid);
+    b.put(name!("x-user-name", "x-service-user-name"), uname);
     let (did, dname) = named(&id.user_domain);
-    put(
-        headers,
-        name!("x-user-domain-id", "x-service-user-domain-id"),
-        did,
-    );
-    put(
-        headers,
+    b.put(name!("x-user-domain-id", "x-service-user-domain-id"), did);
+    b.put(
         name!("x-user-domain-name", "x-service-user-domain-name"),
         dname,
     );
     match &id.scope {
         Scope::Project(p) => {
             let (pid, pname) = named(&p.project);
-            put(headers, name!("x-project-id", "x-service-project-id"), pid);
-            put(
-                headers,
-                name!("x-project-name", "x-service-project-name"),
-                pname,
-            );
+            b.put(name!("x-project-id", "x-service-project-id"), pid);
+            b.put(name!("x-project-name", "x-service-project-name"), pname);
             let (pdid, pdname) = named(&p.domain);
-            put(
-                headers,
+            b.put(
                 name!("x-project-domain-id", "x-service-project-domain-id"),
                 pdid,
             );
-            put(
-                headers,
+            b.put(
                 name!("x-project-domain-name", "x-service-project-domain-name"),
                 pdname,
             );
         }
         Scope::Domain(d) => {
             let (did, dname) = named(d);
-            put(headers, name!("x-domain-id", "x-service-domain-id"), did);
-            put(
-                headers,
-                name!("x-domain-name", "x-service-domain-name"),
-                dname,
-            );
+            b.put(name!("x-domain-id", "x-service-domain-id"), did);
+            b.put(name!("x-domain-name", "x-service-domain-name"), dname);
         }
         Scope::System | Scope::Unscoped => {}
     }
     // Present (possibly empty) even for unscoped tokens, as keystonemiddleware.
     let roles = id.roles.join(",");
-    put(headers, name!("x-roles", "x-service-roles"), Some(&roles));
+    b.put(name!("x-roles", "x-service-roles"), Some(&roles));
 }
 
 #[cfg(test)]

@@ -3,19 +3,36 @@
 //! Built from Keystone's validation response (`keystone::model`) and read by
 //! `headers` (to inject) and by embedders (from request extensions).
 
-use std::sync::Arc;
+pub mod intern;
+
+use std::sync::{Arc, OnceLock};
+
+/// A list of strings, shared: role names and ids, methods, catalog types
+/// (pooled by [`intern`], one copy for every token that has the same list).
+pub type Names = Arc<[Arc<str>]>;
 
 /// An id with its (optional) name, as Keystone renders users, domains, roles.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Domain and project names and ids are pooled ([`intern`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Named {
     /// The id.
-    pub id: Option<String>,
+    pub id: Option<Arc<str>>,
     /// The name.
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
+}
+
+impl Named {
+    /// An id and name, each the pooled copy ([`intern`]).
+    pub fn pooled(id: Option<&str>, name: Option<&str>) -> Self {
+        Self {
+            id: intern::opt(id),
+            name: intern::opt(name),
+        }
+    }
 }
 
 /// The project of a project-scoped token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Project {
     /// Project id and name.
     pub project: Named,
@@ -29,7 +46,7 @@ pub enum Scope {
     /// No scope: no roles.
     Unscoped,
     /// A project (also trusts, application credentials, OAuth).
-    Project(Project),
+    Project(Arc<Project>),
     /// A domain.
     Domain(Named),
     /// The whole deployment (`OpenStack-System-Scope: all`).
@@ -65,44 +82,75 @@ pub struct Identity {
     pub user_domain: Named,
     /// The token's scope.
     pub scope: Scope,
-    /// Role names in Keystone's order.
-    pub roles: Vec<String>,
-    /// Role ids in Keystone's order.
-    pub role_ids: Vec<String>,
+    /// Role names in Keystone's order (pooled).
+    pub roles: Names,
+    /// Role ids in Keystone's order (pooled).
+    pub role_ids: Names,
     /// `is_admin_project` (true when Keystone does not say, as keystoneauth).
     pub is_admin_project: bool,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: i64,
     /// Issue time, seconds since the Unix epoch.
     pub issued_at: i64,
-    /// Audit ids: the token's own, then its chain's.
-    pub audit_ids: Vec<String>,
-    /// Authentication methods.
-    pub methods: Vec<String>,
+    /// Audit ids: the token's own, then its chain's (this token's alone).
+    pub audit_ids: Names,
+    /// Authentication methods (pooled).
+    pub methods: Names,
     /// Application credential, for app-credential tokens.
-    pub application_credential: Option<ApplicationCredential>,
+    pub application_credential: Option<Box<ApplicationCredential>>,
     /// Trust id, for trust-scoped tokens.
-    pub trust_id: Option<String>,
+    pub trust_id: Option<Arc<str>>,
     /// Trustor and trustee user ids, for trust-scoped tokens.
-    pub trust_users: Option<(String, String)>,
-    /// The catalog's service types (filled when access rules need them).
-    pub catalog_types: Vec<String>,
-    /// `X-Service-Catalog` value (v2-shaped JSON), when the catalog was fetched.
-    pub service_catalog: Option<Arc<str>>,
+    pub trust_users: Option<Box<(String, String)>>,
+    /// The catalog, when it was fetched (pooled: one copy per distinct catalog).
+    pub catalog: Option<Arc<Catalog>>,
     /// Header blocks rendered from this identity, filled once by `headers`
     /// so a cache hit costs no formatting.
     pub rendered: Rendered,
 }
 
-/// A header block: names and values ready to copy into a request.
-pub type HeaderBlock = Box<[(http::HeaderName, http::HeaderValue)]>;
+/// A token's service catalog: its service types (for access rules) and the
+/// `X-Service-Catalog` value (keystonemiddleware's v2-shaped JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Catalog {
+    /// The catalog's service types, in order.
+    pub types: Names,
+    /// The v2-shaped JSON, exactly as keystonemiddleware renders it.
+    pub json: Arc<str>,
+    /// `json` as a header value (None when it cannot be one).
+    pub header: Option<http::HeaderValue>,
+}
+
+impl Catalog {
+    /// The pooled catalog of these service types and v2-shaped JSON.
+    pub fn pooled(types: &[String], json: String) -> Arc<Catalog> {
+        let header = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(json.clone())).ok();
+        intern::catalog(Catalog {
+            types: intern::list(types),
+            json: Arc::from(json),
+            header,
+        })
+    }
+}
+
+/// Bytes glibc's malloc spends on a request of `n` bytes.
+fn chunk(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
+
+/// A rendered header block: every value in one buffer, laid out by
+/// `headers` (a table of name and span, then the values).
+pub type HeaderBlock = bytes::Bytes;
 
 /// Lazily rendered header blocks of an [`Identity`] (see `headers`).
 #[derive(Default, Clone)]
 pub struct Rendered {
-    pub(crate) user: std::sync::OnceLock<HeaderBlock>,
-    pub(crate) service: std::sync::OnceLock<HeaderBlock>,
-    pub(crate) catalog: std::sync::OnceLock<Option<http::HeaderValue>>,
+    pub(crate) user: OnceLock<HeaderBlock>,
+    pub(crate) service: OnceLock<HeaderBlock>,
 }
 
 impl std::fmt::Debug for Rendered {
@@ -141,11 +189,100 @@ impl Identity {
 
     /// True when the token holds at least one of `roles` (by name).
     pub fn has_any_role(&self, roles: &[String]) -> bool {
-        self.roles.iter().any(|r| roles.iter().any(|w| w == r))
+        self.roles.iter().any(|r| roles.iter().any(|w| **w == **r))
     }
 
     /// The audit id that identifies this token in logs.
     pub fn audit_id(&self) -> Option<&str> {
-        self.audit_ids.first().map(String::as_str)
+        self.audit_ids.first().map(|a| &**a)
+    }
+
+    /// The catalog's service types (empty without a catalog).
+    pub fn catalog_types(&self) -> &[Arc<str>] {
+        self.catalog.as_ref().map_or(&[], |c| &c.types)
+    }
+
+    /// Heap bytes this identity holds alone, its user header block (rendered
+    /// on first use) included, as glibc's allocator spends them (16-byte
+    /// steps, 8 bytes of header, 32 at least). Pooled values ([`intern`])
+    /// count only as the pointer inside the struct, except the catalog,
+    /// which counts in full: a cache of many projects holds many catalogs.
+    /// The cache weighs entries with it, so `capacity_bytes` bounds memory.
+    pub fn held_bytes(&self) -> usize {
+        let own = |s: &Option<Arc<str>>| s.as_ref().map_or(0, |s| chunk(16 + s.len()));
+        let mut n = chunk(16 + std::mem::size_of::<Self>());
+        n += own(&self.user.id) + own(&self.user.name);
+        if !self.audit_ids.is_empty() {
+            n += chunk(16 + 16 * self.audit_ids.len());
+            n += self
+                .audit_ids
+                .iter()
+                .map(|a| chunk(16 + a.len()))
+                .sum::<usize>();
+        }
+        if let Some(a) = &self.application_credential {
+            n += chunk(std::mem::size_of::<ApplicationCredential>()) + chunk(a.id.len());
+            for r in a.access_rules.iter().flatten() {
+                n += chunk(std::mem::size_of::<AccessRule>());
+                n += chunk(r.service.len()) + chunk(r.path.len()) + chunk(r.method.len());
+            }
+        }
+        n += own(&self.trust_id);
+        if let Some(t) = &self.trust_users {
+            n += chunk(48) + chunk(t.0.len()) + chunk(t.1.len());
+        }
+        if let Some(c) = &self.catalog {
+            n += c.json.len() + c.header.as_ref().map_or(0, http::HeaderValue::len);
+        }
+        // The user block: one buffer, plus the shared handle `bytes` adds
+        // when it is first sliced.
+        n + chunk(self.user_block_len()) + chunk(24)
+    }
+
+    /// Length of the user header block `headers` renders: a 1-byte count,
+    /// 5 bytes per header, each distinct value once.
+    pub fn user_block_len(&self) -> usize {
+        fn both(n: &Named) -> [Option<&str>; 2] {
+            [n.id.as_deref(), n.name.as_deref()]
+        }
+        let roles = self.roles.join(",");
+        let admin = if self.is_admin_project {
+            "True"
+        } else {
+            "False"
+        };
+        let mut all: Vec<Option<&str>> = Vec::with_capacity(20);
+        all.push(Some("Confirmed"));
+        all.extend(both(&self.user));
+        all.extend(both(&self.user_domain));
+        match &self.scope {
+            Scope::Project(p) => {
+                all.extend(both(&p.project));
+                all.extend(both(&p.domain));
+                // X-Tenant-Id, X-Tenant-Name, X-Tenant.
+                all.extend(both(&p.project));
+                all.push(p.project.name.as_deref());
+            }
+            Scope::Domain(d) => all.extend(both(d)),
+            Scope::System => all.push(Some("all")),
+            Scope::Unscoped => {}
+        }
+        // X-Roles and X-Role, X-Is-Admin-Project, X-User.
+        all.extend([Some(&*roles), Some(&*roles), Some(admin)]);
+        all.push(self.user.name.as_deref());
+        let mut values: Vec<&str> = Vec::with_capacity(all.len());
+        let mut headers = 0;
+        for v in all.into_iter().flatten() {
+            headers += 1;
+            if !values.contains(&v) {
+                values.push(v);
+            }
+        }
+        1 + 5 * headers + values.iter().map(|v| v.len()).sum::<usize>()
+    }
+
+    /// The `X-Service-Catalog` JSON, when the catalog was fetched.
+    pub fn service_catalog(&self) -> Option<&str> {
+        self.catalog.as_ref().map(|c| &*c.json)
     }
 }

@@ -479,11 +479,7 @@ impl Authenticator {
         let mut resp = rejection.into_response(&v.settings().www_authenticate);
         // A session whose token Keystone no longer accepts is over.
         if let (Some((attached, sessions)), true) = (session, unauthorized) {
-            tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
-            let tls = crate::session::request_is_tls(req);
-            for c in sessions.clearing_cookies(tls) {
-                resp.headers_mut().append(header::SET_COOKIE, c);
-            }
+            sessions.end_rejected(attached, crate::session::request_is_tls(req), &mut resp);
         }
         arrival.body_left.answer(resp)
     }

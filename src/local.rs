@@ -16,7 +16,7 @@ use std::{
 };
 
 use crate::{
-    identity::{ApplicationCredential, Identity, Named, Project, Scope},
+    identity::{intern, ApplicationCredential, Identity, Named, Names, Project, Scope},
     revocation::{Known, TokenValues},
     token::{
         fernet::{self, FernetError},
@@ -312,8 +312,8 @@ pub(crate) fn identity(
         let mut id = t.clone();
         id.expires_at = p.expires_at;
         id.issued_at = d.issued_at;
-        id.audit_ids.clone_from(&p.audit_ids);
-        id.methods.clone_from(&p.methods);
+        id.audit_ids = intern::own(&p.audit_ids);
+        id.methods = intern::list(&p.methods);
         return Ok(id);
     }
     if p.app_cred_id.is_some() {
@@ -321,41 +321,36 @@ pub(crate) fn identity(
     }
     let scope = match &p.scope {
         payload::Scope::Unscoped => Scope::Unscoped,
-        payload::Scope::Project(id) => Scope::Project(Project {
-            project: Named {
-                id: Some(id.clone()),
-                name: None,
-            },
+        payload::Scope::Project(id) => Scope::Project(Arc::new(Project {
+            project: Named::pooled(Some(id), None),
             domain: Named::default(),
-        }),
-        payload::Scope::Domain(id) => Scope::Domain(Named {
-            id: Some(id.clone()),
-            name: None,
-        }),
+        })),
+        payload::Scope::Domain(id) => Scope::Domain(Named::pooled(Some(id), None)),
         payload::Scope::System(_) => Scope::System,
     };
     Ok(Identity {
         user: Named {
-            id: Some(p.user_id.clone()),
+            id: Some(Arc::from(p.user_id.as_str())),
             name: None,
         },
         user_domain: Named::default(),
         scope,
-        roles: Vec::new(),
-        role_ids: Vec::new(),
+        roles: Names::default(),
+        role_ids: Names::default(),
         is_admin_project: true,
         expires_at: p.expires_at,
         issued_at: d.issued_at,
-        audit_ids: p.audit_ids.clone(),
-        methods: p.methods.clone(),
-        application_credential: p.app_cred_id.clone().map(|id| ApplicationCredential {
-            id,
-            access_rules: None,
+        audit_ids: intern::own(&p.audit_ids),
+        methods: intern::list(&p.methods),
+        application_credential: p.app_cred_id.clone().map(|id| {
+            Box::new(ApplicationCredential {
+                id,
+                access_rules: None,
+            })
         }),
-        trust_id: p.trust_id.clone(),
+        trust_id: p.trust_id.as_deref().map(Arc::from),
         trust_users: None,
-        catalog_types: Vec::new(),
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     })
 }

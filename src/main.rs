@@ -47,6 +47,32 @@ enum Command {
     Keys(KeysCommand),
     /// Print a new random session key (for `[session] keys_file`).
     SessionKey,
+    /// `[authorization]` tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Explain the `[authorization]` decision for a request, as
+    /// oslopolicy-checker does: each rule tried and why it matched or failed.
+    /// Exit 0 when allowed, 1 when denied.
+    Check {
+        #[command(flatten)]
+        sources: SourceArgs,
+        /// A file holding the caller's token (validated as the proxy would);
+        /// else the environment variable STONEGATE_TOKEN.
+        #[arg(long, conflicts_with = "credentials")]
+        token_file: Option<PathBuf>,
+        /// The credentials as a JSON object instead of a token
+        /// (`{"roles": ["reader"], "project_id": "p1"}`).
+        #[arg(long)]
+        credentials: Option<String>,
+        /// The request's method.
+        method: String,
+        /// The request's path (as the client sends it; decided on canonical).
+        path: String,
+    },
 }
 
 /// Where the configuration comes from (see `config::Sources`).
@@ -201,6 +227,19 @@ fn main() -> ExitCode {
             token,
         }) => inspect(&key_repository, methods, &token),
         Command::Keys(KeysCommand::Check { dir }) => keys_check(&dir),
+        Command::Policy(PolicyCommand::Check {
+            sources,
+            token_file,
+            credentials,
+            method,
+            path,
+        }) => policy_check(
+            &sources.into_sources(None),
+            token_file.as_deref(),
+            credentials.as_deref(),
+            &method,
+            &path,
+        ),
         Command::SessionKey => match stonegate::session::keys::SessionKeys::generate() {
             Ok(k) => {
                 println!("{k}");
@@ -255,6 +294,126 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `policy check`: the decision for `method` + `path`, explained.
+fn policy_check(
+    sources: &config::Sources,
+    token_file: Option<&std::path::Path>,
+    credentials: Option<&str>,
+    method: &str,
+    path: &str,
+) -> ExitCode {
+    use stonegate::{path::Canonical, policy};
+    let fail = |msg: String| {
+        eprintln!("stonegate policy check: {msg}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let settings = match sources.build(&env) {
+        Ok(s) => s,
+        Err(e) => return fail(describe(sources, &e)),
+    };
+    let Some(authz) = settings.auth.authorization.clone() else {
+        return fail(format!(
+            "{}: no [authorization] section",
+            sources.describe()
+        ));
+    };
+    let Ok(method) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        return fail(format!("{method:?} is not an HTTP method"));
+    };
+    let canonical = match stonegate::path::target_path(path).and_then(Canonical::parse) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("path {path:?} is refused with 400 before any decision: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decoded = canonical.decoded();
+    if settings
+        .auth
+        .public_routes
+        .is_public(&method, decoded, &http::HeaderMap::new())
+    {
+        println!("{method} {decoded} is a public route: no token, no authorization");
+        return ExitCode::SUCCESS;
+    }
+    let explain = |creds: &dyn policy::Credentials| {
+        println!("credentials:");
+        for line in policy::eval::describe(creds) {
+            println!("  {line}");
+        }
+        let lines = authz.explain(creds, &method, decoded);
+        for line in &lines {
+            println!("{line}");
+        }
+        let allowed = lines
+            .last()
+            .is_some_and(|l| l.starts_with("decision: allow"));
+        if allowed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    if let Some(json) = credentials {
+        return match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json) {
+            Ok(map) => explain(&map),
+            Err(e) => fail(format!("--credentials is not a JSON object: {e}")),
+        };
+    }
+    let token = match token_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) => return fail(format!("cannot read {}: {e}", f.display())),
+        },
+        None => match env("STONEGATE_TOKEN") {
+            Some(t) => t.trim().to_owned(),
+            None => {
+                return fail(
+                    "give --token-file FILE, the environment variable STONEGATE_TOKEN, or --credentials JSON"
+                        .into(),
+                )
+            }
+        },
+    };
+    let Ok(value) = http::HeaderValue::from_str(&token) else {
+        return fail("the token is not a valid header value".into());
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let metrics = stonegate::metrics::Metrics::unregistered();
+        let stack = match stonegate::stack::build(&settings, &metrics) {
+            Ok(s) => s,
+            Err(e) => return fail(e.to_string()),
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-auth-token", value);
+        match stack
+            .gate
+            .validator
+            .identify(&method, decoded, &headers)
+            .await
+        {
+            Ok(ctx) => {
+                let creds = policy::IdentityCredentials {
+                    user: ctx.user.as_deref(),
+                    service: None,
+                };
+                explain(&creds)
+            }
+            Err(e) => {
+                println!("the token is refused before any authorization: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn inspect(dir: &std::path::Path, methods: Option<Vec<String>>, token: &str) -> ExitCode {

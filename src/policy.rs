@@ -52,8 +52,20 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn applies(&self, method: &Method, path: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method)) && self.pattern.matches(path)
+    /// The target when the entry applies to `method` + `path` (its captures).
+    fn applies<'r, 'p>(
+        &'r self,
+        method: &Method,
+        path: &'p str,
+    ) -> Option<Vec<(&'r str, &'p str)>> {
+        if !self.methods.as_ref().is_none_or(|m| m.contains(method)) {
+            return None;
+        }
+        if self.pattern.has_captures() {
+            self.pattern.captures(path)
+        } else {
+            self.pattern.matches(path).then(Vec::new)
+        }
     }
 }
 
@@ -123,10 +135,10 @@ impl Policy {
                 )),
             };
         }
-        let Some(rule) = self.rules.iter().find(|r| {
+        let Some((rule, captures)) = self.rules.iter().find_map(|r| {
             let applies = r.applies(method, path);
-            tried(r, applies);
-            applies
+            tried(r, applies.is_some());
+            applies.map(|c| (r, c))
         }) else {
             return match self.default {
                 DefaultDecision::Allow => Decision::Allow {
@@ -137,11 +149,6 @@ impl Policy {
                     error: None,
                 },
             };
-        };
-        let captures = if rule.pattern.has_captures() {
-            rule.pattern.captures(path).unwrap_or_default()
-        } else {
-            Vec::new()
         };
         let target = Target {
             captures: &captures,

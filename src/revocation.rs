@@ -158,7 +158,7 @@ pub struct TokenValues<'a> {
     /// `audit_ids[1]` (tokens obtained by re-scoping).
     pub parent_audit_id: Option<&'a str>,
     /// Effective role ids.
-    pub roles: Known<&'a [String]>,
+    pub roles: Known<&'a [std::sync::Arc<str>]>,
     /// Issue time, Unix seconds.
     pub issued_at: i64,
     /// Expiry, Unix seconds.
@@ -176,19 +176,19 @@ impl<'a> TokenValues<'a> {
         };
         Self {
             user_id: id.user.id.as_deref(),
-            trustor_id: id.trust_users.as_ref().map(|(trustor, _)| trustor.as_str()),
-            trustee_id: id.trust_users.as_ref().map(|(_, trustee)| trustee.as_str()),
+            trustor_id: id.trust_users.as_ref().map(|t| t.0.as_str()),
+            trustee_id: id.trust_users.as_ref().map(|t| t.1.as_str()),
             identity_domain_id: Known::Is(id.user_domain.id.as_deref()),
             project_id,
             assignment_domain_id,
             trust_id: id.trust_id.as_deref(),
-            consumer_id: if id.methods.iter().any(|m| m == "oauth1") {
+            consumer_id: if id.methods.iter().any(|m| &**m == "oauth1") {
                 Known::Unknown
             } else {
                 Known::Is(None)
             },
-            audit_id: id.audit_ids.first().map(String::as_str),
-            parent_audit_id: id.audit_ids.get(1).map(String::as_str),
+            audit_id: id.audit_ids.first().map(|a| &**a),
+            parent_audit_id: id.audit_ids.get(1).map(|a| &**a),
             roles: Known::Is(&id.role_ids),
             issued_at: id.issued_at,
             expires_at: id.expires_at,
@@ -236,7 +236,7 @@ impl Event {
             && eq(&self.audit_chain_id, t.parent_audit_id)
             // 11. role.
             && self.role_id.as_deref().is_none_or(|r| match t.roles {
-                Known::Is(roles) => roles.iter().any(|x| x == r),
+                Known::Is(roles) => roles.iter().any(|x| **x == *r),
                 Known::Unknown => true,
             })
     }

@@ -202,6 +202,15 @@ impl Sessions {
         }))
     }
 
+    /// Ends a session whose token Keystone no longer accepts: logs it (by
+    /// user id, never the token) and adds the cookies that clear it to `resp`.
+    pub fn end_rejected<B>(&self, attached: &Attached, tls: bool, resp: &mut http::Response<B>) {
+        tracing::info!(user_id = %attached.user_id, "session token rejected; clearing the session");
+        for c in self.clearing_cookies(tls) {
+            resp.headers_mut().append(http::header::SET_COOKIE, c);
+        }
+    }
+
     /// `Set-Cookie` values that delete both cookies.
     pub fn clearing_cookies(&self, tls: bool) -> [HeaderValue; 2] {
         [

@@ -467,7 +467,7 @@ impl Validator {
                 // Access rules are checked against the catalog: an entry
                 // written without one is not enough for such a token.
                 let id = hit.identity;
-                if !id.has_access_rules() || id.service_catalog.is_some() {
+                if !id.has_access_rules() || id.catalog.is_some() {
                     // Reused locally no longer than the shared entry lives.
                     let left = hit.ttl.unwrap_or(self.settings.token_cache_time);
                     return Ok(Outcome::Shared(Arc::new(id), left));

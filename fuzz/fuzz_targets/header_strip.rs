@@ -26,7 +26,7 @@ use stonegate::headers::{
     forward_request, is_identity_header, sanitize, set_service, set_user, strip_identity,
     Forwarding, HOP_BY_HOP, INVALID,
 };
-use stonegate::identity::{Identity, Named, Project, Rendered, Scope};
+use stonegate::identity::{Catalog, Identity, Named, Project, Rendered, Scope};
 
 /// Written out here, not taken from `stonegate::headers`.
 const ORACLE: &[&str] = &[
@@ -90,18 +90,17 @@ fn identity(scope: Scope, who: &str) -> Identity {
         user: named(&format!("{who}-user-id"), &format!("{who}-user")),
         user_domain: named("default", "Default"),
         scope,
-        roles: vec!["member".into(), format!("{who}-role")],
-        role_ids: vec!["r1".into(), "r2".into()],
+        roles: vec!["member".into(), format!("{who}-role").into()].into(),
+        role_ids: vec!["r1".into(), "r2".into()].into(),
         is_admin_project: false,
         expires_at: 0,
         issued_at: 0,
-        audit_ids: vec!["audit".into()],
-        methods: vec!["password".into()],
+        audit_ids: vec!["audit".into()].into(),
+        methods: vec!["password".into()].into(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: Some("[]".into()),
+        catalog: Some(Catalog::pooled(&[], "[]".into())),
         rendered: Rendered::default(),
     }
 }
@@ -144,7 +143,7 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = client.clone();
     let innocent: usize = headers
         .keys()
-        .filter(|n| !is_identity_header(n.as_str()))
+        .filter(|n| !in_oracle(n.as_str()))
         .map(|n| headers.get_all(n).iter().count())
         .sum();
     strip_identity(&mut headers);
@@ -157,10 +156,10 @@ fuzz_target!(|data: &[u8]| {
     // 2. The whole request pipeline.
     let mode = data.first().copied().unwrap_or(0);
     let user = identity(
-        Scope::Project(Project {
+        Scope::Project(std::sync::Arc::new(Project {
             project: named("pid", "demo"),
             domain: named("default", "Default"),
-        }),
+        })),
         "fuzz",
     );
     let system = identity(Scope::System, "admin");

@@ -102,10 +102,7 @@ impl Record {
         if let Some(a) = &self.agent {
             host["agent"] = json!(a);
         }
-        let catalog = self
-            .identity
-            .as_deref()
-            .and_then(|i| i.service_catalog.as_deref());
+        let catalog = self.identity.as_deref().and_then(|i| i.service_catalog());
         let mut request_path = self.path.clone();
         if let Some(q) = &self.query {
             request_path.push('?');

@@ -55,22 +55,21 @@ fn identity() -> Identity {
     Identity {
         user: named("uid", "alice"),
         user_domain: named("default", "Default"),
-        scope: Scope::Project(Project {
+        scope: Scope::Project(std::sync::Arc::new(Project {
             project: named("pid", "demo"),
             domain: named("default", "Default"),
-        }),
-        roles: vec!["member".into()],
-        role_ids: vec!["rid".into()],
+        })),
+        roles: vec!["member".into()].into(),
+        role_ids: vec!["rid".into()].into(),
         is_admin_project: false,
         expires_at: 0,
         issued_at: 0,
-        audit_ids: vec![],
-        methods: vec![],
+        audit_ids: Default::default(),
+        methods: Default::default(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Rendered::default(),
     }
 }
@@ -252,5 +251,70 @@ fn every_header_we_set_is_one_we_strip() {
         "x-service-domain-name",
     ] {
         assert!(is_identity_header(name), "{name}");
+    }
+}
+
+#[test]
+fn the_user_block_is_one_buffer_every_request_shares() {
+    let id = identity();
+    let (mut first, mut second) = (HeaderMap::new(), HeaderMap::new());
+    set_user(&mut first, &id, false);
+    set_user(&mut second, &id, false);
+    let got: Vec<(&str, &str)> = second
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("x-identity-status", "Confirmed"),
+            ("x-user-id", "uid"),
+            ("x-user-name", "alice"),
+            ("x-user-domain-id", "default"),
+            ("x-user-domain-name", "Default"),
+            ("x-project-id", "pid"),
+            ("x-project-name", "demo"),
+            ("x-project-domain-id", "default"),
+            ("x-project-domain-name", "Default"),
+            ("x-roles", "member"),
+            ("x-is-admin-project", "False"),
+            ("x-role", "member"),
+            ("x-user", "alice"),
+            ("x-tenant-id", "pid"),
+            ("x-tenant-name", "demo"),
+            ("x-tenant", "demo"),
+        ]
+    );
+    assert_eq!(first, second);
+    // Every value of both requests points into the identity's one block.
+    let block = id.rendered.user.get().unwrap();
+    let range = block.as_ptr_range();
+    for v in first.values().chain(second.values()) {
+        assert!(range.contains(&v.as_bytes().as_ptr()), "{v:?} was copied");
+    }
+    // The weigher's estimate of the block is its length.
+    assert_eq!(id.user_block_len(), block.len());
+}
+
+#[test]
+fn the_weighers_block_length_is_the_rendered_one_for_every_scope() {
+    use crate::identity::{Named, Scope};
+    let scopes = [
+        Scope::Domain(Named {
+            id: Some("did".into()),
+            name: Some("Default".into()),
+        }),
+        Scope::System,
+        Scope::Unscoped,
+    ];
+    for scope in scopes {
+        let mut id = identity();
+        id.scope = scope;
+        id.user.name = None;
+        id.is_admin_project = true;
+        let mut h = HeaderMap::new();
+        set_user(&mut h, &id, false);
+        let block = id.rendered.user.get().unwrap();
+        assert_eq!(id.user_block_len(), block.len(), "{:?}", id.scope);
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::identity::{AccessRule, ApplicationCredential, Identity, Named, Project, Scope};
+use crate::identity::{
+    intern, AccessRule, ApplicationCredential, Catalog, Identity, Named, Project, Scope,
+};
 
 /// Why a validation response could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +41,7 @@ struct NamedDoc {
 
 impl From<NamedDoc> for Named {
     fn from(d: NamedDoc) -> Self {
-        Named {
-            id: d.id,
-            name: d.name,
-        }
+        Named::pooled(d.id.as_deref(), d.name.as_deref())
     }
 }
 
@@ -161,13 +160,10 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         return Err(ModelError::Field("user.id"));
     }
     let scope = if let Some(p) = t.project {
-        Scope::Project(Project {
-            project: Named {
-                id: p.id,
-                name: p.name,
-            },
+        Scope::Project(Arc::new(Project {
+            project: Named::pooled(p.id.as_deref(), p.name.as_deref()),
             domain: p.domain.unwrap_or_default().into(),
-        })
+        }))
     } else if let Some(d) = t.domain {
         Scope::Domain(d.into())
     } else if t.system.as_ref().is_some_and(|s| s.all) {
@@ -175,49 +171,50 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
     } else {
         Scope::Unscoped
     };
-    let (catalog_types, service_catalog) = match &t.catalog {
-        Some(c) => (
-            c.iter().map(|s| s.kind.clone()).collect(),
-            Some(Arc::from(v2_catalog_json(c))),
-        ),
-        None => (Vec::new(), None),
-    };
+    let catalog = t.catalog.as_ref().map(|c| {
+        let types: Vec<String> = c.iter().map(|s| s.kind.clone()).collect();
+        Catalog::pooled(&types, v2_catalog_json(c))
+    });
+    let role_ids: Vec<&str> = t.roles.iter().filter_map(|r| r.id.as_deref()).collect();
+    let roles: Vec<&str> = t.roles.iter().filter_map(|r| r.name.as_deref()).collect();
     Ok(Identity {
+        // The user's own id and name are not pooled (one user, few tokens).
         user: Named {
-            id: t.user.id,
-            name: t.user.name,
+            id: t.user.id.as_deref().map(Arc::from),
+            name: t.user.name.as_deref().map(Arc::from),
         },
         user_domain: t.user.domain.unwrap_or_default().into(),
         scope,
-        role_ids: t.roles.iter().filter_map(|r| r.id.clone()).collect(),
-        roles: t.roles.into_iter().filter_map(|r| r.name).collect(),
+        role_ids: intern::list(&role_ids),
+        roles: intern::list(&roles),
         is_admin_project: t.is_admin_project.unwrap_or(true),
         expires_at,
         issued_at,
-        audit_ids: t.audit_ids,
-        methods: t.methods,
-        application_credential: t.application_credential.map(|a| ApplicationCredential {
-            id: a.id,
-            access_rules: a.access_rules.map(|rules| {
-                rules
-                    .into_iter()
-                    .map(|r| AccessRule {
-                        service: r.service,
-                        path: r.path,
-                        method: r.method,
-                    })
-                    .collect()
-            }),
+        audit_ids: intern::own(&t.audit_ids),
+        methods: intern::list(&t.methods),
+        application_credential: t.application_credential.map(|a| {
+            Box::new(ApplicationCredential {
+                id: a.id,
+                access_rules: a.access_rules.map(|rules| {
+                    rules
+                        .into_iter()
+                        .map(|r| AccessRule {
+                            service: r.service,
+                            path: r.path,
+                            method: r.method,
+                        })
+                        .collect()
+                }),
+            })
         }),
         trust_users: t.trust.as_ref().and_then(|t| {
-            Some((
+            Some(Box::new((
                 t.trustor_user.as_ref()?.id.clone(),
                 t.trustee_user.as_ref()?.id.clone(),
-            ))
+            )))
         }),
-        trust_id: t.trust.map(|t| t.id),
-        catalog_types,
-        service_catalog,
+        trust_id: t.trust.map(|t| Arc::from(t.id)),
+        catalog,
         rendered: Default::default(),
     })
 }
@@ -332,22 +329,25 @@ mod tests {
     fn project_token_document_becomes_identity() {
         let id = parse_token(PROJECT.as_bytes()).unwrap();
         assert_eq!(id.user.id.as_deref(), Some("u1"));
-        assert_eq!(id.roles, vec!["reader", "member"]);
-        assert_eq!(id.role_ids, vec!["r2", "r1"]);
+        assert_eq!(*id.roles, [Arc::from("reader"), Arc::from("member")]);
+        assert_eq!(*id.role_ids, [Arc::from("r2"), Arc::from("r1")]);
         assert!(id.is_admin_project);
         assert_eq!(id.expires_at, 1768515245);
         assert_eq!(id.issued_at, 1768511645);
         assert!(
             matches!(&id.scope, Scope::Project(p) if p.project.name.as_deref() == Some("demo"))
         );
-        assert_eq!(id.catalog_types, vec!["identity", "compute"]);
+        assert_eq!(
+            id.catalog_types(),
+            [Arc::from("identity"), Arc::from("compute")]
+        );
     }
 
     #[test]
     fn catalog_is_rendered_like_keystonemiddleware() {
         let id = parse_token(PROJECT.as_bytes()).unwrap();
         assert_eq!(
-            id.service_catalog.as_deref().unwrap(),
+            id.service_catalog().unwrap(),
             r#"[{"type": "identity", "name": "keystone", "endpoints": [{"region": "RegionOne", "publicURL": "http://k/v3/", "internalURL": "http://k-int/v3/"}]}, {"type": "compute", "endpoints": [{"adminURL": "http://n\u00e9"}]}]"#
         );
     }

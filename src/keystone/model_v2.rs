@@ -13,7 +13,7 @@ use serde::{
 };
 
 use super::model::{py_str, ModelError};
-use crate::identity::{Identity, Named, Project, Scope};
+use crate::identity::{intern, Catalog, Identity, Named, Names, Project, Scope};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -129,17 +129,14 @@ pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
         ),
     };
     let scope = if tenant_id.as_deref().is_some_and(|t| !t.is_empty()) {
-        Scope::Project(Project {
-            project: Named {
-                id: tenant_id,
-                name: tenant_name,
-            },
+        Scope::Project(Arc::new(Project {
+            project: Named::pooled(tenant_id.as_deref(), tenant_name.as_deref()),
             domain: Named::default(),
-        })
+        }))
     } else {
         Scope::Unscoped
     };
-    let (catalog_types, service_catalog) = match &a.service_catalog {
+    let catalog = match &a.service_catalog {
         Some(c) => {
             let mut out = String::with_capacity(256 * c.len().max(1));
             out.push('[');
@@ -150,33 +147,31 @@ pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
                 svc.raw.write_py(&mut out);
             }
             out.push(']');
-            (
-                c.iter().filter_map(|s| s.kind.clone()).collect(),
-                Some(Arc::from(out)),
-            )
+            let types: Vec<String> = c.iter().filter_map(|s| s.kind.clone()).collect();
+            Some(Catalog::pooled(&types, out))
         }
-        None => (Vec::new(), None),
+        None => None,
     };
+    let roles: Vec<String> = a.user.roles.into_iter().map(|r| r.name).collect();
     Ok(Identity {
         user: Named {
-            id: a.user.id,
-            name: a.user.name.or(a.user.username),
+            id: a.user.id.map(Arc::from),
+            name: a.user.name.or(a.user.username).map(Arc::from),
         },
         user_domain: Named::default(),
         scope,
-        roles: a.user.roles.into_iter().map(|r| r.name).collect(),
-        role_ids: a.metadata.map(|m| m.roles).unwrap_or_default(),
+        roles: intern::list(&roles),
+        role_ids: intern::list(&a.metadata.map(|m| m.roles).unwrap_or_default()),
         is_admin_project: true,
         expires_at,
         issued_at,
-        audit_ids: a.token.audit_ids,
-        methods: Vec::new(),
+        audit_ids: intern::own(&a.token.audit_ids),
+        methods: Names::default(),
         application_credential: None,
-        trust_id: a.trust.map(|t| t.id),
+        trust_id: a.trust.map(|t| Arc::from(t.id)),
         // v2.0 names no trustor (keystoneauth's trustor_user_id is None).
         trust_users: None,
-        catalog_types,
-        service_catalog,
+        catalog,
         rendered: Default::default(),
     })
 }
@@ -326,7 +321,7 @@ mod tests {
             let id = parse_access(c["body"].as_str().unwrap().as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = &c["expected"];
-            let s = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+            let s = |v: &serde_json::Value| v.as_str().map(Arc::<str>::from);
             assert_eq!(id.user.id, s(&want["user_id"]), "{name}");
             assert_eq!(id.user.name, s(&want["username"]), "{name}");
             let (pid, pname) = match &id.scope {
@@ -336,11 +331,11 @@ mod tests {
             };
             assert_eq!(pid, s(&want["project_id"]), "{name}");
             assert_eq!(pname, s(&want["project_name"]), "{name}");
-            let strings = |v: &serde_json::Value| -> Vec<String> {
+            let strings = |v: &serde_json::Value| -> Names {
                 v.as_array()
                     .unwrap()
                     .iter()
-                    .map(|x| x.as_str().unwrap().to_owned())
+                    .map(|x| Arc::from(x.as_str().unwrap()))
                     .collect()
             };
             assert_eq!(id.roles, strings(&want["role_names"]), "{name}");
@@ -351,7 +346,7 @@ mod tests {
             assert!(id.is_admin_project, "{name}");
             assert_eq!(id.user_domain, Named::default(), "{name}");
             assert_eq!(
-                id.service_catalog.as_deref(),
+                id.service_catalog(),
                 want["x_service_catalog"].as_str(),
                 "{name}: X-Service-Catalog differs from keystonemiddleware's json.dumps"
             );
@@ -365,7 +360,10 @@ mod tests {
             panic!("{:?}", id.scope)
         };
         assert_eq!(p.domain, Named::default());
-        assert_eq!(id.catalog_types, vec!["identity", "compute"]);
+        assert_eq!(
+            id.catalog_types(),
+            [Arc::from("identity"), Arc::from("compute")]
+        );
         assert_eq!(id.audit_ids.len(), 2);
     }
 

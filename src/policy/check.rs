@@ -48,20 +48,35 @@ pub enum Check {
 }
 
 impl fmt::Display for Check {
-    /// oslo.policy's `__str__`: `@`, `!`, `kind:match`, `not x`, `(a and b)`, `(a or b)`.
+    /// oslo.policy's `__str__`: `@`, `!`, `kind:match`, `not x`, `(a and b)`,
+    /// `(a or b)`. One difference, so that parse → print → parse is stable:
+    /// a check that reads like a quoted string (`'a:b'`, which oslo.policy
+    /// parses from `('a:b')` but then prints in a form it reads as a string)
+    /// is printed in parentheses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Check::True => f.write_str("@"),
             Check::False => f.write_str("!"),
-            Check::Rule(m) => write!(f, "rule:{m}"),
-            Check::Role(m) => write!(f, "role:{m}"),
+            Check::Rule(m) => leaf(f, "rule", m),
+            Check::Role(m) => leaf(f, "role", m),
             Check::Generic { kind, matched } | Check::External { kind, matched } => {
-                write!(f, "{kind}:{matched}")
+                leaf(f, kind, matched)
             }
             Check::Not(c) => write!(f, "not {c}"),
             Check::And(cs) => join(f, cs, " and "),
             Check::Or(cs) => join(f, cs, " or "),
         }
+    }
+}
+
+fn leaf(f: &mut fmt::Formatter<'_>, kind: &str, matched: &str) -> fmt::Result {
+    // The printed text is `kind:matched`: its first and last characters.
+    let first = kind.chars().next().unwrap_or(':');
+    let last = matched.chars().next_back().unwrap_or(':');
+    if first == last && matches!(first, '\'' | '"') {
+        write!(f, "({kind}:{matched})")
+    } else {
+        write!(f, "{kind}:{matched}")
     }
 }
 

@@ -43,7 +43,7 @@ pub enum Value<'a> {
     /// A string.
     Str(&'a str),
     /// A list of strings (roles).
-    Strs(&'a [String]),
+    Strs(&'a [std::sync::Arc<str>]),
     /// Any JSON value (credentials given as JSON).
     Json(&'a serde_json::Value),
 }
@@ -87,7 +87,7 @@ pub struct IdentityCredentials<'a> {
     pub service: Option<&'a Identity>,
 }
 
-const NO_ROLES: &[String] = &[];
+const NO_ROLES: &[std::sync::Arc<str>] = &[];
 
 fn opt(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::Null, Value::Str)
@@ -376,7 +376,7 @@ impl<'e> Eval<'e, '_> {
         let m = m.to_lowercase();
         Ok(match self.creds.get("roles") {
             None => false,
-            Some(Value::Strs(roles)) => roles.iter().any(|r| r.to_lowercase() == m),
+            Some(Value::Strs(roles)) => roles.iter().any(|r| lower_eq(r, &m)),
             Some(Value::Str(s)) => s.chars().any(|c| c.to_lowercase().eq(m.chars())),
             Some(Value::Json(v)) => match v {
                 serde_json::Value::Array(a) => {
@@ -433,6 +433,15 @@ impl<'e> Eval<'e, '_> {
     }
 }
 
+/// `r.lower() == m` for an already lower-cased `m`, without allocating for ASCII.
+fn lower_eq(r: &str, m: &str) -> bool {
+    if r.is_ascii() && m.is_ascii() {
+        r.eq_ignore_ascii_case(m)
+    } else {
+        r.to_lowercase() == m
+    }
+}
+
 fn type_error(what: &str) -> EvalError {
     EvalError::Type(what.into())
 }
@@ -464,6 +473,15 @@ fn find(value: Value<'_>, path: &[&str], m: &str) -> Result<bool, EvalError> {
         }
         v => find(Value::Json(v), rest, m),
     }
+}
+
+/// `key = value` for each credential of [`CREDENTIAL_KEYS`] that `creds`
+/// has, values as Python's `str()` shows them (for `stonegate policy check`).
+pub fn describe(creds: &dyn Credentials) -> Vec<String> {
+    CREDENTIAL_KEYS
+        .iter()
+        .filter_map(|k| creds.get(k).map(|v| format!("{k} = {}", py_str(v))))
+        .collect()
 }
 
 /// Python's `str()` of a credential value.

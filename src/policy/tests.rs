@@ -63,6 +63,9 @@ fn parse_print_parse_is_stable() {
         "not (a:1 and b:2) or ((c:3))",
         "@ and ! or rule:x",
         "( ( a:b ) and ( c:d or e:f ) )",
+        "('a:b')",
+        "not ('a:b') and x:1",
+        "(\"a:\")",
     ] {
         let once = parse(rule).check;
         let twice = parse(&once.to_string()).check;
@@ -80,7 +83,7 @@ fn member(project: &str, roles: &[&str]) -> Identity {
             id: Some("default".into()),
             name: Some("Default".into()),
         },
-        scope: Scope::Project(Project {
+        scope: Scope::Project(std::sync::Arc::new(Project {
             project: Named {
                 id: Some(project.into()),
                 name: Some("demo".into()),
@@ -89,19 +92,18 @@ fn member(project: &str, roles: &[&str]) -> Identity {
                 id: Some("default".into()),
                 name: Some("Default".into()),
             },
-        }),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        role_ids: vec![],
+        })),
+        roles: roles.iter().map(|r| std::sync::Arc::from(*r)).collect(),
+        role_ids: Default::default(),
         is_admin_project: false,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec!["a".into()],
-        methods: vec!["password".into()],
+        audit_ids: vec!["a".into()].into(),
+        methods: vec!["password".into()].into(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     }
 }

@@ -202,7 +202,7 @@ fn unknown_data_fails_closed() {
         ..ev()
     }
     .matches(&t));
-    let roles = vec!["r1".to_string()];
+    let roles: Vec<std::sync::Arc<str>> = vec!["r1".into()];
     t.roles = Known::Is(&roles);
     assert!(Event {
         role_id: s("r1"),

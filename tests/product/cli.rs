@@ -11,7 +11,7 @@ fn stonegate(args: &[&str], password: Option<&str>) -> Output {
     if let Some(p) = password {
         cmd.env("STONEGATE_PASSWORD", p);
     }
-    cmd.output().expect("run stonegate")
+    crate::harness::run_with_deadline(&mut cmd, std::time::Duration::from_secs(60))
 }
 
 fn write(dir: &tempfile::TempDir, text: &str) -> String {

@@ -25,6 +25,7 @@ use std::time::Duration;
 pub use fake_keystone::{FakeKeystone, Fault};
 pub use fake_v2::FakeV2;
 pub use keystone::{Keystone, Scope};
+pub use private_keystone::run_with_deadline;
 pub use stonegate::Stonegate;
 pub use upstream::Upstream;
 

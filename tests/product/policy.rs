@@ -131,10 +131,10 @@ struct Who {
 }
 
 fn project(id: &str, domain: &str) -> Scope {
-    Scope::Project(Project {
+    Scope::Project(Arc::new(Project {
         project: named(id, &format!("{id}-name")),
         domain: named(domain, &format!("{domain}-name")),
-    })
+    }))
 }
 
 fn identity(w: &Who) -> Identity {
@@ -142,18 +142,21 @@ fn identity(w: &Who) -> Identity {
         user: named(w.user, &format!("{}-name", w.user)),
         user_domain: named(w.domain, &format!("{}-name", w.domain)),
         scope: w.scope.clone(),
-        roles: w.roles.iter().map(|r| r.to_string()).collect(),
-        role_ids: w.roles.iter().map(|r| format!("{r}-id")).collect(),
+        roles: w.roles.iter().map(|r| Arc::from(*r)).collect(),
+        role_ids: w
+            .roles
+            .iter()
+            .map(|r| Arc::from(format!("{r}-id")))
+            .collect(),
         is_admin_project: w.is_admin_project,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec!["audit".into()],
-        methods: vec!["password".into()],
+        audit_ids: vec!["audit".into()].into(),
+        methods: vec!["password".into()].into(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     }
 }
@@ -761,4 +764,123 @@ async fn the_same_rules_decide_alike_in_the_sidecar_forward_auth_and_the_tower_l
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
+}
+
+/// `stonegate policy check` with `args`, the svc password in the environment
+/// and `token` (if any) in STONEGATE_TOKEN: exit status and standard output.
+fn policy_check(args: &[&str], password: &str, token: Option<&str>) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stonegate"));
+    cmd.args(["policy", "check"])
+        .args(args)
+        .env("STONEGATE_PASSWORD", password)
+        .env_remove("STONEGATE_TOKEN");
+    if let Some(t) = token {
+        cmd.env("STONEGATE_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn policy_check_explains_each_rule_tried_for_a_real_token_and_for_credentials() {
+    let ks = crate::harness::Keystone::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let authz = door_config(dir.path());
+    let up = crate::harness::Upstream::echo().await;
+    let sg = crate::harness::Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&authz)
+        .start()
+        .await;
+    let config = sg.config.display().to_string();
+    let password = ks.password("svc");
+    let token = ks.demo_token().await;
+    let demo = ks.project_id("demo");
+    let alt = ks.project_id("demo-alt");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let file = token_file.display().to_string();
+
+    // A reader of demo, from the token file: allowed by servers:list.
+    let path = format!("/v1/{demo}/servers");
+    let (code, out) = policy_check(
+        &["--config", &config, "--token-file", &file, "GET", &path],
+        &password,
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("project_id = {demo}")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "rule \"servers:list\" (GET /v1/{{project_id}}/servers): matches; target {{project_id=\"{demo}\"}}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("rule:project_reader -> true"), "{out}");
+    assert!(
+        out.contains("decision: allow (rule \"servers:list\")"),
+        "{out}"
+    );
+    assert!(!out.contains(&token), "the token is never printed");
+
+    // Another project, token from the environment: each check's result.
+    let path = format!("/v1/{alt}/servers");
+    let (code, out) = policy_check(
+        &["--config", &config, "GET", &path],
+        &password,
+        Some(&token),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("project_id:%(project_id)s -> false"), "{out}");
+    assert!(out.contains("rule:admin_required -> false"), "{out}");
+    assert!(
+        out.contains("decision: deny (rule \"servers:list\")"),
+        "{out}"
+    );
+
+    // Entries whose method or path do not match say so; then the default.
+    let (code, out) = policy_check(
+        &["--config", &config, "DELETE", "/v2/x"],
+        &password,
+        Some(&token),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("method DELETE is not one of GET"), "{out}");
+    assert!(
+        out.contains("path /v2/x does not match /v1/{project_id}/servers/{id}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("decision: deny (no rule matches; default = \"deny\")"),
+        "{out}"
+    );
+
+    // Credentials as JSON, no token: the same evaluation.
+    let creds = format!(r#"{{"roles": ["member"], "project_id": "{alt}"}}"#);
+    let path = format!("/v1/{alt}/servers");
+    let (code, out) = policy_check(
+        &["--config", &config, "--credentials", &creds, "POST", &path],
+        &password,
+        None,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("decision: allow (rule \"servers:create\")"),
+        "{out}"
+    );
+
+    // A refused token, and no token at all.
+    let (code, out) = policy_check(
+        &["--config", &config, "GET", "/v2/x"],
+        &password,
+        Some("garbage"),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refused before any authorization"), "{out}");
+    let (code, out) = policy_check(&["--config", &config, "GET", "/v2/x"], &password, None);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("STONEGATE_TOKEN"), "{out}");
 }

@@ -11,6 +11,10 @@
 //! cargo run --release -p stonegate-tools --bin cache_memory -- 1000000 identities
 //! ```
 //!
+//! Every identity's user header block is rendered (one request's
+//! `headers::set_user`) before it is stored, as the first request through
+//! stonegate renders it: the figure is what a cached identity costs once used.
+//!
 //! Mode `identities` holds the same `Arc<Identity>`s in a `Vec` instead of the
 //! cache: the difference between the two runs is the cache's own overhead.
 //! Output: one `key=value` line per figure, for the script to parse.
@@ -87,6 +91,7 @@ fn main() {
     // Warm the allocator and the cache's internals with one entry.
     rt.block_on(async {
         let id = Arc::new(identity(u64::MAX, &issued, &expires));
+        stonegate::headers::set_user(&mut http::HeaderMap::new(), &id, false);
         let _ = cache
             .get_or_validate(key(u64::MAX), async {
                 Ok::<_, Infallible>(Outcome::Valid(id))
@@ -96,8 +101,11 @@ fn main() {
     let before = rss_kib();
     let started = Instant::now();
     rt.block_on(async {
+        let mut request = http::HeaderMap::new();
         for i in 0..n {
             let id = Arc::new(identity(i, &issued, &expires));
+            request.clear();
+            stonegate::headers::set_user(&mut request, &id, false);
             match mode.as_str() {
                 "identities" => held.push(id),
                 _ => {
@@ -144,6 +152,13 @@ fn main() {
         "mem_insert_rate_per_s={:.0}",
         n as f64 / elapsed.as_secs_f64()
     );
+    if mode == "identities" {
+        let held_bytes: usize = held.iter().map(|i| i.held_bytes()).sum();
+        println!(
+            "mem_held_bytes_per_identity={:.0}",
+            held_bytes as f64 / held.len().max(1) as f64
+        );
+    }
     if mode != "identities" {
         println!("mem_spot_checked={checked}");
         println!("mem_spot_present={present}");
