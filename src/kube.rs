@@ -1,14 +1,28 @@
-//! kube-apiserver webhooks (work in progress, not wired to a listener yet):
-//! the TokenReview authentication webhook, a drop-in for k8s-keystone-auth
-//! (cloud-provider-openstack `pkg/identity/keystone`).
+//! The kube-apiserver webhooks (`[kubernetes]`), a drop-in for
+//! k8s-keystone-auth (cloud-provider-openstack `pkg/identity/keystone`):
+//! `POST /webhook` on a TLS-only listener takes a TokenReview (the
+//! authentication webhook) or a SubjectAccessReview (the authorization
+//! webhook), told apart by `kind`.
 //!
-//! What is here: the wire format of `authentication.k8s.io` `v1` and
-//! `v1beta1` TokenReviews, and the mapping from a validated identity to the
-//! apiserver's user info, as k8s-keystone-auth does it (username = Keystone
-//! user name, uid = user id, groups = the user's Keystone groups plus the
-//! project id, `alpha.kubernetes.io/identity/...` extra keys). Still to do:
-//! the `[kubernetes]` section and TLS listener, `GET /v3/users/{id}/groups`
-//! with the user's own token (cached per user), role mappings,
-//! SubjectAccessReview with k8s-keystone-auth's policy files, metrics.
+//! A thin front door over the one validator: a TokenReview's token is
+//! decided exactly as an `X-Auth-Token` (the same cache, local Fernet
+//! validation, revocation events), then mapped to the apiserver's user info
+//! as k8s-keystone-auth does — username = Keystone user name, uid = user
+//! id, groups = the user's Keystone groups (`GET /v3/users/{id}/groups`
+//! with the user's own token, cached per user) plus the project id,
+//! `alpha.kubernetes.io/identity/...` extra keys — and k8s-keystone-auth's
+//! role mappings are applied.
+//!
+//! The answers differ from k8s-keystone-auth's where the apiserver's cache
+//! needs it (cloud-provider-openstack#1318): an invalid token is a 200 with
+//! `authenticated: false`, which the apiserver caches; Keystone unavailable
+//! is a 503, which it does not.
 
+pub mod authorization;
+pub mod role_mappings;
+pub mod settings;
 pub mod token_review;
+pub mod webhook;
+
+pub use settings::{Section, Settings};
+pub use webhook::Webhook;

@@ -121,19 +121,23 @@ pub struct UserInfo {
 const EXTRA: &str = "alpha.kubernetes.io/identity/";
 
 impl UserInfo {
-    /// The user info of a project-scoped identity whose user belongs to
-    /// `groups` (names); `None` for any other scope (k8s-keystone-auth
-    /// requires a project: its groups and extra keys name one).
-    pub fn of(id: &Identity, groups: &[String]) -> Option<Self> {
-        let Scope::Project(p) = &id.scope else {
-            return None;
+    /// The user info of an identity whose user belongs to `groups` (names):
+    /// project-scoped, with the project id as a group and the project keys
+    /// in `extra`; any other scope only when `project_required` is false
+    /// (then without them), else `None` (k8s-keystone-auth requires a
+    /// project: its groups and extra keys name one).
+    pub fn of(id: &Identity, groups: &[String], project_required: bool) -> Option<Self> {
+        let s = |v: &Option<std::sync::Arc<str>>| v.as_deref().unwrap_or_default().to_owned();
+        let project = match &id.scope {
+            Scope::Project(p) => Some((p.project.id.as_deref()?.to_owned(), s(&p.project.name))),
+            _ if project_required => return None,
+            _ => None,
         };
-        let project_id = p.project.id.clone()?;
-        let s = |v: &Option<String>| v.clone().unwrap_or_default();
         let mut extra = BTreeMap::new();
-        extra.insert(format!("{EXTRA}roles"), id.roles.clone());
-        extra.insert(format!("{EXTRA}project/id"), vec![project_id.clone()]);
-        extra.insert(format!("{EXTRA}project/name"), vec![s(&p.project.name)]);
+        extra.insert(
+            format!("{EXTRA}roles"),
+            id.roles.iter().map(|r| r.to_string()).collect(),
+        );
         extra.insert(
             format!("{EXTRA}user/domain/id"),
             vec![s(&id.user_domain.id)],
@@ -143,10 +147,14 @@ impl UserInfo {
             vec![s(&id.user_domain.name)],
         );
         let mut all_groups: Vec<String> = groups.to_vec();
-        all_groups.push(project_id);
+        if let Some((project_id, project_name)) = project {
+            extra.insert(format!("{EXTRA}project/id"), vec![project_id.clone()]);
+            extra.insert(format!("{EXTRA}project/name"), vec![project_name]);
+            all_groups.push(project_id);
+        }
         Some(UserInfo {
-            username: id.user.name.clone()?,
-            uid: id.user.id.clone()?,
+            username: id.user.name.as_deref()?.to_owned(),
+            uid: id.user.id.as_deref()?.to_owned(),
             groups: all_groups,
             extra,
         })

@@ -145,7 +145,7 @@ fn uncomment_tables(text: &str, tables: &[&str]) -> String {
 
 #[test]
 fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
-    // [fernet], [revocation], [tls] and [authorization] are commented out in
+    // [fernet], [revocation], [tls], [authorization] and [kubernetes] are commented out in
     // the example (they need files only a deployment has); switched on, with
     // the harness's real key repository, a real certificate and a policy file
     // naming the rule the example uses, they check too.
@@ -169,21 +169,25 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
         "/config/stonegate.toml"
     ))
     .unwrap();
-    let text = uncomment_tables(&example, &["fernet", "revocation", "tls", "authorization"])
-        .replace(
-            "/run/secrets/stonegate-password",
-            &secret.display().to_string(),
-        )
-        .replace("/etc/keystone/fernet-keys", &repo)
-        .replace("/etc/stonegate/tls.crt", &cert)
-        .replace("/etc/stonegate/tls.key", &key)
-        .replace("/etc/nova/policy.yaml", &policy.display().to_string());
+    let text = uncomment_tables(
+        &example,
+        &["fernet", "revocation", "tls", "authorization", "kubernetes"],
+    )
+    .replace(
+        "/run/secrets/stonegate-password",
+        &secret.display().to_string(),
+    )
+    .replace("/etc/keystone/fernet-keys", &repo)
+    .replace("/etc/stonegate/tls.crt", &cert)
+    .replace("/etc/stonegate/tls.key", &key)
+    .replace("/etc/nova/policy.yaml", &policy.display().to_string());
     for table in [
         "\n[fernet]\n",
         "\n[revocation]\n",
         "\n[tls]\n",
         "\n[authorization]\n",
         "\n[[authorization.rules]]\n",
+        "\n[kubernetes]\n",
     ] {
         assert!(text.contains(table), "{table:?} not switched on:\n{text}");
     }

@@ -32,6 +32,7 @@ mod in_process;
 mod ingress;
 mod ingress_session;
 mod kmw_differential;
+mod kube;
 mod layer;
 mod local;
 mod oslo;

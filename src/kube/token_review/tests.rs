@@ -30,18 +30,17 @@ fn identity(scope: Scope) -> Identity {
         user: named("u1", "alice"),
         user_domain: named("default", "Default"),
         scope,
-        roles: vec!["member".into(), "reader".into()],
-        role_ids: vec![],
+        roles: vec!["member".into(), "reader".into()].into(),
+        role_ids: Default::default(),
         is_admin_project: false,
         expires_at: 0,
         issued_at: 0,
-        audit_ids: vec![],
-        methods: vec![],
+        audit_ids: Default::default(),
+        methods: Default::default(),
         application_credential: None,
         trust_id: None,
         trust_users: None,
-        catalog_types: vec![],
-        service_catalog: None,
+        catalog: None,
         rendered: Default::default(),
     }
 }
@@ -77,11 +76,11 @@ fn other_kinds_and_versions_are_refused() {
 
 #[test]
 fn a_project_token_maps_as_k8s_keystone_auth_does() {
-    let id = identity(Scope::Project(Project {
+    let id = identity(Scope::Project(std::sync::Arc::new(Project {
         project: named("p1", "demo"),
         domain: named("default", "Default"),
-    }));
-    let u = UserInfo::of(&id, &["developers".into()]).unwrap();
+    })));
+    let u = UserInfo::of(&id, &["developers".into()], true).unwrap();
     assert_eq!((u.username.as_str(), u.uid.as_str()), ("alice", "u1"));
     assert_eq!(u.groups, ["developers", "p1"]);
     let r = Review::parse(V1_REQUEST.as_bytes()).unwrap();
@@ -102,6 +101,25 @@ fn a_project_token_maps_as_k8s_keystone_auth_does() {
 
 #[test]
 fn a_domain_scoped_or_unscoped_token_is_not_a_kubernetes_user() {
-    assert!(UserInfo::of(&identity(Scope::Domain(named("d", "D"))), &[]).is_none());
-    assert!(UserInfo::of(&identity(Scope::Unscoped), &[]).is_none());
+    assert!(UserInfo::of(&identity(Scope::Domain(named("d", "D"))), &[], true).is_none());
+    assert!(UserInfo::of(&identity(Scope::Unscoped), &[], true).is_none());
+}
+
+#[test]
+fn unless_project_scope_is_relaxed_then_no_project_group_or_keys() {
+    let u = UserInfo::of(
+        &identity(Scope::Domain(named("d", "D"))),
+        &["developers".into()],
+        false,
+    )
+    .unwrap();
+    assert_eq!(u.groups, ["developers"]);
+    assert_eq!(
+        u.extra.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "alpha.kubernetes.io/identity/roles",
+            "alpha.kubernetes.io/identity/user/domain/id",
+            "alpha.kubernetes.io/identity/user/domain/name",
+        ]
+    );
 }
