@@ -11,7 +11,7 @@
 //! keystone, local, revocation, routes, shared cache) → the core
 //! ([`validator`]) → the edge ([`headers`], `rejection`, [`session`],
 //! [`gate`]: validator + sessions) → front doors ([`layer`], [`proxy`],
-//! [`forward_auth`]; never each other) → assembly ([`config`], [`stack`]) →
+//! [`forward_auth`], [`kube`]; never each other) → assembly ([`config`], [`stack`]) →
 //! `server` → `main.rs`.
 //!
 //! Every request goes through the same steps, in this order:

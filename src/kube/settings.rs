@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::role_mappings::RoleMappings;
+use super::{policy::Policy, role_mappings::RoleMappings};
 use crate::settings::{addr, existing_file, problem, Problem};
 
 /// `[kubernetes]`, as written.
@@ -45,8 +45,11 @@ pub struct Settings {
     pub key_file: String,
     /// The role mappings (empty without `role_mappings_file`).
     pub role_mappings: RoleMappings,
-    /// The authorization policy file, when SubjectAccessReviews are answered.
+    /// The authorization policy file (`policy_file`), when set.
     pub policy_file: Option<String>,
+    /// Its policy: `None` without `policy_file` (every SubjectAccessReview
+    /// is then no opinion).
+    pub policy: Option<Policy>,
     /// Whether only project-scoped tokens authenticate.
     pub require_project_scope: bool,
 }
@@ -74,7 +77,24 @@ impl Section {
         };
         let cert_file = file("cert_file", &self.cert_file);
         let key_file = file("key_file", &self.key_file);
-        existing_file(p, "kubernetes.policy_file", &self.policy_file);
+        let policy =
+            self.policy_file
+                .as_ref()
+                .and_then(|path| match std::fs::read_to_string(path) {
+                    Ok(text) => Policy::parse(&text)
+                        .map_err(|e| {
+                            problem(p, "kubernetes.policy_file", &format!("{path}: {e}"));
+                        })
+                        .ok(),
+                    Err(e) => {
+                        problem(
+                            p,
+                            "kubernetes.policy_file",
+                            &format!("cannot read {path:?}: {e}"),
+                        );
+                        None
+                    }
+                });
         let role_mappings = match &self.role_mappings_file {
             None => RoleMappings::default(),
             Some(path) => match std::fs::read_to_string(path) {
@@ -105,6 +125,7 @@ impl Section {
             key_file: key_file?,
             role_mappings,
             policy_file: self.policy_file.clone(),
+            policy,
             require_project_scope: self.require_project_scope,
         })
     }

@@ -157,7 +157,7 @@ impl Webhook {
         match kind.kind.as_str() {
             "TokenReview" => self.token_review(&body).await,
             "SubjectAccessReview" => {
-                let (status, doc) = authorization::review(&self.settings(), &body);
+                let (status, doc) = authorization::review(self.settings().policy.as_ref(), &body);
                 answer(status, &doc)
             }
             other => bad_request(&format!(

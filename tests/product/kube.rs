@@ -548,3 +548,63 @@ fn a_webhook_without_certificate_is_refused_naming_the_keys() {
         "a webhook-only stonegate needs no upstream: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_subject_access_review_of_the_token_reviews_user_is_decided_by_the_policy_file() {
+    let ks = Keystone::from_env();
+    let demo = ks.project_id("demo");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    // k8s-keystone-auth's version 1 format: members of project demo may
+    // read pods in "default".
+    std::fs::write(
+        &policy,
+        json!([{
+            "resource": {"verbs": ["get", "list", "watch"], "resources": ["pods"], "version": "*", "namespace": "default"},
+            "match": [{"type": "role", "values": ["member"]}, {"type": "project", "values": [demo]}]
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    let wh = webhook(
+        &ks,
+        &format!("policy_file = {:?}\n", policy.display().to_string()),
+    )
+    .await;
+    let (_, tr) = wh
+        .review(&token_review(
+            "authentication.k8s.io/v1",
+            &ks.demo_token().await,
+        ))
+        .await;
+    let user = &tr["status"]["user"];
+    assert_eq!(tr["status"]["authenticated"], true, "{tr}");
+    // The apiserver's SubjectAccessReview for the user it was told about
+    // (client-go's shape; it adds system:authenticated).
+    let mut groups = user["groups"].as_array().unwrap().clone();
+    groups.push(json!("system:authenticated"));
+    let sar = |verb: &str, namespace: &str| {
+        json!({
+            "kind": "SubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": {
+                "resourceAttributes": {"namespace": namespace, "verb": verb, "version": "v1", "resource": "pods", "name": "pod1"},
+                "user": user["username"], "groups": groups, "extra": user["extra"], "uid": user["uid"]
+            },
+            "status": {"allowed": false}
+        })
+    };
+    let (status, allowed) = wh.review(&sar("get", "default")).await;
+    assert_eq!(status, 200, "{allowed}");
+    assert_eq!(allowed["apiVersion"], "authorization.k8s.io/v1");
+    assert_eq!(allowed["kind"], "SubjectAccessReview");
+    assert_eq!(allowed["status"]["allowed"], true, "{allowed}");
+    for (verb, ns) in [("delete", "default"), ("get", "kube-system")] {
+        let (status, answer) = wh.review(&sar(verb, ns)).await;
+        assert_eq!(status, 200);
+        // No opinion: RBAC still decides; never an explicit deny.
+        assert_eq!(answer["status"]["allowed"], false, "{verb} {ns}: {answer}");
+        assert!(answer["status"].get("denied").is_none(), "{answer}");
+    }
+}
