@@ -209,7 +209,7 @@ impl File {
         let cache = self.cache.build(&mut p);
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
-        let audit = self.audit.build(&mut p);
+        let audit = self.audit.build(&mut p, env);
         let kubernetes = self.kubernetes.as_ref().and_then(|k| k.build(&mut p));
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {

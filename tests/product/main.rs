@@ -18,6 +18,7 @@
 mod harness;
 
 mod audit;
+mod audit_messaging;
 mod boundary;
 mod cache;
 mod cli;
