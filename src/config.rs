@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | `[keystone_authtoken]` | [`keystone::Section`] | [`keystone::Settings`], [`keystone::Policy`] (and [`shared_cache::Options`]) |
 //! | `[fernet]` | `local::Section` | `local::Settings` |
+//! | `[jws]` | `local::jws_settings::Section` | `local::Settings` (with `[fernet]`'s) |
 //! | `[revocation]` | [`revocation::Section`] | [`revocation::Settings`] |
 //! | `[cache]` | [`cache::Section`] | [`cache::Settings`] |
 //! | `[routes]` | [`routes::Section`] | [`routes::PublicRoutes`] |
@@ -116,6 +117,8 @@ pub struct File {
     pub routes: routes::Section,
     /// Local validation of Fernet tokens with Keystone's key repository.
     pub fernet: Option<local::Section>,
+    /// Local validation of JWS tokens with Keystone's public keys.
+    pub jws: Option<local::jws_settings::Section>,
     /// Revocation-event polling.
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
@@ -196,9 +199,12 @@ impl File {
         let proxy = (self.proxy).build(&mut p, self.listeners(), self.tls.as_ref());
         let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
-        let revocation =
-            revocation::Section::resolve(self.revocation.as_ref(), self.fernet.is_some())
-                .map(|r| r.build(&mut p));
+        let local = match &self.jws {
+            Some(j) => Some(j.build(local, &mut p)),
+            None => local,
+        };
+        let revocation = revocation::Section::resolve(self.revocation.as_ref(), local.is_some())
+            .map(|r| r.build(&mut p));
         if ks.auth_version(&mut Vec::new()) == AuthVersion::V2 {
             self.v2_checks(&mut p);
         }
@@ -260,7 +266,7 @@ impl File {
             socket_timeout: ks.memcache_pool_socket_timeout,
             dead_retry: ks.memcache_pool_dead_retry,
             pool_maxsize: ks.memcache_pool_maxsize,
-            local_validation: self.fernet.is_some(),
+            local_validation: self.fernet.is_some() || self.jws.is_some(),
         }
     }
 }
@@ -273,6 +279,9 @@ impl File {
         const WHY: &str = "needs Identity v3: remove it, or remove auth_version = \"v2.0\"";
         if self.fernet.is_some() {
             problem(p, "fernet", &format!("local Fernet validation {WHY}"));
+        }
+        if self.jws.is_some() {
+            problem(p, "jws", &format!("local JWS validation {WHY}"));
         }
         if self.revocation.as_ref().is_some_and(|r| r.enabled) {
             problem(p, "revocation", &format!("revocation-event polling {WHY}"));

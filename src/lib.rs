@@ -21,7 +21,7 @@
 //!   → public route? (routes)
 //!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
 //!   → cache (moka, keyed by SHA-256; cache)
-//!   → on a miss: local Fernet decode + enrichment (local, token)
+//!   → on a miss: local Fernet decode or JWS verify + enrichment (local, token)
 //!     | shared memcached/Redis cache (shared_cache) → GET /v3/auth/tokens (keystone)
 //!     (legacy clouds, `auth_version = "v2.0"`: GET /v2.0/tokens/{token})
 //!   → expiry, revocation events (revocation), service-token roles, access rules (access_rules)

@@ -164,6 +164,10 @@ pub struct Metrics {
     pub fernet_keys: IntGauge,
     /// Failed reloads of the key repository (the last good keys stay in use).
     pub fernet_reload_failures: IntCounter,
+    /// JWS public keys loaded.
+    pub jws_keys: IntGauge,
+    /// Failed reloads of the JWS public key repository (the last good keys stay).
+    pub jws_reload_failures: IntCounter,
     /// Revocation events held.
     pub revocation_events: IntGauge,
     /// Failed revocation polls.
@@ -303,6 +307,11 @@ impl Metrics {
                 "stonegate_fernet_key_reload_failures_total",
                 "Failed reloads of the Fernet key repository.",
             )?,
+            jws_keys: IntGauge::new("stonegate_jws_public_keys", "JWS public keys loaded.")?,
+            jws_reload_failures: IntCounter::new(
+                "stonegate_jws_key_reload_failures_total",
+                "Failed reloads of the JWS public key repository.",
+            )?,
             revocation_events: IntGauge::new(
                 "stonegate_revocation_events",
                 "Revocation events held.",
@@ -381,6 +390,8 @@ impl Metrics {
         registry.register(Box::new(m.enrichment_lookups.clone()))?;
         registry.register(Box::new(m.fernet_keys.clone()))?;
         registry.register(Box::new(m.fernet_reload_failures.clone()))?;
+        registry.register(Box::new(m.jws_keys.clone()))?;
+        registry.register(Box::new(m.jws_reload_failures.clone()))?;
         registry.register(Box::new(m.revocation_events.clone()))?;
         registry.register(Box::new(m.revocation_poll_failures.clone()))?;
         registry.register(Box::new(m.revocation_last_success.clone()))?;

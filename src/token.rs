@@ -1,9 +1,13 @@
 //! Tokens as secrets: [`Token`] never prints itself, [`Fingerprint`] is its
 //! printable and cache-key form (SHA-256). Submodules decode Keystone's Fernet
 //! tokens locally: [`keys`] (the key repository), [`fernet`] (decryption),
-//! [`payload`] (the msgpack payload).
+//! [`payload`] (the msgpack payload); and Keystone's JWS tokens:
+//! [`jws_keys`] (the public key repository), [`jws`] (verification and
+//! claims, decoded to the same [`payload::Payload`]).
 
 pub mod fernet;
+pub mod jws;
+pub mod jws_keys;
 pub mod keys;
 pub mod payload;
 

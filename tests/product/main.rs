@@ -32,6 +32,7 @@ mod identity;
 mod in_process;
 mod ingress;
 mod ingress_session;
+mod jws;
 mod kmw_differential;
 mod kube;
 mod layer;
