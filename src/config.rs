@@ -30,6 +30,7 @@
 //! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
+//! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
 //! | `[kubernetes]` | [`kube::Section`] | [`kube::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
@@ -48,7 +49,8 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    kube, local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
+    kube, local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache,
+    validator,
 };
 
 use serde::Deserialize;
@@ -131,6 +133,9 @@ pub struct File {
     /// CADF audit events.
     #[serde(default)]
     pub audit: audit::Section,
+    /// OAuth 2.0 token sources (`Authorization: Bearer`).
+    #[serde(default)]
+    pub oauth2: oauth2::Section,
     /// The kube-apiserver webhooks (TokenReview, SubjectAccessReview).
     pub kubernetes: Option<kube::Section>,
 }
@@ -216,27 +221,32 @@ impl File {
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p, env);
+        let oauth2 = self.oauth2.build(&mut p);
         let kubernetes = self.kubernetes.as_ref().and_then(|k| k.build(&mut p));
         match (proxy, keystone) {
-            (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
-                warnings,
-                keystone,
-                auth: validator::Settings::new(
-                    policy,
-                    cache,
-                    public_routes,
-                    local,
-                    revocation,
-                    shared_cache,
-                    request_id,
-                )
-                .with_authorization(authorization),
-                session,
-                proxy,
-                forward_auth,
-                audit,
-                kubernetes,
-            }),
+            (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
+                let realm = policy.www_authenticate_uri.clone();
+                Ok(Settings {
+                    warnings,
+                    keystone,
+                    auth: validator::Settings::new(
+                        policy,
+                        cache,
+                        public_routes,
+                        local,
+                        revocation,
+                        shared_cache,
+                        request_id,
+                    )
+                    .with_oauth2(&oauth2, &realm)
+                    .with_authorization(authorization),
+                    session,
+                    proxy,
+                    forward_auth,
+                    audit,
+                    kubernetes,
+                })
+            }
             _ => Err(Error::Invalid(p)),
         }
     }

@@ -238,7 +238,10 @@ impl Webhook {
         let gate = self.inner.gate.get();
         match gate.validator.identify(&Method::POST, PATH, &headers).await {
             Ok(ctx) => Ok(ctx.user),
-            Err(Denied::Unauthorized | Denied::Forbidden { .. }) => Ok(None),
+            // Only `X-Auth-Token` is set: no conflict can arise; fail closed anyway.
+            Err(Denied::Unauthorized | Denied::Forbidden { .. } | Denied::ConflictingTokens) => {
+                Ok(None)
+            }
             Err(Denied::KeystoneUnavailable(e)) => Err(Unavailable(e.to_string())),
         }
     }

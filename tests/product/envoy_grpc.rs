@@ -33,7 +33,7 @@ const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
 const PUBLIC_VERSIONS: &str = "[routes]\npublic = [{ method = \"GET\", path = \"/\" }]\n";
 
 /// stonegate answering forward-auth only, gRPC on `auth_listen`.
-async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
+pub(crate) async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
     let auth = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(ks)
@@ -45,7 +45,7 @@ async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, Stri
     (sg, format!("http://{auth}"))
 }
 
-async fn client(url: &str) -> AuthorizationClient<Channel> {
+pub(crate) async fn client(url: &str) -> AuthorizationClient<Channel> {
     let channel = Channel::from_shared(url.to_owned())
         .unwrap()
         .connect()
@@ -57,7 +57,7 @@ async fn client(url: &str) -> AuthorizationClient<Channel> {
 /// A CheckRequest as Envoy's HTTP ext_authz filter sends it for a
 /// downstream HTTP/1.1 request: keys lower-case, pseudo-headers included,
 /// `path` the raw request target.
-fn envoy_check(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn envoy_check(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckRequest {
     let mut map: HashMap<String, String> = HashMap::new();
     for (k, v) in [
         (":authority", "compute.example.com"),
@@ -118,11 +118,14 @@ fn peer(ip: &str, port: u32) -> Peer {
     }
 }
 
-async fn check(c: &mut AuthorizationClient<Channel>, req: CheckRequest) -> CheckResponse {
+pub(crate) async fn check(
+    c: &mut AuthorizationClient<Channel>,
+    req: CheckRequest,
+) -> CheckResponse {
     c.check(req).await.expect("Check RPC").into_inner()
 }
 
-fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
+pub(crate) fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
     match &r.http_response {
         Some(HttpResponse::OkResponse(ok)) => ok,
@@ -130,7 +133,7 @@ fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     }
 }
 
-fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpResponse {
+pub(crate) fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpResponse {
     assert_eq!(
         r.status.as_ref().map(|s| s.code),
         Some(code as i32),
@@ -147,7 +150,7 @@ fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpRespo
 
 /// The OK answer's headers as an `http::HeaderMap`, asserting that each is
 /// an overwrite (Envoy's `setCopy`), so no client value survives beside it.
-fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
+pub(crate) fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     for o in &ok.headers {
         assert_eq!(

@@ -19,6 +19,7 @@ mod harness;
 
 mod audit;
 mod audit_messaging;
+mod bearer;
 mod boundary;
 mod cache;
 mod cli;
