@@ -2,7 +2,7 @@
 # Sourced by scripts/test.sh and scripts/demo.sh: make sure the system tools
 # the Keystone harness needs are there (curl, python3 >= 3.11 with venv), and
 # nginx (with auth_request) for the ingress tests, memcached and redis-server
-# for the shared-cache tests.
+# for the shared-cache tests, rabbitmq-server for the audit messaging test.
 # As root with apt-get they are installed (idempotently); otherwise the
 # missing ones are named and the script stops.
 ensure_prereqs() {
@@ -16,6 +16,7 @@ ensure_prereqs() {
   command -v openssl >/dev/null || missing+=(openssl)
   [[ -x /usr/bin/memcached ]] || command -v memcached >/dev/null || missing+=(memcached)
   [[ -x /usr/bin/redis-server ]] || command -v redis-server >/dev/null || missing+=(redis-server)
+  [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || missing+=(rabbitmq-server)
   if ((${#missing[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       printf 'installing %s with apt-get\n' "${missing[*]}" >&2
@@ -27,7 +28,7 @@ ensure_prereqs() {
         { systemctl stop nginx || service nginx stop || pkill -x nginx; } >/dev/null 2>&1 || true
       fi
       # Likewise memcached (11211) and redis-server (6379): the tests start their own.
-      for svc in memcached redis-server; do
+      for svc in memcached redis-server rabbitmq-server; do
         if [[ " ${missing[*]} " == *" $svc "* ]]; then
           { systemctl stop "$svc" || service "$svc" stop; } >/dev/null 2>&1 || true
         fi

@@ -14,12 +14,12 @@
 
 pub mod event;
 pub mod map;
+pub mod messaging;
 pub mod settings;
 
-use std::{
-    io::Write,
-    sync::{mpsc, Arc},
-};
+use std::{io::Write, sync::Arc};
+
+use tokio::sync::mpsc;
 
 use http::{header, HeaderMap, Method, Uri};
 
@@ -58,7 +58,7 @@ pub struct Auditor {
     events: Events,
     ignore_methods: Vec<String>,
     ignore_paths: Vec<String>,
-    queue: mpsc::SyncSender<Message>,
+    queue: mpsc::Sender<Message>,
     metrics: Metrics,
 }
 
@@ -81,6 +81,9 @@ impl Auditor {
         metrics: Metrics,
     ) -> Result<Self, Error> {
         let out: Box<dyn Write + Send> = match &settings.sink {
+            Sink::Messaging(target) => {
+                return Self::start_messaging(target.clone(), settings, service_type, metrics)
+            }
             Sink::Stdout => Box::new(std::io::stdout()),
             Sink::File(path) => Box::new(
                 std::fs::OpenOptions::new()
@@ -93,26 +96,68 @@ impl Auditor {
                     })?,
             ),
         };
-        let (queue, rx) = mpsc::sync_channel(settings.queue_size);
+        let (queue, rx) = mpsc::channel(settings.queue_size);
         let writer = Writer {
             out,
-            map: settings.map,
-            publisher_id: settings.publisher_id,
-            service_type,
-            metrics: metrics.clone(),
+            render: Render {
+                map: settings.map.clone(),
+                publisher_id: settings.publisher_id.clone(),
+                service_type,
+                metrics: metrics.clone(),
+            },
             failing: false,
         };
         std::thread::Builder::new()
             .name("stonegate-audit".into())
             .spawn(move || writer.run(rx))
             .map_err(Error::Thread)?;
-        Ok(Self {
+        Ok(Self::with_queue(settings, queue, metrics))
+    }
+
+    /// The oslo.messaging sink: a thread with its own runtime publishes.
+    fn start_messaging(
+        target: messaging::Target,
+        settings: Settings,
+        service_type: Option<String>,
+        metrics: Metrics,
+    ) -> Result<Self, Error> {
+        let (queue, rx) = mpsc::channel(settings.queue_size);
+        let render = Render {
+            map: settings.map.clone(),
+            publisher_id: settings.publisher_id.clone(),
+            service_type,
+            metrics: metrics.clone(),
+        };
+        let m = metrics.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Thread)?;
+        std::thread::Builder::new()
+            .name("stonegate-audit".into())
+            .spawn(move || {
+                runtime.block_on(messaging::run(
+                    target,
+                    rx,
+                    |msg| render.line(msg),
+                    |ok| {
+                        let label = if ok { "emitted" } else { "dropped" };
+                        m.audit_events.with_label_values(&[label]).inc();
+                    },
+                ))
+            })
+            .map_err(Error::Thread)?;
+        Ok(Self::with_queue(settings, queue, metrics))
+    }
+
+    fn with_queue(settings: Settings, queue: mpsc::Sender<Message>, metrics: Metrics) -> Self {
+        Self {
             events: settings.events,
             ignore_methods: settings.ignore_methods,
             ignore_paths: settings.ignore_paths,
             queue,
             metrics,
-        })
+        }
     }
 
     /// Whether a request for `method` and `path` that stonegate `refused`
@@ -201,26 +246,54 @@ impl Record {
     }
 }
 
-/// The writer thread's state.
-struct Writer {
-    out: Box<dyn Write + Send>,
+/// What turns a queued message into its notification's JSON text.
+struct Render {
     map: map::Map,
     publisher_id: String,
     service_type: Option<String>,
     metrics: Metrics,
+}
+
+impl Render {
+    /// The notification of `m`, as one line of JSON (no newline).
+    fn line(&self, m: Message) -> String {
+        self.metrics.audit_queued.dec();
+        let st = self.service_type.as_deref();
+        let (event_type, payload, at) = match m {
+            Message::Request(r) => ("audit.http.request", r.request_event(&self.map, st), r.time),
+            Message::Response(r, status, at) => {
+                let request = r.request_event(&self.map, st);
+                (
+                    "audit.http.response",
+                    r.response_event(request, status, at),
+                    at,
+                )
+            }
+        };
+        let message_id = crate::request_id::uuid4_string();
+        event::notification(&self.publisher_id, event_type, payload, &message_id, at).to_string()
+    }
+}
+
+/// The writer thread of the stdout and file sinks.
+struct Writer {
+    out: Box<dyn Write + Send>,
+    render: Render,
     /// The sink failed last time (logged once per failing stretch).
     failing: bool,
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Message>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut batch = String::new();
-        while let Ok(m) = rx.recv() {
+        while let Some(m) = rx.blocking_recv() {
             let mut n = 1;
-            self.line(m, &mut batch);
+            batch.push_str(&self.render.line(m));
+            batch.push('\n');
             // Whatever else is queued goes in the same write.
             while let Ok(m) = rx.try_recv() {
-                self.line(m, &mut batch);
+                batch.push_str(&self.render.line(m));
+                batch.push('\n');
                 n += 1;
                 if batch.len() > 1 << 20 {
                     break;
@@ -244,31 +317,11 @@ impl Writer {
                     "dropped"
                 }
             };
-            self.metrics
+            self.render
+                .metrics
                 .audit_events
                 .with_label_values(&[label])
                 .inc_by(n);
         }
-    }
-
-    /// Appends the notification of `m` to `batch`, as one line.
-    fn line(&self, m: Message, batch: &mut String) {
-        self.metrics.audit_queued.dec();
-        let st = self.service_type.as_deref();
-        let (event_type, payload, at) = match m {
-            Message::Request(r) => ("audit.http.request", r.request_event(&self.map, st), r.time),
-            Message::Response(r, status, at) => {
-                let request = r.request_event(&self.map, st);
-                (
-                    "audit.http.response",
-                    r.response_event(request, status, at),
-                    at,
-                )
-            }
-        };
-        let message_id = crate::request_id::uuid4_string();
-        let n = event::notification(&self.publisher_id, event_type, payload, &message_id, at);
-        batch.push_str(&n.to_string());
-        batch.push('\n');
     }
 }

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "oauth2",
             "policy",
             "request_id",
             "revocation",
@@ -39,7 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "edge",
         &["audit", "gate", "headers", "rejection", "session"],
     ),
-    ("front doors", &["forward_auth", "layer", "proxy"]),
+    ("front doors", &["forward_auth", "kube", "layer", "proxy"]),
     ("assembly", &["config", "stack"]),
     ("process", &["server"]),
 ];

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::map::Map;
-use crate::settings::{problem, Problem};
+use super::{map::Map, messaging::Target};
+use crate::settings::{problem, secret, Env, Problem};
 
 /// `[audit]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -17,8 +17,18 @@ pub struct Section {
     pub enabled: bool,
     /// `all` (default), `writes` or `rejections`.
     pub events: Option<String>,
-    /// `stdout` (default) or `file`.
+    /// `stdout` (default), `file` or `messaging`.
     pub sink: Option<String>,
+    /// oslo.messaging's `transport_url` of `sink = "messaging"`
+    /// (`rabbit://user:password@host:port/vhost`); or `transport_url_file`,
+    /// or the environment variable `STONEGATE_AUDIT_TRANSPORT_URL`.
+    pub transport_url: Option<String>,
+    /// A file holding the transport URL.
+    pub transport_url_file: Option<String>,
+    /// Notification topics (oslo's `topics`; default `["notifications"]`).
+    pub topics: Option<Vec<String>>,
+    /// The exchange (oslo's `control_exchange`; default `openstack`).
+    pub exchange: Option<String>,
     /// The JSON-lines file of `sink = "file"` (appended to).
     pub file: Option<String>,
     /// keystonemiddleware's `audit_map_file` (`api_audit_map.conf`).
@@ -47,12 +57,14 @@ pub enum Events {
 }
 
 /// Where events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Sink {
     /// One JSON notification per line on standard output.
     Stdout,
     /// One JSON notification per line, appended to this file.
     File(PathBuf),
+    /// oslo.messaging notifications over AMQP 0-9-1 (RabbitMQ).
+    Messaging(Target),
 }
 
 /// `[audit]` checked.
@@ -79,7 +91,7 @@ pub const DEFAULT_QUEUE_SIZE: usize = 10_000;
 
 impl Section {
     /// Checks the section (`None` when audit is off), recording problems in `p`.
-    pub fn build(&self, p: &mut Vec<Problem>) -> Option<Settings> {
+    pub fn build(&self, p: &mut Vec<Problem>, env: Env<'_>) -> Option<Settings> {
         if !self.enabled {
             return None;
         }
@@ -107,7 +119,11 @@ impl Section {
                 );
                 Sink::Stdout
             }
-            ("stdout", Some(_)) => {
+            ("messaging", None) => match self.target(p, env) {
+                Some(t) => Sink::Messaging(t),
+                None => Sink::Stdout,
+            },
+            ("stdout" | "messaging", Some(_)) => {
                 problem(
                     p,
                     "audit.file",
@@ -116,7 +132,11 @@ impl Section {
                 Sink::Stdout
             }
             _ => {
-                problem(p, "audit.sink", "must be \"stdout\" or \"file\"");
+                problem(
+                    p,
+                    "audit.sink",
+                    "must be \"stdout\", \"file\" or \"messaging\"",
+                );
                 Sink::Stdout
             }
         };
@@ -160,6 +180,49 @@ impl Section {
     }
 }
 
+impl Section {
+    /// The broker of `sink = "messaging"`.
+    fn target(&self, p: &mut Vec<Problem>, env: Env<'_>) -> Option<Target> {
+        use secrecy::ExposeSecret;
+        let url = secret(
+            p,
+            "audit.transport_url",
+            &self.transport_url,
+            &self.transport_url_file,
+            "STONEGATE_AUDIT_TRANSPORT_URL",
+            env,
+        )?;
+        // oslo's rabbit:// is AMQP 0-9-1's amqp://; one broker only.
+        let amqp = match url.expose_secret().split_once("://") {
+            Some(("rabbit" | "amqp", rest)) if !rest.contains(',') => {
+                // kombu reads an empty vhost as "/"; lapin as "", which RabbitMQ refuses.
+                match rest.split_once('/') {
+                    None | Some((_, "")) => {
+                        format!("amqp://{}/%2f", rest.trim_end_matches('/'))
+                    }
+                    Some(_) => format!("amqp://{rest}"),
+                }
+            }
+            _ => {
+                problem(
+                    p,
+                    "audit.transport_url",
+                    "must be rabbit://user:password@host:port/vhost (one broker)",
+                );
+                return None;
+            }
+        };
+        Some(Target {
+            url: secrecy::SecretString::from(amqp),
+            exchange: self.exchange.clone().unwrap_or_else(|| "openstack".into()),
+            topics: self
+                .topics
+                .clone()
+                .unwrap_or_else(|| vec!["notifications".into()]),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +230,29 @@ mod tests {
     fn build(toml: &str) -> (Option<Settings>, Vec<Problem>) {
         let s: Section = toml::from_str(toml).unwrap();
         let mut p = Vec::new();
-        (s.build(&mut p), p)
+        (s.build(&mut p, &|_| None), p)
+    }
+
+    #[test]
+    fn messaging_needs_one_rabbit_url() {
+        let (_, p) = build("enabled = true\nsink = \"messaging\"");
+        assert_eq!(p[0].key, "audit.transport_url");
+        let (_, p) = build("enabled = true\nsink = \"messaging\"\ntransport_url = \"kafka://h\"");
+        assert_eq!(p[0].key, "audit.transport_url");
+        let (s, p) =
+            build("enabled = true\nsink = \"messaging\"\ntransport_url = \"rabbit://u:p@h:5672/\"");
+        assert!(p.is_empty(), "{p:?}");
+        let Some(Settings {
+            sink: Sink::Messaging(t),
+            ..
+        }) = s
+        else {
+            panic!("not messaging")
+        };
+        assert_eq!(
+            (t.exchange.as_str(), t.topics.as_slice()),
+            ("openstack", ["notifications".to_owned()].as_slice())
+        );
     }
 
     #[test]
@@ -176,10 +261,8 @@ mod tests {
         let (s, p) = build("enabled = true");
         let s = s.unwrap();
         assert!(p.is_empty());
-        assert_eq!(
-            (s.events, s.sink, s.queue_size),
-            (Events::All, Sink::Stdout, DEFAULT_QUEUE_SIZE)
-        );
+        assert_eq!((s.events, s.queue_size), (Events::All, DEFAULT_QUEUE_SIZE));
+        assert!(matches!(s.sink, Sink::Stdout));
         let (_, p) = build("enabled = true\nevents = \"some\"\nsink = \"file\"\nqueue_size = 0\naudit_map_file = \"/nonexistent\"");
         let keys: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
