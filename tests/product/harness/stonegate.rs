@@ -88,6 +88,8 @@ pub struct Stonegate {
     pub admin: SocketAddr,
     /// The forward-auth listener, with [`Builder::auth_listen`].
     pub auth: Option<SocketAddr>,
+    /// The Kubernetes webhook listener (`[kubernetes] listen`), when configured.
+    pub kubernetes: Option<SocketAddr>,
     log: PathBuf,
     /// The config file it was started with.
     pub config: PathBuf,
@@ -530,6 +532,7 @@ impl Builder {
             listen,
             admin,
             auth: None,
+            kubernetes: None,
             log,
             config,
             _dir: dir,
@@ -564,15 +567,18 @@ impl Stonegate {
         };
         self.listen = field("listen");
         self.admin = field("admin");
-        // `auth_listen=Some("127.0.0.1:41234")`, or `None`.
-        self.auth = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("auth_listen=Some(\""))
-            .and_then(|v| v.strip_suffix("\")"))
-            .map(|v| {
-                v.parse()
-                    .unwrap_or_else(|e| panic!("auth_listen={v} ({e}): {line}"))
-            });
+        // `auth_listen=Some("127.0.0.1:41234")`, or `None`; `kubernetes=` alike.
+        let optional = |name: &str| -> Option<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=Some(\"")))
+                .and_then(|v| v.strip_suffix("\")"))
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|e| panic!("{name}={v} ({e}): {line}"))
+                })
+        };
+        self.auth = optional("auth_listen");
+        self.kubernetes = optional("kubernetes");
     }
 
     async fn wait_for(&mut self, path: &str, limit: Duration) {
