@@ -39,7 +39,9 @@ impl SiteOrigin {
             return None;
         }
         let host = authority.host();
-        if host.is_empty() {
+        // A port that is not a number (`http://h:http`, found by the
+        // `session_headers` fuzz target) is no origin a browser sends.
+        if host.is_empty() || !port_is_numeric(authority) {
             return None;
         }
         Some(Self {
@@ -55,9 +57,18 @@ impl SiteOrigin {
         let Ok(a) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
+        if !port_is_numeric(&a) {
+            return false;
+        }
         let port = a.port_u16().unwrap_or(if self.https { 443 } else { 80 });
         a.host().eq_ignore_ascii_case(&self.host) && port == self.port
     }
+}
+
+/// Whether `a` is `host` or `host:<u16>` (http's parser reads `h:http` as
+/// port-less `h`).
+fn port_is_numeric(a: &http::uri::Authority) -> bool {
+    a.port_u16().is_some() || a.as_str() == a.host()
 }
 
 /// `Ok` when a login request may proceed; `Err` with the offending
@@ -146,6 +157,7 @@ mod tests {
             "https://x/path",
             "https://x?q",
             "https://u@x",
+            "http://[::1]:http",
         ] {
             assert!(SiteOrigin::parse(bad).is_none(), "{bad}");
         }
