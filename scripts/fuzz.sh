@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (default 60 s each).
 #   scripts/fuzz.sh          # 60 s per target
-#   scripts/fuzz.sh 10       # CI smoke run
+#   scripts/fuzz.sh 5        # CI smoke run
 # Needs the nightly toolchain (rustup) and cargo-fuzz (installed if missing).
 # fuzz/ is its own package (own [workspace], own lock file): the main build,
 # tests and clippy never see it. The working corpus is fuzz/corpus/<target>
@@ -17,7 +17,10 @@ rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolch
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   timeout 1200 cargo install cargo-fuzz --locked
 fi
-for target in token_decode header_strip keystone_response canonical_path session_cookie access_rules policy_parse; do
+# Every target of fuzz/Cargo.toml, built once (one cargo invocation), then run.
+mkdir -p target
+timeout 2400 cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || { tail -n 40 target/fuzz-build.log >&2; exit 1; }
+for target in $(cargo +nightly fuzz list); do
   mkdir -p "corpus/$target" "seeds/$target" target
   echo "fuzz.sh: $target for ${SECS}s"
   rc=0
