@@ -65,10 +65,17 @@ impl SiteOrigin {
     }
 }
 
-/// Whether `a` is `host` or `host:<u16>` (http's parser reads `h:http` as
-/// port-less `h`).
+/// Whether `a` is exactly `host` or `host:<u16>`: http's parser reads
+/// `h:http` as port-less `h`, and `[::1]=x:9000` as `[::1]` port 9000
+/// (both found by the `session_headers` fuzz target).
 fn port_is_numeric(a: &http::uri::Authority) -> bool {
-    a.port_u16().is_some() || a.as_str() == a.host()
+    match a.as_str().strip_prefix(a.host()) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) && p.parse::<u16>().is_ok()
+        }),
+        None => false,
+    }
 }
 
 /// `Ok` when a login request may proceed; `Err` with the offending
@@ -158,6 +165,7 @@ mod tests {
             "https://x?q",
             "https://u@x",
             "http://[::1]:http",
+            "http://[::1]===:9000",
         ] {
             assert!(SiteOrigin::parse(bad).is_none(), "{bad}");
         }
