@@ -29,6 +29,7 @@
 //! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
+//! | `[tracing]` | [`trace::Section`] | [`trace::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -46,7 +47,7 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
+    local, policy, proxy, request_id, revocation, routes, session, shared_cache, trace, validator,
 };
 
 use serde::Deserialize;
@@ -127,6 +128,9 @@ pub struct File {
     /// CADF audit events.
     #[serde(default)]
     pub audit: audit::Section,
+    /// OpenTelemetry traces (OTLP/HTTP export).
+    #[serde(default)]
+    pub tracing: trace::Section,
 }
 
 fn default_log_format() -> String {
@@ -148,6 +152,9 @@ pub struct Settings {
     pub forward_auth: Vec<forward_auth::Endpoint>,
     /// The CADF audit trail, when `[audit]` is enabled.
     pub audit: Option<audit::Settings>,
+    /// Span export, when `[tracing] otlp_endpoint` is set (read at start;
+    /// a reload keeps the running exporter).
+    pub tracing: Option<trace::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -205,6 +212,7 @@ impl File {
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p, env);
+        let tracing = self.tracing.build(&mut p);
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
                 warnings,
@@ -223,6 +231,7 @@ impl File {
                 proxy,
                 forward_auth,
                 audit,
+                tracing,
             }),
             _ => Err(Error::Invalid(p)),
         }

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "revocation",
             "routes",
             "shared_cache",
+            "trace",
         ],
     ),
     ("core", &["validator"]),

@@ -12,7 +12,7 @@ use serde::{
 
 use crate::{
     audit, cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes,
-    session,
+    session, trace,
 };
 
 /// The top-level keys of [`super::File`].
@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "authorization",
     "request_id",
     "audit",
+    "tracing",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -67,6 +68,7 @@ where
             "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             "audit" => probe::<audit::Section, _>(&key, document()),
+            "tracing" => probe::<trace::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {
