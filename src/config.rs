@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | `[keystone_authtoken]` | [`keystone::Section`] | [`keystone::Settings`], [`keystone::Policy`] (and [`shared_cache::Options`]) |
 //! | `[fernet]` | `local::Section` | `local::Settings` |
+//! | `[jws]` | `local::jws_settings::Section` | `local::Settings` (with `[fernet]`'s) |
 //! | `[revocation]` | [`revocation::Section`] | [`revocation::Settings`] |
 //! | `[cache]` | [`cache::Section`] | [`cache::Settings`] |
 //! | `[routes]` | [`routes::Section`] | [`routes::PublicRoutes`] |
@@ -29,6 +30,7 @@
 //! | `[authorization]` | [`policy::Section`] | [`policy::Policy`] |
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
+//! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
 //! | `[tracing]` | [`trace::Section`] | [`trace::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
@@ -47,7 +49,8 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, policy, proxy, request_id, revocation, routes, session, shared_cache, trace, validator,
+    local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache, trace,
+    validator,
 };
 
 use serde::Deserialize;
@@ -116,6 +119,8 @@ pub struct File {
     pub routes: routes::Section,
     /// Local validation of Fernet tokens with Keystone's key repository.
     pub fernet: Option<local::Section>,
+    /// Local validation of JWS tokens with Keystone's public keys.
+    pub jws: Option<local::jws_settings::Section>,
     /// Revocation-event polling.
     pub revocation: Option<revocation::Section>,
     /// Browser sessions (login, cookies, CSRF).
@@ -128,6 +133,9 @@ pub struct File {
     /// CADF audit events.
     #[serde(default)]
     pub audit: audit::Section,
+    /// OAuth 2.0 token sources (`Authorization: Bearer`).
+    #[serde(default)]
+    pub oauth2: oauth2::Section,
     /// OpenTelemetry traces (OTLP/HTTP export).
     #[serde(default)]
     pub tracing: trace::Section,
@@ -198,9 +206,12 @@ impl File {
         let proxy = (self.proxy).build(&mut p, self.listeners(), self.tls.as_ref());
         let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
-        let revocation =
-            revocation::Section::resolve(self.revocation.as_ref(), self.fernet.is_some())
-                .map(|r| r.build(&mut p));
+        let local = match &self.jws {
+            Some(j) => Some(j.build(local, &mut p)),
+            None => local,
+        };
+        let revocation = revocation::Section::resolve(self.revocation.as_ref(), local.is_some())
+            .map(|r| r.build(&mut p));
         if ks.auth_version(&mut Vec::new()) == AuthVersion::V2 {
             self.v2_checks(&mut p);
         }
@@ -212,27 +223,32 @@ impl File {
         let authorization = self.authorization.as_ref().and_then(|a| a.build(&mut p));
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p, env);
+        let oauth2 = self.oauth2.build(&mut p);
         let tracing = self.tracing.build(&mut p);
         match (proxy, keystone) {
-            (Some(proxy), Some((keystone, policy))) if p.is_empty() => Ok(Settings {
-                warnings,
-                keystone,
-                auth: validator::Settings::new(
-                    policy,
-                    cache,
-                    public_routes,
-                    local,
-                    revocation,
-                    shared_cache,
-                    request_id,
-                )
-                .with_authorization(authorization),
-                session,
-                proxy,
-                forward_auth,
-                audit,
-                tracing,
-            }),
+            (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
+                let realm = policy.www_authenticate_uri.clone();
+                Ok(Settings {
+                    warnings,
+                    keystone,
+                    auth: validator::Settings::new(
+                        policy,
+                        cache,
+                        public_routes,
+                        local,
+                        revocation,
+                        shared_cache,
+                        request_id,
+                    )
+                    .with_oauth2(&oauth2, &realm)
+                    .with_authorization(authorization),
+                    session,
+                    proxy,
+                    forward_auth,
+                    audit,
+                    tracing,
+                })
+            }
             _ => Err(Error::Invalid(p)),
         }
     }
@@ -261,7 +277,7 @@ impl File {
             socket_timeout: ks.memcache_pool_socket_timeout,
             dead_retry: ks.memcache_pool_dead_retry,
             pool_maxsize: ks.memcache_pool_maxsize,
-            local_validation: self.fernet.is_some(),
+            local_validation: self.fernet.is_some() || self.jws.is_some(),
         }
     }
 }
@@ -274,6 +290,9 @@ impl File {
         const WHY: &str = "needs Identity v3: remove it, or remove auth_version = \"v2.0\"";
         if self.fernet.is_some() {
             problem(p, "fernet", &format!("local Fernet validation {WHY}"));
+        }
+        if self.jws.is_some() {
+            problem(p, "jws", &format!("local JWS validation {WHY}"));
         }
         if self.revocation.as_ref().is_some_and(|r| r.enabled) {
             problem(p, "revocation", &format!("revocation-event polling {WHY}"));

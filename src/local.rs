@@ -1,4 +1,6 @@
-//! Local validation of Fernet tokens with Keystone's key repository: decrypt,
+//! Local validation of Fernet tokens with Keystone's key repository, and of
+//! JWS tokens with Keystone's public keys (the two told apart by their
+//! shape, see [`jws::looks_like_jws`]): decrypt or verify,
 //! decode, check expiry — no network call — then attach the names and roles
 //! learnt from one online validation of another token of the same user and
 //! scope (enrichment), so a new token of a known user costs no Keystone call.
@@ -7,10 +9,11 @@
 //! enrichment is on: whether they are revoked depends on their trustor or
 //! consumer, which the token does not carry.
 
+pub(crate) mod jws_settings;
 pub(crate) mod settings;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant, SystemTime},
 };
@@ -20,6 +23,8 @@ use crate::{
     revocation::{Known, TokenValues},
     token::{
         fernet::{self, FernetError},
+        jws::{self, JwsError},
+        jws_keys::{self, PublicKeyError, PublicKeys},
         keys::{KeyError, KeySet},
         payload::{self, Federation, Payload, PayloadError},
         Token, MAX_TOKEN_LEN,
@@ -34,6 +39,9 @@ pub enum LocalRejection {
     /// Not a Fernet token of ours (bad encoding, MAC, or key rotated out).
     #[error("undecryptable: {0}")]
     Undecryptable(#[from] FernetError),
+    /// Not a JWS token of ours (refused unparsed, or no public key verifies it).
+    #[error("JWS: {0}")]
+    Jws(#[from] JwsError),
     /// Decrypted but not a payload Keystone issues.
     #[error("malformed payload: {0}")]
     Malformed(#[from] PayloadError),
@@ -58,6 +66,13 @@ impl LocalRejection {
     pub fn label(&self) -> &'static str {
         match self {
             LocalRejection::Undecryptable(_) => "undecryptable",
+            // Refused before any signature work: shape, length, header.
+            LocalRejection::Jws(JwsError::TooLong | JwsError::Format | JwsError::Header) => {
+                "jws_malformed"
+            }
+            LocalRejection::Jws(JwsError::Algorithm(_)) => "jws_algorithm",
+            LocalRejection::Jws(JwsError::Signature) => "jws_unverified",
+            LocalRejection::Jws(JwsError::Claims(_)) => "malformed",
             LocalRejection::Malformed(_) => "malformed",
             LocalRejection::Expired => "expired",
             LocalRejection::Revoked => "revoked",
@@ -72,10 +87,19 @@ impl LocalRejection {
 pub struct Decoded {
     /// The payload.
     pub payload: Payload,
-    /// The Fernet timestamp (issued_at), Unix seconds.
+    /// The Fernet timestamp or the JWS `iat` (issued_at), Unix seconds.
     pub issued_at: i64,
-    /// File number of the key that opened it.
-    pub key_id: u64,
+    /// The key that opened it.
+    pub key: KeyRef,
+}
+
+/// The key that opened a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A Fernet key's file number.
+    Fernet(u64),
+    /// A JWS public key's file name.
+    Jws(Arc<str>),
 }
 
 impl Decoded {
@@ -139,20 +163,70 @@ impl EnrichKey {
     }
 }
 
-/// The key repository, reloaded when it changes.
+/// A key repository format a [`KeyStore`] reloads.
+pub trait Repository: Sized {
+    /// Why it could not be loaded.
+    type Error: std::fmt::Display;
+    /// What it is, for logs.
+    const WHAT: &'static str;
+    /// Loads the directory.
+    fn load(dir: &Path) -> Result<Self, Self::Error>;
+    /// Whether a file of the directory is read as a key.
+    fn is_key_file(name: &str) -> bool;
+    /// The keys' names, in trial order.
+    fn names(&self) -> Vec<String>;
+    /// Number of keys.
+    fn len(&self) -> usize;
+}
+
+impl Repository for KeySet {
+    type Error = KeyError;
+    const WHAT: &'static str = "Fernet key repository";
+    fn load(dir: &Path) -> Result<Self, KeyError> {
+        KeySet::load(dir)
+    }
+    fn is_key_file(name: &str) -> bool {
+        name.parse::<u64>().is_ok()
+    }
+    fn names(&self) -> Vec<String> {
+        self.ids().iter().map(u64::to_string).collect()
+    }
+    fn len(&self) -> usize {
+        self.keys().len()
+    }
+}
+
+impl Repository for PublicKeys {
+    type Error = PublicKeyError;
+    const WHAT: &'static str = "JWS public key repository";
+    fn load(dir: &Path) -> Result<Self, PublicKeyError> {
+        PublicKeys::load(dir)
+    }
+    fn is_key_file(name: &str) -> bool {
+        jws_keys::is_key_file(name)
+    }
+    fn names(&self) -> Vec<String> {
+        PublicKeys::names(self)
+    }
+    fn len(&self) -> usize {
+        self.keys().len()
+    }
+}
+
+/// A key repository, reloaded when it changes.
 #[derive(Debug)]
-pub struct KeyStore {
+pub struct KeyStore<R = KeySet> {
     dir: PathBuf,
-    current: RwLock<Arc<KeySet>>,
+    current: RwLock<Arc<R>>,
     signature: Mutex<Vec<(String, u64, Option<SystemTime>)>>,
     last_forced: Mutex<Option<Instant>>,
 }
 
-impl KeyStore {
+impl<R: Repository> KeyStore<R> {
     /// Loads `dir` (an error if it is missing, empty, or holds a bad key).
-    pub fn open(dir: PathBuf) -> Result<Self, KeyError> {
-        let set = KeySet::load(&dir)?;
-        let signature = dir_signature(&dir);
+    pub fn open(dir: PathBuf) -> Result<Self, R::Error> {
+        let set = R::load(&dir)?;
+        let signature = dir_signature::<R>(&dir);
         Ok(Self {
             dir,
             current: RwLock::new(Arc::new(set)),
@@ -162,7 +236,7 @@ impl KeyStore {
     }
 
     /// The keys in use.
-    pub fn current(&self) -> Arc<KeySet> {
+    pub fn current(&self) -> Arc<R> {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -171,22 +245,22 @@ impl KeyStore {
 
     /// Re-reads the repository if its listing changed (or `force`). A bad
     /// repository keeps the last good keys and returns the error.
-    pub fn refresh(&self, force: bool) -> Result<bool, KeyError> {
-        let sig = dir_signature(&self.dir);
+    pub fn refresh(&self, force: bool) -> Result<bool, R::Error> {
+        let sig = dir_signature::<R>(&self.dir);
         let changed = self.signature.lock().map_or(true, |g| *g != sig);
         if !changed && !force {
             return Ok(false);
         }
         // On error the signature is not recorded, so the next check retries.
-        let set = KeySet::load(&self.dir)?;
-        let ids = set.ids();
+        let set = R::load(&self.dir)?;
+        let ids = set.names();
         if let Ok(mut g) = self.current.write() {
             *g = Arc::new(set);
         }
         if let Ok(mut g) = self.signature.lock() {
             *g = sig;
         }
-        tracing::info!(keys = ?ids, "Fernet key repository reloaded");
+        tracing::info!(keys = ?ids, "{} reloaded", R::WHAT);
         Ok(true)
     }
 
@@ -205,15 +279,15 @@ impl KeyStore {
     }
 }
 
-/// Names, sizes and modification times of the integer-named files of `dir`.
-fn dir_signature(dir: &std::path::Path) -> Vec<(String, u64, Option<SystemTime>)> {
+/// Names, sizes and modification times of the key files of `dir`.
+fn dir_signature<R: Repository>(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
     let mut sig: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.parse::<u64>().ok()?;
+            R::is_key_file(&name).then_some(())?;
             let meta = std::fs::metadata(e.path()).ok()?;
             Some((name, meta.len(), meta.modified().ok()))
         })
@@ -222,20 +296,40 @@ fn dir_signature(dir: &std::path::Path) -> Vec<(String, u64, Option<SystemTime>)
     sig
 }
 
+/// Why local validation could not start: a repository does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The Fernet key repository.
+    #[error(transparent)]
+    Fernet(#[from] KeyError),
+    /// The JWS public key repository.
+    #[error(transparent)]
+    Jws(#[from] PublicKeyError),
+}
+
 /// Local validation: keys, method order, enrichment cache.
 #[derive(Debug)]
 pub struct Local {
-    /// The key repository.
-    pub keys: KeyStore,
+    /// The Fernet key repository (`[fernet]`).
+    pub keys: Option<KeyStore>,
+    /// The JWS public key repository (`[jws]`).
+    pub public_keys: Option<KeyStore<PublicKeys>>,
     settings: Settings,
     enrichment: moka::future::Cache<EnrichKey, Arc<Identity>>,
 }
 
 impl Local {
-    /// Opens the key repository of `settings`.
-    pub fn new(settings: Settings) -> Result<Self, KeyError> {
+    /// Opens the repositories of `settings`.
+    pub fn new(settings: Settings) -> Result<Self, OpenError> {
         Ok(Self {
-            keys: KeyStore::open(settings.key_repository.clone())?,
+            keys: match &settings.key_repository {
+                Some(dir) => Some(KeyStore::open(dir.clone())?),
+                None => None,
+            },
+            public_keys: match &settings.public_key_repository {
+                Some(dir) => Some(KeyStore::open(dir.clone())?),
+                None => None,
+            },
             enrichment: moka::future::Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(settings.enrichment_cache_time)
@@ -249,8 +343,11 @@ impl Local {
         &self.settings
     }
 
-    /// Decrypts and decodes `token`, and checks its expiry at `now`
-    /// (`allow_expired_window` seconds more when `allow_expired`).
+    /// Decrypts (Fernet) or verifies (JWS) and decodes `token`, and checks
+    /// its expiry at `now` (`allow_expired_window` seconds more when
+    /// `allow_expired`). A JWS-shaped token goes to the public keys when
+    /// `[jws]` is on, every other token to the Fernet keys; a token of a
+    /// format not configured is refused.
     pub fn decode(
         &self,
         token: &Token,
@@ -258,13 +355,29 @@ impl Local {
         allow_expired: Option<i64>,
     ) -> Result<Decoded, LocalRejection> {
         let text = token.expose();
-        let d = match fernet::decrypt(text, &self.keys.current(), MAX_TOKEN_LEN) {
-            Err(FernetError::Signature) if self.keys.refresh_after_miss() => {
-                fernet::decrypt(text, &self.keys.current(), MAX_TOKEN_LEN)?
+        let (payload, issued_at, key) = match (&self.public_keys, &self.keys) {
+            (Some(store), _) if jws::looks_like_jws(text) => {
+                let v = match jws::verify(text, &store.current(), MAX_TOKEN_LEN) {
+                    Err(JwsError::Signature) if store.refresh_after_miss() => {
+                        jws::verify(text, &store.current(), MAX_TOKEN_LEN)?
+                    }
+                    other => other?,
+                };
+                (v.payload, v.issued_at, KeyRef::Jws(v.key))
             }
-            other => other?,
+            (_, Some(keys)) => {
+                let d = match fernet::decrypt(text, &keys.current(), MAX_TOKEN_LEN) {
+                    Err(FernetError::Signature) if keys.refresh_after_miss() => {
+                        fernet::decrypt(text, &keys.current(), MAX_TOKEN_LEN)?
+                    }
+                    other => other?,
+                };
+                let payload = payload::decode(&d.plaintext, &self.settings.methods)?;
+                let issued_at = i64::try_from(d.timestamp).unwrap_or(i64::MAX);
+                (payload, issued_at, KeyRef::Fernet(d.key_id))
+            }
+            (_, None) => return Err(LocalRejection::Jws(JwsError::Format)),
         };
-        let payload = payload::decode(&d.plaintext, &self.settings.methods)?;
         if payload.thumbprint.is_some() {
             let r = LocalRejection::CertificateBound;
             tracing::info!(token = %token.fingerprint(), "{r}");
@@ -276,8 +389,8 @@ impl Local {
         }
         Ok(Decoded {
             payload,
-            issued_at: i64::try_from(d.timestamp).unwrap_or(i64::MAX),
-            key_id: d.key_id,
+            issued_at,
+            key,
         })
     }
 
@@ -369,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("0"), key(0)).unwrap();
         std::fs::write(dir.path().join("1"), key(1)).unwrap();
-        let store = KeyStore::open(dir.path().to_path_buf()).unwrap();
+        let store: KeyStore = KeyStore::open(dir.path().to_path_buf()).unwrap();
         assert_eq!(store.current().ids(), vec![1, 0]);
         assert!(!store.refresh(false).unwrap(), "nothing changed");
 
@@ -390,5 +503,44 @@ mod tests {
         }
         assert!(store.refresh(false).is_err());
         assert_eq!(store.current().ids(), vec![2, 1, 0]);
+    }
+
+    fn public_pem(b: u8) -> String {
+        use p256::pkcs8::EncodePublicKey as _;
+        p256::ecdsa::SigningKey::from_bytes(&[b; 32].into())
+            .unwrap()
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap()
+    }
+
+    #[test]
+    fn public_key_rotations_are_picked_up_and_a_bad_repository_keeps_the_last_good_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("public.pem"), public_pem(1)).unwrap();
+        let store: KeyStore<PublicKeys> = KeyStore::open(dir.path().to_path_buf()).unwrap();
+        assert_eq!(store.current().names(), vec!["public.pem"]);
+        assert!(!store.refresh(false).unwrap(), "nothing changed");
+        // An editor's swap file is not part of the repository.
+        std::fs::write(dir.path().join(".public.pem.swp"), "x").unwrap();
+        assert!(!store.refresh(false).unwrap());
+
+        // Rotation: the new key published beside the old one.
+        std::fs::write(dir.path().join("next.pem"), public_pem(2)).unwrap();
+        assert!(store.refresh(false).unwrap());
+        assert_eq!(store.current().names(), vec!["next.pem", "public.pem"]);
+
+        // A file that is no key: an error, and the last good keys stay.
+        std::fs::write(dir.path().join("public.pem"), "garbage").unwrap();
+        assert!(store.refresh(false).is_err());
+        assert_eq!(store.current().names(), vec!["next.pem", "public.pem"]);
+        // The old key retired: picked up once the repository is good again.
+        std::fs::remove_file(dir.path().join("public.pem")).unwrap();
+        assert!(store.refresh(false).unwrap());
+        assert_eq!(store.current().names(), vec!["next.pem"]);
+        // Emptied: kept.
+        std::fs::remove_file(dir.path().join("next.pem")).unwrap();
+        assert!(store.refresh(false).is_err());
+        assert_eq!(store.current().names(), vec!["next.pem"]);
     }
 }

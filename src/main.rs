@@ -112,11 +112,15 @@ impl SourceArgs {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Decrypt a token with a key repository and print what it holds.
+    /// Decrypt a Fernet token with a key repository, or verify a JWS token
+    /// with a public key repository, and print what it holds.
     Inspect {
-        /// Keystone's Fernet key repository.
+        /// Keystone's Fernet key repository (for Fernet tokens).
+        #[arg(long, required_unless_present = "public_key_repository")]
+        key_repository: Option<PathBuf>,
+        /// Keystone's JWS public key repository (for JWS tokens).
         #[arg(long)]
-        key_repository: PathBuf,
+        public_key_repository: Option<PathBuf>,
         /// Keystone's `[auth] methods`, comma-separated, in order (default: Keystone's).
         #[arg(long, value_delimiter = ',')]
         methods: Option<Vec<String>>,
@@ -223,9 +227,15 @@ fn main() -> ExitCode {
         Command::CheckConfig { file, sources } => check_config(&sources.into_sources(file)),
         Command::Token(TokenCommand::Inspect {
             key_repository,
+            public_key_repository,
             methods,
             token,
-        }) => inspect(&key_repository, methods, &token),
+        }) => inspect(
+            key_repository.as_deref(),
+            public_key_repository.as_deref(),
+            methods,
+            &token,
+        ),
         Command::Keys(KeysCommand::Check { dir }) => keys_check(&dir),
         Command::Policy(PolicyCommand::Check {
             sources,
@@ -440,8 +450,13 @@ fn policy_check(
     })
 }
 
-fn inspect(dir: &std::path::Path, methods: Option<Vec<String>>, token: &str) -> ExitCode {
-    use stonegate::token::{fernet, keys::KeySet, payload};
+fn inspect(
+    fernet_dir: Option<&std::path::Path>,
+    jws_dir: Option<&std::path::Path>,
+    methods: Option<Vec<String>>,
+    token: &str,
+) -> ExitCode {
+    use stonegate::token::{fernet, jws, jws_keys::PublicKeys, keys::KeySet, payload};
     let token = if token == "-" {
         let mut buf = String::new();
         if std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).is_err() {
@@ -452,28 +467,59 @@ fn inspect(dir: &std::path::Path, methods: Option<Vec<String>>, token: &str) -> 
     } else {
         token.trim().to_owned()
     };
-    let keys = match KeySet::load(dir) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("{e}");
+    let opened = if jws::looks_like_jws(&token) {
+        let Some(dir) = jws_dir else {
+            eprintln!("a JWS token: pass Keystone's public keys with --public-key-repository");
             return ExitCode::FAILURE;
+        };
+        let keys = match PublicKeys::load(dir) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match jws::verify(&token, &keys, stonegate::token::MAX_TOKEN_LEN) {
+            Ok(v) => (v.payload, v.issued_at, serde_json::json!(&*v.key), "jws"),
+            Err(e) => {
+                eprintln!("token does not verify with {} ({e})", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let Some(dir) = fernet_dir else {
+            eprintln!("a Fernet token: pass Keystone's key repository with --key-repository");
+            return ExitCode::FAILURE;
+        };
+        let keys = match KeySet::load(dir) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let methods = methods.map(payload::Methods::new).unwrap_or_default();
+        let decrypted = match fernet::decrypt(&token, &keys, stonegate::token::MAX_TOKEN_LEN) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("token does not decrypt with {} ({e})", dir.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match payload::decode(&decrypted.plaintext, &methods) {
+            Ok(p) => (
+                p,
+                i64::try_from(decrypted.timestamp).unwrap_or(i64::MAX),
+                serde_json::json!(decrypted.key_id),
+                "fernet",
+            ),
+            Err(e) => {
+                eprintln!("decrypted, but the payload is not Keystone's: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     };
-    let methods = methods.map(payload::Methods::new).unwrap_or_default();
-    let decrypted = match fernet::decrypt(&token, &keys, stonegate::token::MAX_TOKEN_LEN) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("token does not decrypt with {} ({e})", dir.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let p = match payload::decode(&decrypted.plaintext, &methods) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("decrypted, but the payload is not Keystone's: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (p, issued, key, format) = opened;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let iso = |t: i64| {
         time::OffsetDateTime::from_unix_timestamp(t)
@@ -484,9 +530,9 @@ fn inspect(dir: &std::path::Path, methods: Option<Vec<String>>, token: &str) -> 
             })
             .unwrap_or_else(|| t.to_string())
     };
-    let issued = i64::try_from(decrypted.timestamp).unwrap_or(i64::MAX);
     let out = serde_json::json!({
-        "key": decrypted.key_id,
+        "format": format,
+        "key": key,
         "payload_version": p.version,
         "user_id": p.user_id,
         "methods": p.methods,

@@ -31,11 +31,13 @@ pub enum Outcome {
     SessionRejected,
     /// Refused with 403 by an `[authorization]` rule.
     Forbidden,
+    /// Refused with 400: `X-Auth-Token` and `Authorization: Bearer` differ.
+    ConflictingTokens,
 }
 
 impl Outcome {
     /// Every outcome, in the README's order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Forwarded,
         Outcome::ForwardedUnconfirmed,
         Outcome::Public,
@@ -47,6 +49,7 @@ impl Outcome {
         Outcome::SessionEndpoint,
         Outcome::SessionRejected,
         Outcome::Forbidden,
+        Outcome::ConflictingTokens,
     ];
 
     /// The exported label value.
@@ -63,6 +66,7 @@ impl Outcome {
             Outcome::SessionEndpoint => "session_endpoint",
             Outcome::SessionRejected => "session_rejected",
             Outcome::Forbidden => "forbidden",
+            Outcome::ConflictingTokens => "conflicting_tokens",
         }
     }
 }
@@ -164,6 +168,10 @@ pub struct Metrics {
     pub fernet_keys: IntGauge,
     /// Failed reloads of the key repository (the last good keys stay in use).
     pub fernet_reload_failures: IntCounter,
+    /// JWS public keys loaded.
+    pub jws_keys: IntGauge,
+    /// Failed reloads of the JWS public key repository (the last good keys stay).
+    pub jws_reload_failures: IntCounter,
     /// Revocation events held.
     pub revocation_events: IntGauge,
     /// Failed revocation polls.
@@ -306,6 +314,11 @@ impl Metrics {
                 "stonegate_fernet_key_reload_failures_total",
                 "Failed reloads of the Fernet key repository.",
             )?,
+            jws_keys: IntGauge::new("stonegate_jws_public_keys", "JWS public keys loaded.")?,
+            jws_reload_failures: IntCounter::new(
+                "stonegate_jws_key_reload_failures_total",
+                "Failed reloads of the JWS public key repository.",
+            )?,
             revocation_events: IntGauge::new(
                 "stonegate_revocation_events",
                 "Revocation events held.",
@@ -393,6 +406,8 @@ impl Metrics {
         registry.register(Box::new(m.enrichment_lookups.clone()))?;
         registry.register(Box::new(m.fernet_keys.clone()))?;
         registry.register(Box::new(m.fernet_reload_failures.clone()))?;
+        registry.register(Box::new(m.jws_keys.clone()))?;
+        registry.register(Box::new(m.jws_reload_failures.clone()))?;
         registry.register(Box::new(m.revocation_events.clone()))?;
         registry.register(Box::new(m.revocation_poll_failures.clone()))?;
         registry.register(Box::new(m.revocation_last_success.clone()))?;
@@ -430,7 +445,10 @@ impl Metrics {
             | Outcome::UpstreamTimeout
             | Outcome::SessionEndpoint
             | Outcome::SessionRejected
-            | Outcome::Forbidden => self.requests.with_label_values(&[outcome.as_str()]).inc(),
+            | Outcome::Forbidden
+            | Outcome::ConflictingTokens => {
+                self.requests.with_label_values(&[outcome.as_str()]).inc()
+            }
         }
     }
 
@@ -523,6 +541,7 @@ mod tests {
                 "session_endpoint",
                 "session_rejected",
                 "forbidden",
+                "conflicting_tokens",
             ]
         );
     }

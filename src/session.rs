@@ -138,18 +138,19 @@ impl Sessions {
         }
     }
 
-    /// For a request without `X-Auth-Token` (or `X-Storage-Token`): opens its session cookie, checks
+    /// For a request without a user token (`X-Auth-Token`, `X-Storage-Token`,
+    /// or a Bearer one `validator` reads: [`Validator::has_user_token`]):
+    /// opens its session cookie, checks
     /// CSRF on writes, and sets `X-Auth-Token` (the session cookie itself is
     /// removed from what is forwarded). `Ok(None)`: no session cookie, the
     /// request goes on unchanged. `Err`: the response to send instead.
     pub fn attach<B>(
         &self,
+        validator: &Validator,
         req: &mut Request<B>,
         metrics: &Metrics,
     ) -> Result<Option<Attached>, Box<Answer>> {
-        if req.headers().contains_key("x-auth-token")
-            || req.headers().contains_key("x-storage-token")
-        {
+        if validator.has_user_token(req.headers()) {
             return Ok(None);
         }
         let tls = request_is_tls(req);

@@ -29,8 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     audit::Auditor, config::Settings, gate::Gate, keystone, local::Local, metrics::Metrics,
-    revocation::poller::Revocations, session::Sessions, token::keys::KeyError,
-    validator::Validator,
+    revocation::poller::Revocations, session::Sessions, validator::Validator,
 };
 
 /// Why the stack could not be built.
@@ -39,9 +38,9 @@ pub enum Error {
     /// The Keystone client could not be built.
     #[error(transparent)]
     Keystone(#[from] keystone::Error),
-    /// The Fernet key repository could not be loaded.
+    /// The Fernet key or JWS public key repository could not be loaded.
     #[error(transparent)]
-    Keys(#[from] KeyError),
+    Keys(#[from] crate::local::OpenError),
     /// The audit trail's sink could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
@@ -82,9 +81,7 @@ pub fn build(settings: &Settings, metrics: &Metrics) -> Result<Stack, Error> {
     let mut tasks = vec![tokio::spawn(keep_service_token(keystone.clone()))];
     if let Some(local_settings) = &settings.auth.local {
         let local = Arc::new(Local::new(local_settings.clone())?);
-        metrics
-            .fernet_keys
-            .set(gauge(local.keys.current().keys().len()));
+        count_keys(&local, metrics);
         tasks.push(tokio::spawn(watch_keys(local.clone(), metrics.clone())));
         validator = validator.with_local(local);
     }
@@ -151,20 +148,31 @@ async fn keep_service_token(keystone: keystone::Client) {
     }
 }
 
-/// Picks up key rotations: checks the repository every `key_reload_interval`;
-/// a bad repository is logged and counted, and the last good keys stay.
+/// The keys-loaded gauges.
+fn count_keys(local: &Local, metrics: &Metrics) {
+    if let Some(keys) = &local.keys {
+        metrics.fernet_keys.set(gauge(keys.current().keys().len()));
+    }
+    if let Some(keys) = &local.public_keys {
+        metrics.jws_keys.set(gauge(keys.current().keys().len()));
+    }
+}
+
+/// Picks up key rotations: checks the repositories every
+/// `key_reload_interval`; a bad repository is logged and counted, and the
+/// last good keys stay.
 async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
     let interval = local.settings().key_reload_interval;
     loop {
         tokio::time::sleep(interval).await;
-        match local.keys.refresh(false) {
-            Ok(_) => metrics
-                .fernet_keys
-                .set(gauge(local.keys.current().keys().len())),
-            Err(e) => {
-                metrics.fernet_reload_failures.inc();
-                tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
-            }
+        if let Some(Err(e)) = local.keys.as_ref().map(|k| k.refresh(false)) {
+            metrics.fernet_reload_failures.inc();
+            tracing::error!(error = %e, "Fernet key repository reload failed; keeping the last good keys");
         }
+        if let Some(Err(e)) = local.public_keys.as_ref().map(|k| k.refresh(false)) {
+            metrics.jws_reload_failures.inc();
+            tracing::error!(error = %e, "JWS public key repository reload failed; keeping the last good keys");
+        }
+        count_keys(&local, &metrics);
     }
 }

@@ -11,8 +11,8 @@ use serde::{
 };
 
 use crate::{
-    audit, cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes,
-    session, trace,
+    audit, cache, forward_auth, keystone, local, oauth2, policy, proxy, request_id, revocation,
+    routes, session, trace,
 };
 
 /// The top-level keys of [`super::File`].
@@ -29,11 +29,13 @@ const KEYS: &[&str] = &[
     "forward_auth",
     "routes",
     "fernet",
+    "jws",
     "revocation",
     "session",
     "authorization",
     "request_id",
     "audit",
+    "oauth2",
     "tracing",
 ];
 
@@ -63,12 +65,14 @@ where
             "forward_auth" => probe::<Vec<forward_auth::Section>, _>(&key, document()),
             "routes" => probe::<routes::Section, _>(&key, document()),
             "fernet" => probe::<local::Section, _>(&key, document()),
+            "jws" => probe::<local::jws_settings::Section, _>(&key, document()),
             "revocation" => probe::<revocation::Section, _>(&key, document()),
             "session" => probe::<session::Section, _>(&key, document()),
             "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             "audit" => probe::<audit::Section, _>(&key, document()),
             "tracing" => probe::<trace::Section, _>(&key, document()),
+            "oauth2" => probe::<oauth2::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {

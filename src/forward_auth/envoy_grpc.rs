@@ -14,6 +14,13 @@
 //! | refused by an `[authorization]` rule | `status` PERMISSION_DENIED; `DeniedHttpResponse` 403, JSON |
 //! | ambiguous path | `status` INVALID_ARGUMENT; `DeniedHttpResponse` 400, JSON |
 //! | Keystone unavailable | the RPC fails with UNAVAILABLE: Envoy applies `status_on_error` |
+//! | a refused session cookie (`[session]`) | `status` UNAUTHENTICATED (401, both cookies cleared) or PERMISSION_DENIED (403: CSRF, cross-site handshake) |
+//!
+//! With `[session]`, a `Check` with the session cookie and no token is
+//! decided with the cookie's token, as the sidecar decides ([`Sessions::attach`]
+//! on the original method, `scheme` and `host`); the OK answer overwrites
+//! `Cookie` with the client's other cookies (or removes it), so neither the
+//! session cookie nor the token reaches the upstream.
 //!
 //! Envoy applies `headers_to_remove` after the headers it sets, so a name
 //! stonegate sets is never listed for removal: setting it overwrites the
@@ -58,7 +65,8 @@ use crate::{
     path::{self, Canonical},
     rejection::Rejection,
     request_id::Correlation,
-    validator::AuthContext,
+    session::{Attached, Sessions},
+    validator::{AuthContext, Validator},
 };
 
 /// The path prefix of the `Authorization` service's methods.
@@ -177,6 +185,11 @@ struct Original {
     invalid_names: Vec<String>,
     /// The downstream client's address, for the log.
     client: Option<String>,
+    /// `host` (the `:authority`), for the session's Origin check.
+    host: String,
+    /// Whether the client's request came over TLS (`scheme` https): the
+    /// session cookies' `Secure` attribute.
+    tls: bool,
 }
 
 impl Original {
@@ -191,6 +204,8 @@ impl Original {
             headers: HeaderMap::with_capacity(http.headers.len()),
             invalid_names: Vec::new(),
             client: envoy_types::ext_authz::v3::CheckRequestExt::get_client_address(req).cloned(),
+            host: http.host.clone(),
+            tls: http.scheme.eq_ignore_ascii_case("https"),
         };
         match &http.header_map {
             // `encode_raw_headers`: repeated headers arrive apart.
@@ -288,7 +303,9 @@ impl Decider {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
                 self.metrics.request(rejection.outcome());
-                return Ok(denied(rejection, &v.settings().www_authenticate, &carried).await);
+                return Ok(
+                    refused(rejection.into_response(&v.settings().challenges), &carried).await,
+                );
             }
         };
         // Without a method, access rules cannot pass (fail closed).
@@ -300,6 +317,23 @@ impl Decider {
             self.metrics.request(Outcome::Public);
             return Ok(ok(carried, stripped, None));
         }
+        // A session cookie stands in for the token, as on every door.
+        let session = match gate.sessions.as_deref() {
+            None => None,
+            Some(sessions) => {
+                match attach(
+                    v,
+                    sessions,
+                    &original,
+                    &method,
+                    &mut request_headers,
+                    &self.metrics,
+                ) {
+                    Ok(attached) => attached.map(|a| (a, sessions)),
+                    Err(refusal) => return Ok(refused(*refusal, &carried).await),
+                }
+            }
+        };
         let decided = correlation
             .scope(v.authenticate(&method, canonical.decoded(), &request_headers))
             .await;
@@ -307,6 +341,16 @@ impl Decider {
             Ok(ctx) => {
                 let mut answer = carried;
                 headers::inject(&mut answer, &ctx, v.settings().include_service_catalog);
+                if session.is_some() {
+                    // The upstream gets the client's other cookies, never
+                    // the session's (the sidecar removes it too).
+                    match request_headers.get(http::header::COOKIE) {
+                        Some(rest) => {
+                            answer.insert(http::header::COOKIE, rest.clone());
+                        }
+                        None => stripped.push(http::header::COOKIE.as_str().to_owned()),
+                    }
+                }
                 self.metrics.request(if ctx.is_confirmed() {
                     Outcome::Forwarded
                 } else {
@@ -323,10 +367,60 @@ impl Decider {
             }
             Err(rejection) => {
                 self.metrics.request(rejection.outcome());
-                Ok(denied(rejection, &v.settings().www_authenticate, &carried).await)
+                let unauthorized = matches!(rejection, Rejection::Unauthorized);
+                let mut response = rejection.into_response(&v.settings().challenges);
+                // A session whose token is refused is over: its cookies are
+                // cleared in the answer the client gets.
+                if let (Some((attached, sessions)), true) = (&session, unauthorized) {
+                    sessions.end_rejected(attached, original.tls, &mut response);
+                }
+                Ok(refused(response, &carried).await)
             }
         }
     }
+}
+
+/// The request's session, opened as the sidecar opens its own: the original
+/// method, `host` and scheme rebuilt so the CSRF and Origin rules read what
+/// the client sent. On success the cookie's token is in `headers` as
+/// `X-Auth-Token` and the session cookie is gone from `Cookie`; `Err` is
+/// the refusal (401 or 403), counted.
+fn attach(
+    v: &Validator,
+    sessions: &Sessions,
+    original: &Original,
+    method: &Method,
+    headers: &mut HeaderMap,
+    metrics: &Metrics,
+) -> Result<Option<Attached>, Box<http::Response<http_body_util::Full<bytes::Bytes>>>> {
+    let scheme = if original.tls { "https" } else { "http" };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(original.host.as_str())
+        .path_and_query("/")
+        .build()
+        .unwrap_or_else(|_| http::Uri::from_static("/"));
+    let mut request = http::Request::new(());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = std::mem::take(headers);
+    if let Ok(host) = HeaderValue::from_str(&original.host) {
+        request.headers_mut().insert(http::header::HOST, host);
+    }
+    let attached = sessions.attach(v, &mut request, metrics);
+    *headers = std::mem::take(request.headers_mut());
+    headers.remove(http::header::HOST);
+    if let Err(refusal) = &attached {
+        metrics.request(Outcome::SessionRejected);
+        tracing::info!(
+            target: "stonegate::access",
+            method = %method,
+            status = refusal.status().as_u16(),
+            outcome = Outcome::SessionRejected.as_str(),
+            client = ?original.client,
+        );
+    }
+    attached
 }
 
 /// An OK answer: `set` overwrites (or adds) each identity header, and every
@@ -355,23 +449,20 @@ fn ok(set: HeaderMap, stripped: Vec<String>, dynamic_metadata: Option<Struct>) -
     }
 }
 
-/// A denial: the status, headers and JSON body the sidecar would answer,
-/// with the request id (`carried`) for the client.
-async fn denied(
-    rejection: Rejection,
-    www_authenticate: &HeaderValue,
+/// A denial: the status, headers and JSON body the sidecar would answer
+/// (a [`Rejection`]'s or a session's refusal), with the request id
+/// (`carried`) for the client. The gRPC status follows the HTTP one: 401
+/// UNAUTHENTICATED, 400 INVALID_ARGUMENT, any other PERMISSION_DENIED.
+async fn refused(
+    response: http::Response<http_body_util::Full<bytes::Bytes>>,
     carried: &HeaderMap,
 ) -> CheckResponse {
-    let code = match rejection {
-        Rejection::AmbiguousPath(_) => tonic::Code::InvalidArgument,
-        Rejection::Forbidden { .. } => tonic::Code::PermissionDenied,
-        Rejection::Unauthorized
-        | Rejection::KeystoneUnavailable(_)
-        | Rejection::UpstreamUnavailable(_)
-        | Rejection::UpstreamTimeout => tonic::Code::Unauthenticated,
-    };
-    let response = rejection.into_response(www_authenticate);
     let status = response.status();
+    let code = match status {
+        http::StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        http::StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+        _ => tonic::Code::PermissionDenied,
+    };
     let (mut parts, body) = response.into_parts();
     if let Some(id) = carried.get(crate::request_id::HEADER) {
         parts.headers.insert(crate::request_id::HEADER, id.clone());
@@ -380,6 +471,27 @@ async fn denied(
         Ok(b) => b.to_bytes(),
         Err(never) => match never {},
     };
+    // A name's first value overwrites, the next ones are appended (both
+    // session cookies are cleared with two `Set-Cookie`).
+    let headers = parts
+        .headers
+        .keys()
+        .flat_map(|name| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .enumerate()
+                .map(move |(i, v)| {
+                    let action = if i == 0 {
+                        HeaderAppendAction::OverwriteIfExistsOrAdd
+                    } else {
+                        HeaderAppendAction::AppendIfExistsOrAdd
+                    };
+                    option(name.as_str(), v, action)
+                })
+        })
+        .collect();
     CheckResponse {
         status: Some(rpc::Status {
             code: code as i32,
@@ -390,11 +502,7 @@ async fn denied(
             status: Some(HttpStatus {
                 code: i32::from(status.as_u16()),
             }),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| option(n.as_str(), v, HeaderAppendAction::OverwriteIfExistsOrAdd))
-                .collect(),
+            headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })),
         dynamic_metadata: None,

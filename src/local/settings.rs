@@ -43,14 +43,16 @@ fn default_enrichment_cache_time() -> u64 {
     300
 }
 
-/// Compiled `[fernet]`.
+/// Compiled `[fernet]` and `[jws]`: local validation.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Key repository directory.
-    pub key_repository: std::path::PathBuf,
+    /// Fernet key repository directory (`[fernet]`).
+    pub key_repository: Option<std::path::PathBuf>,
+    /// JWS public key repository directory (`[jws]`).
+    pub public_key_repository: Option<std::path::PathBuf>,
     /// Method order of the bitmask.
     pub methods: Methods,
-    /// Repository check interval.
+    /// Repository check interval (every repository).
     pub key_reload_interval: Duration,
     /// Expiry leeway, seconds.
     pub clock_skew: i64,
@@ -82,7 +84,8 @@ impl Section {
             problem(p, "fernet.key_repository", &e.to_string());
         }
         Settings {
-            key_repository: f.key_repository.clone().into(),
+            key_repository: Some(f.key_repository.clone().into()),
+            public_key_repository: None,
             methods: f.methods.clone().map(Methods::new).unwrap_or_default(),
             key_reload_interval: Duration::from_secs(f.key_reload_interval.max(1)),
             clock_skew: i64::try_from(f.clock_skew).unwrap_or(i64::MAX),

@@ -167,7 +167,7 @@ impl Sessions {
                 metrics.session(SessionEvent::LoginFailed);
                 tracing::info!(user = %who, client = ?address, "login refused by Keystone");
                 SessionRejection::LoginRefused {
-                    www_authenticate: validator.settings().www_authenticate.clone(),
+                    www_authenticate: validator.settings().challenges.keystone().clone(),
                 }
                 .into_response()
             }

@@ -106,7 +106,8 @@ pub struct Federation {
 /// A decoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    /// Payload version (0–10).
+    /// Payload version (0–10). A JWS token has none: its claims get the
+    /// version Keystone's Fernet formatter gives a token of the same kind.
     pub version: u8,
     /// User id (the trustee for trust tokens).
     pub user_id: String,

@@ -145,10 +145,11 @@ fn uncomment_tables(text: &str, tables: &[&str]) -> String {
 
 #[test]
 fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
-    // [fernet], [revocation], [tls] and [authorization] are commented out in
-    // the example (they need files only a deployment has); switched on, with
-    // the harness's real key repository, a real certificate and a policy file
-    // naming the rule the example uses, they check too.
+    // [fernet], [jws], [revocation], [tls] and [authorization] are commented
+    // out in the example (they need files only a deployment has); switched
+    // on, with the harness's real key repository, a public key, a real
+    // certificate and a policy file naming the rule the example uses, they
+    // check too.
     let ks = crate::harness::Keystone::from_env();
     let repo = ks.fixtures()["fernet_key_repository"]
         .as_str()
@@ -169,17 +170,28 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
         "/config/stonegate.toml"
     ))
     .unwrap();
-    let text = uncomment_tables(&example, &["fernet", "revocation", "tls", "authorization"])
-        .replace(
-            "/run/secrets/stonegate-password",
-            &secret.display().to_string(),
-        )
-        .replace("/etc/keystone/fernet-keys", &repo)
-        .replace("/etc/stonegate/tls.crt", &cert)
-        .replace("/etc/stonegate/tls.key", &key)
-        .replace("/etc/nova/policy.yaml", &policy.display().to_string());
+    let public = dir.path().join("jws-public");
+    std::fs::create_dir(&public).unwrap();
+    std::fs::write(public.join("public.pem"), crate::jws::public_pem(1)).unwrap();
+    let text = uncomment_tables(
+        &example,
+        &["fernet", "jws", "revocation", "tls", "authorization"],
+    )
+    .replace(
+        "/run/secrets/stonegate-password",
+        &secret.display().to_string(),
+    )
+    .replace("/etc/keystone/fernet-keys", &repo)
+    .replace(
+        "/etc/keystone/jws-keys/public",
+        &public.display().to_string(),
+    )
+    .replace("/etc/stonegate/tls.crt", &cert)
+    .replace("/etc/stonegate/tls.key", &key)
+    .replace("/etc/nova/policy.yaml", &policy.display().to_string());
     for table in [
         "\n[fernet]\n",
+        "\n[jws]\n",
         "\n[revocation]\n",
         "\n[tls]\n",
         "\n[authorization]\n",

@@ -33,7 +33,7 @@ const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
 const PUBLIC_VERSIONS: &str = "[routes]\npublic = [{ method = \"GET\", path = \"/\" }]\n";
 
 /// stonegate answering forward-auth only, gRPC on `auth_listen`.
-async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
+pub(crate) async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
     let auth = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(ks)
@@ -45,7 +45,7 @@ async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, Stri
     (sg, format!("http://{auth}"))
 }
 
-async fn client(url: &str) -> AuthorizationClient<Channel> {
+pub(crate) async fn client(url: &str) -> AuthorizationClient<Channel> {
     let channel = Channel::from_shared(url.to_owned())
         .unwrap()
         .connect()
@@ -57,7 +57,7 @@ async fn client(url: &str) -> AuthorizationClient<Channel> {
 /// A CheckRequest as Envoy's HTTP ext_authz filter sends it for a
 /// downstream HTTP/1.1 request: keys lower-case, pseudo-headers included,
 /// `path` the raw request target.
-fn envoy_check(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn envoy_check(method: &str, target: &str, headers: &[(&str, &str)]) -> CheckRequest {
     let mut map: HashMap<String, String> = HashMap::new();
     for (k, v) in [
         (":authority", "compute.example.com"),
@@ -118,11 +118,14 @@ fn peer(ip: &str, port: u32) -> Peer {
     }
 }
 
-async fn check(c: &mut AuthorizationClient<Channel>, req: CheckRequest) -> CheckResponse {
+pub(crate) async fn check(
+    c: &mut AuthorizationClient<Channel>,
+    req: CheckRequest,
+) -> CheckResponse {
     c.check(req).await.expect("Check RPC").into_inner()
 }
 
-fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
+pub(crate) fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
     match &r.http_response {
         Some(HttpResponse::OkResponse(ok)) => ok,
@@ -130,7 +133,7 @@ fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     }
 }
 
-fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpResponse {
+pub(crate) fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpResponse {
     assert_eq!(
         r.status.as_ref().map(|s| s.code),
         Some(code as i32),
@@ -147,7 +150,7 @@ fn denied_response(r: &CheckResponse, code: Code, http: u16) -> &DeniedHttpRespo
 
 /// The OK answer's headers as an `http::HeaderMap`, asserting that each is
 /// an overwrite (Envoy's `setCopy`), so no client value survives beside it.
-fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
+pub(crate) fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     for o in &ok.headers {
         assert_eq!(
@@ -822,4 +825,198 @@ async fn every_answer_carries_a_request_id_and_an_untrusted_one_is_replaced() {
         let h = o.header.as_ref().unwrap();
         h.key == "x-openstack-request-id" && h.value.starts_with("req-")
     }));
+}
+
+/// The `Set-Cookie` values of a denial, each with whether it is appended
+/// (every one after the first of its name must be, or Envoy keeps only one).
+fn denied_set_cookies(d: &DeniedHttpResponse) -> Vec<(String, bool)> {
+    use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+    d.headers
+        .iter()
+        .filter_map(|o| {
+            let h = o.header.as_ref()?;
+            (h.key == "set-cookie").then(|| {
+                (
+                    h.value.clone(),
+                    o.append_action == HeaderAppendAction::AppendIfExistsOrAdd as i32,
+                )
+            })
+        })
+        .collect()
+}
+
+/// `[session]` on the gRPC door, as on the sidecar and the HTTP
+/// forward-auth endpoints: the session cookie stands in for the token (its
+/// CSRF rule on the original method), the upstream gets the identity and
+/// the client's other cookies but neither the token nor the session
+/// cookie, and a refused session is denied with both cookies cleared.
+#[tokio::test]
+async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
+    use stonegate::session::{
+        keys::SessionKeys,
+        seal::{self, SessionData},
+    };
+    let ks = Keystone::from_env();
+    let key = crate::session::new_key();
+    let ring = crate::session::ring(&[&key]);
+    let keys = SessionKeys::parse(&key).unwrap();
+    let (sg, url) = grpc_service(
+        &ks,
+        &format!(
+            "[session]\nenabled = true\nkeys_file = {:?}\n",
+            ring.path.display().to_string()
+        ),
+    )
+    .await;
+    let mut c = client(&url).await;
+    let seal_token = |token: &str, user: &str| {
+        seal::seal(
+            &keys,
+            "sessionid",
+            &SessionData {
+                token: token.to_owned(),
+                csrf: "c".repeat(64),
+                expires_at: i64::MAX / 2,
+                user_id: ks.user_id(user),
+            },
+        )
+        .unwrap()
+    };
+    let token = ks.demo_token().await;
+    let session = seal_token(&token, "demo");
+
+    // The cookie alone: OK with the token's identity; the session cookie is
+    // taken out of `Cookie`, the client's other cookies stay.
+    let cookie = format!("theme=dark; sessionid={session}; lang=en");
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("cookie", &cookie)]),
+    )
+    .await;
+    let ok = ok_response(&r);
+    let set = set_headers(ok);
+    assert_headers(&set, &expected_user_headers(&ks.validate(&token).await));
+    assert_eq!(set.get("cookie").unwrap(), "theme=dark; lang=en");
+    assert!(
+        !set.contains_key("x-auth-token"),
+        "the token would reach the upstream"
+    );
+    assert!(
+        !format!("{r:?}").contains(&token),
+        "the token is in the answer"
+    );
+    // Only the session cookie: `Cookie` is removed altogether.
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[("cookie", &format!("sessionid={session}"))],
+        ),
+    )
+    .await;
+    let ok = ok_response(&r);
+    assert!(
+        ok.headers_to_remove.contains(&"cookie".to_owned()),
+        "{ok:?}"
+    );
+    assert!(!set_headers(ok).contains_key("cookie"));
+
+    // A write needs the CSRF header, judged on the original method.
+    let only = format!("sessionid={session}");
+    for extra in [vec![], vec![("x-csrftoken", "wrong")]] {
+        let mut headers = vec![("cookie", only.as_str())];
+        headers.extend(extra);
+        let r = check(&mut c, envoy_check("POST", "/v2.1/servers", &headers)).await;
+        denied_response(&r, Code::PermissionDenied, 403);
+    }
+    let csrf = "c".repeat(64);
+    let r = check(
+        &mut c,
+        envoy_check(
+            "POST",
+            "/v2.1/servers",
+            &[("cookie", &only), ("x-csrftoken", &csrf)],
+        ),
+    )
+    .await;
+    ok_response(&r);
+
+    // A WebSocket handshake riding on the cookie must come from the site
+    // itself (`host` and `scheme` of the original request).
+    let ws = |origin: &'static str| {
+        envoy_check(
+            "GET",
+            "/socket",
+            &[
+                ("cookie", &only),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("origin", origin),
+            ],
+        )
+    };
+    denied_response(
+        &check(&mut c, ws("https://evil.example")).await,
+        Code::PermissionDenied,
+        403,
+    );
+    ok_response(&check(&mut c, ws("https://compute.example.com")).await);
+
+    // A cookie stonegate did not seal: 401, both cookies cleared.
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("cookie", "sessionid=forged")]),
+    )
+    .await;
+    let d = denied_response(&r, Code::Unauthenticated, 401);
+    let cleared = denied_set_cookies(d);
+    assert_eq!(cleared.len(), 2, "{cleared:?}");
+    assert!(
+        cleared[0].0.starts_with("sessionid=;") && !cleared[0].1,
+        "{cleared:?}"
+    );
+    assert!(
+        cleared[1].0.starts_with("csrftoken=;") && cleared[1].1,
+        "{cleared:?}"
+    );
+
+    // A session whose token Keystone revoked: 401 from the validator, and
+    // the session is ended (cookies cleared) as the sidecar does.
+    let revoked = ks
+        .token("revokee", crate::harness::Scope::Project("demo"))
+        .await;
+    ks.revoke(&revoked).await;
+    let gone = seal_token(&revoked, "revokee");
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[("cookie", &format!("sessionid={gone}"))],
+        ),
+    )
+    .await;
+    let d = denied_response(&r, Code::Unauthenticated, 401);
+    assert!(d.headers.iter().any(|o| o
+        .header
+        .as_ref()
+        .is_some_and(|h| h.key == "www-authenticate")));
+    assert_eq!(denied_set_cookies(d).len(), 2, "{d:?}");
+
+    // A token header wins over the cookie (the cookie is not opened).
+    let r = check(
+        &mut c,
+        envoy_check(
+            "GET",
+            "/v2.1/servers",
+            &[
+                ("x-auth-token", "garbage"),
+                ("cookie", &format!("sessionid={session}")),
+            ],
+        ),
+    )
+    .await;
+    let d = denied_response(&r, Code::Unauthenticated, 401);
+    assert!(denied_set_cookies(d).is_empty(), "{d:?}");
+    assert!(!sg.log().contains(&token), "the token was logged");
 }

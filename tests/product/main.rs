@@ -19,6 +19,7 @@ mod harness;
 
 mod audit;
 mod audit_messaging;
+mod bearer;
 mod boundary;
 mod cache;
 mod cli;
@@ -32,6 +33,7 @@ mod identity;
 mod in_process;
 mod ingress;
 mod ingress_session;
+mod jws;
 mod kmw_differential;
 mod layer;
 mod local;

@@ -6,6 +6,10 @@
 //!
 //! Its identity endpoints are moved to its own URL (in its database copy),
 //! so stonegate's catalog sends validation there too.
+//!
+//! [`PrivateKeystone::start_jws`] starts the copy with `[token] provider =
+//! jws` instead: a key pair made by `keystone-manage create_jws_keypair`,
+//! the public key in its own directory (all stonegate is given).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +28,10 @@ pub struct PrivateKeystone {
     pub conf: PathBuf,
     /// Its Fernet key repository.
     pub key_repository: PathBuf,
+    /// Its JWS public key repository (`start_jws`): `public.pem`.
+    pub public_key_repository: PathBuf,
+    /// Its JWS private key repository (`start_jws`): `private.pem`.
+    pub private_key_repository: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -68,6 +76,17 @@ impl PrivateKeystone {
     /// `max_active_keys` Fernet keys; returns once it answers and its
     /// identity endpoints point at it.
     pub async fn start(shared: &Keystone, max_active_keys: u32) -> Self {
+        Self::launch(shared, max_active_keys, false).await
+    }
+
+    /// Like [`start`](Self::start), issuing JWS tokens (`[token] provider =
+    /// jws`, ES256) signed by a fresh key pair of `keystone-manage
+    /// create_jws_keypair`.
+    pub async fn start_jws(shared: &Keystone) -> Self {
+        Self::launch(shared, 3, true).await
+    }
+
+    async fn launch(shared: &Keystone, max_active_keys: u32, jws: bool) -> Self {
         let run = std::env::var_os("HARNESS_RUN")
             .map(PathBuf::from)
             .unwrap_or_else(|| super::repo_path("target/keystone/run"));
@@ -106,6 +125,27 @@ impl PrivateKeystone {
             "max_active_keys",
             &max_active_keys.to_string(),
         );
+        let public_key_repository = d.join("jws-keys/public");
+        let private_key_repository = d.join("jws-keys/private");
+        let conf_text = if jws {
+            create_jws_keypair(
+                &public_key_repository,
+                &private_key_repository,
+                "public.pem",
+            );
+            let text = replace_in_section(&conf_text, "token", "provider", "jws");
+            assert!(
+                text.contains("provider = jws"),
+                "no [token] provider in keystone.conf"
+            );
+            format!(
+                "{text}\n[jwt_tokens]\njws_public_key_repository = {}\njws_private_key_repository = {}\n",
+                public_key_repository.display(),
+                private_key_repository.display()
+            )
+        } else {
+            conf_text
+        };
         std::fs::create_dir_all(d.join("etc")).unwrap();
         let conf = d.join("etc/keystone.conf");
         std::fs::write(&conf, conf_text).unwrap();
@@ -142,6 +182,8 @@ impl PrivateKeystone {
             keystone: shared.with_auth_url(&auth_url),
             conf,
             key_repository: d.join("fernet-keys"),
+            public_key_repository,
+            private_key_repository,
             dir,
         };
         this.wait_up(Duration::from_secs(60)).await;
@@ -239,6 +281,20 @@ impl PrivateKeystone {
         );
     }
 
+    /// JWS key rotation as an operator does it with `keystone-manage
+    /// create_jws_keypair`: a new pair, its public key published first as
+    /// `public_name` beside the old one, then its private key signs.
+    pub async fn jws_rotate(&self, public_name: &str) {
+        let (public, private, name) = (
+            self.public_key_repository.clone(),
+            self.private_key_repository.clone(),
+            public_name.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || create_jws_keypair(&public, &private, &name))
+            .await
+            .unwrap();
+    }
+
     /// Kills it (connections are refused from then on): Keystone down.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -256,6 +312,40 @@ impl Drop for PrivateKeystone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `keystone-manage create_jws_keypair` in a scratch directory (it writes
+/// into its working directory); the public key moved to `public/name`, then
+/// the private key to `private/private.pem` (replacing the signing key).
+fn create_jws_keypair(public: &Path, private: &Path, name: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let manage = super::venv_python()
+        .parent()
+        .unwrap()
+        .join("keystone-manage");
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let out = run_with_deadline(
+        Command::new(manage)
+            .args(["create_jws_keypair", "--keystone-user", &user])
+            .args(["--keystone-group", &user])
+            .current_dir(scratch.path())
+            .env("PYTHONWARNINGS", "ignore"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "create_jws_keypair failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::create_dir_all(public).unwrap();
+    std::fs::create_dir_all(private).unwrap();
+    std::fs::copy(scratch.path().join("public.pem"), public.join(name)).unwrap();
+    std::fs::copy(
+        scratch.path().join("private.pem"),
+        private.join("private.pem.new"),
+    )
+    .unwrap();
+    std::fs::rename(private.join("private.pem.new"), private.join("private.pem")).unwrap();
 }
 
 /// `key = value` of `[section]` set to `value`.
