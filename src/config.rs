@@ -32,6 +32,7 @@
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
 //! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
 //! | `[tracing]` | [`trace::Section`] | [`trace::Settings`] |
+//! | `[kubernetes]` | [`kube::Section`] | [`kube::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -49,8 +50,8 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache, trace,
-    validator,
+    kube, local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache,
+    trace, validator,
 };
 
 use serde::Deserialize;
@@ -139,6 +140,8 @@ pub struct File {
     /// OpenTelemetry traces (OTLP/HTTP export).
     #[serde(default)]
     pub tracing: trace::Section,
+    /// The kube-apiserver webhooks (TokenReview, SubjectAccessReview).
+    pub kubernetes: Option<kube::Section>,
 }
 
 fn default_log_format() -> String {
@@ -163,6 +166,8 @@ pub struct Settings {
     /// Span export, when `[tracing] otlp_endpoint` is set (read at start;
     /// a reload keeps the running exporter).
     pub tracing: Option<trace::Settings>,
+    /// The kube-apiserver webhooks, when `[kubernetes]` is written.
+    pub kubernetes: Option<kube::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -225,6 +230,7 @@ impl File {
         let audit = self.audit.build(&mut p, env);
         let oauth2 = self.oauth2.build(&mut p);
         let tracing = self.tracing.build(&mut p);
+        let kubernetes = self.kubernetes.as_ref().and_then(|k| k.build(&mut p));
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
                 let realm = policy.www_authenticate_uri.clone();
@@ -247,6 +253,7 @@ impl File {
                     forward_auth,
                     audit,
                     tracing,
+                    kubernetes,
                 })
             }
             _ => Err(Error::Invalid(p)),
@@ -262,6 +269,7 @@ impl File {
             auth_listen: self.auth_listen.as_deref(),
             log_format: &self.log_format,
             forward_auth_configured: !self.forward_auth.is_empty(),
+            kubernetes_configured: self.kubernetes.is_some(),
         }
     }
 

@@ -11,8 +11,8 @@ use serde::{
 };
 
 use crate::{
-    audit, cache, forward_auth, keystone, local, oauth2, policy, proxy, request_id, revocation,
-    routes, session, trace,
+    audit, cache, forward_auth, keystone, kube, local, oauth2, policy, proxy, request_id,
+    revocation, routes, session, trace,
 };
 
 /// The top-level keys of [`super::File`].
@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "audit",
     "oauth2",
     "tracing",
+    "kubernetes",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -73,6 +74,7 @@ where
             "audit" => probe::<audit::Section, _>(&key, document()),
             "tracing" => probe::<trace::Section, _>(&key, document()),
             "oauth2" => probe::<oauth2::Section, _>(&key, document()),
+            "kubernetes" => probe::<kube::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {
