@@ -220,15 +220,15 @@ pub(crate) async fn webhook(
 ) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_serving_cert(dir.path());
-    let addr = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(ks)
         .without_upstream()
         .extra_toml(&format!(
-            "[kubernetes]\nlisten = \"{addr}\"\ncert_file = {cert:?}\nkey_file = {key:?}\n{extra}"
+            "[kubernetes]\nlisten = \"127.0.0.1:0\"\ncert_file = {cert:?}\nkey_file = {key:?}\n{extra}"
         ))
         .start()
         .await;
+    let addr = sg.kubernetes.expect("the webhook listener bound");
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     Webhook {
         sg,
