@@ -55,7 +55,7 @@ use crate::{
     rejection::{BodyLeft, Rejection},
     request_id::{self, Correlation},
     session::{Attached, Sessions},
-    validator::AuthContext,
+    validator::{AuthContext, Challenges, Validator},
 };
 
 pub use settings::Section;
@@ -101,8 +101,10 @@ impl Endpoint {
         }
     }
 
-    /// The status that refuses an ambiguous original path to the client.
-    fn ambiguous_status(&self) -> StatusCode {
+    /// The status that refuses a malformed original request (an ambiguous
+    /// path, conflicting tokens) to the client: nginx's `auth_request`
+    /// passes only 401 and 403 on (any other status is its 500).
+    fn bad_request_status(&self) -> StatusCode {
         match self.flavor {
             Flavor::Nginx => StatusCode::FORBIDDEN,
             Flavor::Traefik | Flavor::Envoy | Flavor::EnvoyGrpc => StatusCode::BAD_REQUEST,
@@ -256,7 +258,7 @@ impl Decider {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let v = &gate.validator;
-        let www = &v.settings().www_authenticate;
+        let www = &v.settings().challenges;
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let Some(endpoint) = self.endpoints.iter().find(|e| e.matches(req.uri().path())) else {
             return self.session_endpoint(gate, req).await;
@@ -277,7 +279,7 @@ impl Decider {
                 tracing::info!(reason = %rejection, "forward-auth: original path refused");
                 self.metrics.request(rejection.outcome());
                 let mut resp = rejection.into_response(www);
-                *resp.status_mut() = endpoint.ambiguous_status();
+                *resp.status_mut() = endpoint.bad_request_status();
                 return resp;
             }
         };
@@ -299,7 +301,7 @@ impl Decider {
         let session = match gate.sessions.as_deref() {
             None => None,
             Some(sessions) => {
-                match self.attach(endpoint, sessions, &method, &mut request_headers) {
+                match self.attach(v, endpoint, sessions, &method, &mut request_headers) {
                     Ok(attached) => attached.map(|a| (a, sessions)),
                     Err(resp) => return *resp,
                 }
@@ -350,6 +352,7 @@ impl Decider {
     /// client's request was over TLS); `Err` is the refusal.
     fn attach(
         &self,
+        v: &Validator,
         endpoint: &Endpoint,
         sessions: &Sessions,
         method: &Method,
@@ -375,7 +378,7 @@ impl Decider {
         *original.method_mut() = method.clone();
         *original.uri_mut() = uri;
         *original.headers_mut() = std::mem::take(headers);
-        let attached = sessions.attach(&mut original, &self.metrics);
+        let attached = sessions.attach(v, &mut original, &self.metrics);
         *headers = std::mem::take(original.headers_mut());
         match attached {
             Ok(a) => Ok(a.map(|a| (a, https))),
@@ -401,7 +404,7 @@ impl Decider {
         decision: Result<AuthContext, Rejection>,
         session: Option<((Attached, bool), &Sessions)>,
         include_catalog: bool,
-        www: &HeaderValue,
+        www: &Challenges,
     ) -> Answer {
         let mut answer = HeaderMap::new();
         match decision {
@@ -419,9 +422,13 @@ impl Decider {
                 self.metrics.request(rejection.outcome());
                 let unavailable = matches!(rejection, Rejection::KeystoneUnavailable(_));
                 let unauthorized = matches!(rejection, Rejection::Unauthorized);
+                let conflict = matches!(rejection, Rejection::ConflictingTokens);
                 let mut resp = rejection.into_response(www);
                 if unavailable {
                     *resp.status_mut() = endpoint.unavailable_status;
+                }
+                if conflict {
+                    *resp.status_mut() = endpoint.bad_request_status();
                 }
                 if let (Some(((attached, tls), sessions)), true) = (session, unauthorized) {
                     sessions.end_rejected(&attached, tls, &mut resp);

@@ -303,7 +303,7 @@ impl Authenticator {
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
         arrival.audit_refusal(req, rejection.status().as_u16());
-        let resp = rejection.into_response(&v.settings().www_authenticate);
+        let resp = rejection.into_response(&v.settings().challenges);
         arrival.body_left.answer(resp)
     }
 
@@ -362,7 +362,7 @@ impl Authenticator {
         }
         let mut session = None;
         if let Some(sessions) = sessions {
-            match sessions.attach(req, &self.metrics) {
+            match sessions.attach(v, req, &self.metrics) {
                 Ok(attached) => session = attached,
                 Err(resp) => {
                     self.metrics.request(Outcome::SessionRejected);
@@ -424,8 +424,7 @@ impl Authenticator {
             a.response(record, resp.status().as_u16());
         }
         if resp.status() == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, settings.www_authenticate.clone());
+            settings.challenges.set_on(resp.headers_mut());
         }
         let outcome = match resp.extensions().get::<UpstreamFailure>() {
             Some(UpstreamFailure(o)) => *o,
@@ -476,7 +475,7 @@ impl Authenticator {
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
         arrival.audit_refusal(req, status);
-        let mut resp = rejection.into_response(&v.settings().www_authenticate);
+        let mut resp = rejection.into_response(&v.settings().challenges);
         // A session whose token Keystone no longer accepts is over.
         if let (Some((attached, sessions)), true) = (session, unauthorized) {
             sessions.end_rejected(attached, crate::session::request_is_tls(req), &mut resp);

@@ -8,7 +8,7 @@
 //! module uses only the layers above it, `src/tests.rs` checks it): leaves
 //! (settings vocabulary, clock, connection facts, identity, metrics, path,
 //! tls, token) → domain, each owning its section (access rules, cache,
-//! keystone, local, revocation, routes, shared cache) → the core
+//! keystone, local, oauth2, revocation, routes, shared cache) → the core
 //! ([`validator`]) → the edge ([`headers`], `rejection`, [`session`],
 //! [`gate`]: validator + sessions) → front doors ([`layer`], [`proxy`],
 //! [`forward_auth`], [`kube`]; never each other) → assembly ([`config`], [`stack`]) →
@@ -19,7 +19,8 @@
 //! ```text
 //! apply Connection, strip forged identity and `_` aliases (headers) → canonical path, or 400 (path)
 //!   → public route? (routes)
-//!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token (validator)
+//!   → extract X-Auth-Token / X-Storage-Token / X-Service-Token
+//!     (and `Authorization: Bearer` with `[oauth2] bearer`; validator)
 //!   → cache (moka, keyed by SHA-256; cache)
 //!   → on a miss: local Fernet decode or JWS verify + enrichment (local, token)
 //!     | shared memcached/Redis cache (shared_cache) → GET /v3/auth/tokens (keystone)
@@ -52,7 +53,7 @@
 // `gate`, `config`, `metrics`, `identity`, `validator`, the doors
 // (`forward_auth`, `proxy`), `server`, and the modules whose settings types
 // `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`,
-// `audit`).
+// `audit`, `oauth2`).
 // `#[doc(hidden)] pub`: internals the product tests, benches, fuzz targets
 // and the binary drive directly; not API, they may change. The rest is
 // `pub(crate)`.
@@ -79,6 +80,7 @@ pub mod access_rules;
 pub mod cache;
 pub mod keystone;
 pub(crate) mod local;
+pub mod oauth2;
 pub mod policy;
 pub mod request_id;
 #[doc(hidden)]

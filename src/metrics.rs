@@ -31,11 +31,13 @@ pub enum Outcome {
     SessionRejected,
     /// Refused with 403 by an `[authorization]` rule.
     Forbidden,
+    /// Refused with 400: `X-Auth-Token` and `Authorization: Bearer` differ.
+    ConflictingTokens,
 }
 
 impl Outcome {
     /// Every outcome, in the README's order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Forwarded,
         Outcome::ForwardedUnconfirmed,
         Outcome::Public,
@@ -47,6 +49,7 @@ impl Outcome {
         Outcome::SessionEndpoint,
         Outcome::SessionRejected,
         Outcome::Forbidden,
+        Outcome::ConflictingTokens,
     ];
 
     /// The exported label value.
@@ -63,6 +66,7 @@ impl Outcome {
             Outcome::SessionEndpoint => "session_endpoint",
             Outcome::SessionRejected => "session_rejected",
             Outcome::Forbidden => "forbidden",
+            Outcome::ConflictingTokens => "conflicting_tokens",
         }
     }
 }
@@ -429,7 +433,10 @@ impl Metrics {
             | Outcome::UpstreamTimeout
             | Outcome::SessionEndpoint
             | Outcome::SessionRejected
-            | Outcome::Forbidden => self.requests.with_label_values(&[outcome.as_str()]).inc(),
+            | Outcome::Forbidden
+            | Outcome::ConflictingTokens => {
+                self.requests.with_label_values(&[outcome.as_str()]).inc()
+            }
         }
     }
 
@@ -522,6 +529,7 @@ mod tests {
                 "session_endpoint",
                 "session_rejected",
                 "forbidden",
+                "conflicting_tokens",
             ]
         );
     }

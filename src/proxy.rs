@@ -36,7 +36,7 @@ use crate::{
     rejection::{Rejection, UpstreamFailure},
     routes::PublicUpgrade,
     tls::ClientTls,
-    validator::AuthContext,
+    validator::{AuthContext, Challenges},
 };
 
 pub use settings::{Listeners, Section, Settings, TlsSection, DEFAULT_MAX_CONNECTIONS};
@@ -295,7 +295,7 @@ fn failure(rejection: Rejection) -> Response<ProxyBody> {
     let marker = UpstreamFailure::from_rejection(&rejection);
     // WWW-Authenticate only applies to 401, which the proxy never produces.
     let mut resp = rejection
-        .into_response(&HeaderValue::from_static(""))
+        .into_response(&Challenges::new(HeaderValue::from_static(""), None))
         .map(Either::Right);
     resp.extensions_mut().insert(marker);
     resp

@@ -1,7 +1,8 @@
 //! The one place where denials become responses: 400, 401 and 403 (client's fault), 503
 //! (Keystone's), 502/504 (the upstream's). Every body is JSON in Keystone's
 //! error shape; every 401 of a token decision carries
-//! `WWW-Authenticate: Keystone uri="..."`.
+//! `WWW-Authenticate: Keystone uri="..."` (and, with `[oauth2] bearer`,
+//! `Bearer realm="...", error="invalid_token"`).
 //!
 //! Two tables: [`Rejection`] (a request's authentication or forwarding) and
 //! [`SessionRejection`] (the browser-session endpoints and session cookies:
@@ -15,7 +16,12 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::{keystone, metrics::Outcome, path, validator::Denied};
+use crate::{
+    keystone,
+    metrics::Outcome,
+    path,
+    validator::{Challenges, Denied},
+};
 
 /// Marks a response that stonegate produced because the upstream failed, so
 /// the front door that called the forwarding service counts the request under
@@ -62,6 +68,9 @@ pub(crate) enum Rejection {
     /// (dot segments, encoded separators...: see [`crate::path`]).
     #[error("ambiguous request path: {0}")]
     AmbiguousPath(path::Ambiguous),
+    /// `X-Auth-Token` and `Authorization: Bearer` name different tokens.
+    #[error("conflicting user tokens")]
+    ConflictingTokens,
     /// Missing, invalid, expired or revoked token, or a failed role/access-rule check.
     #[error("authentication required")]
     Unauthorized,
@@ -88,6 +97,7 @@ impl From<Denied> for Rejection {
             Denied::Unauthorized => Rejection::Unauthorized,
             Denied::KeystoneUnavailable(e) => Rejection::KeystoneUnavailable(e),
             Denied::Forbidden { rule } => Rejection::Forbidden { rule },
+            Denied::ConflictingTokens => Rejection::ConflictingTokens,
         }
     }
 }
@@ -96,7 +106,7 @@ impl Rejection {
     /// The status a client gets.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Rejection::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
+            Rejection::AmbiguousPath(_) | Rejection::ConflictingTokens => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::KeystoneUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -109,6 +119,7 @@ impl Rejection {
     pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Rejection::AmbiguousPath(_) => Outcome::AmbiguousPath,
+            Rejection::ConflictingTokens => Outcome::ConflictingTokens,
             Rejection::Unauthorized => Outcome::Unauthorized,
             Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
             Rejection::Forbidden { .. } => Outcome::Forbidden,
@@ -124,6 +135,10 @@ impl Rejection {
                 "The request path is ambiguous: dot segments, encoded slashes or backslashes, \
                  empty segments and control characters are refused."
                     .into(),
+            ),
+            Rejection::ConflictingTokens => (
+                "Bad Request",
+                "X-Auth-Token and Authorization: Bearer carry different tokens; send one.".into(),
             ),
             Rejection::Unauthorized => (
                 "Unauthorized",
@@ -149,20 +164,20 @@ impl Rejection {
         }
     }
 
-    /// The response: status, JSON body, and `WWW-Authenticate` on 401 /
-    /// `Retry-After` on 503. The body never echoes request data.
-    pub(crate) fn into_response(self, www_authenticate: &HeaderValue) -> Response<Full<Bytes>> {
+    /// The response: status, JSON body, and the `WWW-Authenticate`
+    /// challenges on 401 / `Retry-After` on 503. The body never echoes
+    /// request data.
+    pub(crate) fn into_response(self, challenges: &Challenges) -> Response<Full<Bytes>> {
         let (title, message) = self.message();
         let mut resp = error_response(self.status(), title, &message);
         let h = resp.headers_mut();
         match self {
-            Rejection::Unauthorized => {
-                h.insert(header::WWW_AUTHENTICATE, www_authenticate.clone());
-            }
+            Rejection::Unauthorized => challenges.set_on(h),
             Rejection::KeystoneUnavailable(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Rejection::AmbiguousPath(_)
+            | Rejection::ConflictingTokens
             | Rejection::Forbidden { .. }
             | Rejection::UpstreamUnavailable(_)
             | Rejection::UpstreamTimeout => {}

@@ -22,6 +22,8 @@
 pub mod client_address;
 pub mod keys;
 mod login;
+#[doc(hidden)]
+pub use login::login_auth;
 pub mod origin;
 pub mod seal;
 pub mod settings;
@@ -138,18 +140,19 @@ impl Sessions {
         }
     }
 
-    /// For a request without `X-Auth-Token` (or `X-Storage-Token`): opens its session cookie, checks
+    /// For a request without a user token (`X-Auth-Token`, `X-Storage-Token`,
+    /// or a Bearer one `validator` reads: [`Validator::has_user_token`]):
+    /// opens its session cookie, checks
     /// CSRF on writes, and sets `X-Auth-Token` (the session cookie itself is
     /// removed from what is forwarded). `Ok(None)`: no session cookie, the
     /// request goes on unchanged. `Err`: the response to send instead.
     pub fn attach<B>(
         &self,
+        validator: &Validator,
         req: &mut Request<B>,
         metrics: &Metrics,
     ) -> Result<Option<Attached>, Box<Answer>> {
-        if req.headers().contains_key("x-auth-token")
-            || req.headers().contains_key("x-storage-token")
-        {
+        if validator.has_user_token(req.headers()) {
             return Ok(None);
         }
         let tls = request_is_tls(req);
@@ -376,8 +379,14 @@ pub fn request_is_tls<B>(req: &Request<B>) -> bool {
         || req.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
 }
 
-/// Every value of cookie `name` in the `Cookie` header(s).
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// Every value of cookie `name` in the `Cookie` header(s), one pair of
+/// surrounding double quotes removed (RFC 6265 §4.2.1 `cookie-value`).
+/// `pub` for the `session_headers` fuzz target only; not API.
+#[doc(hidden)]
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -385,12 +394,19 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
         .flat_map(|v| v.split(';'))
         .filter_map(move |pair| {
             let (n, v) = pair.trim().split_once('=')?;
-            (n.trim() == name).then(|| v.trim().trim_matches('"'))
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (n.trim() == name).then_some(v)
         })
 }
 
 /// Removes cookie `name` from the `Cookie` header(s), keeping the others.
-fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+/// `pub` for the `session_headers` fuzz target only; not API.
+#[doc(hidden)]
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()

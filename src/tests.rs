@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cache",
             "keystone",
             "local",
+            "oauth2",
             "policy",
             "request_id",
             "revocation",

@@ -41,6 +41,40 @@ impl Token {
         Some(Self(text.into()))
     }
 
+    /// Reads an `Authorization` value as RFC 6750 credentials
+    /// (`Bearer <b64token>`, the scheme in any case): `None` when its scheme
+    /// is another (that is not a token), `Some(None)` when it is `Bearer` but
+    /// what follows is not one b64token (empty, two values merged with a
+    /// comma, spaces inside, too long), else the token.
+    pub fn from_authorization(value: &http::HeaderValue) -> Option<Option<Self>> {
+        let text = value.as_bytes().trim_ascii();
+        let (scheme, rest) = match text.iter().position(|b| *b == b' ') {
+            Some(i) => (&text[..i], &text[i..]),
+            None => (text, &b""[..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return None;
+        }
+        let credentials = rest.trim_ascii_start();
+        let body_end = credentials
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || b"-._~+/".contains(b)))
+            .unwrap_or(credentials.len());
+        let well_formed = body_end > 0
+            && credentials.len() <= MAX_TOKEN_LEN
+            && credentials[body_end..].iter().all(|b| *b == b'=');
+        // All ASCII by now.
+        Some(
+            well_formed
+                .then(|| {
+                    std::str::from_utf8(credentials)
+                        .ok()
+                        .map(|t| Self(t.into()))
+                })
+                .flatten(),
+        )
+    }
+
     /// The token text, for the one place that must send it (the Keystone client).
     pub fn expose(&self) -> &str {
         &self.0
@@ -99,5 +133,33 @@ mod tests {
         assert!(Token::from_header(&http::HeaderValue::from_static("  ")).is_none());
         let big = "a".repeat(MAX_TOKEN_LEN + 1);
         assert!(Token::from_header(&http::HeaderValue::from_str(&big).unwrap()).is_none());
+    }
+
+    #[test]
+    fn bearer_credentials_are_one_b64token() {
+        let read = |v: &str| Token::from_authorization(&http::HeaderValue::from_str(v).unwrap());
+        let token = |v: &str| read(v).flatten().map(|t| t.expose().to_owned());
+        assert_eq!(
+            token("Bearer gAAAAA-x_y.z~1+2/3=="),
+            Some("gAAAAA-x_y.z~1+2/3==".into())
+        );
+        assert_eq!(token("bearer  abc "), Some("abc".into()));
+        // Other schemes are not tokens at all.
+        assert!(read("Basic dXNlcjpwYXNz").is_none());
+        assert!(read("Bearerx abc").is_none());
+        // Bearer, but not one token: refused, never partly read.
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer abc, Bearer def",
+            "Bearer abc,def",
+            "Bearer abc def",
+            "Bearer a=b",
+            "Bearer \"abc\"",
+        ] {
+            assert_eq!(read(bad), Some(None), "{bad}");
+        }
+        let big = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(read(&big), Some(None));
     }
 }

@@ -4,6 +4,7 @@
 //! `rejection` turns into a response).
 //! Header stripping happens before, in the callers (`headers::strip_identity`).
 
+mod extract;
 pub mod settings;
 
 use std::{sync::Arc, time::Instant};
@@ -24,7 +25,8 @@ use crate::{
     token::{Fingerprint, Token},
 };
 
-pub use settings::Settings;
+use extract::single;
+pub use settings::{Challenges, Settings};
 
 /// Why the validator refused a request. `rejection::Rejection`
 /// maps it to a response (`From<Denied>`).
@@ -42,6 +44,10 @@ pub enum Denied {
         /// The rule's name (from the configuration), or `default`.
         rule: String,
     },
+    /// `X-Auth-Token` (or `X-Storage-Token`) and `Authorization: Bearer`
+    /// name different tokens: the upstream could read either (400).
+    #[error("X-Auth-Token and Authorization: Bearer carry different tokens")]
+    ConflictingTokens,
 }
 
 /// The result of authentication, placed in request extensions for embedders.
@@ -194,6 +200,13 @@ impl Validator {
         &self.cache
     }
 
+    /// Whether the request names a user token in a header the validator
+    /// reads (`X-Auth-Token`, `X-Storage-Token`, and `Authorization: Bearer`
+    /// with `[oauth2] bearer`): a session cookie then stands aside.
+    pub fn has_user_token(&self, headers: &HeaderMap) -> bool {
+        extract::has_user_token(headers, self.settings.bearer)
+    }
+
     /// Whether the request needs no token (a configured public route or CORS
     /// preflight); `path` is the canonical decoded path
     /// ([`crate::path::Canonical::decoded`]).
@@ -264,6 +277,10 @@ impl Validator {
         headers: &HeaderMap,
     ) -> Result<AuthContext, Denied> {
         let now = crate::clock::now();
+        // The user token: X-Auth-Token, else X-Storage-Token, else
+        // (`[oauth2] bearer`) Authorization: Bearer.
+        let user_token = extract::user_token(headers, self.settings.bearer)
+            .map_err(|extract::Conflict| Denied::ConflictingTokens)?;
         // 1. The service token, if any.
         let mut allow_expired = false;
         // Only a service token holding one of `service_token_roles` lifts
@@ -287,9 +304,8 @@ impl Validator {
                 }))
             }
         };
-        // 2. The user token: X-Auth-Token, else X-Storage-Token.
-        let user_header = user_token_header(headers);
-        let user_token = user_header.flatten().and_then(Token::from_header);
+        // 2. The user token (read first: a conflict is refused before any
+        //    Keystone call).
         let user = match &user_token {
             None => None,
             Some(t) => self.check(t, allow_expired, now).await?,
@@ -520,29 +536,5 @@ impl Validator {
             }
             Validation::Invalid => (Outcome::Invalid, None),
         })
-    }
-}
-
-/// The one value of a token header: `None` if absent, `Some(None)` if it is
-/// repeated (the upstream might read another value than the one validated, so
-/// a repeated token header counts as an invalid token).
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a http::HeaderValue>> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    Some(values.next().is_none().then_some(first))
-}
-
-/// The user token header: `X-Auth-Token`, else `X-Storage-Token`. Both
-/// present with different values count as a repeated header: the upstream
-/// (Swift reads either) might use the one stonegate did not validate.
-fn user_token_header(headers: &HeaderMap) -> Option<Option<&http::HeaderValue>> {
-    match (
-        single(headers, "x-auth-token"),
-        single(headers, "x-storage-token"),
-    ) {
-        (Some(Some(auth)), Some(Some(storage))) if auth != storage => Some(None),
-        (Some(_), Some(None)) => Some(None),
-        (Some(auth), _) => Some(auth),
-        (None, storage) => storage,
     }
 }

@@ -11,8 +11,8 @@ use serde::{
 };
 
 use crate::{
-    audit, cache, forward_auth, keystone, local, policy, proxy, request_id, revocation, routes,
-    session,
+    audit, cache, forward_auth, keystone, kube, local, oauth2, policy, proxy, request_id,
+    revocation, routes, session,
 };
 
 /// The top-level keys of [`super::File`].
@@ -35,6 +35,8 @@ const KEYS: &[&str] = &[
     "authorization",
     "request_id",
     "audit",
+    "oauth2",
+    "kubernetes",
 ];
 
 /// The parser's messages for `first` (the whole file's error) and for every
@@ -69,6 +71,8 @@ where
             "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             "audit" => probe::<audit::Section, _>(&key, document()),
+            "oauth2" => probe::<oauth2::Section, _>(&key, document()),
+            "kubernetes" => probe::<kube::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),
         };
         if let Err(e) = result {

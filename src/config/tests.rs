@@ -46,9 +46,10 @@ fn minimal_config_gets_keystonemiddleware_defaults() {
     assert!(!s.auth.delay_auth_decision);
     assert_eq!(s.auth.service_token_roles, vec!["service".to_string()]);
     assert_eq!(
-        s.auth.www_authenticate,
+        s.auth.challenges.keystone(),
         "Keystone uri=\"http://127.0.0.1:5000/v3\""
     );
+    assert!(!s.auth.bearer, "Bearer tokens are opt-in");
 }
 
 #[test]

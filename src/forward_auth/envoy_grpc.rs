@@ -66,7 +66,7 @@ use crate::{
     rejection::Rejection,
     request_id::Correlation,
     session::{Attached, Sessions},
-    validator::AuthContext,
+    validator::{AuthContext, Validator},
 };
 
 /// The path prefix of the `Authorization` service's methods.
@@ -303,11 +303,9 @@ impl Decider {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
                 self.metrics.request(rejection.outcome());
-                return Ok(refused(
-                    rejection.into_response(&v.settings().www_authenticate),
-                    &carried,
-                )
-                .await);
+                return Ok(
+                    refused(rejection.into_response(&v.settings().challenges), &carried).await,
+                );
             }
         };
         // Without a method, access rules cannot pass (fail closed).
@@ -324,6 +322,7 @@ impl Decider {
             None => None,
             Some(sessions) => {
                 match attach(
+                    v,
                     sessions,
                     &original,
                     &method,
@@ -369,7 +368,7 @@ impl Decider {
             Err(rejection) => {
                 self.metrics.request(rejection.outcome());
                 let unauthorized = matches!(rejection, Rejection::Unauthorized);
-                let mut response = rejection.into_response(&v.settings().www_authenticate);
+                let mut response = rejection.into_response(&v.settings().challenges);
                 // A session whose token is refused is over: its cookies are
                 // cleared in the answer the client gets.
                 if let (Some((attached, sessions)), true) = (&session, unauthorized) {
@@ -387,6 +386,7 @@ impl Decider {
 /// `X-Auth-Token` and the session cookie is gone from `Cookie`; `Err` is
 /// the refusal (401 or 403), counted.
 fn attach(
+    v: &Validator,
     sessions: &Sessions,
     original: &Original,
     method: &Method,
@@ -407,7 +407,7 @@ fn attach(
     if let Ok(host) = HeaderValue::from_str(&original.host) {
         request.headers_mut().insert(http::header::HOST, host);
     }
-    let attached = sessions.attach(&mut request, metrics);
+    let attached = sessions.attach(v, &mut request, metrics);
     *headers = std::mem::take(request.headers_mut());
     headers.remove(http::header::HOST);
     if let Err(refusal) = &attached {

@@ -266,6 +266,8 @@ pub struct Settings {
 pub struct Policy {
     /// Value of `WWW-Authenticate` on 401 (already formatted).
     pub www_authenticate: http::HeaderValue,
+    /// The URI it names (the realm of the Bearer challenge, `[oauth2]`).
+    pub www_authenticate_uri: String,
     /// Forward invalid requests marked `Invalid`.
     pub delay_auth_decision: bool,
     /// Cache lifetime of a validation.
@@ -379,6 +381,7 @@ impl Section {
         };
         let policy = Policy {
             www_authenticate: www_authenticate?,
+            www_authenticate_uri: www_uri.to_owned(),
             delay_auth_decision: ks.delay_auth_decision,
             token_cache_time,
             include_service_catalog: ks.include_service_catalog,

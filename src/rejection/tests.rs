@@ -8,6 +8,12 @@ use http_body_util::BodyExt;
 use super::*;
 
 const WWW: HeaderValue = HeaderValue::from_static("Keystone uri=\"http://ks/v3\"");
+const BEARER: HeaderValue =
+    HeaderValue::from_static("Bearer realm=\"http://ks/v3\", error=\"invalid_token\"");
+
+fn keystone_only() -> Challenges {
+    Challenges::new(WWW, None)
+}
 
 /// Status, `error.title`, and every header besides `Content-Type`.
 type Row = (
@@ -18,7 +24,8 @@ type Row = (
 );
 
 fn rows() -> Vec<Row> {
-    let r = |x: Rejection| x.into_response(&WWW);
+    let r = |x: Rejection| x.into_response(&keystone_only());
+    let both = Challenges::new(WWW, Some(BEARER));
     let s = |x: SessionRejection| x.into_response();
     let www = "Keystone uri=\"http://ks/v3\"";
     let no_store = ("cache-control", "no-store");
@@ -34,6 +41,24 @@ fn rows() -> Vec<Row> {
             401,
             "Unauthorized",
             vec![("www-authenticate", www)],
+        ),
+        (
+            Rejection::Unauthorized.into_response(&both),
+            401,
+            "Unauthorized",
+            vec![
+                ("www-authenticate", www),
+                (
+                    "www-authenticate",
+                    "Bearer realm=\"http://ks/v3\", error=\"invalid_token\"",
+                ),
+            ],
+        ),
+        (
+            Rejection::ConflictingTokens.into_response(&both),
+            400,
+            "Bad Request",
+            vec![],
         ),
         (
             r(Rejection::KeystoneUnavailable(Arc::new(
@@ -183,8 +208,8 @@ fn rows() -> Vec<Row> {
 #[tokio::test]
 async fn every_rejection_has_its_status_json_body_and_headers() {
     let rows = rows();
-    // One row per variant of both tables.
-    assert_eq!(rows.len(), 6 + 17);
+    // One row per variant of both tables (and 401 with both challenges).
+    assert_eq!(rows.len(), 8 + 17);
     for (resp, status, title, headers) in rows {
         assert_eq!(resp.status().as_u16(), status, "{title}");
         let mut got: Vec<(String, String)> = resp
@@ -233,7 +258,7 @@ async fn a_forbidden_answer_names_the_rule_as_oslo_policy_does() {
     let resp = Rejection::Forbidden {
         rule: "servers:read".into(),
     }
-    .into_response(&WWW);
+    .into_response(&keystone_only());
     assert_eq!(resp.status(), 403);
     assert!(resp.headers().get("www-authenticate").is_none());
     let body = resp.into_body().collect().await.unwrap().to_bytes();

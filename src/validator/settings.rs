@@ -1,17 +1,51 @@
 //! What the validator applies to every request, assembled from the checked
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
-//! `[fernet]`, `[revocation]`, the shared cache, `[request_id]`).
+//! `[fernet]`, `[revocation]`, the shared cache, `[request_id]`, `[oauth2]`).
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{cache, keystone, local, policy, request_id, revocation, routes, shared_cache};
+use http::{header::WWW_AUTHENTICATE, HeaderMap, HeaderValue};
+
+use crate::{cache, keystone, local, oauth2, policy, request_id, revocation, routes, shared_cache};
+
+/// The `WWW-Authenticate` challenges of a 401: Keystone's
+/// (`Keystone uri="..."`, as keystonemiddleware), then RFC 6750's
+/// (`Bearer realm="...", error="invalid_token"`) when `[oauth2] bearer`
+/// accepts Bearer tokens.
+#[derive(Debug, Clone)]
+pub struct Challenges {
+    keystone: HeaderValue,
+    bearer: Option<HeaderValue>,
+}
+
+impl Challenges {
+    /// Keystone's challenge, and the Bearer one when Bearer tokens are read.
+    pub fn new(keystone: HeaderValue, bearer: Option<HeaderValue>) -> Self {
+        Self { keystone, bearer }
+    }
+
+    /// Keystone's challenge (a refused password login names only that one).
+    pub fn keystone(&self) -> &HeaderValue {
+        &self.keystone
+    }
+
+    /// Sets the challenges on a 401's headers, replacing any there.
+    pub fn set_on(&self, headers: &mut HeaderMap) {
+        headers.insert(WWW_AUTHENTICATE, self.keystone.clone());
+        if let Some(bearer) = &self.bearer {
+            headers.append(WWW_AUTHENTICATE, bearer.clone());
+        }
+    }
+}
 
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Value of `WWW-Authenticate` on 401 (already formatted).
-    pub www_authenticate: http::HeaderValue,
+    /// The `WWW-Authenticate` challenges of a 401 (already formatted).
+    pub challenges: Challenges,
+    /// Whether `Authorization: Bearer` is a token source (`[oauth2]`).
+    pub bearer: bool,
     /// Forward invalid requests marked `Invalid`.
     pub delay_auth_decision: bool,
     /// Cache lifetime of a validation.
@@ -54,7 +88,8 @@ impl Settings {
         request_id: request_id::Settings,
     ) -> Self {
         Self {
-            www_authenticate: policy.www_authenticate,
+            challenges: Challenges::new(policy.www_authenticate, None),
+            bearer: false,
             delay_auth_decision: policy.delay_auth_decision,
             token_cache_time: policy.token_cache_time,
             negative_ttl: cache.negative_ttl,
@@ -70,6 +105,18 @@ impl Settings {
             authorization: None,
             request_id,
         }
+    }
+
+    /// The same settings, with `[oauth2]`'s token sources: Bearer tokens
+    /// read, and their challenge (`realm`: the URI Keystone's names) on 401.
+    pub fn with_oauth2(mut self, oauth2: &oauth2::Settings, realm: &str) -> Self {
+        self.bearer = oauth2.bearer;
+        let bearer = oauth2
+            .bearer
+            .then(|| oauth2::bearer_challenge(realm))
+            .flatten();
+        self.challenges = Challenges::new(self.challenges.keystone.clone(), bearer);
+        self
     }
 
     /// The same settings, with `[authorization]`'s policy.

@@ -19,6 +19,7 @@ mod harness;
 
 mod audit;
 mod audit_messaging;
+mod bearer;
 mod boundary;
 mod cache;
 mod cli;
@@ -34,6 +35,7 @@ mod ingress;
 mod ingress_session;
 mod jws;
 mod kmw_differential;
+mod kube;
 mod layer;
 mod local;
 mod oslo;
