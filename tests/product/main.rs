@@ -37,6 +37,7 @@ mod jws;
 mod kmw_differential;
 mod layer;
 mod local;
+mod mtls;
 mod oslo;
 mod paths;
 mod policy;
