@@ -8,16 +8,28 @@
 #    keystonemiddleware 13.0.1), and starts a Keystone with the project's harness
 #    (tests/keystone/keystone-up.sh) on its own port 35358 unless it runs;
 # 2. builds stonegate and the bench drivers (tools/, release);
-# 3. starts a fast upstream (tools/src/bin/bench_upstream.rs), a bare hyper proxy
-#    (tools/src/bin/bare_proxy.rs), stonegate (`stonegate serve`, online mode, a
-#    generated config), and keystonemiddleware's auth_token around a trivial WSGI
-#    app under gunicorn (scripts/bench/kmw_app.py; 4 configurations tried, the best kept);
+# 3. starts a fast upstream (tools/src/bin/bench_upstream.rs), nginx's plain
+#    `proxy_pass` hop to it (the reference: 2 workers, upstream keepalive 64; nginx
+#    from apt if missing), a bare hyper proxy (tools/src/bin/bare_proxy.rs, the second
+#    reference), stonegate (`stonegate serve`, online mode, generated configs, no
+#    catalog), nginx `auth_request` -> stonegate forward-auth -> upstream (with and
+#    without nginx's proxy_cache of the auth subrequest), and keystonemiddleware's
+#    auth_token around a trivial WSGI app under gunicorn (scripts/bench/kmw_app.py;
+#    4 configurations tried, the best kept);
 # 4. drives the same wrk load at each (2 threads, 64 connections, HTTP/1.1
 #    keep-alive, 1 s warm-up + 5 s; 3 interleaved rounds, medians reported):
-#      a upstream directly | b bare proxy | c stonegate, cached token
-#      c_log same, with the per-request access log on | d (pending: local Fernet)
+#      a upstream directly | g nginx proxy_pass hop | b bare proxy
+#      c stonegate, cached token | c_log same, with the per-request access log on
+#      d / d_miss local Fernet, cached / cache off (every request decrypted)
+#      h / h_cache nginx auth_request -> stonegate forward-auth, without / with nginx's cache
 #      e stonegate, invalid token (negative cache) | f keystonemiddleware, cached token
 #      b1, c1: b and c with ONE connection (latency without queueing: the added p99)
+#    and prints the ratios of issue 16 (c/g, d_miss/c, 1/c - 1/g in µs, h/g, h_cache/g);
+# 4b. instructions per request on the cached path (valgrind --tool=callgrind, installed
+#    by apt if missing): stonegate (and the bare proxy) under callgrind serve
+#    tools/src/bin/keepalive_client.rs's N sequential keep-alive requests; the
+#    counters are zeroed after a warm-up of W requests and dumped after the N, so
+#    the figure is (instructions of the N) / N, deterministic to within a few %;
 # 5. cold start (tools/src/bin/cold_start.rs): 1,000 concurrent requests with one new
 #    token; Keystone validation calls (must be 1) and p99;
 # 6. memory (tools/src/bin/cache_memory.rs): 1,000,000 identities in the cache, RSS per entry;
@@ -27,6 +39,9 @@
 #
 # Environment: BENCH_DURATION (5), BENCH_ROUNDS (3), BENCH_WARMUP (1), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (2), BENCH_PROFILE (release | debug, for trying the script out),
+# BENCH_CASES (the load cases to run, e.g. "g c h_cache"; default all),
+# BENCH_KMW (1), BENCH_COLD (1), BENCH_MEM (1), BENCH_CALLGRIND (1): 0 skips that part,
+# BENCH_CALLGRIND_REQUESTS (2000), BENCH_CALLGRIND_WARMUP (200),
 # BENCH_MICRO (1), BENCH_MEM_ENTRIES (1000000), BENCH_COLD_REQUESTS (1000),
 # KEEP_KEYSTONE=1 (leave a Keystone it started running), BENCH_KEYSTONE_PORT (35358),
 # BENCH_HARNESS_RUN (target/keystone/bench-run), HARNESS_VENV (target/keystone/venv).
@@ -57,6 +72,13 @@ PROFILE="${BENCH_PROFILE:-release}"
 MICRO="${BENCH_MICRO:-1}"
 MEM_ENTRIES="${BENCH_MEM_ENTRIES:-1000000}"
 COLD_REQUESTS="${BENCH_COLD_REQUESTS:-1000}"
+CASES="${BENCH_CASES:-}"
+KMW="${BENCH_KMW:-1}"
+COLD="${BENCH_COLD:-1}"
+MEM="${BENCH_MEM:-1}"
+CALLGRIND="${BENCH_CALLGRIND:-1}"
+CG_REQUESTS="${BENCH_CALLGRIND_REQUESTS:-2000}"
+CG_WARMUP="${BENCH_CALLGRIND_WARMUP:-200}"
 OUT="$ROOT/target/bench"
 RAW="$OUT/raw"
 BENCH_DIR="$ROOT/scripts/bench"
@@ -65,16 +87,25 @@ BENCH_DIR="$ROOT/scripts/bench"
 for tool in curl python3 cargo; do
   command -v "$tool" >/dev/null || die "$tool is required"
 done
-if ! command -v wrk >/dev/null; then
+# apt_need CMD PACKAGE: install PACKAGE with apt-get (as root) when CMD is missing.
+APT_UPDATED=0
+apt_need() {
+  local cmd="$1" pkg="$2"
+  [[ -x "$cmd" ]] || command -v "$cmd" >/dev/null && return 0
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    log "installing wrk with apt-get"
+    log "installing $pkg with apt-get"
     export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq
-    timeout 600 apt-get install -y -qq --no-install-recommends wrk >/dev/null
+    if [[ $APT_UPDATED == 0 ]]; then timeout 600 apt-get update -qq; APT_UPDATED=1; fi
+    timeout 600 apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
   else
-    die "wrk is missing (Debian/Ubuntu: sudo apt-get install -y wrk)"
+    die "$cmd is missing (Debian/Ubuntu: sudo apt-get install -y $pkg)"
   fi
-fi
+}
+apt_need wrk wrk
+apt_need /usr/sbin/nginx nginx
+NGINX=/usr/sbin/nginx
+[[ -x $NGINX ]] || NGINX=$(command -v nginx)
+[[ "$CALLGRIND" != 1 ]] || apt_need valgrind valgrind
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stonegate-bench.XXXXXX")
 chmod 700 "$WORK"
@@ -133,7 +164,7 @@ stop() {
 log "Keystone: tests/keystone/keystone-up.sh ($KEYSTONE_URL)"
 env_lines=$(timeout 1200 "$HARNESS/keystone-up.sh") || die "keystone-up.sh failed (log: $KEYSTONE_LOG)"
 eval "$env_lines"
-if ! "$PY" -c 'import gunicorn, keystonemiddleware' 2>/dev/null; then
+if [[ "$KMW" == 1 ]] && ! "$PY" -c 'import gunicorn, keystonemiddleware' 2>/dev/null; then
   log "installing gunicorn into $VENV (pinned by tests/keystone/constraints.txt)"
   if [[ -x "$VENV/bin/uv" ]]; then
     timeout 300 "$VENV/bin/uv" pip install -q --python "$PY" -c "$HARNESS/constraints.txt" \
@@ -144,7 +175,7 @@ if ! "$PY" -c 'import gunicorn, keystonemiddleware' 2>/dev/null; then
   fi
 fi
 KMW_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("keystonemiddleware"))')
-GUNICORN_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("gunicorn"))')
+GUNICORN_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("gunicorn"))' 2>/dev/null || echo none)
 
 # ------------------------------------------------------------ build
 PFLAG=(--release)
@@ -152,7 +183,7 @@ PFLAG=(--release)
 log "cargo build ${PFLAG[*]} (stonegate + bench drivers in tools/)"
 timeout 3000 cargo build "${PFLAG[@]}" --bin stonegate
 timeout 3000 cargo build "${PFLAG[@]}" -p stonegate-tools --bin bench_upstream \
-  --bin bare_proxy --bin cold_start --bin cache_memory
+  --bin bare_proxy --bin cold_start --bin cache_memory --bin keepalive_client
 BIN="$ROOT/target/$PROFILE"
 rm -rf "$OUT"
 mkdir -p "$RAW"
@@ -181,6 +212,7 @@ python3 -c 'import base64, os; print("gAAAAAB" + base64.urlsafe_b64encode(os.ura
 log "tokens: a valid project token for $KEYSTONE_DEMO_USER and a random invalid one (files in $WORK)"
 
 # ------------------------------------------------------------ servers
+PATH_Q="/v2.1/servers/detail?limit=10"
 UP_PORT=$(free_port); BARE_PORT=$(free_port); SG_PORT=$(free_port); SG_ADMIN=$(free_port)
 SGL_PORT=$(free_port); SGL_ADMIN=$(free_port); KMW_PORT=$(free_port)
 SGF_PORT=$(free_port); SGF_ADMIN=$(free_port); SGM_PORT=$(free_port); SGM_ADMIN=$(free_port)
@@ -208,7 +240,8 @@ project_domain_name = "Default"
 interface = "internal"
 region_name = "$OS_REGION_NAME"
 service_type = "compute"
-include_service_catalog = true
+# The issue's cases are measured without a catalog (a ~1-10 KB header otherwise).
+include_service_catalog = false
 token_cache_time = ${4:-300}
 
 [cache]
@@ -239,18 +272,121 @@ SGF_PID=$!; PIDS+=("$SGF_PID")
 STONEGATE_PASSWORD="$KEYSTONE_SVC_PASSWORD" RUST_LOG=warn \
   "$BIN/stonegate" serve --config "$WORK/stonegate-fernet-nocache.toml" >"$RAW/stonegate-fernet-nocache.log" 2>&1 &
 SGM_PID=$!; PIDS+=("$SGM_PID")
+# Cases h and h_cache: stonegate as nginx's forward-auth endpoint (flavor nginx),
+# answering the auth subrequests of a real nginx that proxies to the upstream itself.
+SGA_PORT=$(free_port); SGA_ADMIN=$(free_port)
+FA_TOML=$(printf '[[forward_auth]]\nflavor = "nginx"\npath = "/_stonegate/auth"\nunavailable_status = 503\n')
+write_config "$SGA_PORT" "$SGA_ADMIN" "$WORK/stonegate-auth.toml" 300 "$FA_TOML"
+STONEGATE_PASSWORD="$KEYSTONE_SVC_PASSWORD" RUST_LOG=warn \
+  "$BIN/stonegate" serve --config "$WORK/stonegate-auth.toml" >"$RAW/stonegate-auth.log" 2>&1 &
+SGA_PID=$!; PIDS+=("$SGA_PID")
+
+# nginx, one process with three servers: g the plain proxy_pass hop (the
+# reference an operator would run instead of the sidecar), h auth_request to
+# stonegate for every request, h_cache the same with nginx caching the auth
+# subrequest's answer per token (ingress-nginx's auth-cache-key).
+NG_PORT=$(free_port); NGA_PORT=$(free_port); NGC_PORT=$(free_port)
+NG_DIR="$WORK/nginx"; mkdir -p "$NG_DIR"
+# The identity headers copied from the auth answer to the upstream request
+# (deploy/kubernetes/forward-auth.yaml's auth-response-headers, user part).
+NG_COPY=""
+i=0
+for h in X-Identity-Status X-User-Id X-User-Name X-User-Domain-Id X-User-Domain-Name \
+  X-Project-Id X-Project-Name X-Project-Domain-Id X-Project-Domain-Name X-Domain-Id \
+  X-Domain-Name X-Roles X-Is-Admin-Project X-Service-Catalog OpenStack-System-Scope X-Role \
+  X-User X-Tenant-Id X-Tenant-Name X-Tenant X-OpenStack-Request-ID; do
+  var=$(tr 'A-Z-' 'a-z_' <<<"$h")
+  NG_COPY+="      auth_request_set \$sg_$i \$upstream_http_$var; proxy_set_header $h \$sg_$i;"$'\n'
+  i=$((i + 1))
+done
+# ng_auth_location CACHE(0|1): the two locations of an auth_request server.
+ng_auth_location() {
+  cat <<EOF
+    location / {
+      auth_request /_stonegate_auth;
+$NG_COPY      auth_request_set \$sg_cache \$upstream_cache_status;
+      add_header X-Auth-Cache \$sg_cache always;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass http://backend;
+    }
+    location = /_stonegate_auth {
+      internal;
+      proxy_pass http://stonegate/_stonegate/auth;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+EOF
+  if [[ $1 == 1 ]]; then
+    cat <<'EOF'
+      proxy_cache auth;
+      proxy_cache_key "$http_x_auth_token $request_method $request_uri";
+      proxy_cache_valid 200 401 403 60s;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires;
+EOF
+  fi
+  echo "    }"
+}
+NG_USER=""; [[ $(id -u) == 0 ]] && NG_USER="user root;"
+cat >"$NG_DIR/nginx.conf" <<EOF
+$NG_USER
+worker_processes 2;
+daemon off;
+pid $NG_DIR/nginx.pid;
+error_log $NG_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $NG_DIR/body; proxy_temp_path $NG_DIR/proxy;
+  fastcgi_temp_path $NG_DIR/fastcgi; uwsgi_temp_path $NG_DIR/uwsgi; scgi_temp_path $NG_DIR/scgi;
+  proxy_cache_path $NG_DIR/auth-cache levels=1 keys_zone=auth:10m max_size=64m inactive=120s;
+  upstream backend { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  upstream stonegate { server 127.0.0.1:$SGA_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NG_PORT;
+    location / {
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass http://backend;
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGA_PORT;
+$(ng_auth_location 0)
+  }
+  server {
+    listen 127.0.0.1:$NGC_PORT;
+$(ng_auth_location 1)
+  }
+}
+EOF
+"$NGINX" -p "$NG_DIR" -c "$NG_DIR/nginx.conf" >"$RAW/nginx.log" 2>&1 &
+NG_PID=$!; PIDS+=("$NG_PID")
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 wait_code "http://127.0.0.1:$UP_PORT/" 200 20 "$UP_PID" || die "bench_upstream did not start"
 wait_code "http://127.0.0.1:$BARE_PORT/" 200 20 "$BARE_PID" || die "bare_proxy did not start"
 wait_code "http://127.0.0.1:$SG_ADMIN/readyz" 200 30 "$SG_PID" || { tail -20 "$RAW/stonegate.log" >&2; die "stonegate not ready"; }
 wait_code "http://127.0.0.1:$SGL_ADMIN/readyz" 200 30 "$SGL_PID" || die "stonegate (access log) not ready"
 wait_code "http://127.0.0.1:$SGF_ADMIN/readyz" 200 30 "$SGF_PID" || { tail -20 "$RAW/stonegate-fernet.log" >&2; die "stonegate (fernet) not ready"; }
 wait_code "http://127.0.0.1:$SGM_ADMIN/readyz" 200 30 "$SGM_PID" || die "stonegate (fernet, no cache) not ready"
+wait_code "http://127.0.0.1:$SGA_ADMIN/readyz" 200 30 "$SGA_PID" || die "stonegate (forward-auth) not ready"
+wait_code "http://127.0.0.1:$NG_PORT/" 200 20 "$NG_PID" || { cat "$NG_DIR/error.log" >&2; die "nginx did not start"; }
 printf 'X-Auth-Token: %s\n' "$(cat "$WORK/token-valid")" >"$WORK/header-valid"
 for port in "$SG_PORT" "$SGL_PORT" "$SGF_PORT" "$SGM_PORT"; do
   code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 20 -H @"$WORK/header-valid" \
     "http://127.0.0.1:$port/v2.1/servers")
   [[ "$code" == 200 ]] || die "stonegate answered $code to the valid token"
 done
+# The nginx forward-auth paths: 200 with a valid token, 401 without; the
+# cached one must answer the second request from nginx's cache.
+for port in "$NGA_PORT" "$NGC_PORT"; do
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 20 -H @"$WORK/header-valid" "http://127.0.0.1:$port$PATH_Q")
+  [[ "$code" == 200 ]] || die "nginx auth_request (:$port) answered $code to the valid token"
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$port$PATH_Q")
+  [[ "$code" == 401 ]] || die "nginx auth_request (:$port) answered $code without a token"
+done
+cache=$(curl -sS -o /dev/null -D - --max-time 20 -H @"$WORK/header-valid" "http://127.0.0.1:$NGC_PORT$PATH_Q" \
+  | tr -d '\r' | awk -F': ' 'tolower($1)=="x-auth-cache"{print $2}')
+[[ "$cache" == HIT ]] || die "nginx did not cache the auth subrequest (X-Auth-Cache: ${cache:-none})"
 log "upstream :$UP_PORT, bare proxy :$BARE_PORT, stonegate :$SG_PORT (admin :$SG_ADMIN), stonegate+access log :$SGL_PORT"
 
 # ------------------------------------------------------------ load
@@ -260,6 +396,7 @@ CPU=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 run_wrk() {
   local case="$1" label="$2" url="$3" tokf="$4" warm="${5:-$WARMUP}" dur="${6:-$DURATION}" token="" line load rustc
   local THREADS="${WRK_THREADS:-$THREADS}" CONNS="${WRK_CONNS:-$CONNS}"
+  if [[ -n "$CASES" && " $CASES " != *" $case "* ]]; then return 0; fi
   [[ "$tokf" != - ]] && token=$(cat "$tokf")
   load=$(cut -d' ' -f1 /proc/loadavg)
   rustc=$(pgrep -c -x rustc || true)
@@ -273,7 +410,6 @@ run_wrk() {
   python3 -c 'import json, sys; r = json.loads(sys.argv[1]); print("  %-38s %9.0f req/s  p50 %6d µs  p99 %6d µs  p99.9 %6d µs  non-2xx %d" % (sys.argv[2], r["rps"], r["p50_us"], r["p99_us"], r["p999_us"], r["errors_status"]))' \
     "$line" "$case $label" >&2
 }
-PATH_Q="/v2.1/servers/detail?limit=10"
 log "load: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per case"
 # The cases run in ROUNDS interleaved rounds (a b c c_log b1 c1 e, a b c ...):
 # on a shared machine the load changes within seconds, so the report takes
@@ -281,6 +417,7 @@ log "load: wrk -t$THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s per case"
 for round in $(seq 1 "$ROUNDS"); do
 log "round $round/$ROUNDS"
 run_wrk a "upstream directly" "http://127.0.0.1:$UP_PORT$PATH_Q" -
+run_wrk g "nginx proxy_pass hop" "http://127.0.0.1:$NG_PORT$PATH_Q" -
 run_wrk b "bare proxy" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
 run_wrk c "stonegate, cached token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
 run_wrk c_log "stonegate, access log on" "http://127.0.0.1:$SGL_PORT$PATH_Q" "$WORK/token-valid"
@@ -290,11 +427,15 @@ WRK_THREADS=1 WRK_CONNS=1 run_wrk c1 "stonegate, 1 connection" "http://127.0.0.1
 run_wrk d "stonegate, local Fernet, token cached" "http://127.0.0.1:$SGF_PORT$PATH_Q" "$WORK/token-valid"
 run_wrk d_miss "stonegate, local Fernet, every request decoded" "http://127.0.0.1:$SGM_PORT$PATH_Q" "$WORK/token-valid"
 run_wrk e "stonegate, invalid token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-invalid"
+run_wrk h "nginx auth_request -> stonegate, no auth cache" "http://127.0.0.1:$NGA_PORT$PATH_Q" "$WORK/token-valid"
+run_wrk h_cache "nginx auth_request -> stonegate, nginx caches" "http://127.0.0.1:$NGC_PORT$PATH_Q" "$WORK/token-valid"
 done
 
 # keystonemiddleware under gunicorn: sync and gthread, 2 and 4 workers; the best is case f.
 KMW_BEST="" KMW_BEST_RPS=0
-for cfg in "sync 2" "sync 4" "gthread 2" "gthread 4"; do
+KMW_CONFIGS=("sync 2" "sync 4" "gthread 2" "gthread 4")
+[[ "$KMW" == 1 ]] || KMW_CONFIGS=()
+for cfg in "${KMW_CONFIGS[@]}"; do
   read -r klass workers <<<"$cfg"
   gargs=(-b "127.0.0.1:$KMW_PORT" -w "$workers" -k "$klass" --chdir "$BENCH_DIR"
          --backlog 2048 --timeout 30 --graceful-timeout 2 --log-level warning)
@@ -313,7 +454,7 @@ for cfg in "sync 2" "sync 4" "gthread 2" "gthread 4"; do
   if (( rps > KMW_BEST_RPS )); then KMW_BEST_RPS=$rps; KMW_BEST="$label"; fi
 done
 # Case f = the best configuration's measurement.
-python3 - "$RAW/cases.jsonl" "$KMW_BEST" <<'EOF'
+[[ "$KMW" != 1 ]] || python3 - "$RAW/cases.jsonl" "$KMW_BEST" <<'EOF'
 import json, sys
 path, best = sys.argv[1], sys.argv[2]
 rows = [json.loads(l) for l in open(path)]
@@ -321,9 +462,10 @@ pick = next(r for r in rows if r["case"].startswith("f_probe") and r["label"] ==
 with open(path, "a") as f:
     f.write(json.dumps(dict(pick, case="f")) + "\n")
 EOF
-log "keystonemiddleware: best is $KMW_BEST ($KMW_BEST_RPS req/s)"
+[[ "$KMW" != 1 ]] || log "keystonemiddleware: best is $KMW_BEST ($KMW_BEST_RPS req/s)"
 
 # ------------------------------------------------------------ cold start
+if [[ "$COLD" == 1 ]]; then
 log "cold start: $COLD_REQUESTS concurrent requests, one token never seen before"
 issue_token "$KEYSTONE_DEMO_USER" "$KEYSTONE_DEMO_PASSWORD" "$KEYSTONE_DEMO_PROJECT" "$WORK/token-cold"
 # For scale: how long ONE validation of a new token takes, asked directly (curl, as svc).
@@ -340,6 +482,7 @@ BENCH_COLD_TOKEN=$(cat "$WORK/token-cold") timeout 120 "$BIN/cold_start" \
   "http://127.0.0.1:$BARE_PORT" - "$COLD_REQUESTS" | sed 's/^cold_/bare_cold_/' >>"$RAW/cold.txt"
 awk -v s="$ks_ms" 'BEGIN{printf "keystone_one_validation_ms=%.2f\n", s * 1000}' >>"$RAW/cold.txt"
 sed 's/^/  /' "$RAW/cold.txt" >&2
+fi
 
 # stonegate's own counters, so that an anomaly (Keystone errors, 503s) shows in the report.
 for a in "$SG_ADMIN" "$SGL_ADMIN"; do
@@ -349,14 +492,58 @@ done >"$RAW/stonegate-counters.txt"
 curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$OS_AUTH_URL" | grep -q 200 \
   || log "WARNING: Keystone no longer answers at $OS_AUTH_URL: the Keystone-dependent cases are suspect"
 
+# ------------------------------------------------------------ instructions per request
+# Deterministic where wall clock is not: the server runs under callgrind, a
+# fixed client (tools/src/bin/keepalive_client.rs: one keep-alive connection,
+# requests one after another) sends CG_WARMUP requests (the token gets cached,
+# connections pooled), the counters are zeroed, CG_REQUESTS more are sent, the
+# counters dumped: instructions of the server process (all its threads) / N.
+# cg_run NAME PORT READY_URL TOKEN_FILE|- CMD...
+cg_run() {
+  local name="$1" port="$2" ready="$3" tokf="$4" token="" pid out total allocs
+  shift 4
+  [[ "$tokf" != - ]] && token=$(cat "$tokf")
+  out="$RAW/callgrind.out.$name"
+  valgrind --tool=callgrind --callgrind-out-file="$out.%p" "$@" >"$RAW/callgrind-$name.log" 2>&1 &
+  pid=$!; PIDS+=("$pid")
+  wait_code "$ready" 200 300 "$pid" || { tail -20 "$RAW/callgrind-$name.log" >&2; die "$name did not start under valgrind"; }
+  BENCH_TOKEN="$token" timeout 600 "$BIN/keepalive_client" "127.0.0.1:$port" "$PATH_Q" "$CG_WARMUP" >/dev/null \
+    || die "callgrind warm-up of $name: not every answer was 200"
+  callgrind_control -z "$pid" >/dev/null
+  BENCH_TOKEN="$token" timeout 1200 "$BIN/keepalive_client" "127.0.0.1:$port" "$PATH_Q" "$CG_REQUESTS" >/dev/null \
+    || die "callgrind run of $name: not every answer was 200"
+  callgrind_control -d "$pid" >/dev/null
+  stop "$pid"
+  total=$(awk '/^(summary|totals):/{print $2; exit}' "$out.$pid.1" 2>/dev/null || true)
+  [[ -n "$total" ]] || die "no callgrind dump for $name ($out.$pid.1)"
+  echo "${name}_instructions_per_request=$((total / CG_REQUESTS))" >>"$RAW/callgrind.txt"
+  allocs=$(python3 "$BENCH_DIR/callgrind_allocs.py" "$out.$pid.1")
+  awk -v a="$allocs" -v n="$CG_REQUESTS" -v k="$name" \
+    'BEGIN{printf "%s_allocations_per_request=%.1f\n", k, a / n}' >>"$RAW/callgrind.txt"
+}
+if [[ "$CALLGRIND" == 1 ]]; then
+  log "instructions per request (callgrind): $CG_WARMUP warm-up + $CG_REQUESTS measured requests, one keep-alive connection"
+  : >"$RAW/callgrind.txt"
+  CG_PORT=$(free_port); CG_ADMIN=$(free_port); CGB_PORT=$(free_port)
+  write_config "$CG_PORT" "$CG_ADMIN" "$WORK/stonegate-callgrind.toml"
+  STONEGATE_PASSWORD="$KEYSTONE_SVC_PASSWORD" RUST_LOG=warn cg_run stonegate "$CG_PORT" \
+    "http://127.0.0.1:$CG_ADMIN/readyz" "$WORK/token-valid" \
+    "$BIN/stonegate" serve --config "$WORK/stonegate-callgrind.toml"
+  cg_run bare_proxy "$CGB_PORT" "http://127.0.0.1:$CGB_PORT/" - \
+    "$BIN/bare_proxy" "127.0.0.1:$CGB_PORT" "http://127.0.0.1:$UP_PORT"
+  sed 's/^/  /' "$RAW/callgrind.txt" >&2
+fi
+
 # Everything below runs without the servers.
-for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$BARE_PID" "$UP_PID"; do stop "$p"; done
+for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$NG_PID" "$BARE_PID" "$UP_PID"; do stop "$p"; done
 
 # ------------------------------------------------------------ memory
+if [[ "$MEM" == 1 ]]; then
 log "memory: $MEM_ENTRIES identities in cache::Cache, then the same in a Vec"
 timeout 600 "$BIN/cache_memory" "$MEM_ENTRIES" cache >"$RAW/mem-cache.txt"
 timeout 600 "$BIN/cache_memory" "$MEM_ENTRIES" identities >"$RAW/mem-identities.txt"
 grep -E 'bytes_per_entry|rss' "$RAW/mem-cache.txt" "$RAW/mem-identities.txt" | sed 's/^/  /' >&2
+fi
 
 # ------------------------------------------------------------ micro
 if [[ "$MICRO" == 1 ]]; then
@@ -367,19 +554,35 @@ if [[ "$MICRO" == 1 ]]; then
 fi
 
 # ------------------------------------------------------------ report
+CMD_LINE="scripts/bench.sh"
+for v in BENCH_CASES BENCH_KMW BENCH_COLD BENCH_MEM BENCH_CALLGRIND BENCH_MICRO BENCH_ROUNDS BENCH_DURATION; do
+  if [[ -n "${!v:-}" ]]; then CMD_LINE="$v='${!v}' $CMD_LINE"; fi
+done
 python3 - "$RAW/env.json" <<EOF
 import json, sys
 notes = [
     "a: tools/src/bin/bench_upstream.rs, hyper 1 HTTP/1.1 keep-alive, answers 200 \"ok\".",
     "b: tools/src/bin/bare_proxy.rs, the same hyper-util server and legacy pooled client as "
     "src/proxy.rs (hop-by-hop headers, X-Forwarded-*), no auth.",
-    "c: \`stonegate serve\` (online mode, include_service_catalog = true, RUST_LOG=warn: no "
+    "c: \`stonegate serve\` (online mode, include_service_catalog = false, RUST_LOG=warn: no "
     "access log) with a valid project-scoped token, cached after the first request.",
     "c_log: the same with RUST_LOG=info, one access log line per request written to a file.",
+    "g: nginx $NGINX_VERSION \`proxy_pass\` to the same upstream, 2 worker processes, "
+    "\`upstream { keepalive 64; }\`, HTTP/1.1 to the upstream, access log off: the hop an "
+    "operator would run instead of the sidecar (the reference of issue 16).",
+    "h: the same nginx with \`auth_request\` to stonegate's forward-auth endpoint (flavor "
+    "nginx, its own stonegate, keep-alive 64) for every request, the 21 identity headers "
+    "copied to the upstream request (auth_request_set + proxy_set_header); h_cache: the "
+    "same with \`proxy_cache\` on the auth subrequest, keyed by token, method and URI, "
+    "60 s (ingress-nginx's auth-cache-key); the script checks that a repeat is a HIT.",
+    "Instructions per request: \`valgrind --tool=callgrind\` on the server process "
+    "(all threads), tools/src/bin/keepalive_client.rs sending $CG_REQUESTS GETs one after "
+    "another on one keep-alive connection, counters zeroed after $CG_WARMUP warm-up requests "
+    "(callgrind_control -z, then -d).",
     "e: a random Fernet-shaped token: Keystone answers 404 once, then stonegate answers 401 "
     "from its negative cache (negative_ttl = 10 s).",
     "f: keystonemiddleware $KMW_VERSION auth_token (in-process token cache, "
-    "include_service_catalog = true) around a WSGI app answering \"ok\", under gunicorn "
+    "include_service_catalog = false) around a WSGI app answering \"ok\", under gunicorn "
     "$GUNICORN_VERSION; sync and gthread (4 threads) with 2 and 4 workers were tried, each "
     "measured like the other cases; the best is reported.",
     "Every process (wrk with 2 threads, the proxy, the upstream) shares the same 2 cores: the "
@@ -398,7 +601,8 @@ json.dump({
     "profile": "$PROFILE",
     "wrk": "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)",
     "threads": $THREADS, "connections": $CONNS, "rounds": $ROUNDS, "warmup_s": $WARMUP, "duration_s": $DURATION,
-    "command": "scripts/bench.sh",
+    "command": "$CMD_LINE",
+    "nginx": "$NGINX_VERSION",
     "kmw_choice": """$KMW_BEST""",
     "micro": $MICRO == 1,
     "criterion_dir": "$ROOT/target/criterion",

@@ -30,6 +30,13 @@
 #       HTTP/2 cluster with a grpc.health.v1 check and a timeout above
 #       stonegate's Keystone timeout; every Istio CUSTOM AuthorizationPolicy
 #       names a provider of the mesh config;
+#     - kube-apiserver webhooks (keystone-webhook.yaml, apiserver/): the webhook
+#       kubeconfigs (not API objects) name https://<ClusterIP>:<port>/webhook of a
+#       Service reaching a [kubernetes] listener, with a CA; the apiserver sets
+#       both webhook config files (mounted), --authentication-token-webhook-
+#       version=v1, the cache TTLs, and RBAC before Webhook; cert_file/key_file
+#       come from a read-only Secret, role_mappings_file/policy_file from the
+#       ConfigMap (checked by check-config as shipped);
 #     - each stonegate container: --config, password file and key repository
 #       are really mounted (Secret keys included), ports and probes match the
 #       config, files are readable by its non-root uid, grace period covers

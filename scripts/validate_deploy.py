@@ -62,11 +62,14 @@ def same_headers(what, names, extra=frozenset()):
 
 
 # ---- stonegate check-config on a copy with stand-in files ----------------
-PATH_KEYS = r"password_file|application_credential_secret_file|key_repository|cafile|certfile|keyfile|cert_file|key_file"
+PATH_KEYS = (r"password_file|application_credential_secret_file|key_repository|cafile|certfile|keyfile"
+             r"|cert_file|key_file|role_mappings_file|policy_file")
 
 
-def check_config(what, text):
-    """Runs check-config; returns the parsed config (or None)."""
+def check_config(what, text, siblings=None):
+    """Runs check-config; returns the parsed config (or None). `siblings`: the
+    other keys of the ConfigMap holding the config (mounted next to it), whose
+    text stands in for a role_mappings_file / policy_file of that name."""
     try:
         conf = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -89,6 +92,16 @@ def check_config(what, text):
                 return f'{m.group(1)}"{secret}"'
             if key == "key_repository":
                 return f'{m.group(1)}"{keys}"'
+            # [kubernetes]: check-config checks that the certificate files exist.
+            if key in ("cert_file", "key_file"):
+                return f'{m.group(1)}"{secret}"'
+            # Files shipped in the same ConfigMap are checked as written.
+            name = os.path.basename(re.search(r'"([^"]*)"', m.group(0)).group(1))
+            if key in ("role_mappings_file", "policy_file") and name in (siblings or {}):
+                sib = os.path.join(d, name)
+                with open(sib, "w") as f:
+                    f.write(siblings[name])
+                return f'{m.group(1)}"{sib}"'
             unsupported.append(key)
             return m.group(0)
 
@@ -139,6 +152,9 @@ configs = {}  # (namespace, configmap) -> parsed stonegate.toml
 grpc_backends = {}  # (namespace, service) -> ports that reach an envoy-grpc endpoint
 all_confs = []  # every parsed stonegate config, for endpoint paths
 k8s_objects = 0
+kubeconfigs = {}  # path -> kubeconfig (deploy/kubernetes/apiserver/)
+webhooks = {}  # (clusterIP, port) -> what serves a [kubernetes] webhook there
+apiservers = []  # (path, kube-apiserver Pod)
 for path, docs in docs_by_file.items():
     if not path.startswith("deploy/kubernetes/"):
         continue
@@ -150,6 +166,10 @@ for path, docs in docs_by_file.items():
         ns, name = meta.get("namespace", "default"), meta.get("name")
         what = f"{path} {kind}/{name}"
         group = api.split("/")[0] if "/" in api else ""
+        if api == "v1" and kind == "Config" and path.startswith("deploy/kubernetes/apiserver/"):
+            # A kubeconfig file (the apiserver's webhook configuration), no API object.
+            kubeconfigs[path] = doc
+            continue
         # Gateway API is a CRD too, though its group ends in .k8s.io.
         if "." in group and (not group.endswith(".k8s.io") or group == "gateway.networking.k8s.io"):
             skip(what, f"{api} is a CRD without a Kubernetes core schema; structural checks only")
@@ -167,7 +187,8 @@ for path, docs in docs_by_file.items():
         elif kind == "ConfigMap":
             configmaps[(ns, name)] = doc.get("data") or {}
             if "stonegate.toml" in configmaps[(ns, name)]:
-                conf = check_config(f"{what} stonegate.toml", configmaps[(ns, name)]["stonegate.toml"])
+                conf = check_config(f"{what} stonegate.toml", configmaps[(ns, name)]["stonegate.toml"],
+                                    configmaps[(ns, name)])
                 configs[(ns, name)] = conf
                 all_confs.append(conf)
         elif kind == "Service":
@@ -178,6 +199,8 @@ for path, docs in docs_by_file.items():
             ingresses.append((ns, doc))
         elif kind == "Middleware":
             middlewares.append((ns, doc))
+        elif kind == "Pod" and name == "kube-apiserver":
+            apiservers.append((path, doc))
 
     for ns, dep in deployments:
         pod = dep["spec"]["template"]["spec"]
@@ -268,6 +291,38 @@ for path, docs in docs_by_file.items():
             tgp = pod.get("terminationGracePeriodSeconds", 30)
             check(tgp > grace + pre, f"{what}: terminationGracePeriodSeconds {tgp} > preStop {pre} + shutdown_grace_period {grace}",
                   f"terminationGracePeriodSeconds {tgp} must exceed preStop {pre} + shutdown_grace_period {grace}")
+            kube = conf.get("kubernetes")
+            if kube:
+                check(ports.get("webhook") == port_of(kube.get("listen", ":0")),
+                      f"{what}: containerPort webhook matches kubernetes.listen",
+                      f"ports {ports} vs kubernetes.listen {kube.get('listen')}")
+                for key in ("cert_file", "key_file"):
+                    fpath = kube.get(key, "")
+                    mnt = mounts.get(os.path.dirname(fpath))
+                    sec = volumes.get(mnt["name"], {}).get("secret", {}) if mnt else {}
+                    have = secrets.get((ns, sec.get("secretName")))
+                    check(bool(sec) and mnt.get("readOnly") is True and have is not None
+                          and os.path.basename(fpath) in have,
+                          f"{what}: kubernetes.{key} {fpath} comes from Secret {sec.get('secretName')}",
+                          f"kubernetes.{key} {fpath}: no read-only Secret volume at {os.path.dirname(fpath)} "
+                          f"holding key {os.path.basename(fpath)}")
+                for key in ("role_mappings_file", "policy_file"):
+                    fpath = kube.get(key)
+                    if not fpath:
+                        continue
+                    mnt = mounts.get(os.path.dirname(fpath))
+                    cm = volumes.get(mnt["name"], {}).get("configMap", {}).get("name") if mnt else None
+                    check(os.path.basename(fpath) in configmaps.get((ns, cm), {}),
+                          f"{what}: kubernetes.{key} {fpath} is a key of the mounted ConfigMap {cm}",
+                          f"kubernetes.{key} {fpath} is not a key of a ConfigMap mounted at {os.path.dirname(fpath)}")
+                labels = dep["spec"]["template"]["metadata"].get("labels", {})
+                for sns, svc in services:
+                    if sns != ns or not svc["spec"].get("selector", {}).items() <= labels.items():
+                        continue
+                    for sp in svc["spec"]["ports"]:
+                        tp = sp.get("targetPort", sp["port"])
+                        if ports.get(tp, tp) == port_of(kube.get("listen", ":0")) and svc["spec"].get("clusterIP"):
+                            webhooks[(svc["spec"]["clusterIP"], sp["port"])] = f"{path} Service/{svc['metadata']['name']}"
 
     for ns, svc in services:
         # The ports of this Service that reach a stonegate serving envoy-grpc.
@@ -345,6 +400,59 @@ for path, docs in docs_by_file.items():
               f"authRequestHeaders must include {sorted(TOKEN_HEADERS)}")
         same_headers(f"{what} authResponseHeaders", fa.get("authResponseHeaders", []), ANSWER_EXTRA)
 
+
+# ---- kube-apiserver webhooks ([kubernetes]) ------------------------------
+WEBHOOK_FLAGS = {
+    "--authentication-token-webhook-config-file": None,
+    "--authentication-token-webhook-version": "v1",
+    "--authentication-token-webhook-cache-ttl": None,
+    "--authorization-webhook-config-file": None,
+    "--authorization-webhook-version": "v1",
+    "--authorization-webhook-cache-authorized-ttl": None,
+    "--authorization-webhook-cache-unauthorized-ttl": None,
+}
+for path, kc in kubeconfigs.items():
+    what = f"{path} (webhook kubeconfig)"
+    clusters = kc.get("clusters") or []
+    cluster = (clusters[0] if clusters else {}).get("cluster", {})
+    url = urlsplit(cluster.get("server", ""))
+    where = (url.hostname, url.port or 443)
+    check(url.scheme == "https" and url.path == "/webhook" and where in webhooks,
+          f"{what}: server {cluster.get('server')} is POST /webhook of {webhooks.get(where)}",
+          f"server must be https://<ClusterIP>:<port>/webhook of a Service reaching a [kubernetes] listener; "
+          f"known: {sorted(webhooks)}")
+    check(bool(cluster.get("certificate-authority") or cluster.get("certificate-authority-data"))
+          and not cluster.get("insecure-skip-tls-verify"),
+          f"{what}: the webhook's certificate is verified against a CA",
+          "set certificate-authority (the CA of the webhook's cert_file); never insecure-skip-tls-verify")
+    ctx = {c["name"]: c.get("context", {}) for c in kc.get("contexts") or []}
+    check(ctx.get(kc.get("current-context"), {}).get("cluster") == (clusters[0] if clusters else {}).get("name"),
+          f"{what}: current-context uses the webhook cluster", "current-context must name a context of this cluster")
+for path, pod in apiservers:
+    c = next((c for c in pod["spec"]["containers"] if c["name"] == "kube-apiserver"), {})
+    flags = dict(a.split("=", 1) for a in c.get("command", []) + c.get("args", []) if a.startswith("--") and "=" in a)
+    what = f"{path} kube-apiserver"
+    for flag, want in WEBHOOK_FLAGS.items():
+        check(flag in flags and (want is None or flags[flag] == want),
+              f"{what}: {flag}={flags.get(flag)}", f"needs {flag}" + (f"={want}" if want else ""))
+    modes = flags.get("--authorization-mode", "").split(",")
+    check("Webhook" in modes and "RBAC" in modes and modes.index("RBAC") < modes.index("Webhook"),
+          f"{what}: --authorization-mode {','.join(modes)} asks RBAC before the webhook",
+          "--authorization-mode must hold RBAC then Webhook (stonegate's policy only grants)")
+    mounts = [m["mountPath"].rstrip("/") for m in c.get("volumeMounts", [])]
+    for flag in ("--authentication-token-webhook-config-file", "--authorization-webhook-config-file"):
+        f = flags.get(flag, "")
+        shipped = [k for k in kubeconfigs if os.path.basename(k) == os.path.basename(f)]
+        check(os.path.dirname(f) in mounts and shipped,
+              f"{what}: {flag} {f} is mounted and shipped as {shipped}",
+              f"{f} must be in a mounted directory and be one of {sorted(kubeconfigs)}")
+        for k in shipped:
+            ca = ((kubeconfigs[k].get("clusters") or [{}])[0].get("cluster", {}).get("certificate-authority", ""))
+            check(not ca or os.path.dirname(ca) in mounts, f"{what}: {k}'s certificate-authority {ca} is mounted",
+                  f"{ca} is not in a directory mounted into the apiserver")
+if kubeconfigs or apiservers:
+    check(len(kubeconfigs) >= 2 and apiservers, "deploy/kubernetes/apiserver: both webhook kubeconfigs and the apiserver flags",
+          f"kubeconfigs {sorted(kubeconfigs)}, apiserver Pods {len(apiservers)}")
 
 # ---- Envoy Gateway SecurityPolicy, Istio CUSTOM authorization ------------
 for path, docs in docs_by_file.items():

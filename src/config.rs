@@ -31,6 +31,7 @@
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
 //! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
+//! | `[kubernetes]` | [`kube::Section`] | [`kube::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
 //! [`Settings`] holds the checked sections: [`keystone::Settings`], the
@@ -48,7 +49,8 @@ pub use crate::settings::{ini, Problem};
 use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
-    local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache, validator,
+    kube, local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache,
+    validator,
 };
 
 use serde::Deserialize;
@@ -134,6 +136,8 @@ pub struct File {
     /// OAuth 2.0 token sources (`Authorization: Bearer`).
     #[serde(default)]
     pub oauth2: oauth2::Section,
+    /// The kube-apiserver webhooks (TokenReview, SubjectAccessReview).
+    pub kubernetes: Option<kube::Section>,
 }
 
 fn default_log_format() -> String {
@@ -155,6 +159,8 @@ pub struct Settings {
     pub forward_auth: Vec<forward_auth::Endpoint>,
     /// The CADF audit trail, when `[audit]` is enabled.
     pub audit: Option<audit::Settings>,
+    /// The kube-apiserver webhooks, when `[kubernetes]` is written.
+    pub kubernetes: Option<kube::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
     /// v2.0), each with its key: logged at start, printed by `check-config`.
     pub warnings: Vec<Problem>,
@@ -216,6 +222,7 @@ impl File {
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p, env);
         let oauth2 = self.oauth2.build(&mut p);
+        let kubernetes = self.kubernetes.as_ref().and_then(|k| k.build(&mut p));
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
                 let realm = policy.www_authenticate_uri.clone();
@@ -237,6 +244,7 @@ impl File {
                     proxy,
                     forward_auth,
                     audit,
+                    kubernetes,
                 })
             }
             _ => Err(Error::Invalid(p)),
@@ -252,6 +260,7 @@ impl File {
             auth_listen: self.auth_listen.as_deref(),
             log_format: &self.log_format,
             forward_auth_configured: !self.forward_auth.is_empty(),
+            kubernetes_configured: self.kubernetes.is_some(),
         }
     }
 

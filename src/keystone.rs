@@ -10,6 +10,7 @@ pub mod model;
 pub mod model_v2;
 pub mod service_auth;
 pub mod settings;
+pub mod user_groups;
 pub mod user_tokens;
 
 use std::{sync::Arc, time::Duration};

@@ -21,7 +21,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 
-use crate::{config::Settings, gate::Handle, metrics::Metrics, stack, tls::ReloadableCert};
+use crate::{
+    config::Settings, gate::Handle, kube::Webhook, metrics::Metrics, stack, tls::ReloadableCert,
+};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +102,25 @@ pub async fn run(
         ))),
         None => None,
     };
-    let watcher = listener_cert
-        .clone()
-        .map(|cert| tokio::spawn(reload::watch_certificate(cert)));
+    // The kube-apiserver webhook: its own TLS listener (`[kubernetes]`).
+    let kube = match &settings.kubernetes {
+        None => None,
+        Some(k) => {
+            let cert = ReloadableCert::load(&k.cert_file, &k.key_file)?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config()?));
+            let webhook = Webhook::new(handle.clone(), k.clone(), metrics.clone());
+            Some((bind(k.listen).await?, acceptor, cert, webhook))
+        }
+    };
+    let certs: Vec<Arc<ReloadableCert>> = listener_cert
+        .iter()
+        .chain(kube.as_ref().map(|k| &k.2))
+        .cloned()
+        .collect();
+    let watchers: Vec<_> = certs
+        .iter()
+        .map(|cert| tokio::spawn(reload::watch_certificate(cert.clone())))
+        .collect();
     // The addresses bound, not configured: with port 0 (tests, an
     // embedder) only these say where stonegate listens.
     let bound = |l: &TcpListener| {
@@ -113,6 +131,7 @@ pub async fn run(
         listen = %bound(&listeners.proxy),
         admin = %bound(&listeners.admin),
         auth_listen = ?listeners.auth.as_ref().map(bound),
+        kubernetes = ?kube.as_ref().map(|k| bound(&k.0)),
         upstream = ?settings.proxy.upstream.as_ref().map(ToString::to_string),
         forward_auth_endpoints = settings.forward_auth.len(),
         "stonegate started"
@@ -126,24 +145,35 @@ pub async fn run(
             gate: handle.clone(),
         }),
     ));
+    let webhook = kube.as_ref().map(|k| k.3.clone());
     let accepting = accept::start(
         &settings.proxy,
         (listeners.proxy, acceptor, front),
         listeners.auth.zip(auth_front),
+        kube.map(|(l, acceptor, _, webhook)| {
+            (
+                l,
+                acceptor,
+                front::Front::kubernetes(webhook, settings.proxy.max_headers),
+            )
+        }),
     );
     let generation = reload::until_shutdown(
         shutdown,
         &settings,
         reload,
-        &handle,
-        &metrics,
-        listener_cert.as_ref(),
+        reload::Running {
+            handle: &handle,
+            metrics: &metrics,
+            certs: &certs,
+            webhook: webhook.as_ref(),
+        },
         stack.background,
     )
     .await;
     accepting.drain(settings.proxy.shutdown_grace_period).await;
     admin_task.abort();
-    if let Some(task) = watcher {
+    for task in watchers {
         task.abort();
     }
     drop(generation);

@@ -37,7 +37,7 @@ _conf = {
     "project_domain_name": "Default",
     "interface": "internal",
     "delay_auth_decision": "false",
-    "include_service_catalog": "true",
+    "include_service_catalog": "false",
     "token_cache_time": "300",
     "http_connect_timeout": "5",
     "http_request_max_retries": "3",

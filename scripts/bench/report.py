@@ -20,12 +20,15 @@ RAW = os.path.join(OUT, "raw")
 
 CASES = [
     ("a", "upstream directly (the limit)"),
+    ("g", "nginx proxy_pass hop, no auth (the reference)"),
     ("b", "bare hyper proxy, no auth"),
     ("c", "stonegate, online, token cached"),
     ("c_log", "stonegate, token cached, access log on"),
     ("d", "stonegate, local Fernet, token cached"),
     ("d_miss", "stonegate, local Fernet, every request decoded (cache off)"),
     ("e", "stonegate, invalid token (negative cache)"),
+    ("h", "nginx auth_request -> stonegate forward-auth, every request"),
+    ("h_cache", "nginx auth_request -> stonegate, nginx caches the answer"),
     ("f", "keystonemiddleware auth_token (gunicorn)"),
     ("b1", "bare proxy, 1 connection (no queueing)"),
     ("c1", "stonegate, cached token, 1 connection"),
@@ -124,6 +127,55 @@ for key, what in CASES:
         note += f" + {errs} socket errors"
     w(f"| {key} | {what} | {r['rps']:,.0f} | {r['rps_min']:,.0f}–{r['rps_max']:,.0f} | {us(r['p50_us'])} | {us(r['p99_us'])} | "
       f"{us(r['p999_us'])} | {us(r['max_us'])} | {note} | {r.get('load', '?')} / {r.get('rustc', '?')} |")
+w("")
+
+def per_round(x, y):
+    return ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(rounds.get(x, []), rounds.get(y, [])))
+
+
+def met(value, ok):
+    return "met" if ok else "**not met**"
+
+
+w("## Ratios against nginx's hop (targets from issue 16)")
+w("")
+w("| ratio | value (per round) | target |")
+w("| --- | ---: | --- |")
+cg = ratio("c", "g")
+if cg is not None:
+    p99 = f"p99 {us(results['c']['p99_us'])} vs {us(results['g']['p99_us'])}"
+    w(f"| c/g stonegate (online, cached) / nginx proxy_pass hop | {cg:.2f} ({per_round('c', 'g')}); {p99} | "
+      f"≥ 1.0, p99 ≤ nginx's: {met(cg, cg >= 1.0 and results['c']['p99_us'] <= results['g']['p99_us'])} |")
+dmc = ratio("d_miss", "c")
+if dmc is not None:
+    w(f"| d_miss/c local Fernet, cache off / online, cached | {dmc:.2f} ({per_round('d_miss', 'c')}) | "
+      f"≥ 0.8: {met(dmc, dmc >= 0.8)} |")
+if "c" in results and "g" in results and results["c"]["rps"] and results["g"]["rps"]:
+    cost = 1e6 / results["c"]["rps"] - 1e6 / results["g"]["rps"]
+    w(f"| auth cost per request, 1/c − 1/g | {cost:.1f} µs | ≤ 2 µs: {met(cost, cost <= 2)} |")
+hcg = ratio("h_cache", "g")
+if hcg is not None:
+    w(f"| h_cache/g nginx auth_request (auth answer cached by nginx) / nginx hop | {hcg:.2f} ({per_round('h_cache', 'g')}) | "
+      f"≥ 0.8: {met(hcg, hcg >= 0.8)} |")
+hg = ratio("h", "g")
+if hg is not None:
+    w(f"| h/g nginx auth_request to stonegate on every request / nginx hop | {hg:.2f} ({per_round('h', 'g')}) | — (shown) |")
+bg = ratio("b", "g")
+if bg is not None:
+    w(f"| b/g bare hyper proxy / nginx hop | {bg:.2f} ({per_round('b', 'g')}) | — |")
+cgt = kv(os.path.join(RAW, "callgrind.txt"))
+if cgt:
+    sg = cgt.get("stonegate_instructions_per_request")
+    bare = cgt.get("bare_proxy_instructions_per_request")
+    extra = f"; bare proxy {int(bare):,}" if bare else ""
+    if sg:
+        w(f"| **instructions per request**, stonegate, cached token (callgrind{extra}) | {int(sg):,} | "
+          "the number to watch |")
+    sa = cgt.get("stonegate_allocations_per_request")
+    if sa:
+        ba = cgt.get("bare_proxy_allocations_per_request")
+        extra = f"; bare proxy {ba}" if ba else ""
+        w(f"| allocations per request (calls to malloc & co. in the same window{extra}) | {sa} | little |")
 w("")
 
 w("## Ratios (targets from issue 5)")
@@ -278,7 +330,7 @@ if rows:
     H = top + len(rows) * (bar_h + gap) + 50
     max_rps = max(results[k]["rps"] for k, _ in rows)
     max_p99 = max(results[k]["p99_us"] for k, _ in rows)
-    color = {"a": "#8c8c8c", "b": "#5b8bd9", "c": "#2e9e5b", "c_log": "#7cc49a",
+    color = {"a": "#8c8c8c", "g": "#4a4a9c", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "c": "#2e9e5b", "c_log": "#7cc49a",
              "e": "#d9a23b", "f": "#c8553d"}
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'font-family="sans-serif" font-size="13">',
@@ -304,6 +356,12 @@ if rows:
         s.append(f'<rect x="{x2}" y="{y}" width="{wl}" height="{bar_h}" fill="{c}"/>')
         s.append(f'<text x="{x2 + wl + 4}" y="{y + bar_h * 0.7}">{us(r["p99_us"])}</text>')
     foot = []
+    if cg is not None:
+        foot.append(f"c/g = {cg:.2f}")
+    if hcg is not None:
+        foot.append(f"h_cache/g = {hcg:.2f}")
+    if cgt.get("stonegate_instructions_per_request"):
+        foot.append(f"{int(cgt['stonegate_instructions_per_request']):,} instructions/request")
     if cb is not None:
         foot.append(f"c/b = {cb:.2f}")
     if cf is not None:

@@ -160,6 +160,8 @@ pub struct Listeners<'a> {
     /// Whether any `[[forward_auth]]` endpoint is written (then `upstream`
     /// may be left out).
     pub forward_auth_configured: bool,
+    /// Whether `[kubernetes]` is written (then `upstream` may be left out).
+    pub kubernetes_configured: bool,
 }
 
 impl Section {
@@ -174,7 +176,7 @@ impl Section {
         let listen = addr(p, "listen", top.listen);
         let admin_listen = addr(p, "admin_listen", top.admin_listen);
         let upstream = match top.upstream {
-            None if top.forward_auth_configured => None,
+            None if top.forward_auth_configured || top.kubernetes_configured => None,
             other => url(p, "upstream", other),
         };
         let auth_listen = top

@@ -28,43 +28,41 @@ pub(super) struct Accepting {
     cap: usize,
 }
 
-/// Starts the accept loops: the proxy listener serving `front`, and the
+/// Starts the accept loops: the proxy listener serving `front`, the
 /// forward-auth listener with its front, both with TLS when `acceptor` is
-/// set (`[tls]`).
+/// set (`[tls]`), and the kube-apiserver webhook's listener (TLS always).
 pub(super) fn start(
     settings: &proxy::Settings,
     (listener, acceptor, front): (TcpListener, Option<tokio_rustls::TlsAcceptor>, Front),
     auth: Option<(TcpListener, Front)>,
+    kube: Option<(TcpListener, tokio_rustls::TlsAcceptor, Front)>,
 ) -> Accepting {
-    let (cap, limits) = limits(settings, 1 + usize::from(auth.is_some()));
+    let mut listeners = vec![("listen", listener, acceptor.clone(), front)];
+    if let Some((l, front)) = auth {
+        listeners.push(("auth_listen", l, acceptor, front));
+    }
+    if let Some((l, acceptor, front)) = kube {
+        listeners.push(("kubernetes.listen", l, Some(acceptor), front));
+    }
+    let (cap, limits) = limits(settings, listeners.len());
     let builder = http(settings);
     let (stop, stop_rx) = watch::channel(false);
-    let mut slots = vec![Arc::new(Semaphore::new(cap))];
-    let mut loops = vec![tokio::spawn(accept_loop(
-        Listener {
-            name: "listen",
-            listener,
-            acceptor: acceptor.clone(),
-            slots: slots[0].clone(),
-        },
-        front,
-        builder.clone(),
-        limits.clone(),
-        stop_rx.clone(),
-    ))];
-    if let Some((l, front)) = auth {
-        slots.push(Arc::new(Semaphore::new(cap)));
+    let mut slots = Vec::new();
+    let mut loops = Vec::new();
+    for (name, listener, acceptor, front) in listeners {
+        let slot = Arc::new(Semaphore::new(cap));
+        slots.push(slot.clone());
         loops.push(tokio::spawn(accept_loop(
             Listener {
-                name: "auth_listen",
-                listener: l,
+                name,
+                listener,
                 acceptor,
-                slots: slots[1].clone(),
+                slots: slot,
             },
             front,
-            builder,
-            limits,
-            stop_rx,
+            builder.clone(),
+            limits.clone(),
+            stop_rx.clone(),
         )));
     }
     Accepting {

@@ -16,6 +16,7 @@ use crate::{
     config::Settings,
     forward_auth::{envoy_grpc::Grpc, Flavor, ForwardAuth},
     gate::Handle,
+    kube::Webhook,
     layer::{AuthTokenLayer, AuthTokenService},
     metrics::Metrics,
     proxy::{Proxy, UpstreamConfig},
@@ -61,12 +62,14 @@ pub(super) fn build(
             forward_auth.clone()
         },
         grpc: if separate_auth { None } else { grpc.clone() },
+        kube: None,
         proxy,
         max_headers: settings.max_headers,
     };
     let auth_front = separate_auth.then(|| Front {
         forward_auth,
         grpc,
+        kube: None,
         proxy: None,
         max_headers: settings.max_headers,
     });
@@ -92,6 +95,8 @@ pub(super) struct Front {
     forward_auth: Option<ForwardAuth>,
     /// Envoy's `ext_authz` gRPC and health services (`envoy-grpc`).
     grpc: Option<Grpc>,
+    /// The kube-apiserver webhook (its own listener serves only it).
+    kube: Option<Webhook>,
     proxy: Option<ProxyService>,
     /// Most request headers; HTTP/1.1 heads are checked by hyper, HTTP/2
     /// ones here (h2 bounds only their bytes).
@@ -103,6 +108,17 @@ type AuthBody = Either<Full<Bytes>, tonic::body::Body>;
 type FrontBody = Either<AuthBody, ProxyResponseBody>;
 
 impl Front {
+    /// The front of the `[kubernetes]` listener: the webhook alone.
+    pub(super) fn kubernetes(webhook: Webhook, max_headers: usize) -> Self {
+        Self {
+            forward_auth: None,
+            grpc: None,
+            kube: Some(webhook),
+            proxy: None,
+            max_headers,
+        }
+    }
+
     pub(super) async fn handle(
         self,
         req: Request<Incoming>,
@@ -112,6 +128,10 @@ impl Front {
                 b"request header fields too large\n",
             )));
             *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            return Ok(r.map(|b| Either::Left(Either::Left(b))));
+        }
+        if let Some(kube) = self.kube {
+            let r = kube.handle(req).await;
             return Ok(r.map(|b| Either::Left(Either::Left(b))));
         }
         if let Some(grpc) = self.grpc {

@@ -9,10 +9,23 @@ use std::{future::Future, sync::Arc, time::Duration};
 use crate::{
     config::Settings,
     gate::Handle,
+    kube::Webhook,
     metrics::Metrics,
     stack::{self, Background},
     tls::ReloadableCert,
 };
+
+/// What a reload replaces.
+pub(super) struct Running<'a> {
+    /// The gate every door decides with.
+    pub handle: &'a Handle,
+    /// The metrics the new stack counts into.
+    pub metrics: &'a Metrics,
+    /// The listeners' certificates (`[tls]`, `[kubernetes]`).
+    pub certs: &'a [Arc<ReloadableCert>],
+    /// The kube-apiserver webhook, whose role mappings and policy reload.
+    pub webhook: Option<&'a Webhook>,
+}
 
 /// Reloads on every SIGHUP until `shutdown` completes; returns the
 /// background tasks of the validator then in use (dropping them stops them).
@@ -20,18 +33,22 @@ pub(super) async fn until_shutdown(
     shutdown: impl Future<Output = ()>,
     settings: &Settings,
     reload: impl Fn() -> Result<Settings, crate::config::Error>,
-    handle: &Handle,
-    metrics: &Metrics,
-    listener_cert: Option<&Arc<ReloadableCert>>,
+    running: Running<'_>,
     mut generation: Background,
 ) -> Background {
+    let Running {
+        handle,
+        metrics,
+        certs,
+        webhook,
+    } = running;
     let mut hangup = hangup_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             () = hangup.recv() => {
-                if let Some(cert) = listener_cert {
+                for cert in certs {
                     match cert.reload(true) {
                         Ok(_) => tracing::info!("listener certificate reloaded"),
                         Err(e) => tracing::error!(error = %e, "listener certificate reload failed; keeping the current one"),
@@ -41,9 +58,12 @@ pub(super) async fn until_shutdown(
                     for key in restart_only_changes(settings, &new) {
                         tracing::warn!(key, "changed in the configuration file; takes effect at the next restart");
                     }
-                    stack::build(&new, metrics).map_err(|e| e.to_string())
+                    stack::build(&new, metrics).map(|s| (s, new.kubernetes)).map_err(|e| e.to_string())
                 }) {
-                    Ok(new_stack) => {
+                    Ok((new_stack, kubernetes)) => {
+                        if let (Some(w), Some(k)) = (webhook, kubernetes) {
+                            w.replace(k);
+                        }
                         // Validator and sessions together: one swap.
                         handle.replace(new_stack.gate);
                         // Dropping the old background stops its tasks.
@@ -74,6 +94,12 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     check("forward_auth", old.forward_auth != new.forward_auth);
     check("tls", format!("{:?}", o.tls) != format!("{:?}", n.tls));
     check("log_format", o.log_json != n.log_json);
+    let kube_listener = |s: &Settings| {
+        s.kubernetes
+            .as_ref()
+            .map(|k| (k.listen, k.cert_file.clone(), k.key_file.clone()))
+    };
+    check("kubernetes", kube_listener(old) != kube_listener(new));
     check(
         "proxy",
         (

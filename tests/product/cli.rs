@@ -145,11 +145,11 @@ fn uncomment_tables(text: &str, tables: &[&str]) -> String {
 
 #[test]
 fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
-    // [fernet], [jws], [revocation], [tls] and [authorization] are commented
-    // out in the example (they need files only a deployment has); switched
-    // on, with the harness's real key repository, a public key, a real
-    // certificate and a policy file naming the rule the example uses, they
-    // check too.
+    // [fernet], [jws], [revocation], [tls], [authorization] and [kubernetes]
+    // are commented out in the example (they need files only a deployment
+    // has); switched on, with the harness's real key repository, a public
+    // key, a real certificate and a policy file naming the rule the example
+    // uses, they check too.
     let ks = crate::harness::Keystone::from_env();
     let repo = ks.fixtures()["fernet_key_repository"]
         .as_str()
@@ -175,7 +175,14 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
     std::fs::write(public.join("public.pem"), crate::jws::public_pem(1)).unwrap();
     let text = uncomment_tables(
         &example,
-        &["fernet", "jws", "revocation", "tls", "authorization"],
+        &[
+            "fernet",
+            "jws",
+            "revocation",
+            "tls",
+            "authorization",
+            "kubernetes",
+        ],
     )
     .replace(
         "/run/secrets/stonegate-password",
@@ -196,6 +203,7 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
         "\n[tls]\n",
         "\n[authorization]\n",
         "\n[[authorization.rules]]\n",
+        "\n[kubernetes]\n",
     ] {
         assert!(text.contains(table), "{table:?} not switched on:\n{text}");
     }

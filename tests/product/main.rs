@@ -35,6 +35,7 @@ mod ingress;
 mod ingress_session;
 mod jws;
 mod kmw_differential;
+mod kube;
 mod layer;
 mod local;
 mod mtls;
