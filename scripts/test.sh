@@ -3,6 +3,7 @@
 #
 #   scripts/test.sh                  # all targets + doctests
 #   scripts/test.sh forged           # extra arguments go to `cargo test --all-targets`
+#   scripts/test.sh --test product -- a b   # only the targets named, with filters a and b
 #   KEEP_KEYSTONE=1 scripts/test.sh  # leave the harness Keystone running afterwards
 #
 # 1. installs what is missing (system packages only as root with apt-get; the
@@ -68,9 +69,23 @@ t=$(date +%s%3N)
 # The embedded-layer product test runs examples/axum as a user does; under
 # `cargo test` an example is only built as a test harness.
 timeout "${TEST_TIMEOUT:-2400}" cargo build --example axum
-log "cargo test --all-targets --no-fail-fast $*"
-timeout "${TEST_TIMEOUT:-2400}" cargo test --all-targets --no-fail-fast "$@"
-log "cargo test --all-targets passed in $(secs "$t")s"
+# Every target, unless the arguments pick some (`--test product`, `--lib`...):
+# then only those, so test-name filters never reach the criterion benches
+# (which take them for bench filters and refuse more than one).
+TARGETS=(--all-targets)
+for a in "$@"; do
+  [[ $a == -- ]] && break
+  case "$a" in
+    --lib | --bins | --tests | --benches | --examples | --all-targets | \
+      --test | --test=* | --bin | --bin=* | --bench | --bench=* | --example | --example=*)
+      TARGETS=()
+      break
+      ;;
+  esac
+done
+log "cargo test ${TARGETS[*]} --no-fail-fast $*"
+timeout "${TEST_TIMEOUT:-2400}" cargo test "${TARGETS[@]}" --no-fail-fast "$@"
+log "cargo test ${TARGETS[*]} passed in $(secs "$t")s"
 if (($# == 0)); then
   t=$(date +%s%3N)
   timeout "${TEST_TIMEOUT:-2400}" cargo test --doc

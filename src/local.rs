@@ -220,6 +220,8 @@ pub struct KeyStore<R = KeySet> {
     current: RwLock<Arc<R>>,
     signature: Mutex<Vec<(String, u64, Option<SystemTime>)>>,
     last_forced: Mutex<Option<Instant>>,
+    /// Set to the number of keys loaded, on every load ([`KeyStore::report_to`]).
+    loaded: std::sync::OnceLock<prometheus::IntGauge>,
 }
 
 impl<R: Repository> KeyStore<R> {
@@ -232,7 +234,16 @@ impl<R: Repository> KeyStore<R> {
             current: RwLock::new(Arc::new(set)),
             signature: Mutex::new(signature),
             last_forced: Mutex::new(None),
+            loaded: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps `gauge` at the number of keys in use: set now, and again by
+    /// every reload (the periodic check's, and the one a token no key
+    /// opens triggers).
+    pub fn report_to(&self, gauge: prometheus::IntGauge) {
+        gauge.set(gauge_value(self.current().len()));
+        let _ = self.loaded.set(gauge);
     }
 
     /// The keys in use.
@@ -254,6 +265,9 @@ impl<R: Repository> KeyStore<R> {
         // On error the signature is not recorded, so the next check retries.
         let set = R::load(&self.dir)?;
         let ids = set.names();
+        if let Some(g) = self.loaded.get() {
+            g.set(gauge_value(set.len()));
+        }
         if let Ok(mut g) = self.current.write() {
             *g = Arc::new(set);
         }
@@ -277,6 +291,10 @@ impl<R: Repository> KeyStore<R> {
         drop(last);
         self.refresh(false).unwrap_or(false)
     }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Names, sizes and modification times of the key files of `dir`.

@@ -22,6 +22,8 @@
 pub mod client_address;
 pub mod keys;
 mod login;
+#[doc(hidden)]
+pub use login::login_auth;
 pub mod origin;
 pub mod seal;
 pub mod settings;
@@ -377,8 +379,14 @@ pub fn request_is_tls<B>(req: &Request<B>) -> bool {
         || req.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
 }
 
-/// Every value of cookie `name` in the `Cookie` header(s).
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// Every value of cookie `name` in the `Cookie` header(s), one pair of
+/// surrounding double quotes removed (RFC 6265 §4.2.1 `cookie-value`).
+/// `pub` for the `session_headers` fuzz target only; not API.
+#[doc(hidden)]
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -386,12 +394,19 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
         .flat_map(|v| v.split(';'))
         .filter_map(move |pair| {
             let (n, v) = pair.trim().split_once('=')?;
-            (n.trim() == name).then(|| v.trim().trim_matches('"'))
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (n.trim() == name).then_some(v)
         })
 }
 
 /// Removes cookie `name` from the `Cookie` header(s), keeping the others.
-fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+/// `pub` for the `session_headers` fuzz target only; not API.
+#[doc(hidden)]
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()

@@ -148,13 +148,14 @@ async fn keep_service_token(keystone: keystone::Client) {
     }
 }
 
-/// The keys-loaded gauges.
+/// The keys-loaded gauges, which every reload then keeps current (also
+/// the one a token of an unknown key triggers: `KeyStore::report_to`).
 fn count_keys(local: &Local, metrics: &Metrics) {
     if let Some(keys) = &local.keys {
-        metrics.fernet_keys.set(gauge(keys.current().keys().len()));
+        keys.report_to(metrics.fernet_keys.clone());
     }
     if let Some(keys) = &local.public_keys {
-        metrics.jws_keys.set(gauge(keys.current().keys().len()));
+        keys.report_to(metrics.jws_keys.clone());
     }
 }
 
@@ -173,6 +174,5 @@ async fn watch_keys(local: Arc<Local>, metrics: Metrics) {
             metrics.jws_reload_failures.inc();
             tracing::error!(error = %e, "JWS public key repository reload failed; keeping the last good keys");
         }
-        count_keys(&local, &metrics);
     }
 }

@@ -1,31 +1,31 @@
-//! The token cache, counted at an in-process fake Keystone: one validation per
-//! token while cached (also for concurrent first requests), a short negative
-//! entry for invalid tokens, and no entry at all for Keystone's errors.
+//! The token cache: one validation per token while cached, a short negative
+//! entry for invalid tokens (both against the real Keystone, counted by
+//! stonegate's `stonegate_keystone_requests_total`), and, with the fake
+//! Keystone's faults, one validation for concurrent first requests while
+//! Keystone is slow and no entry at all for Keystone's errors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::harness::{FakeKeystone, Fault, Stonegate, Upstream};
+use crate::harness::{FakeKeystone, Fault, Keystone, Stonegate, Upstream};
+use crate::local::validate_calls;
 
 #[tokio::test]
 async fn repeated_requests_with_one_token_cost_one_keystone_validation() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;
-    let base = fk.validate_calls();
-    let token = FakeKeystone::valid_token(1);
+    let base = validate_calls(&sg).await;
+    let token = ks.demo_token().await;
     for _ in 0..10 {
         assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     }
-    assert_eq!(fk.validate_calls() - base, 1);
+    assert_eq!(validate_calls(&sg).await - base, 1.0);
     assert_eq!(up.hits(), 10);
-    assert_eq!(
-        up.last().header("x-user-name").as_deref(),
-        Some("fake-user")
-    );
+    assert_eq!(up.last().header("x-user-name").as_deref(), Some("demo"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,8 @@ async fn fifty_concurrent_first_requests_cost_one_keystone_validation() {
         .start()
         .await;
     let base = fk.validate_calls();
-    // Keystone answers slowly, so all 50 requests wait on the same validation.
+    // The fault: Keystone answers slowly, so all 50 requests wait on the
+    // same validation.
     fk.set_validate_delay(Duration::from_millis(500));
     let token = FakeKeystone::valid_token(2);
     let client = crate::harness::client();
@@ -62,36 +63,44 @@ async fn fifty_concurrent_first_requests_cost_one_keystone_validation() {
 
 #[tokio::test]
 async fn invalid_token_is_cached_negatively_for_negative_ttl() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .cache_option("negative_ttl", 1)
         .start()
         .await;
-    let base = fk.validate_calls();
+    // A token Keystone answers 404 for.
+    let bad = "not-a-token-keystone-ever-issued";
+    let base = validate_calls(&sg).await;
+    let cached_at = Instant::now();
     for _ in 0..10 {
-        assert_eq!(
-            sg.get("/", &[("X-Auth-Token", "fake-invalid-1")])
-                .await
-                .status(),
-            401
-        );
+        assert_eq!(sg.get("/", &[("X-Auth-Token", bad)]).await.status(), 401);
     }
     assert_eq!(
-        fk.validate_calls() - base,
-        1,
+        validate_calls(&sg).await - base,
+        1.0,
         "a flood of one bad token costs one call"
     );
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    assert_eq!(
-        sg.get("/", &[("X-Auth-Token", "fake-invalid-1")])
-            .await
-            .status(),
-        401
+    // The entry ends after negative_ttl: the next request goes to Keystone
+    // again, not before 1 s and well within 3 s.
+    loop {
+        assert_eq!(sg.get("/", &[("X-Auth-Token", bad)]).await.status(), 401);
+        if validate_calls(&sg).await - base >= 2.0 {
+            break;
+        }
+        assert!(
+            cached_at.elapsed() < Duration::from_secs(3),
+            "the negative entry never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        cached_at.elapsed() >= Duration::from_secs(1),
+        "expired before negative_ttl"
     );
-    assert_eq!(fk.validate_calls() - base, 2, "the negative entry expired");
+    assert_eq!(validate_calls(&sg).await - base, 2.0);
     assert_eq!(up.hits(), 0);
 }
 
@@ -115,7 +124,7 @@ async fn keystone_errors_are_never_cached() {
 
 #[tokio::test]
 async fn token_cache_time_minus_one_validates_every_request_with_keystone() {
-    let ks = crate::harness::Keystone::from_env();
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
         .keystone(&ks)
@@ -124,12 +133,12 @@ async fn token_cache_time_minus_one_validates_every_request_with_keystone() {
         .start()
         .await;
     let token = ks.demo_token().await;
-    let before = crate::local::validate_calls(&sg).await;
+    let before = validate_calls(&sg).await;
     for _ in 0..3 {
         assert_eq!(sg.get("/", &[("X-Auth-Token", &token)]).await.status(), 200);
     }
     assert_eq!(
-        crate::local::validate_calls(&sg).await - before,
+        validate_calls(&sg).await - before,
         3.0,
         "keystonemiddleware's -1: nothing is cached"
     );

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{client, FakeKeystone, Keystone, Stonegate, Upstream};
+use crate::harness::{client, Keystone, Stonegate, Upstream};
 
 /// Reads until the peer closes; how long that took, or `None` if it was
 /// still open after `limit`.
@@ -75,10 +75,10 @@ async fn admin_answers(sg: &Stonegate, path: &str) -> Result<u16, String> {
 
 #[tokio::test]
 async fn a_socket_that_sends_nothing_is_closed_after_first_byte_timeout() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .proxy_option("first_byte_timeout", 1)
         .start()
@@ -100,7 +100,7 @@ async fn a_socket_that_sends_nothing_is_closed_after_first_byte_timeout() {
     );
     // A prompt client is served as always.
     let resp = sg
-        .get("/", &[("X-Auth-Token", &FakeKeystone::valid_token(1))])
+        .get("/", &[("X-Auth-Token", &ks.demo_token().await)])
         .await;
     assert_eq!(resp.status(), 200);
 }
@@ -327,14 +327,14 @@ async fn descriptor_exhaustion_neither_spins_nor_starves_the_admin_listener() {
 
 #[tokio::test]
 async fn a_login_body_that_trickles_gets_408_and_never_reaches_keystone() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("session-keys");
     let key = stonegate::session::keys::SessionKeys::generate().unwrap();
     std::fs::write(&keys, format!("{key}\n")).unwrap();
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .extra_toml(&format!(
             "[session]\nenabled = true\nkeys_file = {:?}\n",
@@ -342,7 +342,14 @@ async fn a_login_body_that_trickles_gets_408_and_never_reaches_keystone() {
         ))
         .start()
         .await;
-    let auth_before = fk.auth_calls();
+    let logins = || {
+        crate::local::metric(
+            &sg,
+            "stonegate_keystone_requests_total",
+            &["operation=\"login\""],
+        )
+    };
+    let auth_before = logins().await;
     let mut s = TcpStream::connect(sg.listen).await.unwrap();
     let body = br#"{"username": "demo", "password": "secret"}"#;
     let head = format!(
@@ -371,7 +378,7 @@ async fn a_login_body_that_trickles_gets_408_and_never_reaches_keystone() {
         "{text}"
     );
     assert!(start.elapsed() < Duration::from_secs(15));
-    assert_eq!(fk.auth_calls(), auth_before, "the login reached Keystone");
+    assert_eq!(logins().await, auth_before, "the login reached Keystone");
     assert_eq!(up.hits(), 0);
 }
 
@@ -495,12 +502,12 @@ async fn an_http2_request_with_more_than_max_headers_gets_431() {
 /// completes it and then sends nothing, are both closed.
 #[tokio::test]
 async fn silent_tls_connections_are_closed_before_and_after_the_handshake() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::tls::self_signed(dir.path());
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .proxy_option("first_byte_timeout", 1)
         .extra_toml(&format!(
@@ -576,10 +583,10 @@ async fn goaway_code(s: &mut TcpStream, limit: Duration) -> Option<u32> {
 
 #[tokio::test]
 async fn an_http2_client_that_ignores_pings_is_closed() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .proxy_option("idle_timeout", 600)
         .proxy_option("http2_keep_alive_interval", 1)
@@ -602,10 +609,10 @@ async fn an_http2_client_that_ignores_pings_is_closed() {
 /// the connection with GOAWAY ENHANCE_YOUR_CALM.
 #[tokio::test]
 async fn an_http2_rapid_reset_flood_gets_goaway() {
-    let fk = FakeKeystone::start().await;
+    let ks = Keystone::from_env();
     let up = Upstream::echo().await;
     let sg = Stonegate::builder()
-        .keystone(&fk)
+        .keystone(&ks)
         .upstream(&up)
         .start()
         .await;

@@ -34,14 +34,14 @@ const PUBLIC_VERSIONS: &str = "[routes]\npublic = [{ method = \"GET\", path = \"
 
 /// stonegate answering forward-auth only, gRPC on `auth_listen`.
 pub(crate) async fn grpc_service(ks: &impl KeystoneTarget, extra: &str) -> (Stonegate, String) {
-    let auth = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(ks)
         .without_upstream()
-        .top_option("auth_listen", auth.to_string())
+        .auth_listen()
         .extra_toml(&format!("{ENDPOINT}{extra}"))
         .start()
         .await;
+    let auth = sg.auth.expect("auth_listen bound");
     (sg, format!("http://{auth}"))
 }
 
@@ -397,15 +397,15 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
 #[tokio::test]
 async fn delay_auth_decision_answers_ok_with_identity_status_invalid() {
     let ks = Keystone::from_env();
-    let auth = crate::harness::free_addr();
-    let _sg = Stonegate::builder()
+    let sg = Stonegate::builder()
         .keystone(&ks)
         .without_upstream()
         .option("delay_auth_decision", true)
-        .top_option("auth_listen", auth.to_string())
+        .auth_listen()
         .extra_toml(ENDPOINT)
         .start()
         .await;
+    let auth = sg.auth.expect("auth_listen bound");
     let mut c = client(&format!("http://{auth}")).await;
     let r = check(
         &mut c,
@@ -454,11 +454,11 @@ async fn keystone_down_fails_the_rpc_with_unavailable_never_a_denial() {
 
 #[tokio::test]
 async fn an_ambiguous_path_is_refused_before_keystone_is_asked() {
-    let fk = FakeKeystone::start().await;
-    let (_sg, url) = grpc_service(&fk, PUBLIC_VERSIONS).await;
+    let ks = Keystone::from_env();
+    let (sg, url) = grpc_service(&ks, PUBLIC_VERSIONS).await;
     let mut c = client(&url).await;
-    let token = FakeKeystone::valid_token(4);
-    let before = fk.validate_calls();
+    let token = ks.demo_token().await;
+    let before = crate::local::validate_calls(&sg).await;
     for target in [
         "/v2.1/../admin",
         "/v2.1/%2e%2e/admin",
@@ -477,7 +477,7 @@ async fn an_ambiguous_path_is_refused_before_keystone_is_asked() {
         assert_eq!(body["error"]["code"], 400, "{target}");
     }
     assert_eq!(
-        fk.validate_calls(),
+        crate::local::validate_calls(&sg).await,
         before,
         "an ambiguous path reached Keystone"
     );
@@ -626,17 +626,17 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
     let ks = Keystone::from_env();
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::tls::self_signed(dir.path());
-    let auth = crate::harness::free_addr();
     let up = Upstream::echo().await;
-    let _sg = Stonegate::builder()
+    let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .top_option("auth_listen", auth.to_string())
+        .auth_listen()
         .extra_toml(&format!(
             "{ENDPOINT}[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
         ))
         .start()
         .await;
+    let auth = sg.auth.expect("auth_listen bound");
     // The listener's certificate is self-signed (a CA as end entity, which
     // webpki refuses): accept exactly that certificate.
     let pem = std::fs::read(&cert).unwrap();

@@ -312,14 +312,14 @@ async fn unavailable_status_is_configurable_per_endpoint() {
 async fn auth_listen_serves_forward_auth_apart_from_the_proxy() {
     let ks = Keystone::from_env();
     let up = Upstream::echo().await;
-    let auth_addr = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .top_option("auth_listen", auth_addr.to_string())
+        .auth_listen()
         .extra_toml(NGINX_ENDPOINT)
         .start()
         .await;
+    let auth_addr = sg.auth.expect("auth_listen bound");
     let token = ks.demo_token().await;
     let resp = get(
         &format!("http://{auth_addr}/_stonegate/auth"),

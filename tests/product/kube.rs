@@ -217,15 +217,15 @@ fn ca_and_serving_cert(dir: &std::path::Path) -> (String, String, String) {
 async fn webhook(ks: &impl crate::harness::stonegate::KeystoneTarget, extra: &str) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_serving_cert(dir.path());
-    let addr = crate::harness::free_addr();
     let sg = Stonegate::builder()
         .keystone(ks)
         .without_upstream()
         .extra_toml(&format!(
-            "[kubernetes]\nlisten = \"{addr}\"\ncert_file = {cert:?}\nkey_file = {key:?}\n{extra}"
+            "[kubernetes]\nlisten = \"127.0.0.1:0\"\ncert_file = {cert:?}\nkey_file = {key:?}\n{extra}"
         ))
         .start()
         .await;
+    let addr = sg.kubernetes.expect("the webhook listener bound");
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     Webhook {
         sg,

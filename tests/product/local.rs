@@ -1312,9 +1312,7 @@ async fn keystone_manage_fernet_rotate_under_traffic_causes_no_false_rejection()
     let online = validate_calls(&sg).await;
     assert!(online <= 4.0, "{online} validations online");
     // The new primary of the second rotation was a key stonegate had never
-    // loaded: a token no key opened made it reload at once. (The
-    // `stonegate_fernet_keys` gauge only follows at the next periodic check:
-    // it is set by the watcher, not by that reload.)
+    // loaded: a token no key opened made it reload at once.
     assert!(
         sg.log_with("Fernet key repository reloaded")
             .await
@@ -1322,6 +1320,54 @@ async fn keystone_manage_fernet_rotate_under_traffic_causes_no_false_rejection()
         "no reload although the primary changed to an unknown key"
     );
     eprintln!("rotation under traffic: {total} requests, 3 rotations, answers {answers:?}");
+}
+
+/// `stonegate_fernet_keys` follows the reload a token no loaded key opens
+/// triggers at once, not at the next periodic check (an hour away here).
+#[tokio::test]
+async fn the_fernet_keys_gauge_follows_the_reload_an_unknown_key_triggers() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_repository(key_repository(&ks).as_ref(), dir.path());
+    let repo = dir.path().to_str().unwrap();
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "[fernet]\nkey_repository = {repo:?}\nkey_reload_interval = 3600\n"
+        ))
+        .start()
+        .await;
+    let before = key_ids(dir.path()).len();
+    assert_eq!(
+        metric(&sg, "stonegate_fernet_keys", &[]).await,
+        before as f64
+    );
+    // Two rotations that prune nothing: the primary is then a key made by
+    // the first one, which stonegate never loaded (the 60 s interval of
+    // Keystone's tokens, compressed).
+    rotate_like_keystone(dir.path(), before + 3);
+    rotate_like_keystone(dir.path(), before + 3);
+    let primary = *key_ids(dir.path()).last().unwrap();
+    assert_eq!(key_ids(dir.path()).len(), before + 2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = fernet_token(&key_bytes(dir.path(), primary), 0x80, now, b"\x96\x00");
+    status(&sg, &token).await;
+    assert!(
+        sg.log_with("Fernet key repository reloaded")
+            .await
+            .contains("Fernet key repository reloaded"),
+        "a token of an unknown key triggered no reload"
+    );
+    assert_eq!(
+        metric(&sg, "stonegate_fernet_keys", &[]).await,
+        (before + 2) as f64,
+        "the gauge still shows the keys before the reload"
+    );
 }
 
 /// On a copy of the harness repository (the shared one is rotated at most

@@ -493,7 +493,6 @@ async fn the_start_line_names_the_bound_addresses_when_the_ports_are_zero() {
     let sg = Stonegate::builder()
         .keystone(&ks)
         .upstream(&up)
-        .port_zero()
         .start()
         .await;
     assert_ne!(sg.listen.port(), 0);

@@ -77,8 +77,6 @@ pub struct Builder {
     nofile: Option<u64>,
     /// `nofile` limits only the soft limit (the hard one stays).
     nofile_soft_only: bool,
-    /// Listen on port 0 and learn the addresses from the start log line.
-    port_zero: bool,
 }
 
 /// A running stonegate process.
@@ -88,6 +86,10 @@ pub struct Stonegate {
     pub listen: SocketAddr,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin: SocketAddr,
+    /// The forward-auth listener, with [`Builder::auth_listen`].
+    pub auth: Option<SocketAddr>,
+    /// The Kubernetes webhook listener (`[kubernetes] listen`), when configured.
+    pub kubernetes: Option<SocketAddr>,
     log: PathBuf,
     /// The config file it was started with.
     pub config: PathBuf,
@@ -128,7 +130,6 @@ impl Stonegate {
             oslo: None,
             nofile: None,
             nofile_soft_only: false,
-            port_zero: false,
         }
     }
 
@@ -394,12 +395,10 @@ impl Builder {
         self
     }
 
-    /// `listen` and `admin_listen` on `127.0.0.1:0`: the kernel picks the
-    /// ports, and the harness reads them from the "stonegate started" line
-    /// (which must name the bound addresses, not the configured ones).
-    pub fn port_zero(mut self) -> Self {
-        self.port_zero = true;
-        self
+    /// A forward-auth listener (`auth_listen`) on `127.0.0.1:0`, found
+    /// like the others ([`Stonegate::auth`]).
+    pub fn auth_listen(self) -> Self {
+        self.top_option("auth_listen", "127.0.0.1:0")
     }
 
     /// Do not wait for `/readyz`; wait for `/healthz` only (to test not-ready states).
@@ -422,12 +421,11 @@ impl Builder {
                     .expect("Stonegate::builder().upstream(..) is required"),
             )
         };
-        let (listen, admin) = if self.port_zero {
-            let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
-            (zero, zero)
-        } else {
-            (super::free_addr(), super::free_addr())
-        };
+        // Every listener on `127.0.0.1:0`: the kernel picks the ports (none
+        // is bound, released and bound again), and the harness reads them
+        // from the "stonegate started" line, which names the bound addresses.
+        let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (listen, admin) = (zero, zero);
 
         let mut doc = self.top;
         doc.insert("listen".into(), listen.to_string().into());
@@ -533,13 +531,13 @@ impl Builder {
             child,
             listen,
             admin,
+            auth: None,
+            kubernetes: None,
             log,
             config,
             _dir: dir,
         };
-        if self.port_zero {
-            sg.learn_bound_addresses().await;
-        }
+        sg.learn_bound_addresses().await;
         let path = if self.wait_ready {
             "/readyz"
         } else {
@@ -569,6 +567,18 @@ impl Stonegate {
         };
         self.listen = field("listen");
         self.admin = field("admin");
+        // `auth_listen=Some("127.0.0.1:41234")`, or `None`; `kubernetes=` alike.
+        let optional = |name: &str| -> Option<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=Some(\"")))
+                .and_then(|v| v.strip_suffix("\")"))
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|e| panic!("{name}={v} ({e}): {line}"))
+                })
+        };
+        self.auth = optional("auth_listen");
+        self.kubernetes = optional("kubernetes");
     }
 
     async fn wait_for(&mut self, path: &str, limit: Duration) {
