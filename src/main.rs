@@ -209,6 +209,9 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                     "Identity API v2.0 (auth_version): legacy validation, GET /v2.0/tokens/{{token}}"
                 );
             }
+            if let Some(k) = &s.kubernetes {
+                explain_kube_policy(k);
+            }
             for w in &s.warnings {
                 println!("warning: {w}");
             }
@@ -303,6 +306,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `check-config`'s account of `[kubernetes] policy_file`: the rule count,
+/// one line per rule, then the parts that can never apply.
+fn explain_kube_policy(k: &stonegate::kube::Settings) {
+    match (&k.policy_file, &k.policy) {
+        (Some(file), Some(policy)) => {
+            println!(
+                "[kubernetes] policy_file {file}: {} rule(s) (k8s-keystone-auth's format); a SubjectAccessReview no rule allows is no opinion",
+                policy.len()
+            );
+            for line in policy.describe() {
+                println!("  {line}");
+            }
+            for line in policy.warnings() {
+                println!("warning: [kubernetes] policy_file {line}");
+            }
+        }
+        _ => println!(
+            "[kubernetes] no policy_file: every SubjectAccessReview is no opinion (RBAC decides)"
+        ),
     }
 }
 

@@ -187,14 +187,19 @@ impl Policy {
         self.rules.is_empty()
     }
 
-    /// One line per rule saying what it allows to whom, then one line per
-    /// rule part that can never apply (as k8s-keystone-auth would skip it).
-    pub fn explain(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.rules.iter().map(eval::Compiled::describe).collect();
-        for rule in &self.rules {
-            lines.extend(rule.warnings());
-        }
-        lines
+    /// One line per rule: what it allows, to whom.
+    pub fn describe(&self) -> Vec<String> {
+        self.rules.iter().map(eval::Compiled::describe).collect()
+    }
+
+    /// One line per rule part that can never apply (k8s-keystone-auth
+    /// skips it): a `users` without `projects`, an unknown `match` type, a
+    /// key that is not `namespace/resource`, a list that does not parse...
+    pub fn warnings(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .flat_map(eval::Compiled::warnings)
+            .collect()
     }
 }
 

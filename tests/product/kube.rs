@@ -131,8 +131,8 @@ impl KubeUser {
 
 /// A stonegate serving only the webhook, on a TLS listener with a
 /// self-signed certificate; the certificate (PEM) to trust.
-struct Webhook {
-    sg: Stonegate,
+pub(crate) struct Webhook {
+    pub(crate) sg: Stonegate,
     addr: SocketAddr,
     ca: reqwest::Certificate,
     _dir: tempfile::TempDir,
@@ -214,7 +214,10 @@ fn ca_and_serving_cert(dir: &std::path::Path) -> (String, String, String) {
     (ca, cert, key)
 }
 
-async fn webhook(ks: &impl crate::harness::stonegate::KeystoneTarget, extra: &str) -> Webhook {
+pub(crate) async fn webhook(
+    ks: &impl crate::harness::stonegate::KeystoneTarget,
+    extra: &str,
+) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = ca_and_serving_cert(dir.path());
     let sg = Stonegate::builder()
@@ -245,7 +248,7 @@ impl Webhook {
     }
 
     /// POSTs `body` to `https://<listener>/webhook`: status and answer.
-    async fn review(&self, body: &Value) -> (u16, Value) {
+    pub(crate) async fn review(&self, body: &Value) -> (u16, Value) {
         let resp = self
             .client()
             .post(format!("https://{}/webhook", self.addr))
@@ -266,7 +269,7 @@ impl Webhook {
 /// A TokenReview exactly as kube-apiserver's webhook token authenticator
 /// serialises it (client-go: metadata with a null creationTimestamp, an
 /// empty status; `audiences` as in the API reference's example).
-fn token_review(api_version: &str, token: &str) -> Value {
+pub(crate) fn token_review(api_version: &str, token: &str) -> Value {
     json!({
         "kind": "TokenReview",
         "apiVersion": api_version,

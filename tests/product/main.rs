@@ -36,6 +36,7 @@ mod ingress_session;
 mod jws;
 mod kmw_differential;
 mod kube;
+mod kube_authz;
 mod layer;
 mod local;
 mod mtls;

@@ -385,6 +385,15 @@ fn docs_resource_permission_examples() {
 
     let pods = policy("default/pods", r#"["get", "list"]"#);
     assert!(allowed(&pods, &demo, resource("list", "default", "pods")));
+    // Version 2 keys ignore the subresource, as k8s-keystone-auth does.
+    let log = Request::Resource {
+        verb: "get",
+        namespace: "default",
+        group: "",
+        resource: "pods",
+        subresource: "log",
+    };
+    assert!(allowed(&pods, &demo, log));
     assert!(!allowed(
         &pods,
         &demo,
@@ -457,9 +466,12 @@ fn permission_key_corners() {
     let broken = one("default/['pods',]", r#"["*"]"#);
     assert!(!allowed(&broken, &demo, resource("get", "default", "pods")));
     assert!(
-        broken.explain().iter().any(|l| l.contains("is not a list")),
+        broken
+            .warnings()
+            .iter()
+            .any(|l| l.contains("is not a list")),
         "{:?}",
-        broken.explain()
+        broken.warnings()
     );
     let not_any = one("!*/pods", r#"["*"]"#);
     assert!(!allowed(
@@ -477,7 +489,7 @@ fn permission_key_corners() {
     let three = one("a/b/c", r#"["*"]"#);
     assert!(!allowed(&three, &demo, resource("get", "a", "b")));
     assert!(three
-        .explain()
+        .warnings()
         .iter()
         .any(|l| l.contains("not `namespace/resource`")));
 }
@@ -614,10 +626,10 @@ fn user_match_on_name_or_uid() {
 }
 
 #[test]
-fn explain_has_a_line_per_rule_and_names_dead_parts() {
+fn describe_has_a_line_per_rule_and_warnings_name_dead_parts() {
     let p = fixture("authorizer_test_policy.json");
-    let lines = p.explain();
-    let rules: Vec<&String> = lines.iter().filter(|l| l.contains(": allows ")).collect();
+    let rules = p.describe();
+    let lines = p.warnings();
     assert_eq!(rules.len(), p.len());
     assert_eq!(
         rules[0],
@@ -635,7 +647,7 @@ fn explain_has_a_line_per_rule_and_names_dead_parts() {
             .any(|l| l.starts_with("rule 14: `nonresource` has no `path` or an empty verb")),
         "{lines:?}"
     );
-    let v2 = fixture("authorizer_test_policy_version2.json").explain();
+    let v2 = fixture("authorizer_test_policy_version2.json").describe();
     assert_eq!(
         v2[2],
         r#"rule 3: allows resources "*/*" ["*"]; paths "/healthz" ["get", "post"] to roles ⊇ ["clusteradmin"] in a project of ["demo"]"#
