@@ -31,6 +31,7 @@
 //! | `[request_id]` | [`request_id::Section`] | [`request_id::Settings`] |
 //! | `[audit]` | [`audit::Section`] | [`audit::Settings`] |
 //! | `[oauth2]` | [`oauth2::Section`] | [`oauth2::Settings`] |
+//! | `[tracing]` | [`trace::Section`] | [`trace::Settings`] |
 //! | `[kubernetes]` | [`kube::Section`] | [`kube::Settings`] |
 //! | (memcache options, `cache.redis_url`) | [`shared_cache::Options`] | [`shared_cache::Settings`] |
 //!
@@ -50,7 +51,7 @@ use crate::{
     audit, cache, forward_auth,
     keystone::{self, AuthVersion},
     kube, local, oauth2, policy, proxy, request_id, revocation, routes, session, shared_cache,
-    validator,
+    trace, validator,
 };
 
 use serde::Deserialize;
@@ -136,6 +137,9 @@ pub struct File {
     /// OAuth 2.0 token sources (`Authorization: Bearer`).
     #[serde(default)]
     pub oauth2: oauth2::Section,
+    /// OpenTelemetry traces (OTLP/HTTP export).
+    #[serde(default)]
+    pub tracing: trace::Section,
     /// The kube-apiserver webhooks (TokenReview, SubjectAccessReview).
     pub kubernetes: Option<kube::Section>,
 }
@@ -159,6 +163,9 @@ pub struct Settings {
     pub forward_auth: Vec<forward_auth::Endpoint>,
     /// The CADF audit trail, when `[audit]` is enabled.
     pub audit: Option<audit::Settings>,
+    /// Span export, when `[tracing] otlp_endpoint` is set (read at start;
+    /// a reload keeps the running exporter).
+    pub tracing: Option<trace::Settings>,
     /// The kube-apiserver webhooks, when `[kubernetes]` is written.
     pub kubernetes: Option<kube::Settings>,
     /// Options that are set but have no effect (e.g. domains with Identity
@@ -222,6 +229,7 @@ impl File {
         let request_id = self.request_id.build(&mut p);
         let audit = self.audit.build(&mut p, env);
         let oauth2 = self.oauth2.build(&mut p);
+        let tracing = self.tracing.build(&mut p);
         let kubernetes = self.kubernetes.as_ref().and_then(|k| k.build(&mut p));
         match (proxy, keystone) {
             (Some(proxy), Some((keystone, policy))) if p.is_empty() => {
@@ -244,6 +252,7 @@ impl File {
                     proxy,
                     forward_auth,
                     audit,
+                    tracing,
                     kubernetes,
                 })
             }

@@ -45,6 +45,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::{
     connection::ConnectionInfo,
@@ -245,9 +246,33 @@ impl Decider {
         let trusted = gate.validator.settings().request_id.trusts(peer);
         let correlation = Correlation::take(req.headers_mut(), trusted);
         let id = correlation.id().header_value().clone();
-        let mut resp = correlation.scope(self.decide_on(&gate, req)).await;
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "stonegate.request",
+            otel.kind = "server",
+            door = "forward_auth",
+            http.request.method = %req.method(),
+            request_id = %correlation.id(),
+            outcome = tracing::field::Empty,
+            audit_id = tracing::field::Empty,
+            cache.result = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        correlation.adopt(&span);
+        let mut resp = correlation
+            .scope(self.decide_on(&gate, req))
+            .instrument(span.clone())
+            .await;
         resp.headers_mut().insert(request_id::HEADER, id);
+        crate::trace::record_status(&span, resp.status());
         resp
+    }
+
+    /// Counts the answer's outcome, and puts it on the request's span.
+    fn count(&self, outcome: Outcome) {
+        self.metrics.request(outcome);
+        tracing::Span::current().record("outcome", outcome.as_str());
     }
 
     /// The answer to one request: a session endpoint's, or the decision on
@@ -283,7 +308,7 @@ impl Decider {
             Some(Err(ambiguous)) => {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, "forward-auth: original path refused");
-                self.metrics.request(rejection.outcome());
+                self.count(rejection.outcome());
                 let mut resp = rejection.into_response(www);
                 *resp.status_mut() = endpoint.bad_request_status();
                 return resp;
@@ -294,7 +319,7 @@ impl Decider {
                 .public_routes
                 .is_public(m, c.decoded(), &request_headers)
             {
-                self.metrics.request(Outcome::Public);
+                self.count(Outcome::Public);
                 return ok_with(HeaderMap::new());
             }
         }
@@ -341,7 +366,7 @@ impl Decider {
         let resp = sessions
             .serve(&gate.validator, &self.metrics, endpoint, req)
             .await;
-        self.metrics.request(Outcome::SessionEndpoint);
+        self.count(Outcome::SessionEndpoint);
         tracing::info!(
             target: "stonegate::access",
             endpoint = ?endpoint,
@@ -389,7 +414,7 @@ impl Decider {
         match attached {
             Ok(a) => Ok(a.map(|a| (a, https))),
             Err(resp) => {
-                self.metrics.request(Outcome::SessionRejected);
+                self.count(Outcome::SessionRejected);
                 tracing::info!(
                     target: "stonegate::access",
                     method = %method,
@@ -415,17 +440,20 @@ impl Decider {
         let mut answer = HeaderMap::new();
         match decision {
             Ok(ctx) => {
+                if let Some(a) = ctx.user.as_ref().and_then(|u| u.audit_id()) {
+                    tracing::Span::current().record("audit_id", a);
+                }
                 headers::inject(&mut answer, &ctx, include_catalog);
                 let outcome = if ctx.is_confirmed() {
                     Outcome::Forwarded
                 } else {
                     Outcome::ForwardedUnconfirmed
                 };
-                self.metrics.request(outcome);
+                self.count(outcome);
                 ok_with(answer)
             }
             Err(rejection) => {
-                self.metrics.request(rejection.outcome());
+                self.count(rejection.outcome());
                 let unavailable = matches!(rejection, Rejection::KeystoneUnavailable(_));
                 let unauthorized = matches!(rejection, Rejection::Unauthorized);
                 let conflict = matches!(rejection, Rejection::ConflictingTokens);

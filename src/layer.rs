@@ -24,6 +24,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::{field::Empty, Instrument};
 
 use crate::{
     audit::{Auditor, Record},
@@ -215,11 +216,20 @@ impl Authenticator {
             audit: gate.audit.clone(),
         };
         let id = correlation.id().header_value().clone();
+        let span = request_span(&req, &correlation);
         let mut resp = correlation
             .scope(self.answer(v, sessions, inner, req, arrival))
+            .instrument(span.clone())
             .await?;
         resp.headers_mut().insert(crate::request_id::HEADER, id);
+        crate::trace::record_status(&span, resp.status());
         Ok(resp)
+    }
+
+    /// Counts the request's outcome, and puts it on its span.
+    fn count(&self, outcome: Outcome) {
+        self.metrics.request(outcome);
+        tracing::Span::current().record("outcome", outcome.as_str());
     }
 
     /// The path check, a session endpoint, else the decision and then
@@ -291,7 +301,7 @@ impl Authenticator {
         arrival: Arrival,
     ) -> Answer {
         let rejection = Rejection::AmbiguousPath(ambiguous);
-        self.metrics.request(rejection.outcome());
+        self.count(rejection.outcome());
         tracing::info!(
             target: "stonegate::access",
             method = %req.method(),
@@ -321,7 +331,7 @@ impl Authenticator {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let resp = sessions.serve(v, &self.metrics, endpoint, req).await;
-        self.metrics.request(Outcome::SessionEndpoint);
+        self.count(Outcome::SessionEndpoint);
         tracing::info!(
             target: "stonegate::access",
             endpoint = ?endpoint,
@@ -370,7 +380,7 @@ impl Authenticator {
             match sessions.attach(v, req, &self.metrics) {
                 Ok(attached) => session = attached,
                 Err(resp) => {
-                    self.metrics.request(Outcome::SessionRejected);
+                    self.count(Outcome::SessionRejected);
                     tracing::info!(
                         target: "stonegate::access",
                         method = %req.method(),
@@ -423,8 +433,27 @@ impl Authenticator {
             a.request(&record);
             (a, record)
         });
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            if let Some(a) = ctx.user.as_ref().and_then(|u| u.audit_id()) {
+                span.record("audit_id", a);
+            }
+        }
         req.extensions_mut().insert(ctx);
-        let mut resp = inner.call(req).await?;
+        let upstream = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "stonegate.upstream",
+            otel.kind = "client",
+            http.response.status_code = Empty,
+            otel.status_code = Empty,
+        );
+        if !upstream.is_disabled() {
+            // The upstream's parent is this span, in the caller's trace.
+            let _in = upstream.enter();
+            crate::request_id::set_current_on(req.headers_mut());
+        }
+        let mut resp = inner.call(req).instrument(upstream.clone()).await?;
+        crate::trace::record_status(&upstream, resp.status());
         if let Some((a, record)) = &audit {
             a.response(record, resp.status().as_u16());
         }
@@ -437,7 +466,7 @@ impl Authenticator {
             None if confirmed => Outcome::Forwarded,
             None => Outcome::ForwardedUnconfirmed,
         };
-        self.metrics.request(outcome);
+        self.count(outcome);
         tracing::info!(
             target: "stonegate::access",
             method = %line.method,
@@ -466,7 +495,7 @@ impl Authenticator {
     ) -> Answer {
         let unauthorized = matches!(rejection, Rejection::Unauthorized);
         let outcome = rejection.outcome();
-        self.metrics.request(outcome);
+        self.count(outcome);
         let status = rejection.status().as_u16();
         tracing::info!(
             target: "stonegate::access",
@@ -487,6 +516,25 @@ impl Authenticator {
         }
         arrival.body_left.answer(resp)
     }
+}
+
+/// The span of one request (disabled without a trace layer), its parent the
+/// caller's trace context.
+fn request_span<B>(req: &Request<B>, correlation: &Correlation) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "stonegate.request",
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        request_id = %correlation.id(),
+        outcome = Empty,
+        audit_id = Empty,
+        cache.result = Empty,
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    correlation.adopt(&span);
+    span
 }
 
 /// Checks the request's path and puts its canonical form in the URI; the

@@ -53,7 +53,7 @@
 // `gate`, `config`, `metrics`, `identity`, `validator`, the doors
 // (`forward_auth`, `proxy`), `server`, and the modules whose settings types
 // `config::Settings` exposes (`keystone`, `session`, `policy`, `request_id`,
-// `audit`, `oauth2`).
+// `audit`, `oauth2`, `trace`).
 // `#[doc(hidden)] pub`: internals the product tests, benches, fuzz targets
 // and the binary drive directly; not API, they may change. The rest is
 // `pub(crate)`.
@@ -89,6 +89,7 @@ pub mod revocation;
 pub mod routes;
 #[doc(hidden)]
 pub mod shared_cache;
+pub mod trace;
 
 // The core: token(s) -> Identity | Denied.
 pub mod validator;

@@ -279,8 +279,24 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            // Keep the guard alive: dropping it flushes and stops the writer thread.
-            let _log_guard = init_logging(settings.proxy.log_json);
+            let registry = prometheus::Registry::new();
+            let metrics = match stonegate::metrics::Metrics::register(&registry) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("cannot register the metrics: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Keep the guards alive: dropping them flushes and stops the
+            // log writer and the span export threads.
+            let (_log_guard, _trace_guard) =
+                match init_logging(settings.proxy.log_json, settings.tracing.as_ref(), &metrics) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                };
             raise_descriptor_limit();
 
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -296,7 +312,15 @@ fn main() -> ExitCode {
             let reload = || sources.build(&env);
             let served = runtime.block_on(async {
                 let listeners = stonegate::server::Listeners::bind(&settings.proxy).await?;
-                stonegate::server::run(settings, listeners, shutdown_signal(), reload).await
+                stonegate::server::run_registered(
+                    settings,
+                    listeners,
+                    shutdown_signal(),
+                    reload,
+                    registry,
+                    metrics,
+                )
+                .await
             });
             match served {
                 Ok(()) => ExitCode::SUCCESS,
@@ -630,21 +654,47 @@ fn raise_descriptor_limit() {
     }
 }
 
-fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+/// The process's subscriber: log lines on stderr (a writer thread), and
+/// with `[tracing] otlp_endpoint` the span export layer. Without it no layer
+/// wants stonegate's spans, so they are never made.
+fn init_logging(
+    json: bool,
+    tracing: Option<&stonegate::trace::Settings>,
+    metrics: &stonegate::metrics::Metrics,
+) -> Result<
+    (
+        tracing_appender::non_blocking::WorkerGuard,
+        Option<stonegate::server::otlp::Guard>,
+    ),
+    stonegate::server::otlp::Error,
+> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Spans are for the exporter, not for the log lines' context.
+    let filter = match format!("{}=off", stonegate::trace::TARGET).parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer);
-    if json {
-        builder.json().flatten_event(true).init();
+    let fmt = if json {
+        fmt.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        builder.init();
-    }
-    guard
+        fmt.with_filter(filter).boxed()
+    };
+    let (otel, trace_guard) = match tracing {
+        Some(t) => {
+            let (layer, g) = stonegate::server::otlp::layer(t, metrics.trace_spans.clone())?;
+            (Some(layer), Some(g))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    Ok((guard, trace_guard))
 }
 
 async fn shutdown_signal() {

@@ -187,6 +187,9 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     /// CADF audit events waiting in the queue for the sink.
     pub audit_queued: IntGauge,
+    /// Spans by what became of them (`exported`: the collector took them;
+    /// `dropped`: the export queue was full or the export failed).
+    pub trace_spans: IntCounterVec,
     /// Upgrade requests by what became of them (`tunnelled`, `not_allowed`, ...).
     pub upgrades: IntCounterVec,
     /// Tunnels ended, by how (`closed`, `lifetime`, `idle`, `error`).
@@ -354,6 +357,14 @@ impl Metrics {
                 "stonegate_audit_events_queued",
                 "CADF audit events waiting for the sink.",
             )?,
+            trace_spans: IntCounterVec::new(
+                Opts::new(
+                    "stonegate_trace_spans_total",
+                    "Spans by result: exported (accepted by the OTLP collector), dropped \
+                     (export queue full or export failed).",
+                ),
+                &["result"],
+            )?,
             upgrades: IntCounterVec::new(
                 Opts::new(
                     "stonegate_proxy_upgrades_total",
@@ -386,6 +397,7 @@ impl Metrics {
         registry.register(Box::new(m.upgrades.clone()))?;
         registry.register(Box::new(m.audit_events.clone()))?;
         registry.register(Box::new(m.audit_queued.clone()))?;
+        registry.register(Box::new(m.trace_spans.clone()))?;
         registry.register(Box::new(m.tunnels.clone()))?;
         registry.register(Box::new(m.tunnels_open.clone()))?;
         registry.register(Box::new(m.shared_cache_operations.clone()))?;

@@ -14,7 +14,9 @@
 //!
 //! `traceparent` and `tracestate` (W3C Trace Context) are carried on to the
 //! upstream and to Keystone when `traceparent` is well-formed; a malformed
-//! one is dropped together with its `tracestate`.
+//! one is dropped together with its `tracestate`. When spans are exported
+//! ([`crate::trace`]) the caller's context is the request span's parent and
+//! the `traceparent` sent on names stonegate's span instead.
 //!
 //! Any front door takes the incoming headers with [`Correlation::take`] and
 //! answers with [`Correlation::set_id_on`]; [`RequestId::generate`] is the one
@@ -196,11 +198,23 @@ impl Correlation {
         &self.id
     }
 
+    /// Makes the caller's trace context the parent of the request's span
+    /// (see [`crate::trace`]); nothing without one, or without a trace layer.
+    pub fn adopt(&self, span: &tracing::Span) {
+        if let Some(tp) = &self.traceparent {
+            crate::trace::set_parent(span, tp, self.tracestate.as_ref());
+        }
+    }
+
     /// Sets the id and the trace context on a request going on (to the
-    /// upstream, or to Keystone), replacing what was there.
+    /// upstream, or to Keystone), replacing what was there. With a trace
+    /// layer the `traceparent` names the current span (same trace id as the
+    /// caller's, or a new trace), so the exported trace is the one
+    /// propagated; without one, the caller's goes on unchanged.
     pub fn set_on(&self, headers: &mut HeaderMap) {
         self.set_id_on(headers);
-        if let Some(tp) = &self.traceparent {
+        let ours = crate::trace::traceparent(&tracing::Span::current());
+        if let Some(tp) = ours.as_ref().or(self.traceparent.as_ref()) {
             headers.insert(TRACEPARENT, tp.clone());
             if let Some(ts) = &self.tracestate {
                 headers.insert(TRACESTATE, ts.clone());

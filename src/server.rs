@@ -14,6 +14,7 @@ mod accept;
 mod admin;
 mod connection;
 mod front;
+pub mod otlp;
 mod reload;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -88,6 +89,20 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
+    run_registered(settings, listeners, shutdown, reload, registry, metrics).await
+}
+
+/// [`run`] with metrics the caller registered in `registry` (served on
+/// `/metrics`): the binary's span exporter counts into them before the
+/// server starts.
+pub async fn run_registered(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    reload: impl Fn() -> Result<Settings, crate::config::Error>,
+    registry: Registry,
+    metrics: Metrics,
+) -> Result<(), ServerError> {
     warn_insecure(&settings);
     let stack = stack::build(&settings, &metrics)?;
     let handle = Handle::new(stack.gate);

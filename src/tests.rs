@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "revocation",
             "routes",
             "shared_cache",
+            "trace",
         ],
     ),
     ("core", &["validator"]),

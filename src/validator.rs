@@ -10,6 +10,7 @@ pub mod settings;
 use std::{sync::Arc, time::Instant};
 
 use http::{HeaderMap, Method};
+use tracing::Instrument;
 
 use crate::{
     access_rules,
@@ -381,10 +382,24 @@ impl Validator {
             fingerprint: token.fingerprint(),
             allow_expired,
         };
+        // The lookup's span holds a miss's local decode, shared cache and
+        // Keystone validation.
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "stonegate.cache",
+            cache.result = tracing::field::Empty,
+        );
         let looked_up = self
             .cache
             .get_or_validate(key, self.resolve(token, allow_expired, now))
+            .instrument(span.clone())
             .await;
+        if let Ok((_, hit)) = &looked_up {
+            let result = if *hit { "hit" } else { "miss" };
+            span.record("cache.result", result);
+            // The user token's (checked last) is the request's.
+            tracing::Span::current().record("cache.result", result);
+        }
         let (outcome, hit) = match looked_up {
             Ok(x) => x,
             Err(e) => {
@@ -439,7 +454,9 @@ impl Validator {
                     .inc();
             };
             let window = allow_expired.then(|| self.allow_expired_window());
-            let d = match local.decode(token, now, window) {
+            let decoding =
+                tracing::info_span!(target: crate::trace::TARGET, "stonegate.local_decode");
+            let d = match decoding.in_scope(|| local.decode(token, now, window)) {
                 Ok(d) => d,
                 Err(r) => {
                     count(r.label());
@@ -507,7 +524,12 @@ impl Validator {
             .as_ref()
             .filter(|_| self.local.is_none() && !allow_expired);
         if let Some(shared) = shared {
-            if let Some(hit) = shared.get(token).await {
+            let get = tracing::info_span!(
+                target: crate::trace::TARGET,
+                "stonegate.shared_cache",
+                operation = "get",
+            );
+            if let Some(hit) = shared.get(token).instrument(get).await {
                 // Access rules are checked against the catalog: an entry
                 // written without one is not enough for such a token.
                 let id = hit.identity;
@@ -521,7 +543,12 @@ impl Validator {
         let (outcome, body) = self.validate_online(token, allow_expired).await?;
         if let (Some(shared), Outcome::Valid(id), Some(body)) = (shared, &outcome, &body) {
             let ttl = self.settings.token_cache_time.min(id.lifetime_left(now));
-            shared.set(token, body, ttl).await;
+            let set = tracing::info_span!(
+                target: crate::trace::TARGET,
+                "stonegate.shared_cache",
+                operation = "set",
+            );
+            shared.set(token, body, ttl).instrument(set).await;
         }
         if let (Some(local), Some(d), Outcome::Valid(id)) = (&self.local, &decoded, &outcome) {
             local.learn(d, id.clone()).await;
@@ -541,7 +568,16 @@ impl Validator {
             allow_expired,
             catalog,
         };
-        let mut v = self.keystone.validate(token, opts).await?;
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "stonegate.keystone_validation",
+            otel.kind = "client",
+        );
+        let mut v = self
+            .keystone
+            .validate(token, opts)
+            .instrument(span.clone())
+            .await?;
         // Access rules are checked against the catalog: fetch it if the
         // first answer had none.
         if let Validation::Valid { identity: id, .. } = &v {
@@ -555,6 +591,7 @@ impl Validator {
                             ..opts
                         },
                     )
+                    .instrument(span)
                     .await?;
             }
         }

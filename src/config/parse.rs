@@ -12,7 +12,7 @@ use serde::{
 
 use crate::{
     audit, cache, forward_auth, keystone, kube, local, oauth2, policy, proxy, request_id,
-    revocation, routes, session,
+    revocation, routes, session, trace,
 };
 
 /// The top-level keys of [`super::File`].
@@ -36,6 +36,7 @@ const KEYS: &[&str] = &[
     "request_id",
     "audit",
     "oauth2",
+    "tracing",
     "kubernetes",
 ];
 
@@ -71,6 +72,7 @@ where
             "authorization" => probe::<policy::Section, _>(&key, document()),
             "request_id" => probe::<request_id::Section, _>(&key, document()),
             "audit" => probe::<audit::Section, _>(&key, document()),
+            "tracing" => probe::<trace::Section, _>(&key, document()),
             "oauth2" => probe::<oauth2::Section, _>(&key, document()),
             "kubernetes" => probe::<kube::Section, _>(&key, document()),
             _ => document().deserialize_map(Unknown(&key)),

@@ -52,5 +52,6 @@ mod service_token;
 mod session;
 mod shared_cache;
 mod tls;
+mod tracing;
 mod upgrade;
 mod v2;
