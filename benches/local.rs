@@ -5,7 +5,11 @@
 //! - `revocation_10k`: one token checked against 10,000 revocation events
 //!   (user, audit and project events; none matching);
 //! - `local_decision`: the two together, as `local::Local::decode` + the
-//!   revocation check run for an uncached token.
+//!   revocation check run for an uncached token;
+//! - `jws_verify_decode`: ES256 verification + claims of a project-scoped
+//!   JWS token made by Keystone's JWS formatter (`tests/fixtures/jws`);
+//! - `jws_refuse_alg_none`: an `alg: none` token refused before any
+//!   signature work.
 //!
 //! Run: `cargo bench --bench local`.
 
@@ -17,7 +21,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use stonegate::{
     revocation::{Event, Known, List, TokenValues},
     token::{
-        fernet,
+        fernet, jws,
+        jws_keys::{PublicKey, PublicKeys},
         keys::{Key, KeySet},
         payload::{self, Methods},
     },
@@ -91,6 +96,24 @@ fn bench(c: &mut Criterion) {
             };
             black_box(list.is_revoked(&v))
         })
+    });
+
+    let public = PublicKeys::from_keys(vec![PublicKey::parse(
+        "public.pem",
+        include_str!("../tests/fixtures/jws/public/public.pem"),
+    )
+    .unwrap()])
+    .unwrap();
+    let tokens: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/fixtures/jws/tokens.json")).unwrap();
+    let project = tokens["project"].as_str().unwrap().to_owned();
+    c.bench_function("jws_verify_decode", |b| {
+        b.iter(|| black_box(jws::verify(black_box(&project), &public, 8192).unwrap()))
+    });
+    let (_, rest) = project.split_once('.').unwrap();
+    let none = format!("eyJhbGciOiJub25lIn0.{rest}");
+    c.bench_function("jws_refuse_alg_none", |b| {
+        b.iter(|| black_box(jws::verify(black_box(&none), &public, 8192).unwrap_err()))
     });
 }
 

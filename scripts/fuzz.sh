@@ -17,7 +17,7 @@ rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolch
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   timeout 1200 cargo install cargo-fuzz --locked
 fi
-for target in token_decode header_strip keystone_response canonical_path session_cookie access_rules policy_parse; do
+for target in token_decode jws_decode header_strip keystone_response canonical_path session_cookie access_rules policy_parse; do
   mkdir -p "corpus/$target" "seeds/$target" target
   echo "fuzz.sh: $target for ${SECS}s"
   rc=0

@@ -5,6 +5,7 @@
 //! ([`upgrade`]). Dropping the response future (client gone) cancels the
 //! upstream request.
 
+mod pool;
 pub mod settings;
 pub mod upgrade;
 
@@ -24,10 +25,7 @@ use http::{
 };
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
 use crate::{
@@ -39,6 +37,7 @@ use crate::{
     validator::{AuthContext, Challenges},
 };
 
+pub use pool::UpstreamBody;
 pub use settings::{Listeners, Section, Settings, TlsSection, DEFAULT_MAX_CONNECTIONS};
 
 /// Upstream settings.
@@ -70,12 +69,13 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
 }
 
-/// The upstream one [`Proxy`] forwards to (client, base URI, timeouts,
-/// upgrade settings) and the metrics, shared by its clones.
+/// The upstream one [`Proxy`] forwards to (connection pool, base URI,
+/// timeouts, upgrade settings) and the metrics, shared by its clones.
 struct Upstream {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>,
-    scheme: http::uri::Scheme,
+    pool: Arc<pool::Pool>,
     authority: http::uri::Authority,
+    /// `Host` when the client sent none (an HTTP/1.0 request).
+    default_host: HeaderValue,
     prefix: String,
     response_timeout: Duration,
     upgrades: Arc<upgrade::Settings>,
@@ -91,7 +91,7 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy to `config.url` with a pooled keep-alive client.
+    /// A proxy to `config.url` with pooled keep-alive connections.
     pub fn new(config: UpstreamConfig, metrics: Metrics) -> Result<Self, ProxyError> {
         let mut connector = HttpConnector::new();
         connector.enforce_http(false);
@@ -102,10 +102,6 @@ impl Proxy {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         let parts = config.url.into_parts();
         let scheme = parts.scheme.unwrap_or(http::uri::Scheme::HTTP);
         let Some(authority) = parts.authority else {
@@ -115,11 +111,22 @@ impl Proxy {
             .path_and_query
             .map(|p| p.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        let target = Uri::builder()
+            .scheme(scheme)
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build();
+        let Ok(target) = target else {
+            unreachable!("a scheme and an authority that were a URI make one");
+        };
+        let Ok(default_host) = HeaderValue::from_str(authority.as_str()) else {
+            unreachable!("an authority is a valid header value");
+        };
         Ok(Self {
             upstream: Arc::new(Upstream {
-                client,
-                scheme,
+                pool: pool::Pool::new(https, target),
                 authority,
+                default_host,
                 prefix,
                 response_timeout: config.response_timeout,
                 upgrades: Arc::new(config.upgrades),
@@ -175,7 +182,7 @@ fn upgrade_of(
     Some((protocol, lifetime))
 }
 
-type ProxyBody = Either<Incoming, Full<Bytes>>;
+type ProxyBody = Either<pool::UpstreamBody, Full<Bytes>>;
 
 impl Service<Request<Incoming>> for Proxy {
     type Response = Response<ProxyBody>;
@@ -202,15 +209,22 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         let info = parts.extensions.get::<ConnectionInfo>().copied();
 
-        // Target URI: upstream base + the request's path and query.
-        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let target = format!("{}{}", self.prefix, pq);
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(target)
-            .build();
-        let Ok(uri) = uri else {
+        // Target URI, origin-form (the connection is the upstream's): the
+        // upstream's path prefix + the request's path and query.
+        let pq = parts.uri.path_and_query().cloned();
+        let pq = match (self.prefix.as_str(), pq) {
+            ("", Some(pq)) => Ok(pq),
+            (prefix, pq) => PathAndQuery::try_from(format!(
+                "{prefix}{}",
+                pq.as_ref().map_or("/", PathAndQuery::as_str)
+            )),
+        };
+        let uri = pq.map(|pq| {
+            let mut p = http::uri::Parts::default();
+            p.path_and_query = Some(pq);
+            Uri::from_parts(p)
+        });
+        let Ok(Ok(uri)) = uri else {
             return failure(Rejection::UpstreamUnavailable(
                 "unrepresentable request URI".into(),
             ));
@@ -226,6 +240,9 @@ impl Upstream {
         let peer = info.map(|i| (i.peer.ip(), i.tls));
         let h = &mut parts.headers;
         crate::headers::forward_request(h, &crate::headers::Forwarding { host, peer });
+        if !h.contains_key(header::HOST) {
+            h.insert(header::HOST, self.default_host.clone());
+        }
         if let Some(u) = &upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u.clone());
@@ -235,20 +252,23 @@ impl Upstream {
         let out = Request::from_parts(parts, body);
 
         let started = Instant::now();
-        let result = tokio::time::timeout(self.response_timeout, self.client.request(out)).await;
+        let result = tokio::time::timeout(self.response_timeout, self.pool.send(out)).await;
         self.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());
         let mut resp = match result {
             Err(_) => return failure(Rejection::UpstreamTimeout),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+                let connect = matches!(e, pool::PoolError::Connect(_));
+                tracing::warn!(error = %e, connect, "upstream request failed");
                 return failure(Rejection::UpstreamUnavailable(e.to_string()));
             }
             Ok(Ok(resp)) => resp,
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection is the tunnel now, or closes: never pooled.
+            resp.body_mut().detach();
             // Only a switch to exactly the protocol forwarded opens a tunnel;
             // dropping `resp` unread closes the upstream connection.
             let (Some(client_upgrade), Some(asked), Some(lifetime)) =

@@ -503,3 +503,81 @@ async fn the_start_line_names_the_bound_addresses_when_the_ports_are_zero() {
     let ready = client().get(sg.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// A keep-alive HTTP/1.1 upstream that answers `200 ok` to every request and
+/// closes a connection after `idle_close` without a request (an upstream's
+/// keep-alive timeout); counts the connections it accepted.
+async fn keep_alive_upstream(
+    idle_close: Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{atomic::Ordering, Arc};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match tokio::time::timeout(idle_close, s.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        // Idle for idle_close, or the peer closed: close.
+                        _ => return,
+                    }
+                    // GETs without bodies: one answer per complete head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+/// Upstream connections are kept alive and reused across requests, and an
+/// upstream closing an idle one (its keep-alive timeout) never turns the
+/// next request into a 502: the closed connection is not used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_an_idle_close_is_never_a_502() {
+    use std::sync::atomic::Ordering;
+    let ks = Keystone::from_env();
+    let (url, accepted) = keep_alive_upstream(Duration::from_millis(300)).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream_url(url)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let headers = [("X-Auth-Token", token.as_str())];
+    for _ in 0..30 {
+        assert_eq!(sg.get("/v2.1/servers", &headers).await.status(), 200);
+    }
+    // One idle list per worker thread: at most one connection per core
+    // for requests that never overlap.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let reused = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=cores).contains(&reused),
+        "30 sequential requests opened {reused} upstream connections"
+    );
+    // The upstream closes its idle connections; the next requests still
+    // get 200, on new connections.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let resp = sg.get("/v2.1/servers", &headers).await;
+        assert_eq!(resp.status(), 200, "after an idle close");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert!(accepted.load(Ordering::SeqCst) > reused);
+}
