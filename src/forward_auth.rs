@@ -193,7 +193,7 @@ impl ForwardAuth {
             decider: Arc::new(Decider {
                 gate: handle,
                 endpoints,
-                metrics,
+                metrics: metrics.at_door(crate::metrics::Door::ForwardAuth),
             }),
         }
     }

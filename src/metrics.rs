@@ -71,6 +71,33 @@ impl Outcome {
     }
 }
 
+/// The front door a request came through: the `door` label of
+/// `stonegate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Door {
+    /// The tower layer: embedded, and the sidecar proxy (`listen`).
+    #[default]
+    Layer,
+    /// The HTTP forward-auth endpoints (`[[forward_auth]]` nginx, traefik, envoy).
+    ForwardAuth,
+    /// Envoy `ext_authz` over gRPC (`flavor = "envoy-grpc"`).
+    EnvoyGrpc,
+    /// The kube-apiserver webhooks (`[kubernetes]`).
+    Kubernetes,
+}
+
+impl Door {
+    /// The exported label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Layer => "layer",
+            Door::ForwardAuth => "forward_auth",
+            Door::EnvoyGrpc => "envoy_grpc",
+            Door::Kubernetes => "kubernetes",
+        }
+    }
+}
+
 /// What became of an upgrade request: the `result` label of
 /// `stonegate_proxy_upgrades_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,6 +226,8 @@ pub struct Metrics {
     /// `[authorization]` decisions by rule name (from the configuration) and
     /// decision (`allow`, `deny`).
     pub authorization_decisions: IntCounterVec,
+    /// The door [`Metrics::request`] counts for ([`Metrics::at_door`]).
+    door: Door,
     hot: Hot,
 }
 
@@ -247,8 +276,11 @@ impl Metrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("stonegate_requests_total", "Requests by auth outcome."),
-            &["outcome"],
+            Opts::new(
+                "stonegate_requests_total",
+                "Requests by front door and auth outcome.",
+            ),
+            &["door", "outcome"],
         )?;
         let validation_seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -262,16 +294,19 @@ impl Metrics {
             Opts::new("stonegate_cache_lookups_total", "Token cache lookups."),
             &["result"],
         )?;
+        let door = Door::default();
         let hot = Hot {
-            forwarded: requests.with_label_values(&[Outcome::Forwarded.as_str()]),
-            unauthorized: requests.with_label_values(&[Outcome::Unauthorized.as_str()]),
-            public: requests.with_label_values(&[Outcome::Public.as_str()]),
+            forwarded: requests.with_label_values(&[door.as_str(), Outcome::Forwarded.as_str()]),
+            unauthorized: requests
+                .with_label_values(&[door.as_str(), Outcome::Unauthorized.as_str()]),
+            public: requests.with_label_values(&[door.as_str(), Outcome::Public.as_str()]),
             cache_hit: cache_lookups.with_label_values(&["hit"]),
             cache_miss: cache_lookups.with_label_values(&["miss"]),
             seconds_cache: validation_seconds.with_label_values(&["cache"]),
             seconds_validation: validation_seconds.with_label_values(&["validation"]),
         };
         let m = Self {
+            door,
             hot,
             requests,
             validation_seconds,
@@ -432,7 +467,19 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Counts one request under `outcome`.
+    /// The same metrics, counting requests (`stonegate_requests_total`)
+    /// under `door`; each front door holds its own.
+    pub fn at_door(&self, door: Door) -> Self {
+        let mut m = self.clone();
+        m.door = door;
+        let child = |o: Outcome| m.requests.with_label_values(&[door.as_str(), o.as_str()]);
+        m.hot.forwarded = child(Outcome::Forwarded);
+        m.hot.unauthorized = child(Outcome::Unauthorized);
+        m.hot.public = child(Outcome::Public);
+        m
+    }
+
+    /// Counts one request under `outcome`, at this door.
     pub fn request(&self, outcome: Outcome) {
         match outcome {
             Outcome::Forwarded => self.hot.forwarded.inc(),
@@ -446,9 +493,10 @@ impl Metrics {
             | Outcome::SessionEndpoint
             | Outcome::SessionRejected
             | Outcome::Forbidden
-            | Outcome::ConflictingTokens => {
-                self.requests.with_label_values(&[outcome.as_str()]).inc()
-            }
+            | Outcome::ConflictingTokens => self
+                .requests
+                .with_label_values(&[self.door.as_str(), outcome.as_str()])
+                .inc(),
         }
     }
 
@@ -549,13 +597,30 @@ mod tests {
     #[test]
     fn every_outcome_is_counted_under_its_label() {
         let m = Metrics::unregistered();
-        for o in Outcome::ALL {
-            m.request(o);
-            assert_eq!(
-                m.requests.with_label_values(&[o.as_str()]).get(),
-                1,
-                "{o:?}"
-            );
+        let doors = [
+            Door::Layer,
+            Door::ForwardAuth,
+            Door::EnvoyGrpc,
+            Door::Kubernetes,
+        ];
+        for (i, door) in doors.into_iter().enumerate() {
+            let at = m.at_door(door);
+            for o in Outcome::ALL {
+                for _ in 0..=i {
+                    at.request(o);
+                }
+            }
+        }
+        for (i, door) in doors.into_iter().enumerate() {
+            for o in Outcome::ALL {
+                assert_eq!(
+                    m.requests
+                        .with_label_values(&[door.as_str(), o.as_str()])
+                        .get(),
+                    i as u64 + 1,
+                    "{door:?} {o:?}"
+                );
+            }
         }
     }
 }

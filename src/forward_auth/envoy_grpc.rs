@@ -94,7 +94,7 @@ impl Grpc {
             authorization: AuthorizationServer::new(Check {
                 decider: Arc::new(Decider {
                     gate: handle.clone(),
-                    metrics,
+                    metrics: metrics.at_door(crate::metrics::Door::EnvoyGrpc),
                 }),
             }),
             health: tonic_health::pb::health_server::HealthServer::new(health::Readiness::new(

@@ -93,7 +93,7 @@ impl Webhook {
         Self {
             inner: Arc::new(Inner {
                 gate: handle,
-                metrics,
+                metrics: metrics.at_door(crate::metrics::Door::Kubernetes),
                 settings: RwLock::new(Arc::new(settings)),
                 groups: moka::future::Cache::builder()
                     .max_capacity(GROUPS_CAPACITY)

@@ -354,10 +354,13 @@ async fn x_auth_token_and_a_different_bearer_are_400_at_every_door_and_never_for
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("stonegate_requests_total{outcome=\"conflicting_tokens\"} 5"),
-        "{metrics}"
-    );
+    // Three through the proxy (the layer), two through forward-auth.
+    for line in [
+        "stonegate_requests_total{door=\"layer\",outcome=\"conflicting_tokens\"} 3",
+        "stonegate_requests_total{door=\"forward_auth\",outcome=\"conflicting_tokens\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
 }
 
 #[tokio::test]

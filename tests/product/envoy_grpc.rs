@@ -581,7 +581,7 @@ async fn grpc_health_reports_serving_and_requests_are_counted() {
     for outcome in ["forwarded", "unauthorized"] {
         assert!(
             metrics.contains(&format!(
-                "stonegate_requests_total{{outcome=\"{outcome}\"}} 1"
+                "stonegate_requests_total{{door=\"envoy_grpc\",outcome=\"{outcome}\"}} 1"
             )),
             "{outcome}: {metrics}"
         );

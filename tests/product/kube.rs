@@ -476,11 +476,11 @@ async fn keystone_unavailable_is_a_503_the_apiserver_does_not_cache() {
         .await
         .unwrap();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("stonegate_requests_total{")
+        metrics.lines().any(
+            |l| l.starts_with("stonegate_requests_total{door=\"kubernetes\",")
                 && l.contains("outcome=\"keystone_unavailable\"")
-                && l.ends_with(" 2")),
+                && l.ends_with(" 2")
+        ),
         "{metrics}"
     );
 }

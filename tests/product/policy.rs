@@ -761,7 +761,7 @@ async fn the_same_rules_decide_alike_in_the_sidecar_forward_auth_and_the_tower_l
     for line in [
         "stonegate_authorization_decisions_total{decision=\"allow\",rule=\"servers:create\"} 6",
         "stonegate_authorization_decisions_total{decision=\"deny\",rule=\"default\"} 3",
-        "stonegate_requests_total{outcome=\"forbidden\"}",
+        "stonegate_requests_total{door=\"layer\",outcome=\"forbidden\"}",
     ] {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
