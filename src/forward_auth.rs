@@ -290,6 +290,12 @@ impl Decider {
         };
         let mut request_headers = req.headers().clone();
         headers::sanitize(&mut request_headers);
+        // The ingress's own header naming the client's certificate.
+        let peer = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        let certificate = v.take_client_certificate(&mut request_headers, peer);
         let (method, original) = endpoint.original(req.method(), pq, &request_headers);
 
         // The original path, decided on as the sidecar would.
@@ -333,7 +339,7 @@ impl Decider {
             }
         };
         let decision = v
-            .authenticate(&method, path, &request_headers)
+            .authenticate(&method, path, &request_headers, certificate.as_ref())
             .await
             .map_err(Rejection::from);
         let include_catalog = v.settings().include_service_catalog;

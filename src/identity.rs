@@ -104,6 +104,10 @@ pub struct Identity {
     pub trust_users: Option<Box<(String, String)>>,
     /// The catalog, when it was fetched (pooled: one copy per distinct catalog).
     pub catalog: Option<Arc<Catalog>>,
+    /// The certificate thumbprint a certificate-bound token (RFC 8705) is
+    /// bound to (Keystone's `oauth2_credential."x5t#S256"`): the token is
+    /// accepted only with that client certificate.
+    pub cert_thumbprint: Option<Box<str>>,
     /// Header blocks rendered from this identity, filled once by `headers`
     /// so a cache hit costs no formatting.
     pub rendered: Rendered,

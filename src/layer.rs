@@ -355,6 +355,11 @@ impl Authenticator {
         decoded: Option<&str>,
         arrival: &Arrival,
     ) -> Result<Decided, Answer> {
+        let peer = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.peer.ip());
+        let certificate = v.take_client_certificate(req.headers_mut(), peer);
         let path = decoded.unwrap_or(req.uri().path());
         if v.is_public(req.method(), path, req.headers()) {
             if req.headers().contains_key(header::UPGRADE)
@@ -391,7 +396,7 @@ impl Authenticator {
         }
         let path = decoded.unwrap_or(req.uri().path());
         let decision = v
-            .authenticate(req.method(), path, req.headers())
+            .authenticate(req.method(), path, req.headers(), certificate.as_ref())
             .await
             .map_err(Rejection::from);
         Ok((decision, session))

@@ -482,6 +482,7 @@ pub(crate) fn identity(
         trust_id: p.trust_id.as_deref().map(Arc::from),
         trust_users: None,
         catalog: None,
+        cert_thumbprint: None,
         rendered: Default::default(),
     })
 }

@@ -457,7 +457,7 @@ fn policy_check(
         match stack
             .gate
             .validator
-            .identify(&method, decoded, &headers)
+            .identify(&method, decoded, &headers, None)
             .await
         {
             Ok(ctx) => {

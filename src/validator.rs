@@ -20,6 +20,7 @@ use crate::{
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,
+    oauth2::Thumbprint,
     policy::{Decision, IdentityCredentials},
     revocation::{poller::Revocations, TokenValues},
     shared_cache::SharedCache,
@@ -208,6 +209,22 @@ impl Validator {
         extract::has_user_token(headers, self.settings.bearer)
     }
 
+    /// The client certificate a trusted ingress passed in `[oauth2]
+    /// client_certificate_header`, as its Keystone thumbprint (`peer`: the
+    /// connection's address; from any other peer the header is not
+    /// believed). The header is removed from `headers` either way, so the
+    /// upstream never reads a client's claim of a certificate.
+    pub fn take_client_certificate(
+        &self,
+        headers: &mut HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<Thumbprint> {
+        self.settings
+            .certificate_header
+            .as_ref()
+            .and_then(|h| h.take(headers, peer))
+    }
+
     /// Whether the request needs no token (a configured public route or CORS
     /// preflight); `path` is the canonical decoded path
     /// ([`crate::path::Canonical::decoded`]).
@@ -232,8 +249,9 @@ impl Validator {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        certificate: Option<&Thumbprint>,
     ) -> Result<AuthContext, Denied> {
-        let ctx = self.identify(method, path, headers).await?;
+        let ctx = self.identify(method, path, headers, certificate).await?;
         self.authorize(&ctx, method, path)?;
         Ok(ctx)
     }
@@ -271,11 +289,15 @@ impl Validator {
     /// stripped) headers, following keystonemiddleware's `process_request`:
     /// the service token, the user token, the access rules. No
     /// `[authorization]` decision (that is [`Validator::authorize`]).
+    /// `certificate` is the client certificate the door knows of (its
+    /// Keystone thumbprint): a certificate-bound user token is valid only
+    /// with the certificate it is bound to.
     pub async fn identify(
         &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        certificate: Option<&Thumbprint>,
     ) -> Result<AuthContext, Denied> {
         let now = crate::clock::now();
         // The user token: X-Auth-Token, else X-Storage-Token, else
@@ -295,6 +317,8 @@ impl Validator {
                     None => None,
                     Some(t) => self.check(&t, false, now).await?,
                 };
+                // A bound service token, too, only with its certificate.
+                let verdict = verdict.filter(|id| with_its_certificate(id, certificate));
                 Some(verdict.and_then(|id| {
                     let has_role = id.has_any_role(&self.settings.service_token_roles);
                     service_has_role = has_role;
@@ -311,7 +335,11 @@ impl Validator {
             None => None,
             Some(t) => self.check(t, allow_expired, now).await?,
         };
-        // 3. Access rules of application-credential tokens.
+        // 3. A certificate-bound token (RFC 8705) only with its certificate
+        //    (keystonemiddleware's oauth2_mtls_token); missing or another
+        //    one: invalid (fails closed).
+        let user = user.filter(|id| with_its_certificate(id, certificate));
+        // 4. Access rules of application-credential tokens.
         let user = user.filter(|id| {
             let ok = access_rules::allowed(
                 id,
@@ -574,4 +602,22 @@ impl Validator {
             Validation::Invalid => (Outcome::Invalid, None),
         })
     }
+}
+
+/// Whether `id` may be used with the request's client certificate: always
+/// when its token is not certificate-bound, else only with the certificate
+/// whose thumbprint it names.
+fn with_its_certificate(id: &Identity, certificate: Option<&Thumbprint>) -> bool {
+    let Some(bound) = &id.cert_thumbprint else {
+        return true;
+    };
+    let ok = certificate.is_some_and(|c| c.matches(bound));
+    if !ok {
+        tracing::info!(
+            audit_id = id.audit_id(),
+            certificate = certificate.is_some(),
+            "certificate-bound token without its certificate"
+        );
+    }
+    ok
 }

@@ -101,6 +101,7 @@ fn identity(scope: Scope, who: &str) -> Identity {
         trust_id: None,
         trust_users: None,
         catalog: Some(Catalog::pooled(&[], "[]".into())),
+        cert_thumbprint: None,
         rendered: Rendered::default(),
     }
 }

@@ -35,6 +35,7 @@ fn identity() -> Identity {
         trust_id: None,
         trust_users: None,
         catalog: None,
+        cert_thumbprint: None,
         rendered: Default::default(),
     }
 }

@@ -190,6 +190,10 @@ struct Original {
     /// Whether the client's request came over TLS (`scheme` https): the
     /// session cookies' `Secure` attribute.
     tls: bool,
+    /// The downstream client certificate Envoy verified
+    /// (`attributes.source.certificate`, URL-encoded PEM), as its Keystone
+    /// thumbprint: what a certificate-bound token must come with.
+    certificate: Option<crate::oauth2::Thumbprint>,
 }
 
 impl Original {
@@ -206,6 +210,11 @@ impl Original {
             client: envoy_types::ext_authz::v3::CheckRequestExt::get_client_address(req).cloned(),
             host: http.host.clone(),
             tls: http.scheme.eq_ignore_ascii_case("https"),
+            certificate: attributes
+                .source
+                .as_ref()
+                .filter(|s| !s.certificate.is_empty())
+                .and_then(|s| crate::oauth2::Thumbprint::of_pem(&s.certificate)),
         };
         match &http.header_map {
             // `encode_raw_headers`: repeated headers arrive apart.
@@ -335,7 +344,12 @@ impl Decider {
             }
         };
         let decided = correlation
-            .scope(v.authenticate(&method, canonical.decoded(), &request_headers))
+            .scope(v.authenticate(
+                &method,
+                canonical.decoded(),
+                &request_headers,
+                original.certificate.as_ref(),
+            ))
             .await;
         match decided.map_err(Rejection::from) {
             Ok(ctx) => {

@@ -20,11 +20,10 @@ pub enum ModelError {
     /// A required field is missing or unusable.
     #[error("token document: {0}")]
     Field(&'static str),
-    /// A certificate-bound token (OAuth 2.0 mTLS, RFC 8705: the document
-    /// names `oauth2_credential` with the certificate's `x5t#S256`). Only the
-    /// client holding that certificate may use it, and stonegate does not
-    /// verify the binding, so the token is invalid here.
-    #[error("certificate-bound (OAuth 2.0 mTLS) token: its certificate binding is not verified")]
+    /// A certificate-bound token (OAuth 2.0 mTLS, RFC 8705) whose
+    /// `oauth2_credential` names no `x5t#S256` thumbprint: its binding
+    /// cannot be checked, so the token is invalid here (fails closed).
+    #[error("certificate-bound (OAuth 2.0 mTLS) token without a usable x5t#S256 thumbprint")]
     CertificateBound,
 }
 
@@ -141,15 +140,19 @@ struct TokenDoc {
     trust: Option<TrustDoc>,
     /// Present (with `x5t#S256`) on certificate-bound tokens.
     #[serde(default)]
-    oauth2_credential: Option<serde::de::IgnoredAny>,
+    oauth2_credential: Option<serde_json::Value>,
 }
 
 /// Parses a validation response body into an [`Identity`].
 pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
     let Envelope { token: t } = serde_json::from_slice(body)?;
-    if t.oauth2_credential.is_some() {
-        return Err(ModelError::CertificateBound);
-    }
+    let cert_thumbprint = match &t.oauth2_credential {
+        None => None,
+        Some(credential) => match credential.get("x5t#S256").and_then(|v| v.as_str()) {
+            Some(thumbprint) if !thumbprint.is_empty() => Some(Box::from(thumbprint)),
+            _ => return Err(ModelError::CertificateBound),
+        },
+    };
     let expires_at =
         crate::clock::parse_rfc3339(&t.expires_at).ok_or(ModelError::Field("expires_at"))?;
     let issued_at = match &t.issued_at {
@@ -215,6 +218,7 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         }),
         trust_id: t.trust.map(|t| Arc::from(t.id)),
         catalog,
+        cert_thumbprint,
         rendered: Default::default(),
     })
 }
@@ -353,11 +357,26 @@ mod tests {
     }
 
     #[test]
-    fn certificate_bound_tokens_are_refused() {
+    fn certificate_bound_tokens_carry_their_thumbprint_or_are_refused() {
         // Keystone's render_token: oauth2_credential = {"x5t#S256": thumbprint}.
+        let bound = PROJECT.replace(
+            "\"is_domain\": false,",
+            "\"is_domain\": false, \"oauth2_credential\": {\"x5t#S256\": \"Ymy0cdRyOk_ZyEPfjqTgk8_yMjbhH-tH8zxZ0Q5QvWM=\"},",
+        );
+        let id = parse_token(bound.as_bytes()).unwrap();
+        assert_eq!(
+            id.cert_thumbprint.as_deref(),
+            Some("Ymy0cdRyOk_ZyEPfjqTgk8_yMjbhH-tH8zxZ0Q5QvWM=")
+        );
+        assert!(parse_token(PROJECT.as_bytes())
+            .unwrap()
+            .cert_thumbprint
+            .is_none());
+        // A binding that names no thumbprint cannot be checked: refused.
         for credential in [
-            r#"{"x5t#S256": "Ymy0cdRyOk_ZyEPfjqTgk8_yMjbhH-tH8zxZ0Q5QvWM"}"#,
             r#"{}"#,
+            r#"{"x5t#S256": ""}"#,
+            r#"{"x5t#S256": 1}"#,
             r#""anything""#,
         ] {
             let bound = PROJECT.replace(

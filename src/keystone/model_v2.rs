@@ -172,6 +172,7 @@ pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
         // v2.0 names no trustor (keystoneauth's trustor_user_id is None).
         trust_users: None,
         catalog,
+        cert_thumbprint: None,
         rendered: Default::default(),
     })
 }

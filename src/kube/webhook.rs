@@ -236,7 +236,13 @@ impl Webhook {
         let mut headers = HeaderMap::with_capacity(1);
         headers.insert("x-auth-token", value);
         let gate = self.inner.gate.get();
-        match gate.validator.identify(&Method::POST, PATH, &headers).await {
+        // A TokenReview names no client certificate: a certificate-bound
+        // token is refused here.
+        match gate
+            .validator
+            .identify(&Method::POST, PATH, &headers, None)
+            .await
+        {
             Ok(ctx) => Ok(ctx.user),
             // Only `X-Auth-Token` is set: no conflict can arise; fail closed anyway.
             Err(Denied::Unauthorized | Denied::Forbidden { .. } | Denied::ConflictingTokens) => {

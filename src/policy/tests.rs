@@ -104,6 +104,7 @@ fn member(project: &str, roles: &[&str]) -> Identity {
         trust_id: None,
         trust_users: None,
         catalog: None,
+        cert_thumbprint: None,
         rendered: Default::default(),
     }
 }

@@ -46,6 +46,8 @@ pub struct Settings {
     pub challenges: Challenges,
     /// Whether `Authorization: Bearer` is a token source (`[oauth2]`).
     pub bearer: bool,
+    /// Where trusted ingresses pass the client certificate (`[oauth2]`).
+    pub certificate_header: Option<oauth2::CertificateHeader>,
     /// Forward invalid requests marked `Invalid`.
     pub delay_auth_decision: bool,
     /// Cache lifetime of a validation.
@@ -90,6 +92,7 @@ impl Settings {
         Self {
             challenges: Challenges::new(policy.www_authenticate, None),
             bearer: false,
+            certificate_header: None,
             delay_auth_decision: policy.delay_auth_decision,
             token_cache_time: policy.token_cache_time,
             negative_ttl: cache.negative_ttl,
@@ -111,6 +114,7 @@ impl Settings {
     /// read, and their challenge (`realm`: the URI Keystone's names) on 401.
     pub fn with_oauth2(mut self, oauth2: &oauth2::Settings, realm: &str) -> Self {
         self.bearer = oauth2.bearer;
+        self.certificate_header = oauth2.client_certificate_header.clone();
         let bearer = oauth2
             .bearer
             .then(|| oauth2::bearer_challenge(realm))

@@ -39,6 +39,7 @@ mod kube;
 mod kube_authz;
 mod layer;
 mod local;
+mod mtls;
 mod oslo;
 mod paths;
 mod policy;

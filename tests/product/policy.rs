@@ -157,6 +157,7 @@ fn identity(w: &Who) -> Identity {
         trust_id: None,
         trust_users: None,
         catalog: None,
+        cert_thumbprint: None,
         rendered: Default::default(),
     }
 }

@@ -41,6 +41,7 @@ fn identity(scope: Scope) -> Identity {
         trust_id: None,
         trust_users: None,
         catalog: None,
+        cert_thumbprint: None,
         rendered: Default::default(),
     }
 }

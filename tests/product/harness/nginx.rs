@@ -96,10 +96,49 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     location /authentication/ {{\n      proxy_pass http://{stonegate};\n      proxy_set_header Host $http_host;\n\
       proxy_set_header X-Real-IP $remote_addr;\n    }}\n  }}\n}}\n"
         );
+        Self::spawn(&bin, dir, addr, conf).await
+    }
+
+    /// nginx terminating TLS with client certificates verified against
+    /// `client_ca` (optional: a request without one reaches Keystone without
+    /// one), passing the certificate to a Keystone on the uwsgi socket
+    /// `uwsgi` as the WSGI variable `SSL_CLIENT_CERT` (what Keystone's
+    /// OAuth 2.0 mTLS token endpoint reads, as Apache's `+ExportCertData`
+    /// gives it). `https://addr/v3` is Keystone.
+    pub async fn mtls_keystone(
+        uwsgi: SocketAddr,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: &std::path::Path,
+    ) -> Self {
+        let bin = super::installed(
+            &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+            "the certificate-bound token tests need a real nginx terminating mTLS",
+            "nginx",
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = super::free_addr();
+        let d = dir.path().display();
+        let user = if is_root() { "user root;\n" } else { "" };
+        let (cert, key, ca) = (cert.display(), key.display(), client_ca.display());
+        let conf = format!(
+            "{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+events {{ worker_connections 256; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  server {{\n    listen {addr} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+    ssl_client_certificate {ca};\n    ssl_verify_client optional;\n\
+    location / {{\n      include /etc/nginx/uwsgi_params;\n\
+      uwsgi_param SSL_CLIENT_CERT $ssl_client_raw_cert;\n      uwsgi_pass {uwsgi};\n    }}\n  }}\n}}\n"
+        );
+        Self::spawn(&bin, dir, addr, conf).await
+    }
+
+    async fn spawn(bin: &str, dir: tempfile::TempDir, addr: SocketAddr, conf: String) -> Self {
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")

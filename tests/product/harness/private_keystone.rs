@@ -76,17 +76,36 @@ impl PrivateKeystone {
     /// `max_active_keys` Fernet keys; returns once it answers and its
     /// identity endpoints point at it.
     pub async fn start(shared: &Keystone, max_active_keys: u32) -> Self {
-        Self::launch(shared, max_active_keys, false).await
+        Self::start_with(shared, max_active_keys, "", None).await
+    }
+
+    /// [`Self::start`], with `extra_conf` appended to its `keystone.conf`
+    /// and, with `uwsgi_socket`, a uwsgi-protocol socket there too (for an
+    /// nginx in front: `uwsgi_pass` sets WSGI variables such as
+    /// `SSL_CLIENT_CERT`, which HTTP headers cannot).
+    pub async fn start_with(
+        shared: &Keystone,
+        max_active_keys: u32,
+        extra_conf: &str,
+        uwsgi_socket: Option<std::net::SocketAddr>,
+    ) -> Self {
+        Self::launch(shared, max_active_keys, false, extra_conf, uwsgi_socket).await
     }
 
     /// Like [`start`](Self::start), issuing JWS tokens (`[token] provider =
     /// jws`, ES256) signed by a fresh key pair of `keystone-manage
     /// create_jws_keypair`.
     pub async fn start_jws(shared: &Keystone) -> Self {
-        Self::launch(shared, 3, true).await
+        Self::launch(shared, 3, true, "", None).await
     }
 
-    async fn launch(shared: &Keystone, max_active_keys: u32, jws: bool) -> Self {
+    async fn launch(
+        shared: &Keystone,
+        max_active_keys: u32,
+        jws: bool,
+        extra_conf: &str,
+        uwsgi_socket: Option<std::net::SocketAddr>,
+    ) -> Self {
         let run = std::env::var_os("HARNESS_RUN")
             .map(PathBuf::from)
             .unwrap_or_else(|| super::repo_path("target/keystone/run"));
@@ -146,6 +165,7 @@ impl PrivateKeystone {
         } else {
             conf_text
         };
+        let conf_text = format!("{conf_text}\n{extra_conf}\n");
         std::fs::create_dir_all(d.join("etc")).unwrap();
         let conf = d.join("etc/keystone.conf");
         std::fs::write(&conf, conf_text).unwrap();
@@ -154,7 +174,11 @@ impl PrivateKeystone {
         let venv = super::venv_python().parent().unwrap().to_owned();
         let log = std::fs::File::create(d.join("keystone.log")).unwrap();
         // One process, no uwsgi master: killing it stops everything.
-        let child = Command::new(venv.join("uwsgi"))
+        let mut uwsgi = Command::new(venv.join("uwsgi"));
+        if let Some(socket) = uwsgi_socket {
+            uwsgi.args(["--socket", &socket.to_string()]);
+        }
+        let child = uwsgi
             .args(["--http-socket", &addr.to_string()])
             .args(["--add-header", "Connection: close"])
             .args(["--module", "keystone_wsgi:application", "--pythonpath"])
