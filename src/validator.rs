@@ -315,7 +315,7 @@ impl Validator {
             Some(v) => {
                 let verdict = match v.and_then(Token::from_header) {
                     None => None,
-                    Some(t) => self.check(&t, false, now).await?,
+                    Some(t) => self.check(&t, t.fingerprint(), false, now).await?,
                 };
                 // A bound service token, too, only with its certificate.
                 let verdict = verdict.filter(|id| with_its_certificate(id, certificate));
@@ -330,10 +330,12 @@ impl Validator {
             }
         };
         // 2. The user token (read first: a conflict is refused before any
-        //    Keystone call).
-        let user = match &user_token {
-            None => None,
-            Some(t) => self.check(t, allow_expired, now).await?,
+        //    Keystone call). Its SHA-256 is computed once: the cache key, and
+        //    the access line's fingerprint.
+        let user_fingerprint = user_token.as_ref().map(Token::fingerprint);
+        let user = match (&user_token, user_fingerprint) {
+            (Some(t), Some(fingerprint)) => self.check(t, fingerprint, allow_expired, now).await?,
+            _ => None,
         };
         // 3. A certificate-bound token (RFC 8705) only with its certificate
         //    (keystonemiddleware's oauth2_mtls_token); missing or another
@@ -359,7 +361,7 @@ impl Validator {
         let ctx = AuthContext {
             user,
             service,
-            user_fingerprint: user_token.as_ref().map(Token::fingerprint),
+            user_fingerprint,
             public: false,
         };
         if ctx.is_confirmed() || self.settings.delay_auth_decision {
@@ -374,12 +376,13 @@ impl Validator {
     async fn check(
         &self,
         token: &Token,
+        fingerprint: Fingerprint,
         allow_expired: bool,
         now: i64,
     ) -> Result<Option<Arc<Identity>>, Denied> {
         let started = Instant::now();
         let key = Key {
-            fingerprint: token.fingerprint(),
+            fingerprint,
             allow_expired,
         };
         // The lookup's span holds a miss's local decode, shared cache and
