@@ -55,10 +55,11 @@ use envoy_types::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use tonic::{codegen::BoxFuture, Status};
+use tracing::Instrument;
 
 use crate::{
     connection::ConnectionInfo,
-    gate::Handle,
+    gate::{Gate, Handle},
     headers,
     identity::{Identity, Scope},
     metrics::{Metrics, Outcome},
@@ -290,10 +291,63 @@ impl Decider {
             ));
         };
         let gate = self.gate.get();
-        let v = &gate.validator;
         let mut request_headers = original.headers.clone();
-        let correlation =
-            Correlation::take(&mut request_headers, v.settings().request_id.trusts(peer));
+        let correlation = Correlation::take(
+            &mut request_headers,
+            gate.validator.settings().request_id.trusts(peer),
+        );
+        // The request's span, as on every door: the caller's trace context
+        // (from the original request's headers) is its parent.
+        let span = tracing::info_span!(
+            target: crate::trace::TARGET,
+            "stonegate.request",
+            otel.kind = "server",
+            door = "envoy_grpc",
+            http.request.method = original.method.as_ref().map_or("", Method::as_str),
+            request_id = %correlation.id(),
+            outcome = tracing::field::Empty,
+            audit_id = tracing::field::Empty,
+            cache.result = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        correlation.adopt(&span);
+        let answer = self
+            .decide_on(&gate, original, request_headers, correlation)
+            .instrument(span.clone())
+            .await;
+        let status = match &answer {
+            Ok(CheckResponse {
+                http_response: Some(HttpResponse::DeniedResponse(denied)),
+                ..
+            }) => denied
+                .status
+                .as_ref()
+                .and_then(|s| http::StatusCode::from_u16(s.code as u16).ok()),
+            Ok(_) => Some(http::StatusCode::OK),
+            Err(_) => Some(http::StatusCode::SERVICE_UNAVAILABLE),
+        };
+        if let Some(status) = status {
+            crate::trace::record_status(&span, status);
+        }
+        answer
+    }
+
+    /// Counts the answer's outcome, and puts it on the request's span.
+    fn count(&self, outcome: Outcome) {
+        self.metrics.request(outcome);
+        tracing::Span::current().record("outcome", outcome.as_str());
+    }
+
+    /// The decision on one `Check`, inside the request's span.
+    async fn decide_on(
+        &self,
+        gate: &Gate,
+        original: Original,
+        mut request_headers: HeaderMap,
+        correlation: Correlation,
+    ) -> Result<CheckResponse, Status> {
+        let v = &gate.validator;
         let mut carried = HeaderMap::new();
         correlation.set_on(&mut carried);
         headers::sanitize(&mut request_headers);
@@ -311,7 +365,7 @@ impl Decider {
             Err(ambiguous) => {
                 let rejection = Rejection::AmbiguousPath(ambiguous);
                 tracing::info!(reason = %rejection, client = ?original.client, "envoy-grpc: original path refused");
-                self.metrics.request(rejection.outcome());
+                self.count(rejection.outcome());
                 return Ok(
                     refused(rejection.into_response(&v.settings().challenges), &carried).await,
                 );
@@ -323,7 +377,7 @@ impl Decider {
             .clone()
             .unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
         if v.is_public(&method, canonical.decoded(), &request_headers) {
-            self.metrics.request(Outcome::Public);
+            self.count(Outcome::Public);
             return Ok(ok(carried, stripped, None));
         }
         // A session cookie stands in for the token, as on every door.
@@ -365,7 +419,10 @@ impl Decider {
                         None => stripped.push(http::header::COOKIE.as_str().to_owned()),
                     }
                 }
-                self.metrics.request(if ctx.is_confirmed() {
+                if let Some(a) = ctx.user.as_ref().and_then(|id| id.audit_id()) {
+                    tracing::Span::current().record("audit_id", a);
+                }
+                self.count(if ctx.is_confirmed() {
                     Outcome::Forwarded
                 } else {
                     Outcome::ForwardedUnconfirmed
@@ -373,14 +430,14 @@ impl Decider {
                 Ok(ok(answer, stripped, Some(metadata(&ctx))))
             }
             Err(rejection @ Rejection::KeystoneUnavailable(_)) => {
-                self.metrics.request(rejection.outcome());
+                self.count(rejection.outcome());
                 tracing::warn!(client = ?original.client, "envoy-grpc: Keystone unavailable; answering UNAVAILABLE");
                 Err(Status::unavailable(
                     "Keystone is temporarily unavailable; the request is not authenticated",
                 ))
             }
             Err(rejection) => {
-                self.metrics.request(rejection.outcome());
+                self.count(rejection.outcome());
                 let unauthorized = matches!(rejection, Rejection::Unauthorized);
                 let mut response = rejection.into_response(&v.settings().challenges);
                 // A session whose token is refused is over: its cookies are
@@ -426,6 +483,7 @@ fn attach(
     headers.remove(http::header::HOST);
     if let Err(refusal) = &attached {
         metrics.request(Outcome::SessionRejected);
+        tracing::Span::current().record("outcome", Outcome::SessionRejected.as_str());
         tracing::info!(
             target: "stonegate::access",
             method = %method,

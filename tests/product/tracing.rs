@@ -247,7 +247,7 @@ async fn spans_of_a_real_token_request_reach_the_collector_in_the_callers_trace_
     let resp = sg
         .get(
             "/v2.1/servers",
-            &[("X-Auth-Token", &token), ("traceparent", &caller)],
+            &[("X-Auth-Token", &token), ("traceparent", caller.as_str())],
         )
         .await;
     assert_eq!(resp.status(), 200);
@@ -409,4 +409,86 @@ async fn sampling_follows_the_callers_decision_and_the_ratio_for_new_traces() {
         spans.iter().all(|s| hex(&s.trace_id) == sampled),
         "{spans:#?}"
     );
+}
+
+#[tokio::test]
+async fn the_envoy_grpc_door_makes_its_request_span_in_the_callers_trace() {
+    use crate::envoy_grpc::{check, client, denied_response, envoy_check, ok_response};
+    let ks = Keystone::from_env();
+    let collector = Collector::start().await;
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .auth_listen()
+        .extra_toml(&format!(
+            "[tracing]\notlp_endpoint = \"{}\"\n\n[[forward_auth]]\nflavor = \"envoy-grpc\"\n",
+            collector.url
+        ))
+        .start()
+        .await;
+    let mut c = client(&format!("http://{}", sg.auth.expect("auth_listen bound"))).await;
+    let token = ks.demo_token().await;
+    let audit_id = ks.validate(&token).await["audit_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let caller = format!("00-{trace}-eee19b7ec3c1b174-01");
+    for (tok, status, outcome) in [
+        ("garbage", 401, "unauthorized"),
+        (token.as_str(), 200, "forwarded"),
+    ] {
+        let answer = check(
+            &mut c,
+            envoy_check(
+                "GET",
+                "/v2.1/servers",
+                &[("x-auth-token", tok), ("traceparent", caller.as_str())],
+            ),
+        )
+        .await;
+        let status_text = status.to_string();
+        let spans = collector
+            .wait("envoy-grpc span", |s| {
+                s.iter().any(|s| {
+                    hex(&s.trace_id) == trace
+                        && attr(s, "http.response.status_code").as_deref() == Some(&status_text)
+                })
+            })
+            .await;
+        let span = spans
+            .iter()
+            .find(|s| {
+                hex(&s.trace_id) == trace
+                    && attr(s, "http.response.status_code").as_deref() == Some(&status_text)
+            })
+            .unwrap();
+        assert_eq!(span.name, "stonegate.request");
+        assert_eq!(attr(span, "door").as_deref(), Some("envoy_grpc"));
+        assert_eq!(hex(&span.parent_span_id), "eee19b7ec3c1b174");
+        assert_eq!(attr(span, "outcome").as_deref(), Some(outcome), "{span:#?}");
+        if status == 200 {
+            assert_eq!(attr(span, "audit_id"), Some(audit_id.clone()));
+            // The traceparent Envoy forwards names this span.
+            let ok = ok_response(&answer);
+            let tp = ok
+                .headers
+                .iter()
+                .filter_map(|o| o.header.as_ref())
+                .find(|h| h.key == "traceparent")
+                .map(|h| h.value.clone())
+                .expect("a traceparent for the upstream");
+            assert_eq!(ids(&tp), (trace.to_owned(), hex(&span.span_id)));
+        } else {
+            denied_response(&answer, tonic::Code::Unauthenticated, 401);
+        }
+    }
+    let got = collector.got.lock().unwrap();
+    for body in &got.bodies {
+        assert!(
+            !String::from_utf8_lossy(body).contains(&token),
+            "a token in the export"
+        );
+    }
 }
