@@ -16,8 +16,9 @@
 //! - an empty segment (`//`, or `/;x` which is one once parameters are
 //!   dropped; a trailing `/` is fine);
 //! - a malformed escape (`%`, `%2`, `%zz`), or escapes that do not decode to UTF-8;
-//! - a double-encoded `.`, `/`, `\` or control character (`%252e`), which a
-//!   server that decodes twice would resolve.
+//! - a double-encoded `.`, `/`, `\`, `;` or control character (`%252e`,
+//!   `%253b`), which a server that decodes twice would resolve (a `;` that
+//!   starts a segment once decoded twice empties it, as `/;x` does).
 //!
 //! Otherwise the path has two views: [`Canonical::decoded`], percent-decoded
 //! (what a WSGI application sees as `PATH_INFO`, so what access rules and
@@ -274,7 +275,7 @@ fn double_encoded(segment: &[u8]) -> bool {
             && match (hex(w[1]), hex(w[2])) {
                 (Some(h), Some(l)) => {
                     let b = h << 4 | l;
-                    matches!(b, b'.' | b'/' | b'\\' | b'%') || b < 0x20 || b == 0x7f
+                    matches!(b, b'.' | b'/' | b'\\' | b'%' | b';') || b < 0x20 || b == 0x7f
                 }
                 _ => false,
             }
@@ -378,6 +379,7 @@ mod tests {
             ("/a%c0%ae", NotUtf8),
             ("/a/%252e%252e/b", DoubleEncoded),
             ("/a%252fb", DoubleEncoded),
+            ("/static/%253b.x", DoubleEncoded),
             ("/a%255cb", DoubleEncoded),
             ("/a%2500", DoubleEncoded),
             ("/a%25252e", DoubleEncoded),

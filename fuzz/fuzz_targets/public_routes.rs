@@ -97,11 +97,11 @@ fn reference(raw: &str) -> Option<(String, String)> {
         if head == "." || head == ".." {
             return None;
         }
-        // Double-encoded `.`, `/`, `\`, `%` or control character.
+        // Double-encoded `.`, `/`, `\`, `%`, `;` or control character.
         let sb = seg.as_bytes();
         for j in 0..sb.len() {
             if let Some(c) = escape_at(sb, j) {
-                if b"./\\%".contains(&c) || c < 0x20 || c == 0x7f {
+                if b"./\\%;".contains(&c) || c < 0x20 || c == 0x7f {
                     return None;
                 }
             }
