@@ -92,21 +92,6 @@ fn run_checker(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn metric(sg: &Stonegate, line_start: &str) -> f64 {
-    let text = crate::harness::client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn events_for_real_tokens_pass_pycadf_and_match_keystonemiddleware_field_by_field() {
     let ks = Keystone::from_env();
@@ -218,7 +203,8 @@ async fn events_for_real_tokens_pass_pycadf_and_match_keystonemiddleware_field_b
     assert_eq!(no_token["reason"]["reasonCode"], "401");
     assert_eq!(no_token["initiator"]["id"], "unknown");
     assert_eq!(
-        metric(&sg, "stonegate_audit_events_total{result=\"emitted\"}").await,
+        sg.metric("stonegate_audit_events_total{result=\"emitted\"}")
+            .await,
         expected as f64
     );
 }
@@ -283,14 +269,16 @@ async fn a_failing_sink_drops_and_counts_events_and_requests_go_on() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let dropped = loop {
-        let d = metric(&sg, "stonegate_audit_events_total{result=\"dropped\"}").await;
+        let d = sg
+            .metric("stonegate_audit_events_total{result=\"dropped\"}")
+            .await;
         if d >= 10.0 || Instant::now() > deadline {
             break d;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(dropped, 10.0);
-    assert_eq!(metric(&sg, "stonegate_audit_events_queued").await, 0.0);
+    assert_eq!(sg.metric("stonegate_audit_events_queued").await, 0.0);
     let log = sg.log_with("cannot write audit events").await;
     assert!(log.contains("cannot write audit events"), "{log}");
 }

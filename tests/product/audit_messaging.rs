@@ -105,21 +105,6 @@ fn consume(url: &str, want: usize, secs: u64) -> Vec<Value> {
         .collect()
 }
 
-async fn metric(sg: &Stonegate, name: &str) -> f64 {
-    let text = crate::harness::client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 /// The latency of `n` sequential authenticated requests, each answered 200,
 /// `pause` apart.
 async fn latencies(sg: &Stonegate, token: &str, n: usize, pause: Duration) -> Vec<Duration> {
@@ -190,7 +175,9 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
     rabbit.stop();
     // Measured during the outage, not while the node's processes die.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let dropped_before = metric(&sg, "stonegate_audit_events_total{result=\"dropped\"}").await;
+    let dropped_before = sg
+        .metric("stonegate_audit_events_total{result=\"dropped\"}")
+        .await;
     let down_latency = latencies(&sg, &token, 20, Duration::ZERO).await;
     let (up, down) = (median(&up_latency), median(&down_latency));
     let max_down = *down_latency.iter().max().unwrap();
@@ -207,7 +194,9 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let dropped = loop {
-        let d = metric(&sg, "stonegate_audit_events_total{result=\"dropped\"}").await;
+        let d = sg
+            .metric("stonegate_audit_events_total{result=\"dropped\"}")
+            .await;
         if d >= dropped_before + 31.0 || Instant::now() > deadline {
             break d;
         }
@@ -219,6 +208,6 @@ async fn an_oslo_messaging_consumer_reads_the_events_and_a_broker_outage_costs_n
         "dropped {dropped_before} -> {dropped}"
     );
     // What waits for the broker stays within the bound.
-    let queued = metric(&sg, "stonegate_audit_events_queued").await;
+    let queued = sg.metric("stonegate_audit_events_queued").await;
     assert!((0.0..=8.0).contains(&queued), "{queued} queued");
 }

@@ -202,21 +202,6 @@ impl Recorder {
     }
 }
 
-async fn metric(sg: &Stonegate, name: &str) -> f64 {
-    let text = crate::harness::client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn spans_of_a_real_token_request_reach_the_collector_in_the_callers_trace_without_the_token()
 {
@@ -361,7 +346,9 @@ async fn spans_of_a_real_token_request_reach_the_collector_in_the_callers_trace_
         }
         assert!(got.service_names.iter().all(|n| n == "sg-under-test"));
     }
-    let exported = metric(&sg, "stonegate_trace_spans_total{result=\"exported\"}").await;
+    let exported = sg
+        .metric("stonegate_trace_spans_total{result=\"exported\"}")
+        .await;
     assert!(exported >= 8.0, "{exported} spans counted as exported");
 }
 

@@ -139,6 +139,23 @@ impl Stonegate {
     }
 
     /// `http://<admin_listen><path>`.
+    /// The value of the first `/metrics` line starting with `line_start`
+    /// (a name with its labels), 0 when there is none.
+    pub async fn metric(&self, line_start: &str) -> f64 {
+        let text = crate::harness::client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
     }
