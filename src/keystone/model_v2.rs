@@ -173,6 +173,7 @@ pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
         trust_users: None,
         catalog,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     })
 }
