@@ -76,6 +76,7 @@ fn rows() -> Vec<Row> {
             "Forbidden",
             vec![],
         ),
+        (r(Rejection::UnknownService), 403, "Forbidden", vec![]),
         (
             r(Rejection::UpstreamUnavailable("refused".into())),
             502,
@@ -288,6 +289,7 @@ fn rejections_count_under_their_outcomes() {
         ),
         (Rejection::UpstreamTimeout, UpstreamTimeout),
         (Rejection::Forbidden { rule: "r".into() }, Forbidden),
+        (Rejection::UnknownService, Forbidden),
     ] {
         assert_eq!(r.outcome(), o, "{r}");
         assert_eq!(UpstreamFailure::from_rejection(&r).0, o);
