@@ -55,3 +55,4 @@ mod tls;
 mod tracing;
 mod upgrade;
 mod v2;
+mod v2_differential;
