@@ -26,7 +26,7 @@ use tonic_health::pb::{
 use crate::harness::{
     keystone::{assert_headers, expected_user_headers},
     stonegate::KeystoneTarget,
-    FakeKeystone, Fault, Keystone, Stonegate, Upstream,
+    FakeKeystone, Fault, Keystone, Scope, Stonegate, Upstream,
 };
 
 const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
@@ -162,6 +162,8 @@ pub(crate) fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
         #[allow(deprecated)]
         let append = o.append;
         assert_eq!(append, None, "the deprecated `append` must stay unset");
+        // Else Envoy drops a header set to "" (an unscoped token's X-Roles).
+        assert!(o.keep_empty_value, "{o:?}");
         let hv = o.header.as_ref().unwrap();
         h.append(
             http::HeaderName::from_bytes(hv.key.as_bytes()).unwrap(),
@@ -1019,4 +1021,26 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
     let d = denied_response(&r, Code::Unauthenticated, 401);
     assert!(denied_set_cookies(d).is_empty(), "{d:?}");
     assert!(!sg.log().contains(&token), "the token was logged");
+}
+
+#[tokio::test]
+async fn an_unscoped_tokens_empty_x_roles_is_set_and_kept_empty() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.token("demo", Scope::Unscoped).await;
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+    )
+    .await;
+    let ok = ok_response(&r);
+    // set_headers checks every header is kept even when empty.
+    let set = set_headers(ok);
+    assert_eq!(set.get("x-roles").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(set.get("x-project-id"), None);
+    assert_eq!(
+        set.get("x-identity-status").map(|v| v.as_bytes()),
+        Some(&b"Confirmed"[..])
+    );
 }
