@@ -24,6 +24,7 @@ use tonic_health::pb::{
 };
 
 use crate::harness::{
+    cert_verifier::TestVerifier,
     keystone::{assert_headers, expected_user_headers},
     stonegate::KeystoneTarget,
     FakeKeystone, Fault, Keystone, Scope, Stonegate, Upstream,
@@ -652,7 +653,7 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { der, provider }))
+        .with_custom_certificate_verifier(TestVerifier::pinned(der, provider))
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -696,66 +697,6 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
             .await
             .expect_err("a cleartext Check answered on the TLS listener");
         assert_ne!(err.code(), Code::Ok);
-    }
-}
-
-/// Accepts one certificate (by its DER bytes), with the provider's signature checks.
-#[derive(Debug)]
-struct Pinned {
-    der: Vec<u8>,
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "not the listener's certificate".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

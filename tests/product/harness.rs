@@ -9,6 +9,7 @@
 //! - [`Upstream`]: an in-process echo service recording what it received;
 //! - [`Stonegate`]: the real `stonegate` binary, configured and started by a builder.
 
+pub mod cert_verifier;
 pub mod fake_keystone;
 pub mod keystone;
 pub mod kmw;
