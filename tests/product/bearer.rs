@@ -169,26 +169,18 @@ async fn an_oauth2_access_token_is_taken_as_bearer_with_the_identity_of_x_auth_t
     assert_eq!(resp.status(), 200);
 
     // Forward-auth over HTTP: 200 with the same identity headers.
-    let c = crate::harness::client();
-    let resp = c
-        .get(sg.url("/_stonegate/traefik"))
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .header("X-User-Id", "forged-admin")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth(
+            "traefik",
+            "/v2.1/servers",
+            &[("Authorization", &bearer), ("X-User-Id", "forged-admin")],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_headers(resp.headers(), &expected);
-    let resp = c
-        .get(sg.url("/_stonegate/nginx"))
-        .header("Authorization", &bearer)
-        .header("X-Original-Method", "GET")
-        .header("X-Original-URL", "https://compute.example.com/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth("nginx", "/v2.1/servers", &[("Authorization", &bearer)])
+        .await;
     assert_eq!(resp.status(), 200);
     assert_headers(resp.headers(), &expected);
 
@@ -247,14 +239,9 @@ async fn bearer_is_off_by_default_a_bearer_only_request_is_401_and_never_forward
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let resp = crate::harness::client()
-        .get(sg.url("/_stonegate/traefik"))
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth("traefik", "/v2.1/servers", &[("Authorization", &bearer)])
+        .await;
     assert_eq!(resp.status(), 401);
     let (status, www, _) = layer_status(&sg, &ks, &[("Authorization", &bearer)]).await;
     assert_eq!((status, www.len()), (401, 1));
@@ -305,27 +292,14 @@ async fn x_auth_token_and_a_different_bearer_are_400_at_every_door_and_never_for
         .await;
     error_json(resp, 400, "malformed bearer beside x-auth-token").await;
     assert_eq!(up.hits(), 0, "a conflicting request was forwarded");
-    let c = crate::harness::client();
-    let resp = c
-        .get(sg.url("/_stonegate/traefik"))
-        .header("X-Auth-Token", &token)
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let both = [
+        ("X-Auth-Token", token.as_str()),
+        ("Authorization", bearer.as_str()),
+    ];
+    let resp = sg.forward_auth("traefik", "/v2.1/servers", &both).await;
     error_json(resp, 400, "traefik").await;
     // nginx's auth_request passes only 401 and 403 on.
-    let resp = c
-        .get(sg.url("/_stonegate/nginx"))
-        .header("X-Auth-Token", &token)
-        .header("Authorization", &bearer)
-        .header("X-Original-Method", "GET")
-        .header("X-Original-URL", "https://compute.example.com/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg.forward_auth("nginx", "/v2.1/servers", &both).await;
     assert_eq!(resp.status(), 403, "nginx");
     let (status, _, _) = layer_status(
         &sg,
@@ -346,20 +320,11 @@ async fn x_auth_token_and_a_different_bearer_are_400_at_every_door_and_never_for
     )
     .await;
     denied_response(&r, Code::InvalidArgument, 400);
-    let metrics = c
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // Three through the proxy (the layer), two through forward-auth.
-    for line in [
-        "stonegate_requests_total{door=\"layer\",outcome=\"conflicting_tokens\"} 3",
-        "stonegate_requests_total{door=\"forward_auth\",outcome=\"conflicting_tokens\"} 2",
-    ] {
-        assert!(metrics.contains(line), "{line} not in {metrics}");
+    for (door, n) in [("layer", 3.0), ("forward_auth", 2.0)] {
+        let line =
+            format!("stonegate_requests_total{{door=\"{door}\",outcome=\"conflicting_tokens\"}}");
+        assert_eq!(sg.metric(&line).await, n, "{line}");
     }
 }
 
@@ -400,14 +365,7 @@ async fn a_garbage_repeated_or_merged_bearer_is_401_with_both_challenges_at_ever
         assert_eq!(challenges(resp.headers()), want, "sidecar {what}");
         error_json(resp, 401, what).await;
 
-        let mut req = c
-            .get(sg.url("/_stonegate/traefik"))
-            .header("X-Forwarded-Method", "GET")
-            .header("X-Forwarded-Uri", "/v2.1/servers");
-        for (n, v) in headers {
-            req = req.header(*n, *v);
-        }
-        let resp = req.send().await.unwrap();
+        let resp = sg.forward_auth("traefik", "/v2.1/servers", headers).await;
         assert_eq!(resp.status(), 401, "traefik {what}");
         assert_eq!(challenges(resp.headers()), want, "traefik {what}");
 

@@ -24,9 +24,10 @@ use tonic_health::pb::{
 };
 
 use crate::harness::{
+    cert_verifier::TestVerifier,
     keystone::{assert_headers, expected_user_headers},
     stonegate::KeystoneTarget,
-    FakeKeystone, Fault, Keystone, Stonegate, Upstream,
+    FakeKeystone, Fault, Keystone, Scope, Stonegate, Upstream,
 };
 
 const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
@@ -162,6 +163,8 @@ pub(crate) fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
         #[allow(deprecated)]
         let append = o.append;
         assert_eq!(append, None, "the deprecated `append` must stay unset");
+        // Else Envoy drops a header set to "" (an unscoped token's X-Roles).
+        assert!(o.keep_empty_value, "{o:?}");
         let hv = o.header.as_ref().unwrap();
         h.append(
             http::HeaderName::from_bytes(hv.key.as_bytes()).unwrap(),
@@ -650,7 +653,7 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { der, provider }))
+        .with_custom_certificate_verifier(TestVerifier::pinned(der, provider))
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -694,66 +697,6 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
             .await
             .expect_err("a cleartext Check answered on the TLS listener");
         assert_ne!(err.code(), Code::Ok);
-    }
-}
-
-/// Accepts one certificate (by its DER bytes), with the provider's signature checks.
-#[derive(Debug)]
-struct Pinned {
-    der: Vec<u8>,
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "not the listener's certificate".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -1199,5 +1142,27 @@ fn service_profiles_are_checked_naming_their_keys() {
     assert_eq!(
         services.by_name["image"].service_type.as_deref(),
         Some("image")
+    );
+}
+
+#[tokio::test]
+async fn an_unscoped_tokens_empty_x_roles_is_set_and_kept_empty() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.token("demo", Scope::Unscoped).await;
+    let r = check(
+        &mut c,
+        envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
+    )
+    .await;
+    let ok = ok_response(&r);
+    // set_headers checks every header is kept even when empty.
+    let set = set_headers(ok);
+    assert_eq!(set.get("x-roles").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(set.get("x-project-id"), None);
+    assert_eq!(
+        set.get("x-identity-status").map(|v| v.as_bytes()),
+        Some(&b"Confirmed"[..])
     );
 }

@@ -4,12 +4,13 @@
 //! - [`Keystone`]: the real Keystone started by `scripts/test.sh`
 //!   (`tests/keystone/keystone-up.sh`), found through `STONEGATE_TEST_KEYSTONE_FIXTURES`;
 //! - [`FakeKeystone`]: an in-process Keystone for faults and call counting;
-//! - [`FakeV2`]: a fake Identity v2.0 server (keystoneauth's `V2Token` documents);
+//! - [`v2_keystone::V2Keystone`]: an in-process Identity v2.0 Keystone serving the golden
+//!   `V2Token` documents of `tests/fixtures/v2/served.json` (no Keystone serves v2.0);
 //! - [`Upstream`]: an in-process echo service recording what it received;
 //! - [`Stonegate`]: the real `stonegate` binary, configured and started by a builder.
 
+pub mod cert_verifier;
 pub mod fake_keystone;
-pub mod fake_v2;
 pub mod keystone;
 pub mod kmw;
 pub mod kv;
@@ -17,13 +18,13 @@ pub mod nginx;
 pub mod private_keystone;
 pub mod stonegate;
 pub mod upstream;
+pub mod v2_keystone;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub use fake_keystone::{FakeKeystone, Fault};
-pub use fake_v2::FakeV2;
 pub use keystone::{Keystone, Scope};
 pub use private_keystone::run_with_deadline;
 pub use stonegate::Stonegate;

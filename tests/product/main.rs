@@ -54,4 +54,6 @@ mod shared_cache;
 mod tls;
 mod tracing;
 mod upgrade;
+mod upstream_pool;
 mod v2;
+mod v2_differential;
