@@ -210,7 +210,7 @@ fn rows() -> Vec<Row> {
 async fn every_rejection_has_its_status_json_body_and_headers() {
     let rows = rows();
     // One row per variant of both tables (and 401 with both challenges).
-    assert_eq!(rows.len(), 8 + 17);
+    assert_eq!(rows.len(), 9 + 17);
     for (resp, status, title, headers) in rows {
         assert_eq!(resp.status().as_u16(), status, "{title}");
         let mut got: Vec<(String, String)> = resp
