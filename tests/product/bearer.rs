@@ -414,3 +414,70 @@ async fn a_garbage_repeated_or_merged_bearer_is_401_with_both_challenges_at_ever
         );
     }
 }
+
+#[tokio::test]
+async fn other_schemes_are_no_token_service_tokens_apply_and_an_upstream_401_gets_both_challenges()
+{
+    let ks = Keystone::from_env();
+    let bearer = format!("Bearer {}", oauth2_access_token(&ks, "unrestricted").await);
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(BEARER_ON)
+        .start()
+        .await;
+    // `Basic` is no token: beside X-Auth-Token no conflict, forwarded as sent.
+    let basic = "Basic ZGVtbzpkZW1vLXBhc3N3b3Jk";
+    let demo = ks.demo_token().await;
+    let resp = sg
+        .get(
+            "/v2.1/servers",
+            &[("X-Auth-Token", &demo), ("Authorization", basic)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.header("authorization").as_deref(), Some(basic));
+    assert_eq!(
+        seen.header("x-user-id").as_deref(),
+        Some(ks.user_id("demo").as_str())
+    );
+    // Alone it is a request without a token: 401, never forwarded.
+    let hits = up.hits();
+    let resp = sg.get("/v2.1/servers", &[("Authorization", basic)]).await;
+    assert_eq!(challenges(resp.headers()), both_challenges(&ks));
+    error_json(resp, 401, "basic alone").await;
+    assert_eq!(up.hits(), hits);
+    // A Bearer user token with a service token: X-Service-* as with X-Auth-Token.
+    let svc = ks.svc_token().await;
+    let resp = sg
+        .get(
+            "/v2.1/servers",
+            &[("Authorization", &bearer), ("X-Service-Token", &svc)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(
+        seen.header("x-service-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(
+        seen.header("x-service-user-id").as_deref(),
+        Some(ks.user_id("svc").as_str())
+    );
+
+    // The upstream's own 401 carries both challenges too.
+    let refusing = Upstream::answering(401).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&refusing)
+        .extra_toml(BEARER_ON)
+        .start()
+        .await;
+    let resp = sg.get("/v2.1/servers", &[("Authorization", &bearer)]).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(challenges(resp.headers()), both_challenges(&ks));
+    assert_eq!(refusing.hits(), 1);
+}
