@@ -54,6 +54,39 @@ pub fn bind_fresh_tokio() -> tokio::net::TcpListener {
     tokio::net::TcpListener::from_std(l).expect("tokio listener")
 }
 
+/// Serves `app` on `listener` until the returned task is aborted; aborting
+/// it also closes every open connection (so a stopped fake Keystone refuses
+/// connections and drops the ones a client kept alive).
+pub fn serve_stoppable(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    use tower::ServiceExt;
+    tokio::spawn(async move {
+        // Connections live in the set: aborting this task drops them all.
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let app = app.clone();
+            conns.spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    })
+}
+
 /// A loopback address that was free a moment ago, for a child process to
 /// bind (see [`bind_fresh`]).
 pub fn free_addr() -> SocketAddr {

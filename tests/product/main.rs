@@ -37,6 +37,7 @@ mod jws;
 mod kmw_differential;
 mod kube;
 mod kube_authz;
+mod kube_groups;
 mod layer;
 mod local;
 mod mtls;

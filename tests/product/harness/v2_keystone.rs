@@ -26,11 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 use super::stonegate::KeystoneTarget;
 
@@ -89,27 +85,7 @@ impl V2Keystone {
             .route("/{interface}/v2.0", get(version))
             .route("/{interface}/v2.0/", get(version))
             .with_state(inner.clone());
-        let server = tokio::spawn(async move {
-            // Connections live in the set: aborting this task closes them all.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let app = app.clone();
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            app.clone().oneshot(req.map(axum::body::Body::new))
-                        },
-                    );
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        let server = super::serve_stoppable(listener, app);
         V2Keystone {
             base,
             names,
