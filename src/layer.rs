@@ -132,13 +132,19 @@ struct Arrival {
     /// How many forged headers were stripped.
     forged: usize,
     body_left: BodyLeft,
-    /// The request's `X-OpenStack-Request-ID`.
-    request_id: RequestId,
+    /// The request's `X-OpenStack-Request-ID` and trace context, carried on
+    /// the Keystone calls made for it and to the upstream.
+    correlation: Correlation,
     /// The audit trail, when `[audit]` is on.
     audit: Option<Arc<Auditor>>,
 }
 
 impl Arrival {
+    /// The request's `X-OpenStack-Request-ID`.
+    fn request_id(&self) -> &RequestId {
+        self.correlation.id()
+    }
+
     /// The audit trail, when it audits this request (`refused` by
     /// stonegate or not).
     fn auditor<B>(&self, req: &Request<B>, refused: bool) -> Option<&Auditor> {
@@ -154,7 +160,7 @@ impl Arrival {
             req.headers(),
             conn,
             ctx,
-            &self.request_id,
+            self.request_id(),
         )
     }
 
@@ -207,21 +213,25 @@ impl Authenticator {
         let trusted = v.settings().request_id.trusts(peer);
         let correlation = Correlation::take(req.headers_mut(), trusted);
         correlation.set_on(req.headers_mut());
-        let request_id = correlation.id().clone();
-        req.extensions_mut().insert(request_id.clone());
+        req.extensions_mut().insert(correlation.id().clone());
+        let id = correlation.id().header_value().clone();
+        let span = request_span(&req, &correlation);
         let arrival = Arrival {
             started,
             forged,
             body_left: BodyLeft::of(&req),
-            request_id,
+            correlation,
             audit: gate.audit.clone(),
         };
-        let id = correlation.id().header_value().clone();
-        let span = request_span(&req, &correlation);
-        let mut resp = correlation
-            .scope(self.answer(v, sessions, inner, req, arrival))
-            .instrument(span.clone())
-            .await?;
+        let answer = self.answer(v, sessions, inner, req, arrival);
+        // Without a trace layer the span is disabled and entering it does
+        // nothing: the future is not wrapped then, since each wrapper moves
+        // all of it once more (issue 16).
+        let mut resp = if span.is_disabled() {
+            answer.await?
+        } else {
+            answer.instrument(span.clone()).await?
+        };
         resp.headers_mut().insert(crate::request_id::HEADER, id);
         crate::trace::record_status(&span, resp.status());
         Ok(resp)
@@ -260,9 +270,11 @@ impl Authenticator {
         if let Some(sessions) = sessions {
             if let Some(endpoint) = sessions.endpoint(req.uri().path()) {
                 // Boxed: a login's future (a Keystone call) is large, and
-                // would otherwise be part of every request's.
-                let resp =
-                    Box::pin(self.session_endpoint(v, sessions, endpoint, req, arrival)).await;
+                // would otherwise be part of every request's. Its Keystone
+                // calls carry the request's id and trace context.
+                let correlation = arrival.correlation.clone();
+                let serve = self.session_endpoint(v, sessions, endpoint, req, arrival);
+                let resp = Box::pin(correlation.scope(serve)).await;
                 return Ok(resp.map(Either::Right));
             }
         }
@@ -310,7 +322,7 @@ impl Authenticator {
             status = rejection.status().as_u16(),
             outcome = rejection.outcome().as_str(),
             reason = %rejection,
-            request_id = %arrival.request_id,
+            request_id = %arrival.request_id(),
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -339,7 +351,7 @@ impl Authenticator {
             endpoint = ?endpoint,
             status = resp.status().as_u16(),
             outcome = Outcome::SessionEndpoint.as_str(),
-            request_id = %arrival.request_id,
+            request_id = %arrival.request_id(),
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -388,7 +400,7 @@ impl Authenticator {
                         method = %req.method(),
                         status = resp.status().as_u16(),
                         outcome = Outcome::SessionRejected.as_str(),
-                        request_id = %arrival.request_id,
+                        request_id = %arrival.request_id(),
                         forged_headers = arrival.forged,
                         latency_us = arrival.started.elapsed().as_micros() as u64,
                     );
@@ -397,8 +409,10 @@ impl Authenticator {
             }
         }
         let path = decoded.unwrap_or(req.uri().path());
-        let decision = v
-            .authenticate(req.method(), path, req.headers(), certificate.as_ref())
+        // The Keystone calls made for the request carry its id and trace
+        // context (only the decision makes any).
+        let decision = (arrival.correlation.clone())
+            .scope(v.authenticate(req.method(), path, req.headers(), certificate.as_ref()))
             .await
             .map_err(Rejection::from);
         Ok((decision, session))
@@ -452,7 +466,7 @@ impl Authenticator {
         if !upstream.is_disabled() {
             // The upstream's parent is this span, in the caller's trace.
             let _in = upstream.enter();
-            crate::request_id::set_current_on(req.headers_mut());
+            arrival.correlation.set_on(req.headers_mut());
         }
         let mut resp = inner.call(req).instrument(upstream.clone()).await?;
         crate::trace::record_status(&upstream, resp.status());
@@ -477,7 +491,7 @@ impl Authenticator {
             outcome = outcome.as_str(),
             token = fp.map(|f| f.to_string()),
             audit_id,
-            request_id = %arrival.request_id,
+            request_id = %arrival.request_id(),
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );
@@ -506,7 +520,7 @@ impl Authenticator {
             status,
             outcome = outcome.as_str(),
             reason = %rejection,
-            request_id = %arrival.request_id,
+            request_id = %arrival.request_id(),
             forged_headers = arrival.forged,
             latency_us = arrival.started.elapsed().as_micros() as u64,
         );

@@ -29,7 +29,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::{header::HeaderName, HeaderMap, HeaderValue};
 
 pub use settings::{Section, Settings};
@@ -46,6 +46,14 @@ const ID_LEN: usize = 40;
 /// Longest `tracestate` carried on (W3C: at least 512 characters must be
 /// propagated; longer ones may be dropped).
 const MAX_TRACESTATE: usize = 512;
+
+/// How many request ids one buffer of [`IDS`] holds (4 KB).
+const IDS_PER_BUFFER: usize = 100;
+
+thread_local! {
+    /// Where this thread's next request ids are written ([`RequestId::generate`]).
+    static IDS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
 
 /// One request's id (`req-<uuid4>`): cheap to clone (the bytes are shared),
 /// always a valid header value, never anything a client wrote unchecked.
@@ -71,8 +79,18 @@ impl RequestId {
         let mut s = [0u8; ID_LEN];
         s[..4].copy_from_slice(b"req-");
         s[4..].copy_from_slice(&uuid4());
-        // One allocation (the shared owner); clones only count references.
-        match HeaderValue::from_maybe_shared(Bytes::from_owner(s)) {
+        // Clones only count references. The bytes are cut from a buffer of
+        // the thread's holding the next ids, so a request costs no
+        // allocation of its own (one per `IDS_PER_BUFFER` ids); a buffer is
+        // freed when its last id is.
+        let bytes = IDS.with_borrow_mut(|buf| {
+            if buf.capacity() < ID_LEN {
+                *buf = BytesMut::with_capacity(ID_LEN * IDS_PER_BUFFER);
+            }
+            buf.extend_from_slice(&s);
+            buf.split_to(ID_LEN).freeze()
+        });
+        match HeaderValue::from_maybe_shared(bytes) {
             Ok(v) => Self(v),
             // Unreachable: the bytes are ASCII letters, digits and `-`.
             Err(_) => Self(HeaderValue::from_static(
@@ -329,6 +347,19 @@ mod tests {
             assert!(is_well_formed(s.as_bytes()), "{s}");
             assert_eq!(&s[18..19], "4", "version 4: {s}");
             assert!("89ab".contains(&s[23..24]), "variant: {s}");
+        }
+    }
+
+    #[test]
+    fn ids_cut_from_one_buffer_stay_distinct_and_whole() {
+        // More ids than a buffer holds: ids from an old buffer outlive it.
+        let ids: Vec<RequestId> = (0..IDS_PER_BUFFER * 2 + 7)
+            .map(|_| RequestId::generate())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            assert!(is_well_formed(id.as_str().as_bytes()), "{id}");
+            assert!(seen.insert(id.as_str().to_owned()), "{id} twice");
         }
     }
 

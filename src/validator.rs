@@ -449,12 +449,12 @@ impl Validator {
         // several KB: it is built, boxed, only when the cache runs it, so a
         // hit never builds nor moves it (issue 16: moving it cost ~8,000
         // instructions per cached request).
-        let miss = async move { Box::pin(self.resolve(token, allow_expired, now)).await };
-        let looked_up = self
-            .cache
-            .get_or_validate(key, miss)
-            .instrument(span.clone())
-            .await;
+        // Only the miss is instrumented (the span still opens before the
+        // lookup and closes after it): wrapping the lookup would move it all
+        // once more.
+        let miss = async move { Box::pin(self.resolve(token, allow_expired, now)).await }
+            .instrument(span.clone());
+        let looked_up = self.cache.get_or_validate(key, miss).await;
         if let Ok((_, hit)) = &looked_up {
             let result = if *hit { "hit" } else { "miss" };
             span.record("cache.result", result);
