@@ -2,6 +2,10 @@
 //!
 //! - `cache_hit`: SHA-256 fingerprint of the token + `cache::Cache` lookup of a
 //!   present entry + `headers::set_user` into the forwarded request's headers;
+//! - `layer`: one request with a cached token through the whole
+//!   `AuthTokenLayer` (head sanitized, request id, path check, decision,
+//!   identity headers, the answer's request id) around a service that answers
+//!   at once: the auth work of a cached request, its future's box included;
 //! - `strip_identity`: a 30-header request, 5 of them forged identity headers
 //!   (and the same request with none forged, the usual case), and beside it
 //!   `sanitize`, the whole head step every door runs (the `Connection` list,
@@ -37,13 +41,17 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use stonegate::{
     access_rules::path_matches,
     cache::{Cache, Key, Outcome},
+    gate::Gate,
     headers,
     identity::Identity,
     keystone::model::parse_token,
+    metrics::Metrics,
     path::Canonical,
     request_id::{Correlation, RequestId},
     routes::{PublicRoute, PublicRoutes},
     token::Token,
+    validator::Validator,
+    AuthTokenLayer,
 };
 
 /// A Fernet-sized token (the value is never a real credential).
@@ -197,6 +205,82 @@ fn bench_cache_hit(c: &mut Criterion) {
             );
         });
     }
+    group.finish();
+}
+
+/// A request with a cached token through `AuthTokenLayer` around a service
+/// that answers at once (the Keystone of the configuration is never called).
+fn bench_layer(c: &mut Criterion) {
+    use http_body_util::Empty;
+    use tower::{Layer, Service, ServiceExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let toml = r#"
+listen = "127.0.0.1:8080"
+upstream = "http://127.0.0.1:8000"
+admin_listen = "127.0.0.1:9090"
+[keystone_authtoken]
+auth_url = "http://127.0.0.1:9/v3"
+username = "svc"
+password = "pw"
+user_domain_name = "Default"
+project_name = "service"
+project_domain_name = "Default"
+include_service_catalog = false
+"#;
+    let settings = stonegate::config::File::parse(toml)
+        .unwrap()
+        .build(&|_| None)
+        .unwrap();
+    let metrics = Metrics::unregistered();
+    let keystone = stonegate::keystone::Client::new(settings.keystone, metrics.clone()).unwrap();
+    let validator = Validator::new(keystone, settings.auth, metrics.clone());
+    let key = Key {
+        fingerprint: Token::from_header(&HeaderValue::from_static(TOKEN))
+            .unwrap()
+            .fingerprint(),
+        allow_expired: false,
+    };
+    let id = Arc::new(identity(false));
+    rt.block_on(async {
+        let cached = async { Ok::<_, Infallible>(Outcome::Valid(id)) };
+        validator
+            .cache()
+            .get_or_validate(key, cached)
+            .await
+            .unwrap();
+    });
+    let gate = Gate {
+        validator: Arc::new(validator),
+        sessions: None,
+        audit: None,
+    };
+    let inner = tower::service_fn(|_req: http::Request<Empty<bytes::Bytes>>| async {
+        Ok::<_, Infallible>(http::Response::new(()))
+    });
+    let svc = AuthTokenLayer::new(gate, metrics).layer(inner);
+    let base = request_headers(true);
+    let mut group = c.benchmark_group("layer");
+    group.bench_function("cached token, no catalog: the whole layer", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                let mut req = http::Request::get("/v2.1/servers/detail?limit=10")
+                    .body(Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                *req.headers_mut() = base.clone();
+                (svc.clone(), req)
+            },
+            |(mut svc, req)| async move {
+                let svc = svc.ready().await.unwrap();
+                let resp = svc.call(req).await.unwrap();
+                debug_assert_eq!(resp.status(), 200);
+                resp
+            },
+            BatchSize::SmallInput,
+        );
+    });
     group.finish();
 }
 
@@ -525,6 +609,7 @@ fn bench_request_id(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_cache_hit,
+    bench_layer,
     bench_strip,
     bench_path_matches,
     bench_canonical_path,
