@@ -468,7 +468,11 @@ impl Decider {
                 } else {
                     Outcome::ForwardedUnconfirmed
                 });
-                Ok(ok(answer, stripped, Some(metadata(&ctx))))
+                let mut facts = metadata(&ctx);
+                if let Some(name) = &selected {
+                    facts.fields.insert("service".to_owned(), string(name));
+                }
+                Ok(ok(answer, stripped, Some(facts)))
             }
             Err(rejection @ Rejection::KeystoneUnavailable(_)) => {
                 self.count(rejection.outcome());
