@@ -7,23 +7,35 @@
 //! its thread's list (another's only when that is empty), so the lock it
 //! takes is normally uncontended. A connection goes back to the list it
 //! came from when its response body has been read to the end (a body
-//! dropped early closes it), never after a `101`. An idle connection older
-//! than [`IDLE_TIMEOUT`] is closed when a request of its thread finds it;
-//! one the upstream closed is skipped. A request that a pooled connection
-//! could not send (closed before its first byte was written) is retried
-//! once on a new one, so an upstream's idle close is never a 502.
+//! dropped early closes it) and the request's body has been handed to the
+//! connection whole (an upstream that answered before the body ended
+//! leaves the connection carrying a client's upload: it closes when that
+//! is done, and no other request waits for it), never after a `101`. An
+//! idle connection older than [`IDLE_TIMEOUT`] is closed when a request of
+//! its thread finds it; one the upstream closed is skipped, and so is one
+//! not ready for a new request within [`READY_WAIT`].
+//!
+//! A request that a pooled connection could not send is sent again on
+//! another connection, and only then: hyper gives a request back
+//! (`TrySendError::take_message`) only while it is still queued, before
+//! its connection has taken it to write its head, so the upstream has
+//! seen no byte of it and its body has not been polled. Once the head is
+//! being written, any failure is the client's 502, never a second
+//! attempt: a POST never reaches the upstream twice, nor with part of its
+//! body missing (tests/product/upstream_pool.rs).
 
 use std::{
     collections::VecDeque,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
 
+use futures_util::FutureExt;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::{
@@ -39,8 +51,13 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most idle connections one shard keeps (the newest are kept).
 const MAX_IDLE_PER_SHARD: usize = 256;
 
+/// How long a request waits for an idle connection to finish its previous
+/// exchange (normally microseconds: the connection's task has not yet run
+/// since the response ended); after that the connection is closed.
+pub(super) const READY_WAIT: Duration = Duration::from_millis(250);
+
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-type Sender = SendRequest<Incoming>;
+type Sender = SendRequest<RequestBody>;
 
 /// Why a request did not get a response from the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +111,15 @@ impl Pool {
     /// its end.
     pub(super) async fn send(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
     ) -> Result<Response<UpstreamBody>, PoolError> {
+        // A request with a body: the connection is pooled again only once
+        // that body has been handed to it whole.
+        let sent = (!req.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let mut req = req.map(|body| RequestBody {
+            body,
+            sent: sent.clone(),
+        });
         loop {
             let home = self.home();
             let (mut sender, shard, reused) = match self.take_idle(home).await {
@@ -108,13 +132,14 @@ impl Pool {
                     return Ok(resp.map(|body| UpstreamBody {
                         body,
                         sender: Some(sender),
+                        sent,
                         pool,
                         shard,
                     }));
                 }
                 Err(mut e) => match e.take_message() {
-                    // Never written: an idle connection the upstream had
-                    // closed. Once more, on a new connection.
+                    // Still queued, never written: an idle connection the
+                    // upstream had closed. Again, on another connection.
                     Some(back) if reused => req = back,
                     _ => return Err(PoolError::Http(e.into_error())),
                 },
@@ -137,9 +162,16 @@ impl Pool {
                     continue;
                 }
                 let mut sender = idle.sender;
-                // Ready at once unless the connection is still finishing
-                // the previous response's last bytes.
-                if sender.ready().await.is_ok() {
+                // Ready at once unless the connection's task has not run
+                // since the previous response ended.
+                let ready = match sender.ready().now_or_never() {
+                    Some(r) => r.is_ok(),
+                    None => matches!(
+                        tokio::time::timeout(READY_WAIT, sender.ready()).await,
+                        Ok(Ok(()))
+                    ),
+                };
+                if ready {
                     return Some((sender, shard));
                 }
             }
@@ -182,11 +214,57 @@ impl Pool {
     }
 }
 
+/// A request body on its way to the upstream: marks when the connection
+/// has taken its last frame.
+pub(super) struct RequestBody {
+    body: Incoming,
+    /// Set once the body has ended; `None` for a request without a body.
+    sent: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    fn ended(&self) {
+        if let Some(sent) = &self.sent {
+            sent.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.ended(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.ended(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A response body from a pooled connection: streams the upstream's body
-/// and returns the connection to the pool once the body has ended.
+/// and returns the connection to the pool once the body has ended (and
+/// the request's body too).
 pub struct UpstreamBody {
     body: Incoming,
     sender: Option<Sender>,
+    /// The request body's end mark (`None`: the request had no body).
+    sent: Option<Arc<AtomicBool>>,
     pool: Arc<Pool>,
     /// The idle list the connection returns to.
     shard: usize,
@@ -201,9 +279,23 @@ impl UpstreamBody {
 
     fn release_if_done(&mut self) {
         if self.body.is_end_stream() {
-            if let Some(sender) = self.sender.take() {
-                self.pool.put_back(sender, self.shard);
-            }
+            self.release();
+        }
+    }
+
+    /// The response has ended: the connection goes back to the pool if the
+    /// request's body has ended too, or else closes once it has (no other
+    /// request ever waits for a client's upload).
+    fn release(&mut self) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        if self
+            .sent
+            .as_ref()
+            .is_none_or(|sent| sent.load(Ordering::Acquire))
+        {
+            self.pool.put_back(sender, self.shard);
         }
     }
 }
@@ -225,11 +317,7 @@ impl Body for UpstreamBody {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => {
-                if let Some(sender) = this.sender.take() {
-                    this.pool.put_back(sender, this.shard);
-                }
-            }
+            Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) => this.release_if_done(),
             // A failed body: the connection is not reused.
             Poll::Ready(Some(Err(_))) => this.sender = None,

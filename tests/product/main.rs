@@ -54,4 +54,5 @@ mod shared_cache;
 mod tls;
 mod tracing;
 mod upgrade;
+mod upstream_pool;
 mod v2;
