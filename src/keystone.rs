@@ -262,12 +262,17 @@ impl Client {
         let path = format!("/tokens/{}", token.expose());
         let reply = self.get_with_service_token("validate", &path, None).await?;
         match reply.status {
-            StatusCode::OK => model_v2::parse_access(&reply.body)
-                .map(|id| Validation::Valid {
+            StatusCode::OK => match model_v2::parse_access(&reply.body) {
+                Ok(id) => Ok(Validation::Valid {
                     identity: Box::new(id),
                     body: reply.body,
-                })
-                .map_err(|e| Error::Malformed(e.to_string())),
+                }),
+                Err(ModelError::NoTenancy) => {
+                    tracing::info!(token = %token.fingerprint(), "{}", ModelError::NoTenancy);
+                    Ok(Validation::Invalid)
+                }
+                Err(e) => Err(Error::Malformed(e.to_string())),
+            },
             StatusCode::NOT_FOUND => Ok(Validation::Invalid),
             other => Err(Error::Status(other)),
         }

@@ -25,6 +25,10 @@ pub enum ModelError {
     /// cannot be checked, so the token is invalid here (fails closed).
     #[error("certificate-bound (OAuth 2.0 mTLS) token without a usable x5t#S256 thumbprint")]
     CertificateBound,
+    /// An Identity v2.0 token without a tenant: keystonemiddleware refuses
+    /// it ("Unable to determine service tenancy"), so it is invalid here.
+    #[error("Identity v2.0 token without a tenant (keystonemiddleware: unable to determine service tenancy)")]
+    NoTenancy,
 }
 
 #[derive(Deserialize)]

@@ -108,9 +108,22 @@ impl<'de> Deserialize<'de> for ServiceDoc {
     }
 }
 
-/// Parses a v2.0 validation response body into an [`Identity`]. The user id
-/// and the expiry are required; a token without a tenant is unscoped.
+/// Parses a v2.0 validation response body into the [`Identity`] of a token
+/// stonegate accepts: [`read_access`], and a tenant, which keystonemiddleware
+/// requires of every v2.0 token, user's or service's (its
+/// `AuthProtocol._validate_token`: "Unable to determine service tenancy").
 pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
+    let identity = read_access(body)?;
+    match identity.scope {
+        Scope::Unscoped => Err(ModelError::NoTenancy),
+        _ => Ok(identity),
+    }
+}
+
+/// Reads a v2.0 validation response body as keystoneauth's `AccessInfoV2`
+/// does. The user id and the expiry are required; a token without a tenant
+/// reads as unscoped.
+fn read_access(body: &[u8]) -> Result<Identity, ModelError> {
     let Envelope { access: a } = serde_json::from_slice(body)?;
     let expires_at = parse_time(&a.token.expires).ok_or(ModelError::Field("token.expires"))?;
     let issued_at = match &a.token.issued_at {
@@ -310,16 +323,13 @@ mod tests {
     fn case(name: &str) -> (Identity, serde_json::Value) {
         let (_, c) = cases().into_iter().find(|(n, _)| n == name).unwrap();
         let body = c["body"].as_str().unwrap().to_owned();
-        (
-            parse_access(body.as_bytes()).unwrap(),
-            c["expected"].clone(),
-        )
+        (read_access(body.as_bytes()).unwrap(), c["expected"].clone())
     }
 
     #[test]
     fn every_fixture_maps_like_keystoneauth() {
         for (name, c) in cases() {
-            let id = parse_access(c["body"].as_str().unwrap().as_bytes())
+            let id = read_access(c["body"].as_str().unwrap().as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = &c["expected"];
             let s = |v: &serde_json::Value| v.as_str().map(Arc::<str>::from);
@@ -369,10 +379,17 @@ mod tests {
     }
 
     #[test]
-    fn tenantless_token_is_unscoped() {
+    fn a_tenantless_token_reads_as_unscoped_and_is_refused_as_keystonemiddleware_does() {
         let (id, _) = case("unscoped");
         assert_eq!(id.scope, Scope::Unscoped);
         assert!(id.roles.is_empty());
+        let (_, c) = cases().into_iter().find(|(n, _)| n == "unscoped").unwrap();
+        assert!(matches!(
+            parse_access(c["body"].as_str().unwrap().as_bytes()),
+            Err(ModelError::NoTenancy)
+        ));
+        let (_, c) = cases().into_iter().find(|(n, _)| n == "project").unwrap();
+        assert!(parse_access(c["body"].as_str().unwrap().as_bytes()).is_ok());
     }
 
     #[test]

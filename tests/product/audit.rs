@@ -282,3 +282,59 @@ async fn a_failing_sink_drops_and_counts_events_and_requests_go_on() {
     let log = sg.log_with("cannot write audit events").await;
     assert!(log.contains("cannot write audit events"), "{log}");
 }
+
+#[tokio::test]
+async fn where_it_differs_from_keystonemiddleware_on_purpose() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A map without `target_endpoint_type`: keystonemiddleware leaves the
+    // target unknown, stonegate looks it up by `service_type` (compute).
+    let map = dir.path().join("api_audit_map.conf");
+    std::fs::write(&map, MAP.replace("target_endpoint_type = compute\n", "")).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&format!(
+            "[audit]\nenabled = true\nsink = \"file\"\nfile = {events:?}\naudit_map_file = {map:?}\n"
+        ))
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    // A POST to `.../action` whose body names the action, from a client that
+    // writes its own X-Forwarded-For.
+    let resp = crate::harness::client()
+        .post(sg.url("/v2.1/servers/3f1c/action"))
+        .header("X-Auth-Token", &token)
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("Content-Type", "application/json")
+        .body(r#"{"reboot": {"type": "HARD"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let all = notifications(&events, 2).await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let req = &all[0]["payload"];
+    // The body is streamed, never read for the action's name
+    // (keystonemiddleware: `update/reboot`).
+    assert_eq!(req["action"], "update");
+    // The TCP peer, not the first X-Forwarded-For entry.
+    assert_eq!(req["initiator"]["host"]["address"], "127.0.0.1");
+    // Found by service_type.
+    let type_uri = req["target"]["typeURI"].as_str().unwrap();
+    assert!(
+        type_uri.starts_with("service/compute/servers"),
+        "{type_uri}"
+    );
+    assert_ne!(req["target"]["id"], "unknown");
+    // The token's fingerprint, never (part of) the token.
+    let credential = req["initiator"]["credential"]["token"].as_str().unwrap();
+    assert!(credential.starts_with("sha256:"), "{credential}");
+    assert_eq!(credential.len(), "sha256:".len() + 12, "{credential}");
+    assert!(!std::fs::read_to_string(&events)
+        .unwrap()
+        .contains(&token[..8]));
+    assert_eq!(up.last().uri.path(), "/v2.1/servers/3f1c/action");
+}

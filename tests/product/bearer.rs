@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 
 use crate::envoy_grpc::{
-    check, client, denied_response, envoy_check, grpc_service, ok_response, set_headers,
+    check_servers, client, denied_response, grpc_service, ok_response, set_headers,
 };
 use crate::harness::{
     keystone::{assert_headers, expected_user_headers},
@@ -169,26 +169,18 @@ async fn an_oauth2_access_token_is_taken_as_bearer_with_the_identity_of_x_auth_t
     assert_eq!(resp.status(), 200);
 
     // Forward-auth over HTTP: 200 with the same identity headers.
-    let c = crate::harness::client();
-    let resp = c
-        .get(sg.url("/_stonegate/traefik"))
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .header("X-User-Id", "forged-admin")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth(
+            "traefik",
+            "/v2.1/servers",
+            &[("Authorization", &bearer), ("X-User-Id", "forged-admin")],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_headers(resp.headers(), &expected);
-    let resp = c
-        .get(sg.url("/_stonegate/nginx"))
-        .header("Authorization", &bearer)
-        .header("X-Original-Method", "GET")
-        .header("X-Original-URL", "https://compute.example.com/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth("nginx", "/v2.1/servers", &[("Authorization", &bearer)])
+        .await;
     assert_eq!(resp.status(), 200);
     assert_headers(resp.headers(), &expected);
 
@@ -202,13 +194,9 @@ async fn an_oauth2_access_token_is_taken_as_bearer_with_the_identity_of_x_auth_t
     // gRPC ext_authz: OK with the same identity headers.
     let (grpc, url) = grpc_service(&ks, BEARER_ON).await;
     let mut g = client(&url).await;
-    let r = check(
+    let r = check_servers(
         &mut g,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[("authorization", &bearer), ("x-user-id", "forged")],
-        ),
+        &[("authorization", &bearer), ("x-user-id", "forged")],
     )
     .await;
     let ok = ok_response(&r);
@@ -247,24 +235,15 @@ async fn bearer_is_off_by_default_a_bearer_only_request_is_401_and_never_forward
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let resp = crate::harness::client()
-        .get(sg.url("/_stonegate/traefik"))
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg
+        .forward_auth("traefik", "/v2.1/servers", &[("Authorization", &bearer)])
+        .await;
     assert_eq!(resp.status(), 401);
     let (status, www, _) = layer_status(&sg, &ks, &[("Authorization", &bearer)]).await;
     assert_eq!((status, www.len()), (401, 1));
     let (_grpc, url) = grpc_service(&ks, "").await;
     let mut g = client(&url).await;
-    let r = check(
-        &mut g,
-        envoy_check("GET", "/v2.1/servers", &[("authorization", &bearer)]),
-    )
-    .await;
+    let r = check_servers(&mut g, &[("authorization", &bearer)]).await;
     denied_response(&r, Code::Unauthenticated, 401);
 }
 
@@ -305,27 +284,14 @@ async fn x_auth_token_and_a_different_bearer_are_400_at_every_door_and_never_for
         .await;
     error_json(resp, 400, "malformed bearer beside x-auth-token").await;
     assert_eq!(up.hits(), 0, "a conflicting request was forwarded");
-    let c = crate::harness::client();
-    let resp = c
-        .get(sg.url("/_stonegate/traefik"))
-        .header("X-Auth-Token", &token)
-        .header("Authorization", &bearer)
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Uri", "/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let both = [
+        ("X-Auth-Token", token.as_str()),
+        ("Authorization", bearer.as_str()),
+    ];
+    let resp = sg.forward_auth("traefik", "/v2.1/servers", &both).await;
     error_json(resp, 400, "traefik").await;
     // nginx's auth_request passes only 401 and 403 on.
-    let resp = c
-        .get(sg.url("/_stonegate/nginx"))
-        .header("X-Auth-Token", &token)
-        .header("Authorization", &bearer)
-        .header("X-Original-Method", "GET")
-        .header("X-Original-URL", "https://compute.example.com/v2.1/servers")
-        .send()
-        .await
-        .unwrap();
+    let resp = sg.forward_auth("nginx", "/v2.1/servers", &both).await;
     assert_eq!(resp.status(), 403, "nginx");
     let (status, _, _) = layer_status(
         &sg,
@@ -336,30 +302,17 @@ async fn x_auth_token_and_a_different_bearer_are_400_at_every_door_and_never_for
     assert_eq!(status, 400, "layer");
     let (_grpc, url) = grpc_service(&ks, BEARER_ON).await;
     let mut g = client(&url).await;
-    let r = check(
+    let r = check_servers(
         &mut g,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[("x-auth-token", &token), ("authorization", &bearer)],
-        ),
+        &[("x-auth-token", &token), ("authorization", &bearer)],
     )
     .await;
     denied_response(&r, Code::InvalidArgument, 400);
-    let metrics = c
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // Three through the proxy (the layer), two through forward-auth.
-    for line in [
-        "stonegate_requests_total{door=\"layer\",outcome=\"conflicting_tokens\"} 3",
-        "stonegate_requests_total{door=\"forward_auth\",outcome=\"conflicting_tokens\"} 2",
-    ] {
-        assert!(metrics.contains(line), "{line} not in {metrics}");
+    for (door, n) in [("layer", 3.0), ("forward_auth", 2.0)] {
+        let line =
+            format!("stonegate_requests_total{{door=\"{door}\",outcome=\"conflicting_tokens\"}}");
+        assert_eq!(sg.metric(&line).await, n, "{line}");
     }
 }
 
@@ -400,14 +353,7 @@ async fn a_garbage_repeated_or_merged_bearer_is_401_with_both_challenges_at_ever
         assert_eq!(challenges(resp.headers()), want, "sidecar {what}");
         error_json(resp, 401, what).await;
 
-        let mut req = c
-            .get(sg.url("/_stonegate/traefik"))
-            .header("X-Forwarded-Method", "GET")
-            .header("X-Forwarded-Uri", "/v2.1/servers");
-        for (n, v) in headers {
-            req = req.header(*n, *v);
-        }
-        let resp = req.send().await.unwrap();
+        let resp = sg.forward_auth("traefik", "/v2.1/servers", headers).await;
         assert_eq!(resp.status(), 401, "traefik {what}");
         assert_eq!(challenges(resp.headers()), want, "traefik {what}");
 
@@ -433,7 +379,7 @@ async fn a_garbage_repeated_or_merged_bearer_is_401_with_both_challenges_at_ever
                 )
             })
             .collect();
-        let r = check(&mut g, envoy_check("GET", "/v2.1/servers", &h)).await;
+        let r = check_servers(&mut g, &h).await;
         let d = denied_response(&r, Code::Unauthenticated, 401);
         let www: Vec<&str> = d
             .headers
@@ -455,4 +401,71 @@ async fn a_garbage_repeated_or_merged_bearer_is_401_with_both_challenges_at_ever
             "grpc {what}"
         );
     }
+}
+
+#[tokio::test]
+async fn other_schemes_are_no_token_service_tokens_apply_and_an_upstream_401_gets_both_challenges()
+{
+    let ks = Keystone::from_env();
+    let bearer = format!("Bearer {}", oauth2_access_token(&ks, "unrestricted").await);
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(BEARER_ON)
+        .start()
+        .await;
+    // `Basic` is no token: beside X-Auth-Token no conflict, forwarded as sent.
+    let basic = "Basic ZGVtbzpkZW1vLXBhc3N3b3Jk";
+    let demo = ks.demo_token().await;
+    let resp = sg
+        .get(
+            "/v2.1/servers",
+            &[("X-Auth-Token", &demo), ("Authorization", basic)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.header("authorization").as_deref(), Some(basic));
+    assert_eq!(
+        seen.header("x-user-id").as_deref(),
+        Some(ks.user_id("demo").as_str())
+    );
+    // Alone it is a request without a token: 401, never forwarded.
+    let hits = up.hits();
+    let resp = sg.get("/v2.1/servers", &[("Authorization", basic)]).await;
+    assert_eq!(challenges(resp.headers()), both_challenges(&ks));
+    error_json(resp, 401, "basic alone").await;
+    assert_eq!(up.hits(), hits);
+    // A Bearer user token with a service token: X-Service-* as with X-Auth-Token.
+    let svc = ks.svc_token().await;
+    let resp = sg
+        .get(
+            "/v2.1/servers",
+            &[("Authorization", &bearer), ("X-Service-Token", &svc)],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = up.last();
+    assert_eq!(
+        seen.header("x-service-identity-status").as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(
+        seen.header("x-service-user-id").as_deref(),
+        Some(ks.user_id("svc").as_str())
+    );
+
+    // The upstream's own 401 carries both challenges too.
+    let refusing = Upstream::answering(401).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&refusing)
+        .extra_toml(BEARER_ON)
+        .start()
+        .await;
+    let resp = sg.get("/v2.1/servers", &[("Authorization", &bearer)]).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(challenges(resp.headers()), both_challenges(&ks));
+    assert_eq!(refusing.hits(), 1);
 }

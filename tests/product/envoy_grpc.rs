@@ -24,9 +24,10 @@ use tonic_health::pb::{
 };
 
 use crate::harness::{
+    cert_verifier::TestVerifier,
     keystone::{assert_headers, expected_user_headers},
     stonegate::KeystoneTarget,
-    FakeKeystone, Fault, Keystone, Stonegate, Upstream,
+    FakeKeystone, Fault, Keystone, Scope, Stonegate, Upstream,
 };
 
 const ENDPOINT: &str = "[[forward_auth]]\nflavor = \"envoy-grpc\"\n";
@@ -125,6 +126,14 @@ pub(crate) async fn check(
     c.check(req).await.expect("Check RPC").into_inner()
 }
 
+/// [`check`] of a `GET /v2.1/servers` with these headers.
+pub(crate) async fn check_servers(
+    c: &mut AuthorizationClient<Channel>,
+    headers: &[(&str, &str)],
+) -> CheckResponse {
+    check(c, envoy_check("GET", "/v2.1/servers", headers)).await
+}
+
 pub(crate) fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
     match &r.http_response {
@@ -162,6 +171,8 @@ pub(crate) fn set_headers(ok: &OkHttpResponse) -> http::HeaderMap {
         #[allow(deprecated)]
         let append = o.append;
         assert_eq!(append, None, "the deprecated `append` must stay unset");
+        // Else Envoy drops a header set to "" (an unscoped token's X-Roles).
+        assert!(o.keep_empty_value, "{o:?}");
         let hv = o.header.as_ref().unwrap();
         h.append(
             http::HeaderName::from_bytes(hv.key.as_bytes()).unwrap(),
@@ -324,7 +335,7 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
         ),
     ];
     for (what, headers) in cases {
-        let r = check(&mut c, envoy_check("GET", "/v2.1/servers", &headers)).await;
+        let r = check_servers(&mut c, &headers).await;
         let d = denied_response(&r, Code::Unauthenticated, 401);
         let h: HashMap<&str, &str> = d
             .headers
@@ -407,13 +418,9 @@ async fn delay_auth_decision_answers_ok_with_identity_status_invalid() {
         .await;
     let auth = sg.auth.expect("auth_listen bound");
     let mut c = client(&format!("http://{auth}")).await;
-    let r = check(
+    let r = check_servers(
         &mut c,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[("x-auth-token", "not-a-token"), ("x-user-id", "forged")],
-        ),
+        &[("x-auth-token", "not-a-token"), ("x-user-id", "forged")],
     )
     .await;
     let ok = ok_response(&r);
@@ -443,13 +450,7 @@ async fn keystone_down_fails_the_rpc_with_unavailable_never_a_denial() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     // Once Keystone answers again, the same token is allowed.
     fk.set_fault(Fault::None);
-    ok_response(
-        &check(
-            &mut c,
-            envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
-        )
-        .await,
-    );
+    ok_response(&check_servers(&mut c, &[("x-auth-token", &token)]).await);
 }
 
 #[tokio::test]
@@ -505,7 +506,7 @@ async fn public_routes_and_access_rules_decide_on_the_canonical_path() {
     // The fixture credential allows GET /v2.1/servers on compute only.
     let token = ks.app_cred_token("access_rules").await;
     let h = [("x-auth-token", token.as_str())];
-    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/servers", &h)).await);
+    ok_response(&check_servers(&mut c, &h).await);
     ok_response(&check(&mut c, envoy_check("GET", "/v2.1/serv%65rs", &h)).await);
     denied_response(
         &check(&mut c, envoy_check("POST", "/v2.1/servers", &h)).await,
@@ -558,33 +559,15 @@ async fn grpc_health_reports_serving_and_requests_are_counted() {
 
     let mut c = client(&url).await;
     let token = ks.demo_token().await;
-    ok_response(
-        &check(
-            &mut c,
-            envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
-        )
-        .await,
-    );
+    ok_response(&check_servers(&mut c, &[("x-auth-token", &token)]).await);
     denied_response(
-        &check(&mut c, envoy_check("GET", "/v2.1/servers", &[])).await,
+        &check_servers(&mut c, &[]).await,
         Code::Unauthenticated,
         401,
     );
-    let metrics = crate::harness::client()
-        .get(sg.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     for outcome in ["forwarded", "unauthorized"] {
-        assert!(
-            metrics.contains(&format!(
-                "stonegate_requests_total{{door=\"envoy_grpc\",outcome=\"{outcome}\"}} 1"
-            )),
-            "{outcome}: {metrics}"
-        );
+        let line = format!("stonegate_requests_total{{door=\"envoy_grpc\",outcome=\"{outcome}\"}}");
+        assert_eq!(sg.metric(&line).await, 1.0, "{line}");
     }
     // An HTTP/1.1 request to the gRPC path is no gRPC call: not answered as one.
     let resp = crate::harness::client()
@@ -650,7 +633,7 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned { der, provider }))
+        .with_custom_certificate_verifier(TestVerifier::pinned(der, provider))
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -668,11 +651,7 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
         .expect("TLS h2 connection to auth_listen");
     let mut c = AuthorizationClient::new(channel);
     let token = ks.demo_token().await;
-    let r = check(
-        &mut c,
-        envoy_check("GET", "/v2.1/servers", &[("x-auth-token", &token)]),
-    )
-    .await;
+    let r = check_servers(&mut c, &[("x-auth-token", &token)]).await;
     assert_headers(
         &set_headers(ok_response(&r)),
         &expected_user_headers(&ks.validate(&token).await),
@@ -697,66 +676,6 @@ async fn with_tls_the_auth_listener_serves_check_over_tls_h2_only() {
     }
 }
 
-/// Accepts one certificate (by its DER bytes), with the provider's signature checks.
-#[derive(Debug)]
-struct Pinned {
-    der: Vec<u8>,
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "not the listener's certificate".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[tokio::test]
 async fn an_authorization_rule_refusal_is_permission_denied_with_403() {
     let ks = Keystone::from_env();
@@ -771,7 +690,7 @@ async fn an_authorization_rule_refusal_is_permission_denied_with_403() {
     let token = ks.demo_token().await;
     let h = [("x-auth-token", token.as_str())];
     // demo holds member on demo: the rule allows the listing ...
-    ok_response(&check(&mut c, envoy_check("GET", "/v2.1/servers", &h)).await);
+    ok_response(&check_servers(&mut c, &h).await);
     // ... and nothing else: default deny.
     let r = check(&mut c, envoy_check("DELETE", "/v2.1/servers", &h)).await;
     let d = denied_response(&r, Code::PermissionDenied, 403);
@@ -792,17 +711,13 @@ async fn every_answer_carries_a_request_id_and_an_untrusted_one_is_replaced() {
     let mut c = client(&url).await;
     let token = ks.demo_token().await;
     let forged_id = "req-00000000-0000-4000-8000-000000000000";
-    let r = check(
+    let r = check_servers(
         &mut c,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[
-                ("x-auth-token", &token),
-                ("x-openstack-request-id", forged_id),
-                ("traceparent", "not-a-traceparent"),
-            ],
-        ),
+        &[
+            ("x-auth-token", &token),
+            ("x-openstack-request-id", forged_id),
+            ("traceparent", "not-a-traceparent"),
+        ],
     )
     .await;
     let ok = ok_response(&r);
@@ -819,7 +734,7 @@ async fn every_answer_carries_a_request_id_and_an_untrusted_one_is_replaced() {
     assert!(!ok
         .headers_to_remove
         .contains(&"x-openstack-request-id".to_owned()));
-    let r = check(&mut c, envoy_check("GET", "/v2.1/servers", &[])).await;
+    let r = check_servers(&mut c, &[]).await;
     let d = denied_response(&r, Code::Unauthenticated, 401);
     assert!(d.headers.iter().any(|o| {
         let h = o.header.as_ref().unwrap();
@@ -888,11 +803,7 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
     // The cookie alone: OK with the token's identity; the session cookie is
     // taken out of `Cookie`, the client's other cookies stay.
     let cookie = format!("theme=dark; sessionid={session}; lang=en");
-    let r = check(
-        &mut c,
-        envoy_check("GET", "/v2.1/servers", &[("cookie", &cookie)]),
-    )
-    .await;
+    let r = check_servers(&mut c, &[("cookie", &cookie)]).await;
     let ok = ok_response(&r);
     let set = set_headers(ok);
     assert_headers(&set, &expected_user_headers(&ks.validate(&token).await));
@@ -906,15 +817,7 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
         "the token is in the answer"
     );
     // Only the session cookie: `Cookie` is removed altogether.
-    let r = check(
-        &mut c,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[("cookie", &format!("sessionid={session}"))],
-        ),
-    )
-    .await;
+    let r = check_servers(&mut c, &[("cookie", &format!("sessionid={session}"))]).await;
     let ok = ok_response(&r);
     assert!(
         ok.headers_to_remove.contains(&"cookie".to_owned()),
@@ -963,11 +866,7 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
     ok_response(&check(&mut c, ws("https://compute.example.com")).await);
 
     // A cookie stonegate did not seal: 401, both cookies cleared.
-    let r = check(
-        &mut c,
-        envoy_check("GET", "/v2.1/servers", &[("cookie", "sessionid=forged")]),
-    )
-    .await;
+    let r = check_servers(&mut c, &[("cookie", "sessionid=forged")]).await;
     let d = denied_response(&r, Code::Unauthenticated, 401);
     let cleared = denied_set_cookies(d);
     assert_eq!(cleared.len(), 2, "{cleared:?}");
@@ -987,15 +886,7 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
         .await;
     ks.revoke(&revoked).await;
     let gone = seal_token(&revoked, "revokee");
-    let r = check(
-        &mut c,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[("cookie", &format!("sessionid={gone}"))],
-        ),
-    )
-    .await;
+    let r = check_servers(&mut c, &[("cookie", &format!("sessionid={gone}"))]).await;
     let d = denied_response(&r, Code::Unauthenticated, 401);
     assert!(d.headers.iter().any(|o| o
         .header
@@ -1004,19 +895,33 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
     assert_eq!(denied_set_cookies(d).len(), 2, "{d:?}");
 
     // A token header wins over the cookie (the cookie is not opened).
-    let r = check(
+    let r = check_servers(
         &mut c,
-        envoy_check(
-            "GET",
-            "/v2.1/servers",
-            &[
-                ("x-auth-token", "garbage"),
-                ("cookie", &format!("sessionid={session}")),
-            ],
-        ),
+        &[
+            ("x-auth-token", "garbage"),
+            ("cookie", &format!("sessionid={session}")),
+        ],
     )
     .await;
     let d = denied_response(&r, Code::Unauthenticated, 401);
     assert!(denied_set_cookies(d).is_empty(), "{d:?}");
     assert!(!sg.log().contains(&token), "the token was logged");
+}
+
+#[tokio::test]
+async fn an_unscoped_tokens_empty_x_roles_is_set_and_kept_empty() {
+    let ks = Keystone::from_env();
+    let (_sg, url) = grpc_service(&ks, "").await;
+    let mut c = client(&url).await;
+    let token = ks.token("demo", Scope::Unscoped).await;
+    let r = check_servers(&mut c, &[("x-auth-token", &token)]).await;
+    let ok = ok_response(&r);
+    // set_headers checks every header is kept even when empty.
+    let set = set_headers(ok);
+    assert_eq!(set.get("x-roles").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(set.get("x-project-id"), None);
+    assert_eq!(
+        set.get("x-identity-status").map(|v| v.as_bytes()),
+        Some(&b"Confirmed"[..])
+    );
 }

@@ -4,12 +4,13 @@
 //! - [`Keystone`]: the real Keystone started by `scripts/test.sh`
 //!   (`tests/keystone/keystone-up.sh`), found through `STONEGATE_TEST_KEYSTONE_FIXTURES`;
 //! - [`FakeKeystone`]: an in-process Keystone for faults and call counting;
-//! - [`FakeV2`]: a fake Identity v2.0 server (keystoneauth's `V2Token` documents);
+//! - [`v2_keystone::V2Keystone`]: an in-process Identity v2.0 Keystone serving the golden
+//!   `V2Token` documents of `tests/fixtures/v2/served.json` (no Keystone serves v2.0);
 //! - [`Upstream`]: an in-process echo service recording what it received;
 //! - [`Stonegate`]: the real `stonegate` binary, configured and started by a builder.
 
+pub mod cert_verifier;
 pub mod fake_keystone;
-pub mod fake_v2;
 pub mod keystone;
 pub mod kmw;
 pub mod kv;
@@ -17,13 +18,13 @@ pub mod nginx;
 pub mod private_keystone;
 pub mod stonegate;
 pub mod upstream;
+pub mod v2_keystone;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub use fake_keystone::{FakeKeystone, Fault};
-pub use fake_v2::FakeV2;
 pub use keystone::{Keystone, Scope};
 pub use private_keystone::run_with_deadline;
 pub use stonegate::Stonegate;
@@ -51,6 +52,39 @@ pub fn bind_fresh_tokio() -> tokio::net::TcpListener {
     let l = bind_fresh();
     l.set_nonblocking(true).expect("set_nonblocking");
     tokio::net::TcpListener::from_std(l).expect("tokio listener")
+}
+
+/// Serves `app` on `listener` until the returned task is aborted; aborting
+/// it also closes every open connection (so a stopped fake Keystone refuses
+/// connections and drops the ones a client kept alive).
+pub fn serve_stoppable(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    use tower::ServiceExt;
+    tokio::spawn(async move {
+        // Connections live in the set: aborting this task drops them all.
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let app = app.clone();
+            conns.spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    })
 }
 
 /// A loopback address that was free a moment ago, for a child process to

@@ -479,3 +479,42 @@ async fn the_envoy_grpc_door_makes_its_request_span_in_the_callers_trace() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_collector_that_is_down_drops_and_counts_spans_and_requests_go_on() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    // Nothing listens there: every post fails.
+    let down = crate::harness::free_addr();
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .extra_toml(&format!("[tracing]\notlp_endpoint = \"http://{down}\"\n"))
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    for _ in 0..5 {
+        let resp = sg.get("/v2.1/servers", &[("X-Auth-Token", &token)]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    // Each request makes at least its request and upstream spans.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dropped = loop {
+        let d = sg
+            .metric("stonegate_trace_spans_total{result=\"dropped\"}")
+            .await;
+        if d >= 10.0 || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(dropped >= 10.0, "dropped {dropped}");
+    assert_eq!(
+        sg.metric("stonegate_trace_spans_total{result=\"exported\"}")
+            .await,
+        0.0
+    );
+    let log = sg.log_with("the OTLP export failed").await;
+    // Logged once for the stretch, not per batch.
+    assert_eq!(log.matches("the OTLP export failed").count(), 1, "{log}");
+}

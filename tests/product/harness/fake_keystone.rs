@@ -11,6 +11,11 @@
 //!   [`FakeKeystone::VALID`] and 404 for anything else — unless a [`Fault`] says
 //!   otherwise.
 //!
+//! - `GET /v3/users/{id}/groups` (under any prefix): the user's groups
+//!   (one, `fake-group`) for a subject token it calls valid, sent as
+//!   `X-Auth-Token` (the user's own token, as the Kubernetes webhook asks);
+//!   else 401 — unless [`FakeKeystone::set_groups_fault`] says otherwise.
+//!
 //! [`FakeKeystone::stop`] closes the listener and every open connection
 //! (connection refused from then on).
 
@@ -25,11 +30,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
-use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 /// How `GET /v3/auth/tokens` misbehaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,8 @@ struct Inner {
     validate_calls: AtomicUsize,
     rejected: Mutex<HashSet<String>>,
     rejected_once: AtomicBool,
+    groups_fault: Mutex<Option<u16>>,
+    group_calls: AtomicUsize,
 }
 
 /// The running fake; stops when dropped.
@@ -98,33 +101,20 @@ impl FakeKeystone {
             validate_calls: AtomicUsize::new(0),
             rejected: Mutex::new(HashSet::new()),
             rejected_once: AtomicBool::new(false),
+            groups_fault: Mutex::new(None),
+            group_calls: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v3/auth/tokens", post(issue).get(validate))
             .route("/{interface}/v3/auth/tokens", axum::routing::get(validate))
             .route("/v3", axum::routing::get(version))
+            .route("/v3/users/{id}/groups", axum::routing::get(groups))
+            .route(
+                "/{interface}/v3/users/{id}/groups",
+                axum::routing::get(groups),
+            )
             .with_state(inner.clone());
-        let server = tokio::spawn(async move {
-            // Connections live in the set: aborting this task closes them all.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let app = app.clone();
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            app.clone().oneshot(req.map(axum::body::Body::new))
-                        },
-                    );
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        let server = super::serve_stoppable(listener, app);
         FakeKeystone {
             inner,
             server: Some(server),
@@ -173,6 +163,16 @@ impl FakeKeystone {
     /// Delay every validation answer (to make concurrent requests overlap).
     pub fn set_validate_delay(&self, d: Duration) {
         *self.inner.validate_delay.lock().unwrap() = d;
+    }
+
+    /// Make `GET /v3/users/{id}/groups` answer `status` (None: behave).
+    pub fn set_groups_fault(&self, status: Option<u16>) {
+        *self.inner.groups_fault.lock().unwrap() = status;
+    }
+
+    /// `GET /v3/users/{id}/groups` calls so far.
+    pub fn group_calls(&self) -> usize {
+        self.inner.group_calls.load(Ordering::SeqCst)
     }
 
     /// `POST /v3/auth/tokens` calls so far (stonegate authenticating itself).
@@ -266,6 +266,22 @@ fn error(status: u16, title: &str) -> Response {
 
 async fn version() -> Json<Value> {
     Json(json!({"version": {"id": "v3.14", "status": "stable"}}))
+}
+
+async fn groups(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    inner.group_calls.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = *inner.groups_fault.lock().unwrap() {
+        return error(status, "Fault");
+    }
+    let own = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
+    if !own.is_some_and(|t| t.starts_with(FakeKeystone::VALID)) {
+        return error(401, "Unauthorized");
+    }
+    Json(
+        json!({"groups": [{"id": "fake-group-id", "name": "fake-group",
+        "domain_id": "default", "description": ""}]}),
+    )
+    .into_response()
 }
 
 async fn issue(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -> Response {

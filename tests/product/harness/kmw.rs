@@ -15,7 +15,8 @@ use base64::Engine as _;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{Keystone, Stonegate, Upstream};
+use super::stonegate::KeystoneTarget;
+use super::{Stonegate, Upstream};
 
 /// A running `kmw_oracle.py`; stops when dropped (its stdin closes, and the
 /// process is killed).
@@ -27,23 +28,36 @@ pub struct Oracle {
 impl Oracle {
     /// Starts keystonemiddleware with these `[keystone_authtoken]` options
     /// (plus the service account of `ks`), waiting at most 60 s for it to
-    /// listen.
-    pub async fn start(ks: &Keystone, options: &toml::Table) -> Self {
+    /// listen. With `auth_version` v2.0 it authenticates with keystoneauth's
+    /// `v2password` (v2.0 has no domains) and `kmw_oracle.py` gives it back
+    /// the v2.0 token fetch keystonemiddleware dropped.
+    pub async fn start(ks: &impl KeystoneTarget, options: &toml::Table) -> Self {
+        let (user, password, project) = ks.service_account();
+        let v2 = options
+            .get("auth_version")
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.trim_start_matches('v').starts_with('2'));
         let mut conf = serde_json::Map::new();
-        for (k, v) in [
-            ("auth_type", "password"),
-            ("username", "svc"),
-            ("project_name", "service"),
-            ("user_domain_name", "Default"),
-            ("project_domain_name", "Default"),
-        ] {
-            conf.insert(k.into(), Value::String(v.into()));
+        let account: &[(&str, &str)] = if v2 {
+            &[
+                ("auth_type", "v2password"),
+                ("username", &user),
+                ("tenant_name", &project),
+            ]
+        } else {
+            &[
+                ("auth_type", "password"),
+                ("username", &user),
+                ("project_name", &project),
+                ("user_domain_name", "Default"),
+                ("project_domain_name", "Default"),
+            ]
+        };
+        for (k, v) in account {
+            conf.insert((*k).into(), Value::String((*v).into()));
         }
-        conf.insert("auth_url".into(), Value::String(ks.auth_url.clone()));
-        conf.insert(
-            "www_authenticate_uri".into(),
-            Value::String(ks.auth_url.clone()),
-        );
+        conf.insert("auth_url".into(), Value::String(ks.auth_url()));
+        conf.insert("www_authenticate_uri".into(), Value::String(ks.auth_url()));
         // No caching at all: every request is validated by Keystone.
         conf.insert("token_cache_time".into(), Value::from(-1));
         for (k, v) in options {
@@ -52,7 +66,7 @@ impl Oracle {
         let mut child = tokio::process::Command::new(super::venv_python())
             .arg(super::repo_path("tests/product/kmw_oracle.py"))
             .arg(Value::Object(conf).to_string())
-            .env("KMW_PASSWORD", ks.password("svc"))
+            .env("KMW_PASSWORD", password)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -162,7 +176,7 @@ pub struct Pair {
 impl Pair {
     /// Starts both with the harness defaults (`service_type = "compute"`,
     /// `interface = "internal"`, catalog on) plus `options`.
-    pub async fn start(ks: &Keystone, options: &[(&str, toml::Value)]) -> Self {
+    pub async fn start(ks: &impl KeystoneTarget, options: &[(&str, toml::Value)]) -> Self {
         let mut table = toml::Table::new();
         table.insert("interface".into(), "internal".into());
         table.insert("service_type".into(), "compute".into());
@@ -295,4 +309,95 @@ pub fn header_diff(
             )
         })
         .collect()
+}
+
+/// What a differential case must show.
+pub enum Expect {
+    /// Both stacks do exactly the same.
+    Same,
+    /// A documented difference: stonegate's answer is `stonegate`, then the
+    /// rest must agree except for the headers listed in `headers` (name,
+    /// stonegate's value, keystonemiddleware's value; `None` = absent).
+    Differs {
+        why: &'static str,
+        status: Option<(u16, u16)>,
+        headers: &'static [(&'static str, Option<&'static str>, Option<&'static str>)],
+    },
+}
+
+/// Sends `req` to both stacks of `pair` and asserts `expect` (`what` names
+/// the case in failures); what each did.
+pub async fn check(pair: &Pair, what: &str, req: Request, expect: Expect) -> (Answer, Answer) {
+    let (sg, kmw) = pair.send(&req).await;
+    let mut sg_cmp = sg.clone();
+    let mut kmw_cmp = kmw.clone();
+    if let Expect::Differs {
+        why,
+        status,
+        headers,
+    } = &expect
+    {
+        if let Some((s, k)) = status {
+            assert_eq!(
+                (sg.status, kmw.status),
+                (*s, *k),
+                "{what}: the documented difference ({why}) is not there: \
+                 stonegate {sg:?}\nkeystonemiddleware {kmw:?}"
+            );
+            // The rest of a refused-versus-forwarded pair cannot be compared.
+            return (sg, kmw);
+        }
+        for (name, sg_want, kmw_want) in *headers {
+            let get = |a: &Answer| {
+                a.forwarded
+                    .as_ref()
+                    .and_then(|h| h.get(*name))
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            assert_eq!(
+                (get(&sg).as_deref(), get(&kmw).as_deref()),
+                (*sg_want, *kmw_want),
+                "{what}: {name}: the documented difference ({why}) is not there"
+            );
+            for a in [&mut sg_cmp, &mut kmw_cmp] {
+                if let Some(h) = a.forwarded.as_mut() {
+                    h.remove(*name);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        sg_cmp.status, kmw_cmp.status,
+        "{what}: status differs\nstonegate {sg:?}\nkeystonemiddleware {kmw:?}"
+    );
+    assert_eq!(
+        sg_cmp.www_authenticate, kmw_cmp.www_authenticate,
+        "{what}: WWW-Authenticate differs"
+    );
+    assert_eq!(
+        sg_cmp.error, kmw_cmp.error,
+        "{what}: the refusal's JSON body differs"
+    );
+    assert_eq!(
+        sg_cmp.request_line, kmw_cmp.request_line,
+        "{what}: the application saw another request"
+    );
+    match (&sg_cmp.forwarded, &kmw_cmp.forwarded) {
+        (Some(s), Some(k)) => {
+            let diff = header_diff(s, k);
+            assert!(
+                diff.is_empty(),
+                "{what}: the application received other headers:\n  {}",
+                diff.join("\n  ")
+            );
+        }
+        (None, None) => {}
+        _ => panic!("{what}: forwarded by one stack only: {sg:?}\n{kmw:?}"),
+    }
+    (sg, kmw)
+}
+
+/// Whether the request reached the application.
+pub fn forwarded(a: &Answer) -> bool {
+    a.status == 200 && a.forwarded.is_some()
 }

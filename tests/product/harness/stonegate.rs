@@ -169,6 +169,30 @@ impl Stonegate {
         req.send().await.expect("request through stonegate")
     }
 
+    /// A forward-auth check of `GET <path>` at the endpoint
+    /// `/_stonegate/<flavor>`, with the original request as that ingress
+    /// names it (`traefik`: `X-Forwarded-Method`/`X-Forwarded-Uri`; `nginx`:
+    /// `X-Original-Method`/`X-Original-URL` on `https://compute.example.com`),
+    /// plus `headers` (a name given twice is sent twice).
+    pub async fn forward_auth(
+        &self,
+        flavor: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let url = format!("https://compute.example.com{path}");
+        let original: [(&str, &str); 2] = match flavor {
+            "traefik" => [("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", path)],
+            "nginx" => [("X-Original-Method", "GET"), ("X-Original-URL", &url)],
+            other => panic!("no forward-auth flavor {other:?} in the harness"),
+        };
+        let mut req = super::client().get(self.url(&format!("/_stonegate/{flavor}")));
+        for (k, v) in original.iter().chain(headers) {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("forward-auth request to stonegate")
+    }
+
     /// What stonegate logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
