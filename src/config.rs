@@ -208,6 +208,7 @@ impl File {
         let mut warnings = Vec::new();
         let ks = &self.keystone_authtoken;
         let forward_auth = forward_auth::Section::build_all(&self.forward_auth, &mut p);
+        let services = forward_auth::Section::services_all(&self.forward_auth, &mut p);
         let proxy = (self.proxy).build(&mut p, self.listeners(), self.tls.as_ref());
         let public_routes = self.routes.build(&mut p);
         let local = self.fernet.as_ref().map(|f| f.build(&mut p));
@@ -247,7 +248,8 @@ impl File {
                         request_id,
                     )
                     .with_oauth2(&oauth2, &realm)
-                    .with_authorization(authorization),
+                    .with_authorization(authorization)
+                    .with_services(services),
                     session,
                     proxy,
                     forward_auth,

@@ -73,6 +73,20 @@ pub struct ApplicationCredential {
     pub access_rules: Option<Vec<AccessRule>>,
 }
 
+/// The federation facts of a federated token (Keystone's
+/// `token.user."OS-FEDERATION"`, Fernet payloads v4–v6): the groups the
+/// identity provider's mapping put the user in at login. An ephemeral user
+/// has no group membership in Keystone's database: these are its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Federation {
+    /// The mapped group ids, in Keystone's order (pooled).
+    pub group_ids: Names,
+    /// The identity provider's id.
+    pub identity_provider: Arc<str>,
+    /// The federation protocol's id (`saml2`, `openid`, `mapped`...).
+    pub protocol: Arc<str>,
+}
+
 /// A validated token's identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -108,6 +122,8 @@ pub struct Identity {
     /// bound to (Keystone's `oauth2_credential."x5t#S256"`): the token is
     /// accepted only with that client certificate.
     pub cert_thumbprint: Option<Box<str>>,
+    /// Federation facts, for federated tokens.
+    pub federation: Option<Box<Federation>>,
     /// Header blocks rendered from this identity, filled once by `headers`
     /// so a cache hit costs no formatting.
     pub rendered: Rendered,
@@ -234,6 +250,11 @@ impl Identity {
         n += own(&self.trust_id);
         if let Some(t) = &self.trust_users {
             n += chunk(48) + chunk(t.0.len()) + chunk(t.1.len());
+        }
+        if let Some(f) = &self.federation {
+            n += chunk(std::mem::size_of::<Federation>())
+                + chunk(16 + f.identity_provider.len())
+                + chunk(16 + f.protocol.len());
         }
         if let Some(c) = &self.catalog {
             n += c.json.len() + c.header.as_ref().map_or(0, http::HeaderValue::len);

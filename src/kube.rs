@@ -10,7 +10,8 @@
 //! validation, revocation events), then mapped to the apiserver's user info
 //! as k8s-keystone-auth does — username = Keystone user name, uid = user
 //! id, groups = the user's Keystone groups (`GET /v3/users/{id}/groups`
-//! with the user's own token, cached per user) plus the project id,
+//! with the user's own token, cached per user; a federated token's own
+//! mapped group ids, without a call) plus the project id,
 //! `alpha.kubernetes.io/identity/...` extra keys — and k8s-keystone-auth's
 //! role mappings are applied ([`role_mappings`]).
 //!

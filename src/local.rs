@@ -19,7 +19,7 @@ use std::{
 };
 
 use crate::{
-    identity::{intern, ApplicationCredential, Identity, Named, Names, Project, Scope},
+    identity::{self, intern, ApplicationCredential, Identity, Named, Names, Project, Scope},
     revocation::{Known, TokenValues},
     token::{
         fernet::{self, FernetError},
@@ -441,6 +441,8 @@ pub(crate) fn identity(
         // The token's own binding, never the template's: a template learnt
         // from an ordinary token of the same user must not unbind it.
         id.cert_thumbprint = p.thumbprint.as_deref().map(Box::from);
+        // The token's own groups (the enrichment key holds them too).
+        id.federation = federation(p);
         return Ok(id);
     }
     if p.app_cred_id.is_some() {
@@ -479,7 +481,19 @@ pub(crate) fn identity(
         trust_users: None,
         catalog: None,
         cert_thumbprint: p.thumbprint.as_deref().map(Box::from),
+        federation: federation(p),
         rendered: Default::default(),
+    })
+}
+
+/// The federation facts a federated payload (v4–v6) carries.
+fn federation(p: &Payload) -> Option<Box<identity::Federation>> {
+    p.federation.as_ref().map(|f| {
+        Box::new(identity::Federation {
+            group_ids: intern::list(&f.group_ids),
+            identity_provider: Arc::from(f.idp_id.as_str()),
+            protocol: Arc::from(f.protocol_id.as_str()),
+        })
     })
 }
 

@@ -83,6 +83,10 @@ pub(crate) enum Rejection {
         /// The rule's name (from the configuration), or `default`.
         rule: String,
     },
+    /// The route selects a service profile that is not configured (the
+    /// `envoy-grpc` door's `context_extensions`): fails closed (403).
+    #[error("unknown service profile")]
+    UnknownService,
     /// The upstream could not be reached or failed mid-way.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -109,7 +113,7 @@ impl Rejection {
             Rejection::AmbiguousPath(_) | Rejection::ConflictingTokens => StatusCode::BAD_REQUEST,
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::KeystoneUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Rejection::Forbidden { .. } | Rejection::UnknownService => StatusCode::FORBIDDEN,
             Rejection::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -122,7 +126,7 @@ impl Rejection {
             Rejection::ConflictingTokens => Outcome::ConflictingTokens,
             Rejection::Unauthorized => Outcome::Unauthorized,
             Rejection::KeystoneUnavailable(_) => Outcome::KeystoneUnavailable,
-            Rejection::Forbidden { .. } => Outcome::Forbidden,
+            Rejection::Forbidden { .. } | Rejection::UnknownService => Outcome::Forbidden,
             Rejection::UpstreamUnavailable(_) => Outcome::UpstreamUnavailable,
             Rejection::UpstreamTimeout => Outcome::UpstreamTimeout,
         }
@@ -154,6 +158,11 @@ impl Rejection {
                 "Forbidden",
                 format!("Policy doesn't allow {rule} to be performed.").into(),
             ),
+            Rejection::UnknownService => (
+                "Forbidden",
+                "The route names a service this gateway's authentication is not configured for."
+                    .into(),
+            ),
             Rejection::UpstreamUnavailable(_) => {
                 ("Bad Gateway", "The upstream service is unavailable.".into())
             }
@@ -179,6 +188,7 @@ impl Rejection {
             Rejection::AmbiguousPath(_)
             | Rejection::ConflictingTokens
             | Rejection::Forbidden { .. }
+            | Rejection::UnknownService
             | Rejection::UpstreamUnavailable(_)
             | Rejection::UpstreamTimeout => {}
         }

@@ -28,7 +28,19 @@ use crate::{
 };
 
 use extract::single;
-pub use settings::{Challenges, Settings};
+pub use settings::{Challenges, ServiceProfile, ServiceProfiles, Settings};
+
+/// The service a request is decided for: the catalog type its
+/// application-credential access rules must name, and its public routes —
+/// the configuration's own (`[keystone_authtoken] service_type`,
+/// `[routes]`), or a named [`ServiceProfile`]'s.
+#[derive(Debug, Clone, Copy)]
+pub struct Service<'a> {
+    /// The service's catalog type.
+    pub service_type: Option<&'a str>,
+    /// Its routes that need no token.
+    pub public_routes: &'a crate::routes::PublicRoutes,
+}
 
 /// Why the validator refused a request. `rejection::Rejection`
 /// maps it to a response (`From<Denied>`).
@@ -234,6 +246,22 @@ impl Validator {
         )
     }
 
+    /// The service `[keystone_authtoken] service_type` and `[routes]` describe.
+    pub fn default_service(&self) -> Service<'_> {
+        Service {
+            service_type: self.settings.service_type.as_deref(),
+            public_routes: &self.settings.public_routes,
+        }
+    }
+
+    /// The service profile named `name`, if one is configured.
+    pub fn service(&self, name: &str) -> Option<Service<'_>> {
+        self.settings.services.by_name.get(name).map(|p| Service {
+            service_type: p.service_type.as_deref(),
+            public_routes: &p.public_routes,
+        })
+    }
+
     /// Whether the request needs no token (a configured public route or CORS
     /// preflight); `path` is the canonical decoded path
     /// ([`crate::path::Canonical::decoded`]).
@@ -260,7 +288,23 @@ impl Validator {
         headers: &HeaderMap,
         certificate: Option<&Thumbprint>,
     ) -> Result<AuthContext, Denied> {
-        let ctx = self.identify(method, path, headers, certificate).await?;
+        self.authenticate_for(self.default_service(), method, path, headers, certificate)
+            .await
+    }
+
+    /// [`Validator::authenticate`] for `service`: its access rules are
+    /// checked against that service's type.
+    pub async fn authenticate_for(
+        &self,
+        service: Service<'_>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        certificate: Option<&Thumbprint>,
+    ) -> Result<AuthContext, Denied> {
+        let ctx = self
+            .identify_for(service.service_type, method, path, headers, certificate)
+            .await?;
         self.authorize(&ctx, method, path)?;
         Ok(ctx)
     }
@@ -303,6 +347,20 @@ impl Validator {
     /// with the certificate it is bound to.
     pub async fn identify(
         &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        certificate: Option<&Thumbprint>,
+    ) -> Result<AuthContext, Denied> {
+        let service_type = self.settings.service_type.as_deref();
+        self.identify_for(service_type, method, path, headers, certificate)
+            .await
+    }
+
+    /// [`Validator::identify`], access rules checked against `service_type`.
+    async fn identify_for(
+        &self,
+        service_type: Option<&str>,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
@@ -352,13 +410,8 @@ impl Validator {
         let user = user.filter(|id| with_its_certificate(id, certificate));
         // 4. Access rules of application-credential tokens.
         let user = user.filter(|id| {
-            let ok = access_rules::allowed(
-                id,
-                method.as_str(),
-                path,
-                self.settings.service_type.as_deref(),
-                service_has_role,
-            );
+            let ok =
+                access_rules::allowed(id, method.as_str(), path, service_type, service_has_role);
             if !ok {
                 tracing::info!(
                     audit_id = id.audit_id(),

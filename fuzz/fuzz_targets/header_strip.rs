@@ -102,6 +102,7 @@ fn identity(scope: Scope, who: &str) -> Identity {
         trust_users: None,
         catalog: Some(Catalog::pooled(&[], "[]".into())),
         cert_thumbprint: None,
+        federation: None,
         rendered: Rendered::default(),
     }
 }

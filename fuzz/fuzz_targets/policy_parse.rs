@@ -36,6 +36,7 @@ fn identity() -> Identity {
         trust_users: None,
         catalog: None,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     }
 }

@@ -291,6 +291,12 @@ impl Decider {
             ));
         };
         let gate = self.gate.get();
+        // The route's service profile, named by its `context_extensions`.
+        let selected = req.attributes.as_ref().and_then(|a| {
+            a.context_extensions
+                .get(&gate.validator.settings().services.selector)
+                .cloned()
+        });
         let mut request_headers = original.headers.clone();
         let correlation = Correlation::take(
             &mut request_headers,
@@ -313,7 +319,7 @@ impl Decider {
         );
         correlation.adopt(&span);
         let answer = self
-            .decide_on(&gate, original, request_headers, correlation)
+            .decide_on(&gate, selected, original, request_headers, correlation)
             .instrument(span.clone())
             .await;
         let status = match &answer {
@@ -343,6 +349,7 @@ impl Decider {
     async fn decide_on(
         &self,
         gate: &Gate,
+        selected: Option<String>,
         original: Original,
         mut request_headers: HeaderMap,
         correlation: Correlation,
@@ -360,6 +367,29 @@ impl Decider {
             .collect();
         stripped.extend(original.invalid_names.iter().cloned());
 
+        // No selector: the configuration's own service; a name no profile
+        // has is a gateway misconfiguration, refused (fails closed).
+        let service = match selected.as_deref() {
+            None => v.default_service(),
+            Some(name) => match v.service(name) {
+                Some(service) => service,
+                None => {
+                    let rejection = Rejection::UnknownService;
+                    tracing::warn!(
+                        selector = %v.settings().services.selector,
+                        service = ?name,
+                        client = ?original.client,
+                        "envoy-grpc: the route's context_extensions name a service profile that is not configured (forward_auth.services); refused"
+                    );
+                    self.count(rejection.outcome());
+                    return Ok(refused(
+                        rejection.into_response(&v.settings().challenges),
+                        &carried,
+                    )
+                    .await);
+                }
+            },
+        };
         let canonical = match path::target_path(&original.target).and_then(Canonical::parse) {
             Ok(c) => c,
             Err(ambiguous) => {
@@ -376,7 +406,10 @@ impl Decider {
             .method
             .clone()
             .unwrap_or_else(|| Method::from_bytes(b"UNKNOWN").unwrap_or(Method::GET));
-        if v.is_public(&method, canonical.decoded(), &request_headers) {
+        if service
+            .public_routes
+            .is_public(&method, canonical.decoded(), &request_headers)
+        {
             self.count(Outcome::Public);
             return Ok(ok(carried, stripped, None));
         }
@@ -398,7 +431,8 @@ impl Decider {
             }
         };
         let decided = correlation
-            .scope(v.authenticate(
+            .scope(v.authenticate_for(
+                service,
                 &method,
                 canonical.decoded(),
                 &request_headers,

@@ -71,6 +71,7 @@ fn identity() -> Identity {
         trust_users: None,
         catalog: None,
         cert_thumbprint: None,
+        federation: None,
         rendered: Rendered::default(),
     }
 }

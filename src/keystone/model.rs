@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::identity::{
-    intern, AccessRule, ApplicationCredential, Catalog, Identity, Named, Project, Scope,
+    intern, AccessRule, ApplicationCredential, Catalog, Federation, Identity, Named, Project, Scope,
 };
 
 /// Why a validation response could not be used.
@@ -54,6 +54,18 @@ struct UserDoc {
     name: Option<String>,
     #[serde(default)]
     domain: Option<NamedDoc>,
+    /// Present on federated tokens.
+    #[serde(rename = "OS-FEDERATION", default)]
+    federation: Option<FederationDoc>,
+}
+
+/// `user."OS-FEDERATION"`: `{"groups": [{"id"}], "identity_provider": {"id"}, "protocol": {"id"}}`.
+#[derive(Deserialize)]
+struct FederationDoc {
+    #[serde(default)]
+    groups: Vec<IdOnly>,
+    identity_provider: IdOnly,
+    protocol: IdOnly,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +194,14 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         let types: Vec<String> = c.iter().map(|s| s.kind.clone()).collect();
         Catalog::pooled(&types, v2_catalog_json(c))
     });
+    let federation = t.user.federation.map(|f| {
+        let groups: Vec<&str> = f.groups.iter().map(|g| g.id.as_str()).collect();
+        Box::new(Federation {
+            group_ids: intern::list(&groups),
+            identity_provider: Arc::from(f.identity_provider.id),
+            protocol: Arc::from(f.protocol.id),
+        })
+    });
     let role_ids: Vec<&str> = t.roles.iter().filter_map(|r| r.id.as_deref()).collect();
     let roles: Vec<&str> = t.roles.iter().filter_map(|r| r.name.as_deref()).collect();
     Ok(Identity {
@@ -223,6 +243,7 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         trust_id: t.trust.map(|t| Arc::from(t.id)),
         catalog,
         cert_thumbprint,
+        federation,
         rendered: Default::default(),
     })
 }
@@ -401,6 +422,25 @@ mod tests {
             "\"is_domain\": false, \"oauth2_credential\": null,",
         );
         assert!(parse_token(null.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_federated_token_carries_its_groups_identity_provider_and_protocol() {
+        // Keystone's render_token for a federated user: OS-FEDERATION on the
+        // user, no password_expires_at.
+        let federated = PROJECT.replace(
+            "\"password_expires_at\": null",
+            "\"OS-FEDERATION\": {\"groups\": [{\"id\": \"g1\"}, {\"id\": \"g2\"}], \"identity_provider\": {\"id\": \"idp\"}, \"protocol\": {\"id\": \"mapped\"}}",
+        );
+        let id = parse_token(federated.as_bytes()).unwrap();
+        let f = id.federation.expect("federation facts");
+        assert_eq!(*f.group_ids, [Arc::from("g1"), Arc::from("g2")]);
+        assert_eq!(&*f.identity_provider, "idp");
+        assert_eq!(&*f.protocol, "mapped");
+        assert!(parse_token(PROJECT.as_bytes())
+            .unwrap()
+            .federation
+            .is_none());
     }
 
     #[test]

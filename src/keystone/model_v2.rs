@@ -186,6 +186,7 @@ fn read_access(body: &[u8]) -> Result<Identity, ModelError> {
         trust_users: None,
         catalog,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     })
 }

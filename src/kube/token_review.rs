@@ -111,7 +111,8 @@ pub struct UserInfo {
     pub username: String,
     /// The Keystone user id.
     pub uid: String,
-    /// The user's Keystone group names, then the project id.
+    /// The user's Keystone group names (a federated token's: its mapped
+    /// group ids), then the project id.
     pub groups: Vec<String>,
     /// k8s-keystone-auth's `alpha.kubernetes.io/identity/...` keys.
     pub extra: BTreeMap<String, Vec<String>>,
@@ -121,7 +122,8 @@ pub struct UserInfo {
 const EXTRA: &str = "alpha.kubernetes.io/identity/";
 
 impl UserInfo {
-    /// The user info of an identity whose user belongs to `groups` (names):
+    /// The user info of an identity whose user belongs to `groups` (names,
+    /// or a federated token's group ids):
     /// project-scoped, with the project id as a group and the project keys
     /// in `extra`; any other scope only when `project_required` is false
     /// (then without them), else `None` (k8s-keystone-auth requires a

@@ -252,13 +252,19 @@ impl Webhook {
         }
     }
 
-    /// The user's Keystone group names, asked with the user's own token
-    /// and cached per user; only answers are cached, never failures.
+    /// The user's Keystone groups. A federated token carries the groups its
+    /// identity provider's mapping gave the user (their ids: the token names
+    /// no group, and an ephemeral user has no membership Keystone would
+    /// list); any other user's group names are asked with the user's own
+    /// token and cached per user (only answers, never failures).
     async fn groups(
         &self,
         id: &Identity,
         token: &Token,
     ) -> Result<Arc<[String]>, Arc<GroupsError>> {
+        if let Some(federation) = &id.federation {
+            return Ok(federation.group_ids.iter().map(|g| g.to_string()).collect());
+        }
         let Some(user_id) = id.user.id.clone() else {
             return Ok(Arc::from(Vec::new()));
         };

@@ -105,6 +105,7 @@ fn member(project: &str, roles: &[&str]) -> Identity {
         trust_users: None,
         catalog: None,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     }
 }

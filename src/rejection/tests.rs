@@ -76,6 +76,7 @@ fn rows() -> Vec<Row> {
             "Forbidden",
             vec![],
         ),
+        (r(Rejection::UnknownService), 403, "Forbidden", vec![]),
         (
             r(Rejection::UpstreamUnavailable("refused".into())),
             502,
@@ -209,7 +210,7 @@ fn rows() -> Vec<Row> {
 async fn every_rejection_has_its_status_json_body_and_headers() {
     let rows = rows();
     // One row per variant of both tables (and 401 with both challenges).
-    assert_eq!(rows.len(), 8 + 17);
+    assert_eq!(rows.len(), 9 + 17);
     for (resp, status, title, headers) in rows {
         assert_eq!(resp.status().as_u16(), status, "{title}");
         let mut got: Vec<(String, String)> = resp
@@ -288,6 +289,7 @@ fn rejections_count_under_their_outcomes() {
         ),
         (Rejection::UpstreamTimeout, UpstreamTimeout),
         (Rejection::Forbidden { rule: "r".into() }, Forbidden),
+        (Rejection::UnknownService, Forbidden),
     ] {
         assert_eq!(r.outcome(), o, "{r}");
         assert_eq!(UpstreamFailure::from_rejection(&r).0, o);

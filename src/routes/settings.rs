@@ -36,9 +36,15 @@ impl Section {
     /// Checks every entry, recording problems in `p` (entries with one are
     /// left out).
     pub fn build(&self, p: &mut Vec<Problem>) -> PublicRoutes {
+        self.build_at(p, "routes")
+    }
+
+    /// [`Section::build`] for routes written under `at` (problems are
+    /// named `<at>.public[i]...`).
+    pub fn build_at(&self, p: &mut Vec<Problem>, at: &str) -> PublicRoutes {
         let mut public = Vec::new();
         for (i, r) in self.public.iter().enumerate() {
-            let key = format!("routes.public[{i}]");
+            let key = format!("{at}.public[{i}]");
             match Method::from_bytes(r.method.to_ascii_uppercase().as_bytes()) {
                 Ok(method) if r.path.starts_with('/') => {
                     public.push(PublicRoute::new(method, &r.path).with_upgrade(r.upgrade))

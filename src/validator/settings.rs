@@ -2,7 +2,7 @@
 //! sections (`[keystone_authtoken]`'s policy, `[cache]`, `[routes]`,
 //! `[fernet]`, `[revocation]`, the shared cache, `[request_id]`, `[oauth2]`).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use http::{header::WWW_AUTHENTICATE, HeaderMap, HeaderValue};
 
@@ -38,6 +38,28 @@ impl Challenges {
     }
 }
 
+/// A service behind a gateway that fronts several (Envoy's per-route
+/// `ext_authz` `context_extensions` selects it): what differs from one
+/// service to the next — its catalog type, which application-credential
+/// access rules name, and the routes it serves without a token.
+#[derive(Debug, Clone)]
+pub struct ServiceProfile {
+    /// The service's catalog type (`None`: tokens with access rules are refused).
+    pub service_type: Option<String>,
+    /// Its routes that need no token (instead of `[routes]`).
+    pub public_routes: routes::PublicRoutes,
+}
+
+/// The named service profiles a request may select, and the key that
+/// selects one (`context_extensions` of the `envoy-grpc` door).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceProfiles {
+    /// The `context_extensions` key whose value names the profile.
+    pub selector: String,
+    /// The profiles, by name.
+    pub by_name: BTreeMap<String, ServiceProfile>,
+}
+
 /// The compiled authentication policy (what the validator and the front
 /// doors need), assembled from the checked sections.
 #[derive(Debug, Clone)]
@@ -66,6 +88,9 @@ pub struct Settings {
     pub service_type: Option<String>,
     /// Routes that need no token.
     pub public_routes: routes::PublicRoutes,
+    /// Named service profiles (another service type and public routes),
+    /// for doors that serve several services.
+    pub services: ServiceProfiles,
     /// Local Fernet validation, when configured.
     pub local: Option<local::Settings>,
     /// Revocation polling, when enabled.
@@ -102,6 +127,7 @@ impl Settings {
             service_token_roles_required: policy.service_token_roles_required,
             service_type: policy.service_type,
             public_routes,
+            services: ServiceProfiles::default(),
             local,
             revocation,
             shared_cache,
@@ -120,6 +146,12 @@ impl Settings {
             .then(|| oauth2::bearer_challenge(realm))
             .flatten();
         self.challenges = Challenges::new(self.challenges.keystone.clone(), bearer);
+        self
+    }
+
+    /// The same settings, with named service profiles.
+    pub fn with_services(mut self, services: ServiceProfiles) -> Self {
+        self.services = services;
         self
     }
 

@@ -16,6 +16,16 @@ integration tests need (tests/product/). Run by keystone-up.sh.
           v3applicationcredential); recreated on every run (the secret is only
           shown at creation)
   admin (bootstrap) has admin on project admin and on system 'all'.
+  user    svc-limited (Default) only `service` on project service: a service
+          account that may validate tokens but not list other users' groups
+  service "image" in the catalog (endpoint on port 9, nobody serves it): access
+          rules naming two service types
+  federation: identity provider "stonegate-idp" (no remote_ids), protocol
+          "mapped", mapping "stonegate-mapping": the assertion header
+          Stonegate-Federation-User (environ HTTP_STONEGATE_FEDERATION_USER,
+          keystone.conf [federation] assertion_prefix) names an ephemeral user,
+          put in groups "federated-viewers" and "federated-editors" (Default),
+          which have `member` on project demo
 """
 
 import os
@@ -126,6 +136,34 @@ grant("domains", demo_domain["id"], demo_user["id"], roles["member"])
 grant("projects", service["id"], svc_user["id"], roles["service"])
 grant("projects", service["id"], svc_user["id"], roles["admin"])
 grant("projects", demo["id"], revokee["id"], roles["member"])
+svc_limited = ensure_user("svc-limited", SVC_PASSWORD, "default", service["id"])
+grant("projects", service["id"], svc_limited["id"], roles["service"])
+
+# --- federation: an identity provider whose mapped users are ephemeral (no
+# local group membership) and get their groups from the mapping.
+fed_groups = {}
+for gname in ("federated-viewers", "federated-editors"):
+    g = ensure("groups", "groups", {"name": gname, "domain_id": "default"}, name=gname, domain_id="default")
+    call("PUT", f"/projects/{demo['id']}/groups/{g['id']}/roles/{roles['member']}", TOKEN)
+    fed_groups[gname] = g["id"]
+IDP, PROTOCOL, MAPPING = "stonegate-idp", "mapped", "stonegate-mapping"
+rules = [{
+    "local": [{"user": {"name": "{0}"}}] + [{"group": {"id": gid}} for gid in fed_groups.values()],
+    "remote": [{"type": "HTTP_STONEGATE_FEDERATION_USER"}],
+}]
+if call("GET", f"/OS-FEDERATION/mappings/{MAPPING}", TOKEN, expect=None).status_code == 404:
+    call("PUT", f"/OS-FEDERATION/mappings/{MAPPING}", TOKEN, json={"mapping": {"rules": rules}})
+else:
+    call("PATCH", f"/OS-FEDERATION/mappings/{MAPPING}", TOKEN, json={"mapping": {"rules": rules}})
+idp = call("GET", f"/OS-FEDERATION/identity_providers/{IDP}", TOKEN, expect=None)
+if idp.status_code == 404:
+    idp = call("PUT", f"/OS-FEDERATION/identity_providers/{IDP}", TOKEN, json={"identity_provider": {
+        "enabled": True, "description": "stonegate tests: assertions from a request header"}})
+idp = idp.json()["identity_provider"]
+proto = f"/OS-FEDERATION/identity_providers/{IDP}/protocols/{PROTOCOL}"
+if call("GET", proto, TOKEN, expect=None).status_code == 404:
+    call("PUT", proto, TOKEN, json={"protocol": {"mapping_id": MAPPING}})
+eprint(f"  federation: {IDP}/{PROTOCOL} -> groups {sorted(fed_groups)}")
 
 # A "compute" service in the catalog: app-credential access rules name a
 # service type, which must appear in the token's catalog. Nothing listens on
@@ -147,6 +185,18 @@ for iface in ("public", "internal", "admin"):
             "region_id": "RegionOne", "enabled": True}})
     elif have[iface]["url"] != ksm_url:
         call("PATCH", f"/endpoints/{have[iface]['id']}", TOKEN, json={"endpoint": {"url": ksm_url}})
+
+image = find("services", "services", type="image")
+if image is None:
+    image = call("POST", "/services", TOKEN, json={"service": {
+        "name": "echo-image", "type": "image", "enabled": True,
+        "description": "stonegate test service"}}).json()["service"]
+    eprint(f"  created service echo-image {image['id']}")
+image_url = "http://127.0.0.1:9/image"
+if not call("GET", "/endpoints", TOKEN, params={"service_id": image["id"]}).json()["endpoints"]:
+    call("POST", "/endpoints", TOKEN, json={"endpoint": {
+        "service_id": image["id"], "interface": "public", "url": image_url,
+        "region_id": "RegionOne", "enabled": True}})
 
 identity_service = find("services", "services", type="identity")
 endpoints = call("GET", "/endpoints", TOKEN, params={"service_id": identity_service["id"]}).json()["endpoints"]
@@ -197,6 +247,7 @@ fixtures = {
         "svc": {"id": svc_user["id"], "password": SVC_PASSWORD, "domain": "default"},
         "trustee": {"id": trustee["id"], "password": TRUSTEE_PASSWORD, "domain": "default"},
         "revokee": {"id": revokee["id"], "password": REVOKEE_PASSWORD, "domain": "default"},
+        "svc-limited": {"id": svc_limited["id"], "password": SVC_PASSWORD, "domain": "default"},
     },
     "assignments": [
         {"user": "demo", "project": "demo", "roles": ["member", "reader"]},
@@ -204,10 +255,14 @@ fixtures = {
         {"user": "demo", "domain": "demo-domain", "roles": ["member"]},
         {"user": "svc", "project": "service", "roles": ["service", "admin"]},
         {"user": "revokee", "project": "demo", "roles": ["member"]},
+        {"user": "svc-limited", "project": "service", "roles": ["service"]},
         {"user": "admin", "project": "admin", "roles": ["admin"]},
         {"user": "admin", "system": "all", "roles": ["admin"]},
     ],
-    "services": {"identity": identity_service["id"], "compute": compute["id"]},
+    "services": {"identity": identity_service["id"], "compute": compute["id"], "image": image["id"]},
+    "federation": {"identity_provider": IDP, "protocol": PROTOCOL, "mapping": MAPPING,
+                   "domain_id": idp["domain_id"], "assertion_header": "Stonegate-Federation-User",
+                   "groups": fed_groups, "project": "demo"},
     "compute_endpoint_url": ksm_url,
     "endpoints": {e["interface"]: {"id": e["id"], "url": e["url"]} for e in endpoints},
     "fernet_key_repository": os.path.join(RUN, "fernet-keys"),

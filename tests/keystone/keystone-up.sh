@@ -113,6 +113,15 @@ password_hash_rounds = 4
 
 [cache]
 $(cache_section)
+
+[federation]
+# Test harness only: Keystone's mapped plugin reads the assertion from the
+# WSGI environ, filtered by this prefix, so a request header
+# Stonegate-Federation-User (HTTP_STONEGATE_FEDERATION_USER) carries it and
+# tests log in as federated users without an identity provider in front
+# (fixtures.py: stonegate-idp, protocol mapped). Never do this in production:
+# there the web server's federation module sets the environ, not the client.
+assertion_prefix = HTTP_STONEGATE_FEDERATION_
 EOF
   if [[ $ALREADY_UP == 1 && -f "$KEYSTONE_CONF" ]] && ! cmp -s "$tmp" "$KEYSTONE_CONF"; then
     log "WARNING: keystone.conf changed while keystone runs: keystone-down.sh && keystone-up.sh to apply"

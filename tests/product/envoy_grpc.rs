@@ -908,6 +908,187 @@ async fn a_session_cookie_authenticates_a_check_like_the_sidecar() {
     assert!(!sg.log().contains(&token), "the token was logged");
 }
 
+/// `req` with Envoy's per-route `check_settings.context_extensions`.
+fn with_context(mut req: CheckRequest, extensions: &[(&str, &str)]) -> CheckRequest {
+    let attributes = req.attributes.as_mut().unwrap();
+    for (k, v) in extensions {
+        attributes
+            .context_extensions
+            .insert((*k).to_owned(), (*v).to_owned());
+    }
+    req
+}
+
+/// An application credential of demo's, made for one test, whose access
+/// rules name two services: `GET /v2.1/servers` on compute and
+/// `GET /v2/images` on image; a token from it.
+async fn two_service_app_cred_token(ks: &Keystone) -> String {
+    let demo = ks.demo_token().await;
+    let uid = ks.user_id("demo");
+    let name = format!(
+        "two-services-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let resp = crate::harness::client()
+        .post(format!(
+            "{}/users/{uid}/application_credentials",
+            ks.auth_url
+        ))
+        .header("x-auth-token", &demo)
+        .json(&serde_json::json!({"application_credential": {
+        "name": name, "roles": [{"name": "reader"}],
+        "access_rules": [
+            {"service": "compute", "path": "/v2.1/servers", "method": "GET"},
+            {"service": "image", "path": "/v2/images", "method": "GET"}
+        ]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let ac: serde_json::Value = resp.json().await.unwrap();
+    let ac = &ac["application_credential"];
+    ks.issue(serde_json::json!({
+        "identity": {"methods": ["application_credential"],
+                     "application_credential": {"id": ac["id"], "secret": ac["secret"]}}
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn context_extensions_select_the_routes_service_profile_and_an_unknown_one_fails_closed() {
+    let ks = Keystone::from_env();
+    // One gateway in front of compute (the default: service_type "compute",
+    // [routes]) and image (a profile with its own public route).
+    let (sg, url) = grpc_service(
+        &ks,
+        &format!(
+            "[forward_auth.services.image]\nservice_type = \"image\"\n\
+             public = [{{ method = \"GET\", path = \"/versions\" }}]\n\
+             [forward_auth.services.compute]\nservice_type = \"compute\"\n\
+             {PUBLIC_VERSIONS}"
+        ),
+    )
+    .await;
+    let mut c = client(&url).await;
+    let token = two_service_app_cred_token(&ks).await;
+    let h = [("x-auth-token", token.as_str())];
+    let image = [("stonegate_service", "image")];
+    let compute = [("stonegate_service", "compute")];
+    let get = |target: &str, ext: &[(&str, &str)], headers: &[(&str, &str)]| {
+        with_context(envoy_check("GET", target, headers), ext)
+    };
+    // image: its own rule passes, compute's does not apply.
+    ok_response(&check(&mut c, get("/v2/images", &image, &h)).await);
+    denied_response(
+        &check(&mut c, get("/v2.1/servers", &image, &h)).await,
+        Code::Unauthenticated,
+        401,
+    );
+    // compute, selected or by default: the other way round.
+    for ext in [&compute[..], &[], &[("virtual_host", "other-key-ignored")]] {
+        ok_response(&check(&mut c, get("/v2.1/servers", ext, &h)).await);
+        denied_response(
+            &check(&mut c, get("/v2/images", ext, &h)).await,
+            Code::Unauthenticated,
+            401,
+        );
+    }
+    // Public routes are the profile's: image's /versions, not [routes]' /.
+    let public = check(&mut c, get("/versions", &image, &[])).await;
+    assert!(identity_headers(&set_headers(ok_response(&public))).is_empty());
+    denied_response(
+        &check(&mut c, get("/", &image, &[])).await,
+        Code::Unauthenticated,
+        401,
+    );
+    ok_response(&check(&mut c, get("/", &[], &[])).await);
+    denied_response(
+        &check(&mut c, get("/versions", &[], &[])).await,
+        Code::Unauthenticated,
+        401,
+    );
+    // A profile nobody configured: refused whatever the token or route,
+    // logged, counted as forbidden; Keystone is not asked.
+    let fresh = ks.demo_token().await;
+    let fresh = [("x-auth-token", fresh.as_str())];
+    let validations = crate::local::validate_calls(&sg).await;
+    for (target, headers) in [("/v2.1/servers", &fresh[..]), ("/", &[][..])] {
+        let r = check(
+            &mut c,
+            get(target, &[("stonegate_service", "nova")], headers),
+        )
+        .await;
+        let denied = denied_response(&r, Code::PermissionDenied, 403);
+        assert!(denied.body.contains("not configured"), "{}", denied.body);
+    }
+    assert_eq!(crate::local::validate_calls(&sg).await, validations);
+    assert!(
+        sg.log().contains("not configured (forward_auth.services)"),
+        "the refusal is logged"
+    );
+    assert!(!sg.log().contains(&token));
+    assert!(
+        sg.metric("stonegate_requests_total{door=\"envoy_grpc\",outcome=\"forbidden\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[test]
+fn service_profiles_are_checked_naming_their_keys() {
+    let base = "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n\
+                [keystone_authtoken]\nauth_url = \"http://127.0.0.1:5000/v3\"\n\
+                username = \"svc\"\npassword = \"x\"\nproject_name = \"service\"\n\
+                user_domain_name = \"Default\"\nproject_domain_name = \"Default\"\n";
+    let err = |extra: &str| {
+        stonegate::config::File::parse(&format!("{base}{extra}"))
+            .unwrap()
+            .build(&|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(
+        "[[forward_auth]]\nflavor = \"nginx\"\npath = \"/auth\"\nselector = \"svc\"\n\
+                 [forward_auth.services.image]\nservice_type = \"image\"\n",
+    );
+    assert!(
+        e.contains("forward_auth[0].selector") && e.contains("forward_auth[0].services"),
+        "{e}"
+    );
+    let e = err(
+        "[[forward_auth]]\nflavor = \"envoy-grpc\"\nselector = \"\"\n\
+                 [forward_auth.services.image]\nservice_type = \" \"\n\
+                 public = [{ method = \"GET\", path = \"versions\" }]\n",
+    );
+    assert!(e.contains("forward_auth[0].selector"), "{e}");
+    assert!(
+        e.contains("forward_auth[0].services.image.service_type"),
+        "{e}"
+    );
+    assert!(
+        e.contains("forward_auth[0].services.image.public[0].path"),
+        "{e}"
+    );
+    // A well-formed profile loads.
+    let settings = stonegate::config::File::parse(&format!(
+        "{base}[[forward_auth]]\nflavor = \"envoy-grpc\"\nselector = \"service\"\n\
+         [forward_auth.services.image]\nservice_type = \"image\"\n"
+    ))
+    .unwrap()
+    .build(&|_| None)
+    .unwrap();
+    let services = &settings.auth.services;
+    assert_eq!(services.selector, "service");
+    assert_eq!(
+        services.by_name["image"].service_type.as_deref(),
+        Some("image")
+    );
+}
+
 #[tokio::test]
 async fn an_unscoped_tokens_empty_x_roles_is_set_and_kept_empty() {
     let ks = Keystone::from_env();

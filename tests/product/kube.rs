@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
-use crate::harness::{FakeKeystone, Fault, Keystone, Scope, Stonegate};
+use crate::harness::{stonegate::KeystoneTarget, FakeKeystone, Fault, Keystone, Scope, Stonegate};
 
 /// A Keystone user made for one test: member of project demo (and so
 /// reader, an implied role) and of two groups.
@@ -350,6 +350,191 @@ async fn a_project_token_authenticates_with_the_users_keystone_groups_in_v1_and_
     assert!(
         !wh.sg.log().contains(&token),
         "the token appears in stonegate's log"
+    );
+}
+
+/// `GET {path}` on Keystone with `token`: the status and the JSON body.
+async fn keystone_get(ks: &Keystone, token: &str, path: &str) -> (u16, Value) {
+    let resp = crate::harness::client()
+        .get(format!("{}{path}", ks.auth_url))
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .expect("Keystone GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The names of a `GET /v3/users/{id}/groups` listing.
+fn listed_names(listing: &Value) -> Vec<String> {
+    let mut names: Vec<String> = listing["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no group listing: {listing}"))
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_federated_token_authenticates_with_its_mapped_groups_online_and_with_local_fernet() {
+    let ks = Keystone::from_env();
+    let remote = format!(
+        "fed-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // A real federated login (the harness's identity provider, protocol
+    // `mapped`), then two tokens rescoped to demo, where the mapped groups
+    // have the member role.
+    let unscoped = ks.federated_unscoped_token(&remote).await;
+    let first = ks.rescoped_token(&unscoped, "demo").await;
+    let second = ks.rescoped_token(&unscoped, "demo").await;
+    let doc = ks.validate(&first).await;
+    let uid = doc["user"]["id"].as_str().unwrap().to_owned();
+    let fed = &ks.fixtures()["federation"];
+    let group_ids: Vec<String> = fed["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        doc["user"]["OS-FEDERATION"]["groups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{doc}"
+    );
+    // The ephemeral user has no group membership Keystone would list, even
+    // to itself: k8s-keystone-auth's listing gives it no group at all.
+    let (status, listing) = keystone_get(&ks, &first, &format!("/users/{uid}/groups")).await;
+    assert_eq!(status, 200, "{listing}");
+    assert!(listed_names(&listing).is_empty(), "{listing}");
+    let demo = ks.project_id("demo");
+    let mut want = group_ids.clone();
+    want.push(demo.clone());
+    want.sort();
+    let check = |answer: &Value, what: &str| {
+        let s = &answer["status"];
+        assert_eq!(s["authenticated"], true, "{what}: {answer}");
+        assert_eq!(s["user"]["username"], remote.as_str(), "{what}");
+        assert_eq!(s["user"]["uid"], uid.as_str(), "{what}");
+        // The token's mapped groups (ids), then the project id.
+        assert_eq!(sorted(&s["user"]["groups"]), want, "{what}: {answer}");
+        assert_eq!(
+            s["user"]["groups"].as_array().unwrap().last().unwrap(),
+            demo.as_str(),
+            "{what}"
+        );
+        assert_eq!(
+            s["user"]["extra"]["alpha.kubernetes.io/identity/user/domain/id"],
+            json!([fed["domain_id"]]),
+            "{what}"
+        );
+        let roles = sorted(&s["user"]["extra"]["alpha.kubernetes.io/identity/roles"]);
+        assert!(roles.contains(&"member".to_owned()), "{what}: {roles:?}");
+    };
+    // Online validation.
+    let online = webhook(&ks, "").await;
+    let (status, answer) = online
+        .review(&token_review("authentication.k8s.io/v1", &first))
+        .await;
+    assert_eq!(status, 200);
+    check(&answer, "online");
+    // Local Fernet validation: the second token is opened with Keystone's
+    // keys and its groups read from its payload (v5), its names from the
+    // first token's online validation.
+    let local = webhook(
+        &ks,
+        &crate::local::local_toml(&crate::local::key_repository(&ks), ""),
+    )
+    .await;
+    for (token, what) in [
+        (&first, "local, first (online)"),
+        (&second, "local, second"),
+    ] {
+        let (status, answer) = local
+            .review(&token_review("authentication.k8s.io/v1beta1", token))
+            .await;
+        assert_eq!(status, 200);
+        check(&answer, what);
+    }
+    assert_eq!(
+        crate::local::metric(
+            &local.sg,
+            "stonegate_local_decisions_total",
+            &["outcome=\"valid\""]
+        )
+        .await,
+        1.0,
+        "the second token was decided locally"
+    );
+    for sg in [&online.sg, &local.sg] {
+        let log = sg.log();
+        assert!(!log.contains(&first) && !log.contains(&second) && !log.contains(&unscoped));
+    }
+}
+
+/// The harness Keystone, with stonegate's account `svc-limited`: only the
+/// `service` role, which validates tokens but may not list another user's
+/// groups.
+struct LimitedAccount<'a>(&'a Keystone);
+
+impl KeystoneTarget for LimitedAccount<'_> {
+    fn auth_url(&self) -> String {
+        self.0.auth_url.clone()
+    }
+    fn service_account(&self) -> (String, String, String) {
+        (
+            "svc-limited".into(),
+            self.0.password("svc-limited"),
+            "service".into(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_groups_are_listed_with_the_users_token_not_stonegates() {
+    let ks = Keystone::from_env();
+    let user = kube_user(&ks, "own-token").await;
+    let token = user.demo_token(&ks).await;
+    let path = format!("/users/{}/groups", user.id);
+    // The premise, from Keystone itself: stonegate's account may not list
+    // the user's groups (identity:list_groups_for_user is admin, a reader
+    // of the system or of the user's domain, or the user), the user may.
+    let svc = ks.token("svc-limited", Scope::Project("service")).await;
+    let (status, refused) = keystone_get(&ks, &svc, &path).await;
+    assert_eq!(
+        status, 403,
+        "svc-limited could list the user's groups: {refused}"
+    );
+    let (status, listing) = keystone_get(&ks, &token, &path).await;
+    assert_eq!(status, 200, "{listing}");
+    let mut groups = user.groups.clone();
+    groups.sort();
+    assert_eq!(listed_names(&listing), groups);
+    // A stonegate running as svc-limited still gets them: it asks with the
+    // user's token (with its own it would be refused and answer
+    // `authenticated: false`).
+    let wh = webhook(&LimitedAccount(&ks), "").await;
+    let (status, answer) = wh
+        .review(&token_review("authentication.k8s.io/v1", &token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    let mut want = groups;
+    want.push(ks.project_id("demo"));
+    want.sort();
+    assert_eq!(
+        sorted(&answer["status"]["user"]["groups"]),
+        want,
+        "{answer}"
     );
 }
 

@@ -158,6 +158,7 @@ fn identity(w: &Who) -> Identity {
         trust_users: None,
         catalog: None,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     }
 }

@@ -42,6 +42,7 @@ fn identity(scope: Scope) -> Identity {
         trust_users: None,
         catalog: None,
         cert_thumbprint: None,
+        federation: None,
         rendered: Default::default(),
     }
 }

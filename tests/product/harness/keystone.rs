@@ -169,6 +169,48 @@ impl Keystone {
         .await
     }
 
+    /// A federated login through the harness's identity provider
+    /// (`fixtures.json` `federation`: `stonegate-idp`, protocol `mapped`):
+    /// the assertion names the ephemeral user `remote_user`, whom the mapping
+    /// puts in the groups `federated-viewers` and `federated-editors`. An
+    /// unscoped federated token, as
+    /// `POST /v3/OS-FEDERATION/identity_providers/{idp}/protocols/{p}/auth`
+    /// answers it.
+    pub async fn federated_unscoped_token(&self, remote_user: &str) -> String {
+        let f = &self.fixtures["federation"];
+        let resp = self
+            .http
+            .post(format!(
+                "{}/OS-FEDERATION/identity_providers/{}/protocols/{}/auth",
+                self.auth_url,
+                f["identity_provider"].as_str().unwrap(),
+                f["protocol"].as_str().unwrap()
+            ))
+            .header(f["assertion_header"].as_str().unwrap(), remote_user)
+            .send()
+            .await
+            .expect("POST .../protocols/mapped/auth");
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get("x-subject-token")
+            .map(|v| v.to_str().expect("token is ASCII").to_owned());
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 201, "Keystone refused the federated login: {body}");
+        token.expect("201 without X-Subject-Token")
+    }
+
+    /// `unscoped` (a federated token) rescoped to fixture project `project`
+    /// (the `token` method): a federated project-scoped token, its roles
+    /// from the mapped groups.
+    pub async fn rescoped_token(&self, unscoped: &str, project: &str) -> String {
+        self.issue(json!({
+            "identity": {"methods": ["token"], "token": {"id": unscoped}},
+            "scope": {"project": {"id": self.project_id(project)}},
+        }))
+        .await
+    }
+
     /// A trust-scoped token: trustee acting on project demo through demo's trust.
     pub async fn trust_token(&self) -> String {
         let trust_id = self.fixtures["trust"]["id"].clone();
