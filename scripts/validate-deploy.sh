@@ -29,7 +29,10 @@
 #       headersToExtAuth), and (Envoy) use V3, include_peer_certificate, an
 #       HTTP/2 cluster with a grpc.health.v1 check and a timeout above
 #       stonegate's Keystone timeout; every Istio CUSTOM AuthorizationPolicy
-#       names a provider of the mesh config;
+#       names a provider of the mesh config; every stonegate_service a route
+#       selects (Envoy's per-route context_extensions, Envoy Gateway's
+#       extAuth.contextExtensions) is a [forward_auth.services.<name>] profile
+#       of the stonegate behind it, and no Envoy route disables ext_authz;
 #     - kube-apiserver webhooks (keystone-webhook.yaml, apiserver/): the webhook
 #       kubeconfigs (not API objects) name https://<ClusterIP>:<port>/webhook of a
 #       Service reaching a [kubernetes] listener, with a CA; the apiserver sets

@@ -133,6 +133,26 @@ def endpoint_flavors(conf):
 GRPC_SERVICE = "envoy.service.auth.v3.Authorization"
 
 
+def grpc_profiles(conf):
+    """The envoy-grpc entry's context_extensions selector key and the names
+    of its service profiles ([forward_auth.services.<name>])."""
+    for e in (conf or {}).get("forward_auth", []):
+        if e.get("flavor") == "envoy-grpc":
+            return e.get("selector", "stonegate_service"), set(e.get("services", {}))
+    return "stonegate_service", set()
+
+
+def check_selects(what, extensions, conf):
+    """A route's context_extensions name only service profiles stonegate has
+    (an unknown one is refused: every request of the route would be 403)."""
+    key, names = grpc_profiles(conf)
+    if key in extensions:
+        check(extensions[key] in names,
+              f"{what}: context_extensions {key}: {extensions[key]} is a service profile of stonegate's config",
+              f"no [forward_auth.services.{extensions[key]}] in the envoy-grpc entry (profiles: {sorted(names)}): "
+              "stonegate refuses every request of the route")
+
+
 def port_of(addr):
     return int(str(addr).rsplit(":", 1)[1])
 
@@ -150,6 +170,7 @@ for path in sorted(glob.glob("deploy/**/*.yaml", recursive=True)):
 # ---- 2 + 3 + 4. Kubernetes ------------------------------------------------
 configs = {}  # (namespace, configmap) -> parsed stonegate.toml
 grpc_backends = {}  # (namespace, service) -> ports that reach an envoy-grpc endpoint
+grpc_confs = {}  # (namespace, service) -> the stonegate configs serving envoy-grpc behind it
 all_confs = []  # every parsed stonegate config, for endpoint paths
 k8s_objects = 0
 kubeconfigs = {}  # path -> kubeconfig (deploy/kubernetes/apiserver/)
@@ -342,6 +363,7 @@ for path, docs in docs_by_file.items():
                     tp = sp.get("targetPort", sp["port"])
                     if named.get(tp, tp) in served:
                         grpc_backends.setdefault((ns, svc["metadata"]["name"]), set()).add(sp["port"])
+                        grpc_confs.setdefault((ns, svc["metadata"]["name"]), []).append(conf)
                         check(sp.get("appProtocol") in ("kubernetes.io/h2c", "grpc"),
                               f"{path} Service/{svc['metadata']['name']} port {sp['port']}: appProtocol h2c",
                               "a gRPC port needs appProtocol kubernetes.io/h2c (or grpc), or gateways speak HTTP/1.1 to it")
@@ -472,6 +494,10 @@ for path, docs in docs_by_file.items():
                 check(r.get("port") in grpc_backends.get(key, set()),
                       f"{what}: backendRef {key[0]}/{key[1]}:{r.get('port')} is a stonegate envoy-grpc port",
                       f"no Service port in deploy/kubernetes reaches an envoy-grpc endpoint: {sorted(grpc_backends.items())}")
+                extensions = {c.get("name"): c.get("value") for c in ea.get("contextExtensions", [])
+                              if c.get("type", "Value") == "Value"}
+                for conf in grpc_confs.get(key, []):
+                    check_selects(what, extensions, conf)
             check(ea.get("failOpen", False) is False, f"{what}: failOpen false", "ext_authz must fail closed")
             check("headersToExtAuth" not in ea, f"{what}: every header reaches stonegate (no headersToExtAuth)",
                   "headersToExtAuth hides forged identity headers from stonegate")
@@ -506,6 +532,21 @@ for path in sorted(glob.glob("deploy/**/*.toml", recursive=True)):
         toml_confs[path] = check_config(path, f.read())
 
 # ---- Envoy ----------------------------------------------------------------
+
+def check_envoy_grpc_routes(what, hcm, env_conf):
+    """Per-route ext_authz settings: no route skips the check, and every
+    stonegate_service a route selects is a profile of stonegate's config."""
+    for vh in hcm.get("route_config", {}).get("virtual_hosts", []):
+        for r in vh.get("routes", []):
+            per = (r.get("typed_per_filter_config") or {}).get("envoy.filters.http.ext_authz")
+            if not per:
+                continue
+            rw = f"{what} route {r.get('match')}"
+            check(per.get("disabled") is not True, f"{rw}: ext_authz not disabled",
+                  "disabled: true lets the route's requests through without a token")
+            extensions = per.get("check_settings", {}).get("context_extensions", {})
+            check_selects(rw, extensions, env_conf)
+
 
 def check_envoy_grpc(what, names, ea, cfg, env_conf):
     """An ext_authz gRPC filter (flavor envoy-grpc): no header_mutation is
@@ -569,6 +610,7 @@ for path, docs in docs_by_file.items():
                 ea = by.get("envoy.filters.http.ext_authz", {})
                 if "grpc_service" in ea:
                     check_envoy_grpc(what, names, ea, cfg, env_conf)
+                    check_envoy_grpc_routes(what, hcm, env_conf)
                     continue
                 order = ["envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz", "envoy.filters.http.router"]
                 check(all(n in names for n in order) and [n for n in names if n in order] == order

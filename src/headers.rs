@@ -119,6 +119,19 @@ pub const HOP_BY_HOP: &[&str] = &[
     "http2-settings",
 ];
 
+/// The legacy `Proxy-Connection`, a client's second `Connection` list.
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`: parsed once,
+/// not on every request (a `&str` name is parsed, and a custom one copied
+/// into a new allocation, at each insert).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Identity-Status`, `X-Service-Identity-Status`, `X-Service-Catalog`.
+const X_IDENTITY_STATUS: HeaderName = HeaderName::from_static("x-identity-status");
+const X_SERVICE_IDENTITY_STATUS: HeaderName = HeaderName::from_static("x-service-identity-status");
+const X_SERVICE_CATALOG: HeaderName = HeaderName::from_static("x-service-catalog");
+
 /// Headers a client's `Connection` token never removes: message framing
 /// (removing it would change how the body is read on the next hop) and
 /// `Host`, which stonegate forwards as the client sent it.
@@ -170,13 +183,13 @@ fn is_plain_name(name: &HeaderName) -> bool {
 /// proxy never forwards it unless it upgrades); `Connection` keeps only
 /// `upgrade` and `close`.
 fn apply_connection(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::CONNECTION) && !headers.contains_key("proxy-connection") {
+    if !headers.contains_key(header::CONNECTION) && !headers.contains_key(&PROXY_CONNECTION) {
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();
     let (mut upgrade, mut close) = (false, false);
-    for list in [header::CONNECTION.as_str(), "proxy-connection"] {
-        let own = list == header::CONNECTION.as_str();
+    for list in [&header::CONNECTION, &PROXY_CONNECTION] {
+        let own = *list == header::CONNECTION;
         for token in headers
             .get_all(list)
             .iter()
@@ -233,43 +246,55 @@ pub fn forward_request(headers: &mut HeaderMap, to: &Forwarding) {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         headers.remove(header::CONTENT_LENGTH);
     }
-    for n in HOP_BY_HOP {
-        headers.remove(*n);
-    }
-    let chain = join_values(headers, "x-forwarded-for");
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let n = n.as_str();
-            n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
-        })
-        .cloned()
-        .collect();
-    for n in &doomed {
-        headers.remove(n);
-    }
+    let chain = join_values(headers, &X_FORWARDED_FOR);
+    // One pass over the names (the usual request has none of these, and
+    // then nothing is hashed, removed or allocated).
+    remove_names(headers, |n| {
+        let n = n.as_str();
+        HOP_BY_HOP.contains(&n)
+            || n.starts_with("x-forwarded-")
+            || n == "forwarded"
+            || n == "x-real-ip"
+    });
     if let Some(host) = &to.host {
         headers.insert(header::HOST, host.clone());
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    let xff = match (chain, to.peer) {
-        (Some(prev), Some((ip, _))) => Some(format!("{prev}, {ip}")),
-        (None, Some((ip, _))) => Some(ip.to_string()),
-        (chain, None) => chain,
-    };
-    if let Some(v) = xff.and_then(|x| HeaderValue::from_str(&x).ok()) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = forwarded_for(chain, to.peer.map(|(ip, _)| ip)) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
     if let Some((_, tls)) = to.peer {
         headers.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
     }
 }
 
+/// `X-Forwarded-For`: the client's chain followed by the peer address, in
+/// one allocation (the value's own).
+fn forwarded_for(chain: Option<String>, peer: Option<IpAddr>) -> Option<HeaderValue> {
+    use std::fmt::Write as _;
+    let text = match (chain, peer) {
+        (Some(mut prev), Some(ip)) => {
+            let _ = write!(prev, ", {ip}");
+            prev
+        }
+        (chain, None) => chain?,
+        (None, Some(ip)) => {
+            // An address is at most 45 characters: formatted on the stack.
+            let mut buf = [0u8; 64];
+            let mut w = &mut buf[..];
+            std::io::Write::write_fmt(&mut w, format_args!("{ip}")).ok()?;
+            let len = 64 - w.len();
+            return HeaderValue::from_bytes(&buf[..len]).ok();
+        }
+    };
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+}
+
 /// Every value of `name`, joined with `", "` (a list header's one meaning).
-fn join_values(headers: &HeaderMap, name: &str) -> Option<String> {
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
     for v in headers.get_all(name) {
         let Ok(v) = v.to_str() else { continue };
@@ -407,7 +432,7 @@ pub fn set_user(headers: &mut HeaderMap, id: &Identity, include_catalog: bool) {
     copy(headers, block);
     if include_catalog {
         if let Some(c) = id.catalog.as_ref().and_then(|c| c.header.as_ref()) {
-            headers.insert(HeaderName::from_static("x-service-catalog"), c.clone());
+            headers.insert(X_SERVICE_CATALOG, c.clone());
         }
     }
 }
@@ -433,14 +458,14 @@ pub fn inject(headers: &mut HeaderMap, ctx: &AuthContext, include_catalog: bool)
         Some(id) => set_user(headers, id, include_catalog),
         None if ctx.public => {}
         None => {
-            headers.insert("x-identity-status", INVALID);
+            headers.insert(X_IDENTITY_STATUS, INVALID);
         }
     }
     match &ctx.service {
         None => {}
         Some(Some(id)) => set_service(headers, id),
         Some(None) => {
-            headers.insert("x-service-identity-status", INVALID);
+            headers.insert(X_SERVICE_IDENTITY_STATUS, INVALID);
         }
     }
 }

@@ -117,8 +117,9 @@ where
         // The clone is not ready; keep the ready one for this call (tower-http's pattern).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let authenticator = self.authenticator.clone();
-        Box::pin(async move { authenticator.handle(inner, req).await })
+        // The request's future goes straight into its box: wrapping it in
+        // another `async` block would move its whole state once more.
+        Box::pin(self.authenticator.clone().handle(inner, req))
     }
 }
 
@@ -187,7 +188,7 @@ impl Authenticator {
     /// request id (set on the request going on, on the Keystone calls made
     /// for it, and on the answer), then [`Self::answer`].
     async fn handle<S, ReqBody, ResBody>(
-        &self,
+        self: Arc<Self>,
         inner: S,
         mut req: Request<ReqBody>,
     ) -> Result<Response<Either<ResBody, Full<Bytes>>>, S::Error>
@@ -259,9 +260,10 @@ impl Authenticator {
         };
         if let Some(sessions) = sessions {
             if let Some(endpoint) = sessions.endpoint(req.uri().path()) {
-                let resp = self
-                    .session_endpoint(v, sessions, endpoint, req, arrival)
-                    .await;
+                // Boxed: a login's future (a Keystone call) is large, and
+                // would otherwise be part of every request's.
+                let resp =
+                    Box::pin(self.session_endpoint(v, sessions, endpoint, req, arrival)).await;
                 return Ok(resp.map(Either::Right));
             }
         }

@@ -14,6 +14,7 @@
 //! | refused by an `[authorization]` rule | `status` PERMISSION_DENIED; `DeniedHttpResponse` 403, JSON |
 //! | ambiguous path | `status` INVALID_ARGUMENT; `DeniedHttpResponse` 400, JSON |
 //! | Keystone unavailable | the RPC fails with UNAVAILABLE: Envoy applies `status_on_error` |
+//! | the route's `context_extensions` name a service profile that is not configured | `status` PERMISSION_DENIED; `DeniedHttpResponse` 403, JSON; Keystone is not asked |
 //! | a refused session cookie (`[session]`) | `status` UNAUTHENTICATED (401, both cookies cleared) or PERMISSION_DENIED (403: CSRF, cross-site handshake) |
 //!
 //! With `[session]`, a `Check` with the session cookie and no token is
@@ -21,6 +22,12 @@
 //! on the original method, `scheme` and `host`); the OK answer overwrites
 //! `Cookie` with the client's other cookies (or removes it), so neither the
 //! session cookie nor the token reaches the upstream.
+//!
+//! One gateway may front several services: the route's `context_extensions`
+//! key `stonegate_service` (`[[forward_auth]] selector`) names the service
+//! profile (`[forward_auth.services.<name>]`: service type for access rules,
+//! public routes) the `Check` is decided for; without it, the configuration's
+//! own `service_type` and `[routes]`.
 //!
 //! Envoy applies `headers_to_remove` after the headers it sets, so a name
 //! stonegate sets is never listed for removal: setting it overwrites the
@@ -461,7 +468,11 @@ impl Decider {
                 } else {
                     Outcome::ForwardedUnconfirmed
                 });
-                Ok(ok(answer, stripped, Some(metadata(&ctx))))
+                let mut facts = metadata(&ctx);
+                if let Some(name) = &selected {
+                    facts.fields.insert("service".to_owned(), string(name));
+                }
+                Ok(ok(answer, stripped, Some(facts)))
             }
             Err(rejection @ Rejection::KeystoneUnavailable(_)) => {
                 self.count(rejection.outcome());

@@ -4,9 +4,17 @@
 //! A header the upstream could read differently from the one validated
 //! (repeated, or two sources with different values) is never taken.
 
-use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+use http::{header::AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::token::Token;
+
+/// `X-Auth-Token`. The names are parsed once: a `&str` name would be parsed
+/// and lower-cased again on every lookup of every request.
+const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
+/// `X-Storage-Token` (Swift's name for the user token).
+const X_STORAGE_TOKEN: HeaderName = HeaderName::from_static("x-storage-token");
+/// `X-Service-Token`.
+pub(super) const X_SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-service-token");
 
 /// Two user-token sources disagree: `X-Auth-Token` (or `X-Storage-Token`)
 /// and `Authorization: Bearer` name different tokens (400).
@@ -16,7 +24,10 @@ pub(crate) struct Conflict;
 /// The one value of a token header: `None` if absent, `Some(None)` if it is
 /// repeated (the upstream might read another value than the one validated, so
 /// a repeated token header counts as an invalid token).
-pub(super) fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a HeaderValue>> {
+pub(super) fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Option<Option<&'a HeaderValue>> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     Some(values.next().is_none().then_some(first))
@@ -54,8 +65,8 @@ pub(super) fn has_user_token(headers: &HeaderMap, bearer: bool) -> bool {
 /// (Swift reads either) might use the one stonegate did not validate.
 fn user_token_header(headers: &HeaderMap) -> Option<Option<&HeaderValue>> {
     match (
-        single(headers, "x-auth-token"),
-        single(headers, "x-storage-token"),
+        single(headers, &X_AUTH_TOKEN),
+        single(headers, &X_STORAGE_TOKEN),
     ) {
         (Some(Some(auth)), Some(Some(storage))) if auth != storage => Some(None),
         (Some(_), Some(None)) => Some(None),
@@ -70,7 +81,7 @@ fn user_token_header(headers: &HeaderMap) -> Option<Option<&HeaderValue>> {
 /// `Authorization` is repeated with a Bearer value among them (what a
 /// comma-merging proxy would have turned into one value).
 fn bearer_token(headers: &HeaderMap) -> Option<Option<Token>> {
-    match single(headers, AUTHORIZATION.as_str())? {
+    match single(headers, &AUTHORIZATION)? {
         Some(value) => Token::from_authorization(value),
         None => headers
             .get_all(AUTHORIZATION)

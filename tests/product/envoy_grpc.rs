@@ -982,7 +982,17 @@ async fn context_extensions_select_the_routes_service_profile_and_an_unknown_one
         with_context(envoy_check("GET", target, headers), ext)
     };
     // image: its own rule passes, compute's does not apply.
-    ok_response(&check(&mut c, get("/v2/images", &image, &h)).await);
+    let r = check(&mut c, get("/v2/images", &image, &h)).await;
+    ok_response(&r);
+    // The selected profile is in the dynamic metadata, for Envoy's logs.
+    let facts = r.dynamic_metadata.as_ref().unwrap();
+    assert_eq!(
+        format!(
+            "{:?}",
+            facts.fields.get("service").and_then(|v| v.kind.as_ref())
+        ),
+        "Some(StringValue(\"image\"))"
+    );
     denied_response(
         &check(&mut c, get("/v2.1/servers", &image, &h)).await,
         Code::Unauthenticated,
