@@ -2,6 +2,7 @@
 # Runs every cargo-fuzz target for a bounded time (default 60 s each).
 #   scripts/fuzz.sh          # 60 s per target
 #   scripts/fuzz.sh 5        # CI smoke run
+#   scripts/fuzz.sh 60 session_headers oslo_ini   # only these targets (built alone)
 # Needs the nightly toolchain (rustup) and cargo-fuzz (installed if missing).
 # fuzz/ is its own package (own [workspace], own lock file): the main build,
 # tests and clippy never see it. The working corpus is fuzz/corpus/<target>
@@ -12,15 +13,24 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/fuzz"
 SECS="${1:-60}"
-[[ "$SECS" =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [seconds per target]" >&2; exit 64; }
+[[ "$SECS" =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [seconds per target] [target...]" >&2; exit 64; }
+shift $(( $# > 0 ? 1 : 0 ))
 rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: no nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   timeout 1200 cargo install cargo-fuzz --locked
 fi
-# Every target of fuzz/Cargo.toml, built once (one cargo invocation), then run.
+# Every target of fuzz/Cargo.toml (or those named), built once (one cargo
+# invocation for all), then run.
 mkdir -p target
-timeout 2400 cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || { tail -n 40 target/fuzz-build.log >&2; exit 1; }
-for target in $(cargo +nightly fuzz list); do
+if [[ $# -eq 0 ]]; then
+  set -- $(cargo +nightly fuzz list)
+  timeout 2400 cargo +nightly fuzz build >target/fuzz-build.log 2>&1 || { tail -n 40 target/fuzz-build.log >&2; exit 1; }
+else
+  for target in "$@"; do
+    timeout 2400 cargo +nightly fuzz build "$target" >target/fuzz-build.log 2>&1 || { tail -n 40 target/fuzz-build.log >&2; exit 1; }
+  done
+fi
+for target in "$@"; do
   mkdir -p "corpus/$target" "seeds/$target" target
   echo "fuzz.sh: $target for ${SECS}s"
   rc=0

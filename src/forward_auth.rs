@@ -295,7 +295,9 @@ impl Decider {
             .extensions()
             .get::<ConnectionInfo>()
             .map(|c| c.peer.ip());
-        let certificate = v.take_client_certificate(&mut request_headers, peer);
+        // Not the connection's own certificate: that is the ingress's,
+        // never the original client's.
+        let certificate = v.take_client_certificate(&mut request_headers, peer, None);
         let (method, original) = endpoint.original(req.method(), pq, &request_headers);
 
         // The original path, decided on as the sidecar would.

@@ -32,6 +32,7 @@ use crate::{
     gate::{Gate, Handle},
     headers,
     metrics::{Metrics, Outcome},
+    oauth2::ConnectionCertificate,
     path::{self, Canonical},
     rejection::{BodyLeft, Rejection, UpstreamFailure},
     request_id::{Correlation, RequestId},
@@ -373,7 +374,10 @@ impl Authenticator {
             .extensions()
             .get::<ConnectionInfo>()
             .map(|c| c.peer.ip());
-        let certificate = v.take_client_certificate(req.headers_mut(), peer);
+        // The connection's own verified client certificate (`[tls]
+        // client_ca_file`), or a trusted ingress's header.
+        let connection = req.extensions().get::<ConnectionCertificate>().cloned();
+        let certificate = v.take_client_certificate(req.headers_mut(), peer, connection.as_ref());
         let path = decoded.unwrap_or(req.uri().path());
         if v.is_public(req.method(), path, req.headers()) {
             if req.headers().contains_key(header::UPGRADE)

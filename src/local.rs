@@ -55,10 +55,6 @@ pub enum LocalRejection {
     /// without Keystone (`enrich = false`).
     #[error("application credential rules unknown without enrichment")]
     RulesUnknown,
-    /// A certificate-bound token (OAuth 2.0 mTLS, payload v10): stonegate
-    /// does not verify the binding, so it is never accepted, even enriched.
-    #[error("certificate-bound (OAuth 2.0 mTLS) token: its certificate binding is not verified")]
-    CertificateBound,
 }
 
 impl LocalRejection {
@@ -77,7 +73,6 @@ impl LocalRejection {
             LocalRejection::Expired => "expired",
             LocalRejection::Revoked => "revoked",
             LocalRejection::RulesUnknown => "rules_unknown",
-            LocalRejection::CertificateBound => "certificate_bound",
         }
     }
 }
@@ -396,11 +391,6 @@ impl Local {
             }
             (_, None) => return Err(LocalRejection::Jws(JwsError::Format)),
         };
-        if payload.thumbprint.is_some() {
-            let r = LocalRejection::CertificateBound;
-            tracing::info!(token = %token.fingerprint(), "{r}");
-            return Err(r);
-        }
         let leeway = self.settings.clock_skew + allow_expired.unwrap_or(0);
         if payload.is_expired(now, leeway) {
             return Err(LocalRejection::Expired);
@@ -433,7 +423,10 @@ impl Local {
 }
 
 /// The identity of `d`: the enrichment `template` with this token's own
-/// times, audit ids and methods, or (without one) only what the token proves.
+/// times, audit ids, methods and certificate binding, or (without one) only
+/// what the token proves. A certificate-bound token (Fernet payload v10,
+/// JWS `openstack_thumbprint`) carries its thumbprint, checked against the
+/// request's certificate as an online validation's is.
 pub(crate) fn identity(
     d: &Decoded,
     template: Option<&Identity>,
@@ -445,6 +438,9 @@ pub(crate) fn identity(
         id.issued_at = d.issued_at;
         id.audit_ids = intern::own(&p.audit_ids);
         id.methods = intern::list(&p.methods);
+        // The token's own binding, never the template's: a template learnt
+        // from an ordinary token of the same user must not unbind it.
+        id.cert_thumbprint = p.thumbprint.as_deref().map(Box::from);
         // The token's own groups (the enrichment key holds them too).
         id.federation = federation(p);
         return Ok(id);
@@ -484,7 +480,7 @@ pub(crate) fn identity(
         trust_id: p.trust_id.as_deref().map(Arc::from),
         trust_users: None,
         catalog: None,
-        cert_thumbprint: None,
+        cert_thumbprint: p.thumbprint.as_deref().map(Box::from),
         federation: federation(p),
         rendered: Default::default(),
     })

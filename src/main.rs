@@ -209,6 +209,15 @@ fn check_config(sources: &config::Sources) -> ExitCode {
                     "Identity API v2.0 (auth_version): legacy validation, GET /v2.0/tokens/{{token}}"
                 );
             }
+            let services = &s.auth.services;
+            for (name, profile) in &services.by_name {
+                println!(
+                    "envoy-grpc service profile {name:?} (context_extensions {}: {name}): service_type {}, {} public routes",
+                    services.selector,
+                    profile.service_type.as_deref().unwrap_or("none"),
+                    if profile.public_routes.is_empty() { "no" } else { "its own" },
+                );
+            }
             if let Some(k) = &s.kubernetes {
                 explain_kube_policy(k);
             }

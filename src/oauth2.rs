@@ -6,11 +6,13 @@
 //!
 //! And the client certificate a certificate-bound token (RFC 8705,
 //! keystonemiddleware's `oauth2_mtls_token`) must come with: its
-//! [`Thumbprint`], computed as Keystone computes it, from a header a
-//! trusted ingress sets (`ssl-client-cert`, `X-Forwarded-Client-Cert`), or
-//! from a URL-encoded PEM (Envoy's ext_authz `source.certificate`).
+//! [`Thumbprint`], computed as Keystone computes it, from the TLS
+//! connection's verified certificate ([`ConnectionCertificate`], `[tls]
+//! client_ca_file`), from a header a trusted ingress sets
+//! (`ssl-client-cert`, `X-Forwarded-Client-Cert`), or from a URL-encoded
+//! PEM (Envoy's ext_authz `source.certificate`).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName};
@@ -113,7 +115,7 @@ impl Section {
 /// `ssl.DER_cert_to_PEM_cert` writes it), URL-safe base64 with padding —
 /// not RFC 8705's hash of the DER bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Thumbprint(String);
+pub struct Thumbprint(Arc<str>);
 
 impl Thumbprint {
     /// The thumbprint of a DER certificate.
@@ -128,7 +130,9 @@ impl Thumbprint {
         }
         pem.push_str("-----END CERTIFICATE-----\n");
         let digest = Sha256::digest(pem.as_bytes());
-        Self(base64::engine::general_purpose::URL_SAFE.encode(digest))
+        Self(Arc::from(
+            base64::engine::general_purpose::URL_SAFE.encode(digest),
+        ))
     }
 
     /// The thumbprint of the one certificate of a PEM text, URL-encoded
@@ -152,17 +156,53 @@ impl Thumbprint {
     /// Whether a token bound to `bound` (Keystone's `x5t#S256`) may be used
     /// with this certificate.
     pub fn matches(&self, bound: &str) -> bool {
-        self.0 == bound
+        &*self.0 == bound
+    }
+}
+
+/// The client certificate the TLS connection a request came on presented
+/// and the listener verified (`[tls] client_ca_file`), as its thumbprint:
+/// the server puts it in the extensions of every request of the
+/// connection (an embedder terminating mutual TLS itself may too).
+#[derive(Debug, Clone)]
+pub struct ConnectionCertificate(pub Thumbprint);
+
+/// The client certificate of a request its connection's client made (the
+/// sidecar, the tower layer): from a trusted proxy (`peer` in
+/// `trusted_proxies`) only what its `header` says (the proxy's own
+/// connection certificate is not its client's); from any other peer the
+/// `connection`'s verified certificate. The header is removed from
+/// `headers` in every case.
+pub fn client_certificate(
+    header: Option<&CertificateHeader>,
+    headers: &mut HeaderMap,
+    peer: Option<IpAddr>,
+    connection: Option<&ConnectionCertificate>,
+) -> Option<Thumbprint> {
+    let own = || connection.map(|c| c.0.clone());
+    match header {
+        None => own(),
+        Some(h) if h.trusts(peer) => h.take(headers, peer),
+        Some(h) => {
+            // Removed, never believed.
+            let _ = h.take(headers, peer);
+            own()
+        }
     }
 }
 
 impl CertificateHeader {
+    /// Whether `peer` is one of `trusted_proxies`.
+    fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| self.trusted_proxies.iter().any(|c| c.contains(ip)))
+    }
+
     /// The client certificate's thumbprint from the header, when `peer` is
     /// a trusted proxy and the header holds one certificate; the header is
     /// removed from `headers` in every case (the upstream never reads a
     /// client's claim of a certificate).
     pub fn take(&self, headers: &mut HeaderMap, peer: Option<IpAddr>) -> Option<Thumbprint> {
-        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|c| c.contains(ip)));
+        let trusted = self.trusts(peer);
         let mut values = headers.get_all(&self.name).iter();
         let value = values.next().filter(|_| values.next().is_none()).cloned();
         headers.remove(&self.name);
@@ -329,6 +369,53 @@ mod tests {
             h.take(&mut headers, Some("10.0.0.1".parse().unwrap())),
             None
         );
+    }
+
+    #[test]
+    fn the_connection_certificate_is_the_clients_unless_the_peer_is_a_trusted_proxy() {
+        let own = ConnectionCertificate(Thumbprint::of_pem(PEM).unwrap());
+        // Another certificate, named by the header.
+        let other = Thumbprint::of_der(b"another certificate");
+        let other_pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(b"another certificate")
+        );
+        let value = http::HeaderValue::from_str(&escaped(&other_pem)).unwrap();
+        let forged = || {
+            let mut headers = HeaderMap::new();
+            headers.insert("ssl-client-cert", value.clone());
+            headers
+        };
+        let h = header("ssl-client-cert", &["10.0.0.0/8"]);
+        let client = Some("192.0.2.1".parse().unwrap());
+        let proxy = Some("10.0.0.1".parse().unwrap());
+        // An untrusted client's header is removed and not believed: its
+        // connection's certificate counts.
+        let mut headers = forged();
+        let t = client_certificate(Some(&h), &mut headers, client, Some(&own));
+        assert!(t.unwrap().matches(KEYSTONE_THUMBPRINT));
+        assert!(headers.is_empty());
+        let mut headers = forged();
+        assert_eq!(
+            client_certificate(Some(&h), &mut headers, client, None),
+            None
+        );
+        // A trusted proxy speaks for its client: its header, never its own
+        // connection certificate.
+        let mut headers = forged();
+        let t = client_certificate(Some(&h), &mut headers, proxy, Some(&own));
+        assert_eq!(t, Some(other));
+        assert!(headers.is_empty());
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            client_certificate(Some(&h), &mut headers, proxy, Some(&own)),
+            None,
+            "a proxy's own certificate stood for its client"
+        );
+        // No header configured: the connection's certificate.
+        let mut headers = HeaderMap::new();
+        let t = client_certificate(None, &mut headers, client, Some(&own));
+        assert!(t.unwrap().matches(KEYSTONE_THUMBPRINT));
     }
 
     #[test]

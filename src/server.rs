@@ -23,7 +23,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Settings, gate::Handle, kube::Webhook, metrics::Metrics, stack, tls::ReloadableCert,
+    config::Settings, gate::Handle, kube::Webhook, metrics::Metrics, stack, tls::ListenerTls,
 };
 
 /// Why the server could not start.
@@ -107,29 +107,27 @@ pub async fn run_registered(
     let stack = stack::build(&settings, &metrics)?;
     let handle = Handle::new(stack.gate);
     let (front, auth_front) = front::build(&settings, &handle, &metrics, listeners.auth.is_some())?;
-    let listener_cert = match &settings.proxy.tls {
-        Some(t) => Some(ReloadableCert::load(&t.cert_file, &t.key_file)?),
-        None => None,
-    };
-    let acceptor = match &listener_cert {
-        Some(cert) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
-            cert.server_config()?,
-        ))),
+    // `[tls]`: the certificate, and the client CA with `client_ca_file`.
+    let listener_tls = match &settings.proxy.tls {
+        Some(t) => Some(ListenerTls::load(
+            &t.cert_file,
+            &t.key_file,
+            t.client_certificates().as_ref(),
+        )?),
         None => None,
     };
     // The kube-apiserver webhook: its own TLS listener (`[kubernetes]`).
     let kube = match &settings.kubernetes {
         None => None,
         Some(k) => {
-            let cert = ReloadableCert::load(&k.cert_file, &k.key_file)?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config()?));
+            let tls = ListenerTls::load(&k.cert_file, &k.key_file, None)?;
             let webhook = Webhook::new(handle.clone(), k.clone(), metrics.clone());
-            Some((bind(k.listen).await?, acceptor, cert, webhook))
+            Some((bind(k.listen).await?, tls, webhook))
         }
     };
-    let certs: Vec<Arc<ReloadableCert>> = listener_cert
+    let certs: Vec<Arc<ListenerTls>> = listener_tls
         .iter()
-        .chain(kube.as_ref().map(|k| &k.2))
+        .chain(kube.as_ref().map(|k| &k.1))
         .cloned()
         .collect();
     let watchers: Vec<_> = certs
@@ -160,15 +158,15 @@ pub async fn run_registered(
             gate: handle.clone(),
         }),
     ));
-    let webhook = kube.as_ref().map(|k| k.3.clone());
+    let webhook = kube.as_ref().map(|k| k.2.clone());
     let accepting = accept::start(
         &settings.proxy,
-        (listeners.proxy, acceptor, front),
+        (listeners.proxy, listener_tls, front),
         listeners.auth.zip(auth_front),
-        kube.map(|(l, acceptor, _, webhook)| {
+        kube.map(|(l, tls, webhook)| {
             (
                 l,
-                acceptor,
+                tls,
                 front::Front::kubernetes(webhook, settings.proxy.max_headers),
             )
         }),

@@ -1,6 +1,11 @@
 //! rustls client configuration shared by the Keystone client and the upstream
 //! connector: system roots or a CA file, optional client certificate (mutual
 //! TLS), and an explicit, loudly logged `insecure` mode.
+//!
+//! And the listeners' side ([`ListenerTls`]): the server certificate
+//! ([`ReloadableCert`]) and, with `[tls] client_ca_file`, client
+//! certificates verified against a CA bundle (rustls'
+//! `WebPkiClientVerifier`), both reloaded while running.
 
 use std::{fs::File, io::BufReader, sync::Arc};
 
@@ -152,12 +157,19 @@ impl ReloadableCert {
         Ok(true)
     }
 
-    /// The listener's rustls configuration, ALPN `h2` then `http/1.1`.
-    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+    /// The listener's rustls configuration, ALPN `h2` then `http/1.1`;
+    /// client certificates verified by `clients` (none asked for without).
+    fn server_config(
+        self: &Arc<Self>,
+        clients: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
@@ -169,6 +181,131 @@ impl rustls::server::ResolvesServerCert for ReloadableCert {
         _hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+/// Client certificates on a listener (`[tls] client_ca_file`, `client_auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificates {
+    /// The CA bundle (PEM) client certificates are verified against.
+    pub ca_file: String,
+    /// Whether a handshake without a client certificate is refused
+    /// (`client_auth = "required"`) or served (`"optional"`).
+    pub required: bool,
+}
+
+/// A TLS listener's configuration, replaceable while running: its
+/// certificate and, with [`ClientCertificates`], the CA bundle client
+/// certificates are verified against. New handshakes use the newest;
+/// established connections keep theirs.
+#[derive(Debug)]
+pub struct ListenerTls {
+    cert: Arc<ReloadableCert>,
+    client_ca: Option<ClientCa>,
+    config: std::sync::RwLock<Arc<rustls::ServerConfig>>,
+}
+
+#[derive(Debug)]
+struct ClientCa {
+    clients: ClientCertificates,
+    modified: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+/// What one reload of a listener's files did: `Ok(true)` reloaded,
+/// `Ok(false)` unchanged, `Err` kept the current one.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The certificate and key.
+    pub certificate: Result<bool, TlsError>,
+    /// The client CA bundle, when the listener verifies clients.
+    pub client_ca: Option<Result<bool, TlsError>>,
+}
+
+fn client_verifier(
+    clients: &ClientCertificates,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let path = clients.ca_file.as_str();
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).map_err(|e| file_err(path, e))?;
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if clients.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| file_err(path, e))
+}
+
+fn file_modified(path: &str) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ListenerTls {
+    /// Loads the certificate chain and key (PEM) and, with `clients`, the
+    /// client CA bundle.
+    pub fn load(
+        cert_file: &str,
+        key_file: &str,
+        clients: Option<&ClientCertificates>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let cert = ReloadableCert::load(cert_file, key_file)?;
+        let client_ca = clients.map(|c| ClientCa {
+            modified: std::sync::Mutex::new(file_modified(&c.ca_file)),
+            clients: c.clone(),
+        });
+        let config = cert.server_config(match &client_ca {
+            Some(ca) => Some(client_verifier(&ca.clients)?),
+            None => None,
+        })?;
+        Ok(Arc::new(Self {
+            cert,
+            client_ca,
+            config: std::sync::RwLock::new(Arc::new(config)),
+        }))
+    }
+
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the files that changed (all of them with `force`): the
+    /// certificate and key, then the client CA bundle. A bad file keeps
+    /// what was in use and is reported; the other is still reloaded.
+    pub fn reload(&self, force: bool) -> Reloaded {
+        Reloaded {
+            certificate: self.cert.reload(force),
+            client_ca: self
+                .client_ca
+                .as_ref()
+                .map(|ca| self.reload_client_ca(ca, force)),
+        }
+    }
+
+    fn reload_client_ca(&self, ca: &ClientCa, force: bool) -> Result<bool, TlsError> {
+        let now = file_modified(&ca.clients.ca_file);
+        let changed = ca.modified.lock().map_or(true, |m| *m != now);
+        if !changed && !force {
+            return Ok(false);
+        }
+        let config = self
+            .cert
+            .server_config(Some(client_verifier(&ca.clients)?))?;
+        // A new configuration: sessions resumed from the old one (whose
+        // client certificates the old bundle verified) are not resumed.
+        if let Ok(mut c) = self.config.write() {
+            *c = Arc::new(config);
+        }
+        if let Ok(mut m) = ca.modified.lock() {
+            *m = now;
+        }
+        Ok(true)
     }
 }
 

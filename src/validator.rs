@@ -20,7 +20,7 @@ use crate::{
     keystone::{self, ValidateOptions, Validation},
     local::{self, Local},
     metrics::Metrics,
-    oauth2::Thumbprint,
+    oauth2::{ConnectionCertificate, Thumbprint},
     policy::{Decision, IdentityCredentials},
     revocation::{poller::Revocations, TokenValues},
     shared_cache::SharedCache,
@@ -226,15 +226,24 @@ impl Validator {
     /// connection's address; from any other peer the header is not
     /// believed). The header is removed from `headers` either way, so the
     /// upstream never reads a client's claim of a certificate.
+    ///
+    /// `connection`: the certificate the request's own TLS connection
+    /// presented, given by the doors whose requests the connection's client
+    /// makes (the sidecar, the tower layer; not forward-auth, whose caller
+    /// is the ingress): it counts unless the peer is a trusted proxy
+    /// ([`oauth2::client_certificate`](crate::oauth2::client_certificate)).
     pub fn take_client_certificate(
         &self,
         headers: &mut HeaderMap,
         peer: Option<std::net::IpAddr>,
+        connection: Option<&ConnectionCertificate>,
     ) -> Option<Thumbprint> {
-        self.settings
-            .certificate_header
-            .as_ref()
-            .and_then(|h| h.take(headers, peer))
+        crate::oauth2::client_certificate(
+            self.settings.certificate_header.as_ref(),
+            headers,
+            peer,
+            connection,
+        )
     }
 
     /// The service `[keystone_authtoken] service_type` and `[routes]` describe.

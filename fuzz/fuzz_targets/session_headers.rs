@@ -13,13 +13,20 @@
 //!   by lower-cased host and port with `Host`, or listed as trusted) says so.
 //! - Login body (2): JSON or form fields → a form body and a JSON body of
 //!   the same fields ask Keystone for the same password `auth`, built by
-//!   the README's rules here; and (3: a form, 7: JSON) any body at all: when anything is
-//!   asked of Keystone, it is one password method with a non-empty name and
-//!   password taken from the body, and nothing else.
+//!   the README's rules here; and (3: a form, 7: JSON) any body at all:
+//!   what is asked of Keystone is exactly what a reference reader makes of
+//!   it (WHATWG URL §5.1 form parsing written out, `serde_json::Value` for
+//!   JSON, read lossily as serde skips ignored members unchecked) under the
+//!   same rules: one password method with a non-empty name and password
+//!   from the body, nothing else, or nothing when the reference refuses.
 #![no_main]
+
+#[path = "reference/percent.rs"]
+mod percent;
 
 use http::{header, HeaderMap, HeaderValue, Uri};
 use libfuzzer_sys::fuzz_target;
+use percent::percent_decode;
 use serde_json::{json, Value};
 use stonegate::session::origin::{check_login, SiteOrigin};
 use stonegate::session::{cookie_values, login_auth, remove_cookie};
@@ -253,32 +260,116 @@ fn login_fields(fields: &[&str]) {
     assert_eq!(login_auth("text/plain", json.as_bytes(), "Default"), None);
 }
 
+/// A name or value of a form body: `+` is a space, then percent-decoded
+/// (WHATWG URL §5.1), read as UTF-8 with invalid sequences replaced.
+fn form_decode(s: &[u8]) -> String {
+    let plus: Vec<u8> = s.iter().map(|&c| if c == b'+' { b' ' } else { c }).collect();
+    String::from_utf8_lossy(&percent_decode(&plus)).into_owned()
+}
+
+/// The nine fields of an `application/x-www-form-urlencoded` body as
+/// WHATWG URL §5.1 parses it (split at `&`, empty sequences skipped, name
+/// and value split at the first `=`, each decoded, lossily UTF-8); `Err`
+/// when one of them is given twice (a form naming a field twice is refused).
+fn reference_form(body: &[u8]) -> Result<[Option<String>; 9], ()> {
+    let mut fields: [Option<String>; 9] = Default::default();
+    for seq in body.split(|&c| c == b'&').filter(|s| !s.is_empty()) {
+        let (name, value) = match seq.iter().position(|&c| c == b'=') {
+            Some(i) => (&seq[..i], &seq[i + 1..]),
+            None => (seq, &b""[..]),
+        };
+        if let Some(i) = FIELDS.iter().position(|f| *f == form_decode(name)) {
+            if fields[i].replace(form_decode(value)).is_some() {
+                return Err(());
+            }
+        }
+    }
+    Ok(fields)
+}
+
+/// The nine fields of a JSON body (RFC 8259) read from a parsed document: a
+/// string, or `null` for absent; `Err` for any other type or a document
+/// that is not an object.
+fn reference_json(doc: &Value) -> Result<[Option<String>; 9], ()> {
+    let obj = doc.as_object().ok_or(())?;
+    let mut fields: [Option<String>; 9] = Default::default();
+    for (i, name) in FIELDS.iter().enumerate() {
+        fields[i] = match obj.get(*name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(()),
+        };
+    }
+    Ok(fields)
+}
+
+/// Any body: what is asked of Keystone is exactly what the reference
+/// readers above and the README's rules (`reference_auth`) make of it.
 fn login_any(body: &[u8], json: bool) {
     let content_type = if json {
         "application/json"
     } else {
         "application/x-www-form-urlencoded"
     };
-    let Some((username, auth)) = login_auth(content_type, body, "Default") else {
-        return;
+    let ours = login_auth(content_type, body, "Default");
+    if let Some((username, auth)) = &ours {
+        // Whatever the body, one password method and nothing else.
+        let top: Vec<&String> = auth.as_object().unwrap().keys().collect();
+        assert!(top.iter().all(|k| *k == "identity" || *k == "scope"), "{auth}");
+        let identity = auth["identity"].as_object().unwrap();
+        assert_eq!(identity.len(), 2, "{auth}");
+        assert_eq!(identity["methods"], json!(["password"]), "{auth}");
+        assert_eq!(auth["identity"]["password"].as_object().unwrap().len(), 1);
+        let user = auth["identity"]["password"]["user"].as_object().unwrap();
+        let mut keys: Vec<&str> = user.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["domain", "name", "password"], "{auth}");
+        assert_eq!(user["name"], json!(username));
+        assert!(!username.is_empty() && !user["password"].as_str().unwrap().is_empty());
+    }
+    let given = if json {
+        // serde skips ignored members without checking their UTF-8 (as
+        // revocation_events found), so the reference reads the body with
+        // invalid sequences replaced.
+        let lossy = String::from_utf8_lossy(body);
+        let Ok(doc) = serde_json::from_str::<Value>(&lossy) else {
+            assert!(ours.is_none(), "not JSON, yet read: {lossy:?}");
+            return;
+        };
+        match reference_json(&doc) {
+            Ok(given) => given,
+            Err(()) => {
+                assert!(ours.is_none(), "{doc}: a field not a string, yet read");
+                return;
+            }
+        }
+    } else {
+        match reference_form(body) {
+            Ok(given) => given,
+            Err(()) => {
+                assert!(ours.is_none(), "a field given twice, yet read");
+                return;
+            }
+        }
     };
-    let top: Vec<&String> = auth.as_object().unwrap().keys().collect();
-    assert!(top.iter().all(|k| *k == "identity" || *k == "scope"), "{auth}");
-    let identity = auth["identity"].as_object().unwrap();
-    assert_eq!(identity.len(), 2, "{auth}");
-    assert_eq!(identity["methods"], json!(["password"]), "{auth}");
-    let user = auth["identity"]["password"]["user"].as_object().unwrap();
-    assert_eq!(auth["identity"]["password"].as_object().unwrap().len(), 1);
-    let mut keys: Vec<&str> = user.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["domain", "name", "password"], "{auth}");
-    assert_eq!(user["name"], json!(username));
-    let password = user["password"].as_str().unwrap();
-    assert!(!username.is_empty() && !password.is_empty());
-    // The credentials are the body's own.
-    if content_type == "application/json" {
-        let doc: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(doc["username"], json!(username));
-        assert_eq!(doc["password"], json!(password));
+    let expected = reference_auth(&given, "Default");
+    match (&ours, &expected) {
+        (Some(_), _) => assert_eq!(ours, expected, "{:?}", String::from_utf8_lossy(body)),
+        (None, None) => {}
+        (None, Some(_)) => {
+            // Refusals the reference does not make: a JSON member named twice
+            // (serde refuses it, the parsed document keeps the last) or a
+            // value that is not UTF-8 (serde refuses it, the reference read
+            // it replaced). Either way the document written back without
+            // them is read exactly as the reference reads it.
+            assert!(json, "form refused, yet the reference reads {expected:?}");
+            let lossy = String::from_utf8_lossy(body);
+            let doc: Value = serde_json::from_str(&lossy).unwrap();
+            assert_eq!(
+                login_auth(content_type, doc.to_string().as_bytes(), "Default"),
+                expected,
+                "{lossy:?}"
+            );
+        }
     }
 }

@@ -460,3 +460,39 @@ fn every_section_type_error_is_reported_in_one_run() {
     );
     assert!(err.contains("line "), "{err}");
 }
+
+#[test]
+fn tls_client_certificates_are_checked_with_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").unwrap();
+    let tls = |keys: &str| {
+        let text = format!(
+            "{MINIMAL}\n[tls]\ncert_file = {ca:?}\nkey_file = {ca:?}\n{keys}\n",
+            ca = ca.display().to_string()
+        );
+        File::parse(&text).map(|f| f.build(&no_env))
+    };
+    let ca = format!("client_ca_file = {:?}", ca.display().to_string());
+    // Required unless "optional"; without a CA file no client certificate.
+    for (keys, want) in [
+        (ca.clone(), Some(true)),
+        (format!("{ca}\nclient_auth = \"required\""), Some(true)),
+        (format!("{ca}\nclient_auth = \"optional\""), Some(false)),
+        (String::new(), None),
+    ] {
+        let s = tls(&keys).unwrap().unwrap();
+        let clients = s.proxy.tls.unwrap().client_certificates();
+        assert_eq!(clients.map(|c| c.required), want, "{keys}");
+    }
+    assert_eq!(
+        problem_keys(tls("client_auth = \"optional\"").unwrap()),
+        vec!["tls.client_auth"]
+    );
+    assert_eq!(
+        problem_keys(tls("client_ca_file = \"/nonexistent/ca.pem\"").unwrap()),
+        vec!["tls.client_ca_file"]
+    );
+    let err = tls(&format!("{ca}\nclient_auth = \"on\"")).unwrap_err();
+    assert!(err.to_string().contains("client_auth"), "{err}");
+}

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::settings::{addr, at_least_one_second, existing_file, problem, url, Problem};
 
-/// `[tls]`: the proxy listener's certificate.
+/// `[tls]`: the proxy listener's certificate, and the client certificates
+/// it asks for.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
@@ -17,6 +18,35 @@ pub struct TlsSection {
     pub cert_file: String,
     /// PEM private key.
     pub key_file: String,
+    /// PEM CA bundle client certificates are verified against; unset: no
+    /// client certificate is asked for.
+    pub client_ca_file: Option<String>,
+    /// With `client_ca_file`: whether a client must present a certificate
+    /// (`required`, the default) or may connect without one (`optional`).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `[tls] client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A handshake without a client certificate is refused.
+    Required,
+    /// A client may connect without a certificate (a certificate it
+    /// presents is still verified).
+    Optional,
+}
+
+impl TlsSection {
+    /// The client certificates the listener verifies, with `client_ca_file`.
+    pub fn client_certificates(&self) -> Option<crate::tls::ClientCertificates> {
+        self.client_ca_file
+            .as_ref()
+            .map(|ca| crate::tls::ClientCertificates {
+                ca_file: ca.clone(),
+                required: self.client_auth != Some(ClientAuth::Optional),
+            })
+    }
 }
 
 /// `[proxy]`: forwarding to the upstream.
@@ -252,6 +282,14 @@ impl Section {
         if let Some(t) = tls {
             existing_file(p, "tls.cert_file", &Some(t.cert_file.clone()));
             existing_file(p, "tls.key_file", &Some(t.key_file.clone()));
+            existing_file(p, "tls.client_ca_file", &t.client_ca_file);
+            if t.client_auth.is_some() && t.client_ca_file.is_none() {
+                problem(
+                    p,
+                    "tls.client_auth",
+                    "is set but tls.client_ca_file is not: name the CA bundle (PEM) client certificates are verified against",
+                );
+            }
         }
         existing_file(p, "proxy.cafile", &self.cafile);
         existing_file(p, "proxy.certfile", &self.certfile);

@@ -17,7 +17,12 @@ use tokio::{
 };
 
 use super::{connection, front::Front};
-use crate::{connection::ConnectionInfo, proxy};
+use crate::{
+    connection::ConnectionInfo,
+    oauth2::{ConnectionCertificate, Thumbprint},
+    proxy,
+    tls::ListenerTls,
+};
 
 /// The client listeners being served, until [`Accepting::drain`].
 pub(super) struct Accepting {
@@ -33,9 +38,9 @@ pub(super) struct Accepting {
 /// set (`[tls]`), and the kube-apiserver webhook's listener (TLS always).
 pub(super) fn start(
     settings: &proxy::Settings,
-    (listener, acceptor, front): (TcpListener, Option<tokio_rustls::TlsAcceptor>, Front),
+    (listener, acceptor, front): (TcpListener, Option<Arc<ListenerTls>>, Front),
     auth: Option<(TcpListener, Front)>,
-    kube: Option<(TcpListener, tokio_rustls::TlsAcceptor, Front)>,
+    kube: Option<(TcpListener, Arc<ListenerTls>, Front)>,
 ) -> Accepting {
     let mut listeners = vec![("listen", listener, acceptor.clone(), front)];
     if let Some((l, front)) = auth {
@@ -171,7 +176,7 @@ struct Limits {
 struct Listener {
     name: &'static str,
     listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    acceptor: Option<Arc<ListenerTls>>,
     slots: Arc<Semaphore>,
 }
 
@@ -201,23 +206,29 @@ async fn accept_loop(
         let tls = l.acceptor.is_some();
         let front = front.clone();
         let activity = connection::Activity::new();
+        // `certificate`: the client certificate the handshake verified.
         let service = {
             let activity = activity.clone();
             let requests = limits.requests.clone();
-            hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectionInfo { peer, tls });
-                let busy = activity.begin();
-                let handled = front.clone().handle(req);
-                let budget = requests.clone();
-                async move {
-                    let permit = match budget {
-                        Some(b) => b.acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let resp = handled.await?;
-                    Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy, permit)))
-                }
-            })
+            move |certificate: Option<ConnectionCertificate>| {
+                hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectionInfo { peer, tls });
+                    if let Some(c) = &certificate {
+                        req.extensions_mut().insert(c.clone());
+                    }
+                    let busy = activity.begin();
+                    let handled = front.clone().handle(req);
+                    let budget = requests.clone();
+                    async move {
+                        let permit = match budget {
+                            Some(b) => b.acquire_owned().await.ok(),
+                            None => None,
+                        };
+                        let resp = handled.await?;
+                        Ok::<_, Infallible>(resp.map(|b| connection::Tracked::new(b, busy, permit)))
+                    }
+                })
+            }
         };
         let builder = builder.clone();
         let acceptor = l.acceptor.clone();
@@ -228,10 +239,12 @@ async fn accept_loop(
             let result = match acceptor {
                 None => {
                     let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service(None));
                     connection::drive(conn, &activity, limits.idle_timeout, stop).await
                 }
                 Some(acceptor) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(acceptor.config());
                     let stream = match tokio::time::timeout(
                         limits.first_byte_timeout,
                         acceptor.accept(stream),
@@ -245,8 +258,16 @@ async fn accept_loop(
                         }
                         Err(_) => return,
                     };
+                    // Its thumbprint, once per connection.
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| ConnectionCertificate(Thumbprint::of_der(leaf)));
                     let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), service(certificate));
                     connection::drive(conn, &activity, limits.idle_timeout, stop).await
                 }
             };

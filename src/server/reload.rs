@@ -12,7 +12,7 @@ use crate::{
     kube::Webhook,
     metrics::Metrics,
     stack::{self, Background},
-    tls::ReloadableCert,
+    tls::{ListenerTls, Reloaded},
 };
 
 /// What a reload replaces.
@@ -21,8 +21,8 @@ pub(super) struct Running<'a> {
     pub handle: &'a Handle,
     /// The metrics the new stack counts into.
     pub metrics: &'a Metrics,
-    /// The listeners' certificates (`[tls]`, `[kubernetes]`).
-    pub certs: &'a [Arc<ReloadableCert>],
+    /// The listeners' certificates and client CAs (`[tls]`, `[kubernetes]`).
+    pub certs: &'a [Arc<ListenerTls>],
     /// The kube-apiserver webhook, whose role mappings and policy reload.
     pub webhook: Option<&'a Webhook>,
 }
@@ -49,10 +49,7 @@ pub(super) async fn until_shutdown(
             () = &mut shutdown => break,
             () = hangup.recv() => {
                 for cert in certs {
-                    match cert.reload(true) {
-                        Ok(_) => tracing::info!("listener certificate reloaded"),
-                        Err(e) => tracing::error!(error = %e, "listener certificate reload failed; keeping the current one"),
-                    }
+                    log_reload(cert.reload(true));
                 }
                 match reload().map_err(|e| e.to_string()).and_then(|new| {
                     for key in restart_only_changes(settings, &new) {
@@ -152,17 +149,28 @@ impl Hangup {
     }
 }
 
-/// Picks up a renewed listener certificate (checked every 5 s); a bad pair
-/// is logged and the current certificate kept.
-pub(super) async fn watch_certificate(cert: Arc<ReloadableCert>) {
+/// Picks up a renewed listener certificate or client CA bundle (checked
+/// every 5 s); a bad file is logged and the current one kept.
+pub(super) async fn watch_certificate(cert: Arc<ListenerTls>) {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        match cert.reload(false) {
-            Ok(true) => tracing::info!("listener certificate reloaded"),
+        log_reload(cert.reload(false));
+    }
+}
+
+/// Logs what a reload of a listener's files did (nothing when unchanged).
+fn log_reload(r: Reloaded) {
+    for (what, result) in [
+        ("listener certificate", Some(r.certificate)),
+        ("client CA bundle", r.client_ca),
+    ]
+    .into_iter()
+    .filter_map(|(what, r)| Some((what, r?)))
+    {
+        match result {
+            Ok(true) => tracing::info!("{what} reloaded"),
             Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "listener certificate reload failed; keeping the current one")
-            }
+            Err(e) => tracing::error!(error = %e, "{what} reload failed; keeping the current one"),
         }
     }
 }

@@ -195,6 +195,8 @@ fn the_annotated_examples_optional_sections_are_valid_when_switched_on() {
     )
     .replace("/etc/stonegate/tls.crt", &cert)
     .replace("/etc/stonegate/tls.key", &key)
+    // A self-signed certificate is its own CA bundle.
+    .replace("/etc/stonegate/client-ca.pem", &cert)
     .replace("/etc/nova/policy.yaml", &policy.display().to_string());
     for table in [
         "\n[fernet]\n",

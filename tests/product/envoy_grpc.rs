@@ -134,6 +134,15 @@ pub(crate) async fn check_servers(
     check(c, envoy_check("GET", "/v2.1/servers", headers)).await
 }
 
+/// The `attributes.request.http` of a [`envoy_check`] request.
+fn http_of(req: &mut CheckRequest) -> &mut HttpRequest {
+    req.attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+        .expect("envoy_check builds attributes.request.http")
+}
+
 pub(crate) fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
     match &r.http_response {
@@ -359,16 +368,7 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
     }
     // The same token, sent once in the raw header list, is fine; twice is not.
     let mut raw = envoy_check("GET", "/v2.1/servers", &[]);
-    let http = raw
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_of(&mut raw);
     let pairs = std::mem::take(&mut http.headers);
     let mut list: Vec<HeaderValue> = pairs
         .into_iter()
@@ -392,16 +392,7 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
         raw_value: token.clone().into_bytes(),
         ..Default::default()
     });
-    raw.attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap()
-        .header_map = Some(RawHeaders { headers: list });
+    http_of(&mut raw).header_map = Some(RawHeaders { headers: list });
     denied_response(&check(&mut c, raw).await, Code::Unauthenticated, 401);
 }
 
@@ -1046,6 +1037,29 @@ async fn context_extensions_select_the_routes_service_profile_and_an_unknown_one
             .await
             >= 2.0
     );
+    // Profiles are re-read on SIGHUP: renamed, the old name is refused and
+    // the new one decides as image.
+    let text = std::fs::read_to_string(&sg.config).unwrap();
+    let renamed = text.replace(
+        "[forward_auth.services.image]",
+        "[forward_auth.services.glance]",
+    );
+    assert_ne!(text, renamed);
+    std::fs::write(&sg.config, renamed).unwrap();
+    sg.signal("HUP");
+    sg.log_with("configuration reloaded").await;
+    denied_response(
+        &check(&mut c, get("/v2/images", &image, &h)).await,
+        Code::PermissionDenied,
+        403,
+    );
+    ok_response(
+        &check(
+            &mut c,
+            get("/v2/images", &[("stonegate_service", "glance")], &h),
+        )
+        .await,
+    );
 }
 
 #[test]
@@ -1093,6 +1107,33 @@ fn service_profiles_are_checked_naming_their_keys() {
     .unwrap();
     let services = &settings.auth.services;
     assert_eq!(services.selector, "service");
+    // check-config names each profile and what it selects.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stonegate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[[forward_auth]]\nflavor = \"envoy-grpc\"\n\
+             [forward_auth.services.image]\nservice_type = \"image\"\n\
+             public = [{{ method = \"GET\", path = \"/versions\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stonegate"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("envoy-grpc service profile \"image\" (context_extensions stonegate_service: image): service_type image, its own public routes"),
+        "{stdout}"
+    );
     assert_eq!(
         services.by_name["image"].service_type.as_deref(),
         Some("image")

@@ -99,6 +99,16 @@ impl PrivateKeystone {
         Self::launch(shared, 3, true, "", None).await
     }
 
+    /// [`Self::start_jws`], with `extra_conf` and a uwsgi socket as in
+    /// [`Self::start_with`].
+    pub async fn start_jws_with(
+        shared: &Keystone,
+        extra_conf: &str,
+        uwsgi_socket: Option<std::net::SocketAddr>,
+    ) -> Self {
+        Self::launch(shared, 3, true, extra_conf, uwsgi_socket).await
+    }
+
     async fn launch(
         shared: &Keystone,
         max_active_keys: u32,
