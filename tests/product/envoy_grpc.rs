@@ -134,6 +134,15 @@ pub(crate) async fn check_servers(
     check(c, envoy_check("GET", "/v2.1/servers", headers)).await
 }
 
+/// The `attributes.request.http` of a [`envoy_check`] request.
+fn http_of(req: &mut CheckRequest) -> &mut HttpRequest {
+    req.attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+        .expect("envoy_check builds attributes.request.http")
+}
+
 pub(crate) fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
     match &r.http_response {
@@ -359,16 +368,7 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
     }
     // The same token, sent once in the raw header list, is fine; twice is not.
     let mut raw = envoy_check("GET", "/v2.1/servers", &[]);
-    let http = raw
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap();
+    let http = http_of(&mut raw);
     let pairs = std::mem::take(&mut http.headers);
     let mut list: Vec<HeaderValue> = pairs
         .into_iter()
@@ -392,16 +392,7 @@ async fn invalid_missing_revoked_or_comma_merged_tokens_are_denied_401_with_www_
         raw_value: token.clone().into_bytes(),
         ..Default::default()
     });
-    raw.attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap()
-        .header_map = Some(RawHeaders { headers: list });
+    http_of(&mut raw).header_map = Some(RawHeaders { headers: list });
     denied_response(&check(&mut c, raw).await, Code::Unauthenticated, 401);
 }
 

@@ -337,6 +337,19 @@ impl Keystone {
     }
 }
 
+/// The token's role names, comma-joined in Keystone's order (`X-Roles`).
+fn role_names(token: &Value) -> String {
+    token["roles"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| r["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// The headers keystonemiddleware sets for a valid user token, derived from
 /// Keystone's validation response (`token` object): name (lower-case) → value,
 /// `None` meaning "must be absent". `X-Service-Catalog` is not included
@@ -345,15 +358,7 @@ pub fn expected_user_headers(token: &Value) -> BTreeMap<&'static str, Option<Str
     let s = |v: &Value| v.as_str().map(str::to_owned);
     let project = token.get("project");
     let domain = token.get("domain");
-    let roles = token["roles"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .map(|r| r["name"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let roles = role_names(token);
     let system_all = token["system"]["all"].as_bool() == Some(true);
     let is_admin_project = token["is_admin_project"].as_bool().unwrap_or(true);
     let mut h = BTreeMap::new();
@@ -397,15 +402,7 @@ pub fn expected_service_headers(token: &Value) -> BTreeMap<&'static str, Option<
     let s = |v: &Value| v.as_str().map(str::to_owned);
     let project = token.get("project");
     let domain = token.get("domain");
-    let roles = token["roles"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .map(|r| r["name"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+    let roles = role_names(token);
     let mut h = BTreeMap::new();
     h.insert("x-service-identity-status", Some("Confirmed".to_owned()));
     h.insert("x-service-user-id", s(&token["user"]["id"]));

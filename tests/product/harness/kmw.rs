@@ -401,3 +401,33 @@ pub async fn check(pair: &Pair, what: &str, req: Request, expect: Expect) -> (An
 pub fn forwarded(a: &Answer) -> bool {
     a.status == 200 && a.forwarded.is_some()
 }
+
+/// The user `token` through `X-Storage-Token`, then through `X-Auth-Token`
+/// on a POST with a JSON body: both stacks alike, the whole body reaching
+/// the application.
+pub async fn check_storage_token_and_a_body(pair: &Pair, token: &str) {
+    check(
+        pair,
+        "X-Storage-Token",
+        Request::get("/v2.1/servers", &[("X-Storage-Token", token)]),
+        Expect::Same,
+    )
+    .await;
+    let body = r#"{"server": {"name": "vm"}}"#;
+    let (sg, _) = check(
+        pair,
+        "POST with a body",
+        Request::new(
+            "POST",
+            "/v2.1/servers",
+            &[
+                ("X-Auth-Token", token),
+                ("Content-Type", "application/json"),
+            ],
+        )
+        .body(body),
+        Expect::Same,
+    )
+    .await;
+    assert_eq!(sg.request_line.unwrap().2, body.len() as u64);
+}
