@@ -217,6 +217,9 @@ impl BoundKeystone {
     }
 }
 
+/// One private Keystone for both ways the certificate reaches stonegate:
+/// an ingress's header (and gRPC `source.certificate`), then stonegate's
+/// own mTLS listener.
 #[tokio::test]
 async fn a_certificate_bound_token_is_accepted_only_with_its_certificate() {
     let shared = Keystone::from_env();
@@ -224,6 +227,13 @@ async fn a_certificate_bound_token_is_accepted_only_with_its_certificate() {
     let d = dir.path();
     certificates(d);
     let bound = BoundKeystone::start(&shared, d, false).await;
+    through_an_ingress(&bound, d).await;
+    on_stonegates_mtls_listener(&bound, d).await;
+}
+
+/// The certificate from a trusted ingress's header, and from Envoy's
+/// `source.certificate`.
+async fn through_an_ingress(bound: &BoundKeystone, d: &Path) {
     let ks = &bound.private.keystone;
     let token = bound.token(d, "client");
     let pem = std::fs::read_to_string(d.join("client.pem")).unwrap();
@@ -405,13 +415,7 @@ async fn get(
 /// client_ca_file`): the certificate of the connection is the one the
 /// token must be bound to — online, and with `[fernet]` local validation
 /// enriched from an ordinary token of the same user and project.
-#[tokio::test]
-async fn stonegates_mtls_listener_checks_bound_tokens_against_the_connections_certificate() {
-    let shared = Keystone::from_env();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    certificates(d);
-    let bound = BoundKeystone::start(&shared, d, false).await;
+async fn on_stonegates_mtls_listener(bound: &BoundKeystone, d: &Path) {
     let ks = &bound.private.keystone;
     let token = bound.token(d, "client");
     let expected = expected_user_headers(&ks.validate(&token).await);
