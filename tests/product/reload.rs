@@ -130,25 +130,63 @@ async fn wait_for_cn(addr: std::net::SocketAddr, want: &str, limit: Duration) ->
     }
 }
 
+/// Which TLS listener a certificate test reloads: the sidecar's (`[tls]`) or
+/// the kube-apiserver webhook's (`[kubernetes]`).
+#[derive(Clone, Copy)]
+enum CertListener {
+    Sidecar,
+    Kubernetes,
+}
+
+/// SIGHUP re-reads the sidecar listener's certificate even when its files
+/// look unchanged, and the file watcher picks up a renewal without a signal.
+#[tokio::test]
+async fn sighup_and_the_file_watcher_each_reload_the_listener_certificate() {
+    sighup_and_the_file_watcher_each_reload(CertListener::Sidecar).await;
+}
+
+/// The same for the webhook's `[kubernetes] cert_file`/`key_file` (README:
+/// "re-read when the files change and on SIGHUP").
+#[tokio::test]
+async fn sighup_and_the_file_watcher_each_reload_the_kubernetes_webhook_certificate() {
+    sighup_and_the_file_watcher_each_reload(CertListener::Kubernetes).await;
+}
+
 /// SIGHUP re-reads the certificate even when its files look unchanged (the
 /// new pair is written with the old modification times, so the 5 s watcher,
 /// which compares them, cannot be what picked it up); then a renewal with
 /// new times is picked up by the watcher alone, without a signal.
-#[tokio::test]
-async fn sighup_and_the_file_watcher_each_reload_the_listener_certificate() {
+async fn sighup_and_the_file_watcher_each_reload(listener: CertListener) {
     let ks = Keystone::from_env();
-    let up = Upstream::echo().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path(), "first.example");
-    let sg = Stonegate::builder()
-        .keystone(&ks)
-        .upstream(&up)
-        .extra_toml(&format!(
-            "[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
-        ))
-        .start()
-        .await;
-    let addr = sg.listen;
+    let up = Upstream::echo().await;
+    let sg = match listener {
+        CertListener::Sidecar => {
+            Stonegate::builder()
+                .keystone(&ks)
+                .upstream(&up)
+                .extra_toml(&format!(
+                    "[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+                ))
+                .start()
+                .await
+        }
+        CertListener::Kubernetes => {
+            Stonegate::builder()
+                .keystone(&ks)
+                .without_upstream()
+                .extra_toml(&format!(
+                    "[kubernetes]\nlisten = \"127.0.0.1:0\"\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+                ))
+                .start()
+                .await
+        }
+    };
+    let addr = match listener {
+        CertListener::Sidecar => sg.listen,
+        CertListener::Kubernetes => sg.kubernetes.expect("the webhook listener bound"),
+    };
     let first = wait_for_cn(addr, "first.example", Duration::from_secs(10)).await;
     assert!(first.contains("first.example"), "{first}");
 
