@@ -109,7 +109,7 @@ impl<'de> Deserialize<'de> for ServiceDoc {
 }
 
 /// Parses a v2.0 validation response body into the [`Identity`] of a token
-/// stonegate accepts: [`read_access`], and a tenant, which keystonemiddleware
+/// stonegate accepts: `read_access`, and a tenant, which keystonemiddleware
 /// requires of every v2.0 token, user's or service's (its
 /// `AuthProtocol._validate_token`: "Unable to determine service tenancy").
 pub fn parse_access(body: &[u8]) -> Result<Identity, ModelError> {
