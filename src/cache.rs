@@ -5,12 +5,22 @@
 //! stored. Concurrent misses for one key share one validation (moka's
 //! single-flight `or_try_insert_with`). Capacity is bounded in bytes: each
 //! entry weighs what it holds (`weigh`, with moka's own overhead).
+//!
+//! An entry's lifetime is kept in the entry (the instant it ends, checked on
+//! every read: an ended entry is never served, it is removed and the token
+//! validated again) rather than in a per-entry moka timer, whose timer-wheel
+//! node cost ~100 bytes per entry (issue 16). Moka's `time_to_live`, the
+//! longest lifetime an entry can have, removes ended entries nobody reads.
 
 pub mod settings;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use moka::{future::Cache as Moka, Expiry};
+use moka::{future::Cache as Moka, ops::compute::Op};
 
 use crate::{identity::Identity, token::Fingerprint};
 
@@ -42,7 +52,8 @@ pub struct Key {
 /// Bounded, expiring token cache.
 #[derive(Clone)]
 pub struct Cache {
-    inner: Moka<Key, Outcome>,
+    inner: Moka<Key, Entry>,
+    lifetimes: Lifetimes,
 }
 
 impl std::fmt::Debug for Cache {
@@ -53,46 +64,109 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// A cached outcome, 16 bytes: the identity (none: invalid) and when the
+/// entry ends, in milliseconds since the cache was made, the top bit telling
+/// a shared-cache result (`Outcome::Shared`) from Keystone's own.
+#[derive(Debug, Clone)]
+struct Entry {
+    identity: Option<Arc<Identity>>,
+    until: u64,
+}
+
+/// The bit of [`Entry::until`] set for `Outcome::Shared`.
+const SHARED: u64 = 1 << 63;
+
+impl Entry {
+    /// Milliseconds since the cache's `base` (saturating).
+    fn ms(base: Instant, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(base).as_millis()).unwrap_or(SHARED - 1)
+    }
+
+    /// The entry of `outcome`, served for `lifetime` from `now`.
+    fn new(outcome: Outcome, base: Instant, now: Instant, lifetime: Duration) -> Self {
+        let lifetime = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+        let until = Self::ms(base, now).saturating_add(lifetime).min(SHARED - 1);
+        match outcome {
+            Outcome::Valid(id) => Self {
+                identity: Some(id),
+                until,
+            },
+            Outcome::Shared(id, _) => Self {
+                identity: Some(id),
+                until: until | SHARED,
+            },
+            Outcome::Invalid => Self {
+                identity: None,
+                until,
+            },
+        }
+    }
+
+    /// Still served at `now`: strictly before its end, so an entry of zero
+    /// lifetime serves only the validation that made it.
+    fn live(&self, base: Instant, now: Instant) -> bool {
+        Self::ms(base, now) < self.until & !SHARED
+    }
+
+    /// The outcome it holds (a shared one with the time it has left).
+    fn outcome(self, base: Instant, now: Instant) -> Outcome {
+        match self.identity {
+            None => Outcome::Invalid,
+            Some(id) if self.until & SHARED == 0 => Outcome::Valid(id),
+            Some(id) => {
+                let left = (self.until & !SHARED).saturating_sub(Self::ms(base, now));
+                Outcome::Shared(id, Duration::from_millis(left))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
 struct Lifetimes {
     valid: Duration,
     invalid: Duration,
+    /// The instant entries count their end from.
+    base: Instant,
 }
 
-impl Expiry<Key, Outcome> for Lifetimes {
-    fn expire_after_create(
-        &self,
-        _key: &Key,
-        value: &Outcome,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(match value {
+impl Lifetimes {
+    /// How long `value` may be served from now (`now_unix`: the Unix time).
+    fn of(&self, value: &Outcome, now_unix: i64) -> Duration {
+        match value {
             Outcome::Invalid => self.invalid,
-            Outcome::Valid(id) => self.valid.min(id.lifetime_left(crate::clock::now())),
-            Outcome::Shared(id, shared_left) => self
-                .valid
-                .min(id.lifetime_left(crate::clock::now()))
-                .min(*shared_left),
-        })
+            Outcome::Valid(id) => self.valid.min(id.lifetime_left(now_unix)),
+            Outcome::Shared(id, shared_left) => {
+                self.valid.min(id.lifetime_left(now_unix)).min(*shared_left)
+            }
+        }
+    }
+
+    /// The entry of `outcome`, made now.
+    fn entry(&self, outcome: Outcome) -> Entry {
+        let lifetime = self.of(&outcome, crate::clock::now());
+        Entry::new(outcome, self.base, Instant::now(), lifetime)
+    }
+
+    /// The longest an entry can live (moka's `time_to_live`).
+    fn longest(&self) -> Duration {
+        self.valid.max(self.invalid)
     }
 }
 
 /// What an entry costs beyond [`Identity::held_bytes`]: moka's own (hash
-/// bucket, entry, access and write deque nodes, timer-wheel node, key
-/// copies; 389 bytes measured as RSS per entry in the cache minus the same
-/// identities held in a `Vec`) and the allocator's slack around identities
-/// parsed one after another (~90 bytes: 919 measured against 800 held).
-/// `tools/src/bin/cache_memory.rs` (300,000 entries) measures both; the
-/// weigher is then within 3% of the resident memory per entry.
-const ENTRY_OVERHEAD: usize = 480;
+/// bucket, entry, access and write deque nodes, key copies, the 16-byte
+/// [`Entry`]; 368 bytes measured as RSS per entry in the cache minus the
+/// same identities held in a `Vec`, 389 with a per-entry moka timer) and the
+/// allocator's slack around identities parsed one after another (~124
+/// bytes: 956 measured against 832 held). `tools/src/bin/cache_memory.rs`
+/// (100,000 entries) measures both; the weigher is then within 1% of the
+/// resident memory per entry.
+const ENTRY_OVERHEAD: usize = 490;
 
 /// Heap bytes of an entry: moka's own plus what the identity holds alone
 /// ([`Identity::held_bytes`], its rendered header block included).
-fn weigh(_key: &Key, value: &Outcome) -> u32 {
-    let size = ENTRY_OVERHEAD
-        + match value {
-            Outcome::Invalid => 0,
-            Outcome::Valid(id) | Outcome::Shared(id, _) => id.held_bytes(),
-        };
+fn weigh(_key: &Key, value: &Entry) -> u32 {
+    let size = ENTRY_OVERHEAD + value.identity.as_ref().map_or(0, |id| id.held_bytes());
     u32::try_from(size).unwrap_or(u32::MAX)
 }
 
@@ -100,15 +174,19 @@ impl Cache {
     /// A cache bounded to `capacity_bytes`, valid entries living at most
     /// `valid_ttl`, invalid ones `invalid_ttl`.
     pub fn new(capacity_bytes: u64, valid_ttl: Duration, invalid_ttl: Duration) -> Self {
+        let lifetimes = Lifetimes {
+            valid: valid_ttl,
+            invalid: invalid_ttl,
+            base: Instant::now(),
+        };
         Self {
             inner: Moka::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(weigh)
-                .expire_after(Lifetimes {
-                    valid: valid_ttl,
-                    invalid: invalid_ttl,
-                })
+                // An upper bound: each entry ends at its own `until`.
+                .time_to_live(lifetimes.longest())
                 .build(),
+            lifetimes,
         }
     }
 
@@ -124,9 +202,48 @@ impl Cache {
         F: Future<Output = Result<Outcome, E>>,
         E: Send + Sync + 'static,
     {
-        let entry = self.inner.entry(key).or_try_insert_with(validate).await?;
-        let fresh = entry.is_fresh();
-        Ok((entry.into_value(), !fresh))
+        let lifetimes = self.lifetimes;
+        // Not polled unless this call runs the validation; then it runs to
+        // the end and the loop ends.
+        let mut validate = std::pin::pin!(validate);
+        // An ended entry is removed and looked up again; another caller's
+        // entry that has already ended (a zero lifetime) is not served
+        // either. After a few, validate without the cache.
+        for _ in 0..3 {
+            let v = validate.as_mut();
+            let entry = self
+                .inner
+                .entry(key)
+                .or_try_insert_with(async move {
+                    let outcome = v.await?;
+                    Ok(lifetimes.entry(outcome))
+                })
+                .await?;
+            let fresh = entry.is_fresh();
+            let entry = entry.into_value();
+            let now = Instant::now();
+            if fresh || entry.live(lifetimes.base, now) {
+                return Ok((entry.outcome(lifetimes.base, now), !fresh));
+            }
+            self.remove_ended(key).await;
+        }
+        let outcome = validate.await.map_err(Arc::new)?;
+        Ok((outcome, false))
+    }
+
+    /// Removes `key`'s entry if it has ended (not one another caller has
+    /// just made in its place).
+    async fn remove_ended(&self, key: Key) {
+        let base = self.lifetimes.base;
+        self.inner
+            .entry(key)
+            .and_compute_with(|e| async move {
+                match e {
+                    Some(e) if !e.value().live(base, Instant::now()) => Op::Remove,
+                    _ => Op::Nop,
+                }
+            })
+            .await;
     }
 
     /// Drops one entry (used when a cached identity turns out unusable).
@@ -144,3 +261,6 @@ impl Cache {
         self.inner.weighted_size()
     }
 }
+
+#[cfg(test)]
+mod tests;
