@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::{
-    identity::{Identity, Named, Scope},
+    identity::{Blocks, Identity, Named, Scope},
     validator::AuthContext,
 };
 
@@ -341,18 +341,36 @@ fn name_index(name: &str) -> u8 {
 /// Bytes of one entry of a block's table: name index, start and length (u16 LE).
 const ENTRY: usize = 5;
 
-/// Builds a header block: `[count] [name, start, len]* values`, one buffer.
+/// The bit of an entry's name index telling that its value is in the
+/// identity's own values ([`Blocks::own`]), not in the shared block.
+const OWN: u8 = 0x80;
+
+/// Builds a header block: the shared part `[count] [name, start, len]*
+/// values` (every header, in keystonemiddleware's order, and the values
+/// tokens of one scope share) and the token's own values (user id and name).
 /// A value the block already holds (`X-User` is `X-User-Name`, `X-Role` is
 /// `X-Roles`, the `X-Tenant*` the project's) is stored once; a name set twice
 /// keeps its last value, as `HeaderMap::insert`.
 #[derive(Default)]
 struct Block {
-    entries: Vec<(u8, usize, usize)>,
+    /// (name index, own, start, length).
+    entries: Vec<(u8, bool, usize, usize)>,
     values: Vec<u8>,
+    own: Vec<u8>,
 }
 
 impl Block {
+    /// A value tokens of one scope share (pooled with the block).
     fn put(&mut self, name: &'static str, value: Option<&str>) {
+        self.put_in(name, value, false);
+    }
+
+    /// A value of this token's user alone.
+    fn put_own(&mut self, name: &'static str, value: Option<&str>) {
+        self.put_in(name, value, true);
+    }
+
+    fn put_in(&mut self, name: &'static str, value: Option<&str>, own: bool) {
         let Some(v) = value else { return };
         if HeaderValue::from_bytes(v.as_bytes()).is_err() {
             tracing::warn!(
@@ -362,48 +380,56 @@ impl Block {
             return;
         }
         let v = v.as_bytes();
+        let values = if own { &mut self.own } else { &mut self.values };
         let start = match self
             .entries
             .iter()
-            .find(|&&(_, s, l)| &self.values[s..s + l] == v)
+            .find(|&&(_, o, s, l)| o == own && &values[s..s + l] == v)
         {
-            Some(&(_, s, _)) => s,
+            Some(&(_, _, s, _)) => s,
             None => {
-                self.values.extend_from_slice(v);
-                self.values.len() - v.len()
+                values.extend_from_slice(v);
+                values.len() - v.len()
             }
         };
         let idx = name_index(name);
         self.entries.retain(|e| e.0 != idx);
-        self.entries.push((idx, start, v.len()));
+        self.entries.push((idx, own, start, v.len()));
     }
 
     fn get(&self, name: &'static str) -> Option<&str> {
         let idx = name_index(name);
-        let &(_, s, l) = self.entries.iter().find(|e| e.0 == idx)?;
-        std::str::from_utf8(&self.values[s..s + l]).ok()
+        let &(_, own, s, l) = self.entries.iter().find(|e| e.0 == idx)?;
+        let values = if own { &self.own } else { &self.values };
+        std::str::from_utf8(&values[s..s + l]).ok()
     }
 
-    fn finish(self) -> crate::identity::HeaderBlock {
+    fn finish(self) -> Blocks {
         let table = 1 + ENTRY * self.entries.len();
         let mut out = Vec::with_capacity(table + self.values.len());
         out.push(u8::try_from(self.entries.len()).unwrap_or_default());
-        for (idx, start, len) in &self.entries {
-            let start = u16::try_from(table + start).unwrap_or(u16::MAX);
-            let len = u16::try_from(*len).unwrap_or_default();
-            out.push(*idx);
+        for &(idx, own, start, len) in &self.entries {
+            let start = if own { start } else { table + start };
+            let start = u16::try_from(start).unwrap_or(u16::MAX);
+            let len = u16::try_from(len).unwrap_or_default();
+            out.push(if own { idx | OWN } else { idx });
             out.extend_from_slice(&start.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
         }
         out.extend_from_slice(&self.values);
-        bytes::Bytes::from(out)
+        Blocks {
+            shared: crate::identity::intern::block(bytes::Bytes::from(out)),
+            // Exactly its length: `bytes` keeps a vector's spare capacity.
+            own: bytes::Bytes::from(self.own.into_boxed_slice()),
+        }
     }
 }
 
 /// Copies a rendered block into `headers`: per header one reference to the
-/// block's buffer (no copy of the value, no formatting).
-fn copy(headers: &mut HeaderMap, block: &crate::identity::HeaderBlock) {
-    let Some((&n, table)) = block.split_first() else {
+/// shared block's or the own values' buffer (no copy of the value, no
+/// formatting).
+fn copy(headers: &mut HeaderMap, block: &Blocks) {
+    let Some((&n, table)) = block.shared.split_first() else {
         return;
     };
     let n = usize::from(n);
@@ -411,14 +437,19 @@ fn copy(headers: &mut HeaderMap, block: &crate::identity::HeaderBlock) {
     for e in table.chunks_exact(ENTRY).take(n) {
         let start = usize::from(u16::from_le_bytes([e[1], e[2]]));
         let len = usize::from(u16::from_le_bytes([e[3], e[4]]));
+        let values: &bytes::Bytes = if e[0] & OWN == 0 {
+            &block.shared
+        } else {
+            &block.own
+        };
         let (Some(name), Some(_)) = (
-            BLOCK_NAMES.get(usize::from(e[0])),
-            block.get(start..start + len),
+            BLOCK_NAMES.get(usize::from(e[0] & !OWN)),
+            values.get(start..start + len),
         ) else {
             continue;
         };
         // Validated when the block was rendered.
-        if let Ok(v) = HeaderValue::from_maybe_shared(block.slice(start..start + len)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(values.slice(start..start + len)) {
             headers.insert(name.clone(), v);
         }
     }
@@ -443,7 +474,7 @@ pub fn set_service(headers: &mut HeaderMap, id: &Identity) {
         let mut b = Block::default();
         b.put("x-service-identity-status", Some("Confirmed"));
         set_common(&mut b, id, true);
-        b.finish()
+        Box::new(b.finish())
     });
     copy(headers, block);
 }
@@ -470,7 +501,7 @@ pub fn inject(headers: &mut HeaderMap, ctx: &AuthContext, include_catalog: bool)
     }
 }
 
-fn render_user(id: &Identity) -> crate::identity::HeaderBlock {
+fn render_user(id: &Identity) -> Blocks {
     let mut b = Block::default();
     b.put("x-identity-status", Some("Confirmed"));
     set_common(&mut b, id, false);
@@ -482,7 +513,7 @@ fn render_user(id: &Identity) -> crate::identity::HeaderBlock {
     // Deprecated names old services still read.
     let roles = b.get("x-roles").map(str::to_owned);
     b.put("x-role", roles.as_deref());
-    b.put("x-user", id.user.name.as_deref());
+    b.put_own("x-user", id.user.name.as_deref());
     if let Scope::Project(p) = &id.scope {
         b.put("x-tenant-id", p.project.id.as_deref());
         b.put("x-tenant-name", p.project.name.as_deref());
@@ -502,8 +533,8 @@ fn set_common(b: &mut Block, id: &Identity, service: bool) {
         };
     }
     let (uid, uname) = named(&id.user);
-    b.put(name!("x-user-id", "x-service-user-id"), uid);
-    b.put(name!("x-user-name", "x-service-user-name"), uname);
+    b.put_own(name!("x-user-id", "x-service-user-id"), uid);
+    b.put_own(name!("x-user-name", "x-service-user-name"), uname);
     let (did, dname) = named(&id.user_domain);
     b.put(name!("x-user-domain-id", "x-service-user-domain-id"), did);
     b.put(

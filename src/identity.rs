@@ -162,15 +162,25 @@ fn chunk(n: usize) -> usize {
     }
 }
 
-/// A rendered header block: every value in one buffer, laid out by
-/// `headers` (a table of name and span, then the values).
+/// A rendered header block's buffer (see [`Blocks`]).
 pub type HeaderBlock = bytes::Bytes;
 
-/// Lazily rendered header blocks of an [`Identity`] (see `headers`).
+/// A rendered header block, laid out by `headers`: the shared part (a table
+/// of name and span for every header, then the values tokens of one scope
+/// share: domain, project, roles...) pooled by [`intern`], and the token's
+/// own values (user id and name).
+#[derive(Debug, Clone)]
+pub struct Blocks {
+    pub(crate) shared: Arc<HeaderBlock>,
+    pub(crate) own: HeaderBlock,
+}
+
+/// Lazily rendered header blocks of an [`Identity`] (see `headers`). The
+/// service block, which few identities ever need, is boxed.
 #[derive(Default, Clone)]
 pub struct Rendered {
-    pub(crate) user: OnceLock<HeaderBlock>,
-    pub(crate) service: OnceLock<HeaderBlock>,
+    pub(crate) user: OnceLock<Blocks>,
+    pub(crate) service: OnceLock<Box<Blocks>>,
 }
 
 impl std::fmt::Debug for Rendered {
@@ -259,51 +269,20 @@ impl Identity {
         if let Some(c) = &self.catalog {
             n += c.json.len() + c.header.as_ref().map_or(0, http::HeaderValue::len);
         }
-        // The user block: one buffer, plus the shared handle `bytes` adds
-        // when it is first sliced.
-        n + chunk(self.user_block_len()) + chunk(24)
+        // The user block's own values: one buffer, plus the shared handle
+        // `bytes` adds when it is first sliced; its shared part is pooled.
+        let own = self.own_block_len();
+        n + if own == 0 { 0 } else { chunk(own) + chunk(24) }
     }
 
-    /// Length of the user header block `headers` renders: a 1-byte count,
-    /// 5 bytes per header, each distinct value once.
-    pub fn user_block_len(&self) -> usize {
-        fn both(n: &Named) -> [Option<&str>; 2] {
-            [n.id.as_deref(), n.name.as_deref()]
+    /// Length of the own values of the user header block `headers` renders:
+    /// the user's id and name, each distinct value once (the rest of the
+    /// block is shared by the tokens of one scope, [`intern`]).
+    pub fn own_block_len(&self) -> usize {
+        match (self.user.id.as_deref(), self.user.name.as_deref()) {
+            (Some(a), Some(b)) if a == b => a.len(),
+            (a, b) => a.map_or(0, str::len) + b.map_or(0, str::len),
         }
-        let roles = self.roles.join(",");
-        let admin = if self.is_admin_project {
-            "True"
-        } else {
-            "False"
-        };
-        let mut all: Vec<Option<&str>> = Vec::with_capacity(20);
-        all.push(Some("Confirmed"));
-        all.extend(both(&self.user));
-        all.extend(both(&self.user_domain));
-        match &self.scope {
-            Scope::Project(p) => {
-                all.extend(both(&p.project));
-                all.extend(both(&p.domain));
-                // X-Tenant-Id, X-Tenant-Name, X-Tenant.
-                all.extend(both(&p.project));
-                all.push(p.project.name.as_deref());
-            }
-            Scope::Domain(d) => all.extend(both(d)),
-            Scope::System => all.push(Some("all")),
-            Scope::Unscoped => {}
-        }
-        // X-Roles and X-Role, X-Is-Admin-Project, X-User.
-        all.extend([Some(&*roles), Some(&*roles), Some(admin)]);
-        all.push(self.user.name.as_deref());
-        let mut values: Vec<&str> = Vec::with_capacity(all.len());
-        let mut headers = 0;
-        for v in all.into_iter().flatten() {
-            headers += 1;
-            if !values.contains(&v) {
-                values.push(v);
-            }
-        }
-        1 + 5 * headers + values.iter().map(|v| v.len()).sum::<usize>()
     }
 
     /// The `X-Service-Catalog` JSON, when the catalog was fetched.

@@ -257,7 +257,7 @@ fn every_header_we_set_is_one_we_strip() {
 }
 
 #[test]
-fn the_user_block_is_one_buffer_every_request_shares() {
+fn the_user_block_is_shared_by_every_request_and_every_token_of_its_scope() {
     let id = identity();
     let (mut first, mut second) = (HeaderMap::new(), HeaderMap::new());
     set_user(&mut first, &id, false);
@@ -288,19 +288,46 @@ fn the_user_block_is_one_buffer_every_request_shares() {
         ]
     );
     assert_eq!(first, second);
-    // Every value of both requests points into the identity's one block.
+    // Every value of both requests points into the identity's two buffers:
+    // the user's id and name into its own values, the rest into the block
+    // its scope shares.
     let block = id.rendered.user.get().unwrap();
-    let range = block.as_ptr_range();
-    for v in first.values().chain(second.values()) {
-        assert!(range.contains(&v.as_bytes().as_ptr()), "{v:?} was copied");
+    let (shared, own) = (block.shared.as_ptr_range(), block.own.as_ptr_range());
+    for (n, v) in first.iter().chain(second.iter()) {
+        let p = v.as_bytes().as_ptr();
+        let user = ["x-user-id", "x-user-name", "x-user"].contains(&n.as_str());
+        let within = if user { &own } else { &shared };
+        assert!(within.contains(&p), "{n}: {v:?} was copied");
     }
-    // The weigher's estimate of the block is its length.
-    assert_eq!(id.user_block_len(), block.len());
+    // The weigher's estimate of the own values is their length.
+    assert_eq!(id.own_block_len(), block.own.len());
+    assert_eq!(block.own.len(), "uidalice".len());
+    // Another user of the same scope: the same shared block, its own values.
+    let mut other = identity();
+    other.user = Named {
+        id: Some("uid2".into()),
+        name: Some("bob".into()),
+    };
+    let mut third = HeaderMap::new();
+    set_user(&mut third, &other, false);
+    let other_block = other.rendered.user.get().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&block.shared, &other_block.shared));
+    assert_eq!(third["x-user-id"], "uid2");
+    assert_eq!(third["x-user"], "bob");
+    assert_eq!(third["x-project-id"], "pid");
+    // Another scope: another block.
+    let mut domain = identity();
+    domain.scope = Scope::Domain(Named {
+        id: Some("did".into()),
+        name: Some("Default".into()),
+    });
+    set_user(&mut HeaderMap::new(), &domain, false);
+    let domain_block = domain.rendered.user.get().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&block.shared, &domain_block.shared));
 }
 
 #[test]
 fn the_weighers_block_length_is_the_rendered_one_for_every_scope() {
-    use crate::identity::{Named, Scope};
     let scopes = [
         Scope::Domain(Named {
             id: Some("did".into()),
@@ -317,6 +344,6 @@ fn the_weighers_block_length_is_the_rendered_one_for_every_scope() {
         let mut h = HeaderMap::new();
         set_user(&mut h, &id, false);
         let block = id.rendered.user.get().unwrap();
-        assert_eq!(id.user_block_len(), block.len(), "{:?}", id.scope);
+        assert_eq!(id.own_block_len(), block.own.len(), "{:?}", id.scope);
     }
 }

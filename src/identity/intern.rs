@@ -1,5 +1,6 @@
 //! One shared copy of what repeats across tokens: domain, project and role
-//! names and ids, method and role lists, catalogs. A cache of 300,000 tokens
+//! names and ids, method and role lists, catalogs, the shared part of
+//! rendered header blocks. A cache of 300,000 tokens
 //! of one project holds that project's name once, not 300,000 times.
 //!
 //! The pool is taken only where an identity is built (a cache miss), never on
@@ -13,7 +14,7 @@ use std::{
     sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
-use super::{Catalog, Names};
+use super::{Catalog, HeaderBlock, Names};
 
 /// Sweep no earlier than at this many pooled values.
 const MIN_SWEEP: usize = 4096;
@@ -53,6 +54,7 @@ struct Pool {
     strs: Set<str>,
     lists: Set<[Arc<str>]>,
     catalogs: Set<Catalog>,
+    blocks: Set<HeaderBlock>,
 }
 
 static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| {
@@ -60,6 +62,7 @@ static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| {
         strs: Set::new(),
         lists: Set::new(),
         catalogs: Set::new(),
+        blocks: Set::new(),
     })
 });
 
@@ -111,4 +114,14 @@ pub fn catalog(c: Catalog) -> Arc<Catalog> {
 /// allocation for the list, one per item, nothing pooled.
 pub fn own<S: AsRef<str>>(items: &[S]) -> Names {
     items.iter().map(|s| Arc::from(s.as_ref())).collect()
+}
+
+/// The shared copy of a rendered header block's shared part (one per scope,
+/// roles and user domain, not one per token).
+pub fn block(b: HeaderBlock) -> Arc<HeaderBlock> {
+    let mut p = pool();
+    match p.blocks.get(&b) {
+        Some(v) => v,
+        None => p.blocks.put(Arc::new(b)),
+    }
 }
