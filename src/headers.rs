@@ -341,22 +341,23 @@ fn name_index(name: &str) -> u8 {
 /// Bytes of one entry of a block's table: name index, start and length (u16 LE).
 const ENTRY: usize = 5;
 
-/// The bit of an entry's name index telling that its value is in the
-/// identity's own values ([`Blocks::own`]), not in the shared block.
+/// The bit of an entry's name index telling that its value is one of the
+/// identity's own values ([`Blocks::own`]; its start is then the value's
+/// number there), not in the shared block.
 const OWN: u8 = 0x80;
 
 /// Builds a header block: the shared part `[count] [name, start, len]*
 /// values` (every header, in keystonemiddleware's order, and the values
-/// tokens of one scope share) and the token's own values (user id and name).
-/// A value the block already holds (`X-User` is `X-User-Name`, `X-Role` is
-/// `X-Roles`, the `X-Tenant*` the project's) is stored once; a name set twice
-/// keeps its last value, as `HeaderMap::insert`.
+/// tokens of one scope share) and the token's own values `[count] [len]*
+/// values` (user id and name). A value the block already holds (`X-User` is
+/// `X-User-Name`, `X-Role` is `X-Roles`, the `X-Tenant*` the project's) is
+/// stored once; a name set twice keeps its last value, as `HeaderMap::insert`.
 #[derive(Default)]
 struct Block {
-    /// (name index, own, start, length).
+    /// (name index, own, start or own value number, length).
     entries: Vec<(u8, bool, usize, usize)>,
     values: Vec<u8>,
-    own: Vec<u8>,
+    own: Vec<Vec<u8>>,
 }
 
 impl Block {
@@ -380,16 +381,25 @@ impl Block {
             return;
         }
         let v = v.as_bytes();
-        let values = if own { &mut self.own } else { &mut self.values };
-        let start = match self
-            .entries
-            .iter()
-            .find(|&&(_, o, s, l)| o == own && &values[s..s + l] == v)
-        {
-            Some(&(_, _, s, _)) => s,
-            None => {
-                values.extend_from_slice(v);
-                values.len() - v.len()
+        let start = if own {
+            match self.own.iter().position(|o| o == v) {
+                Some(k) => k,
+                None => {
+                    self.own.push(v.to_vec());
+                    self.own.len() - 1
+                }
+            }
+        } else {
+            match self
+                .entries
+                .iter()
+                .find(|&&(_, o, s, l)| !o && &self.values[s..s + l] == v)
+            {
+                Some(&(_, _, s, _)) => s,
+                None => {
+                    self.values.extend_from_slice(v);
+                    self.values.len() - v.len()
+                }
             }
         };
         let idx = name_index(name);
@@ -400,8 +410,12 @@ impl Block {
     fn get(&self, name: &'static str) -> Option<&str> {
         let idx = name_index(name);
         let &(_, own, s, l) = self.entries.iter().find(|e| e.0 == idx)?;
-        let values = if own { &self.own } else { &self.values };
-        std::str::from_utf8(&values[s..s + l]).ok()
+        let v = if own {
+            self.own.get(s)?
+        } else {
+            &self.values[s..s + l]
+        };
+        std::str::from_utf8(v).ok()
     }
 
     fn finish(self) -> Blocks {
@@ -411,18 +425,52 @@ impl Block {
         for &(idx, own, start, len) in &self.entries {
             let start = if own { start } else { table + start };
             let start = u16::try_from(start).unwrap_or(u16::MAX);
-            let len = u16::try_from(len).unwrap_or_default();
+            // An own value's length is in the own values, not here: the
+            // shared part is the same for every user of its scope.
+            let len = if own {
+                0
+            } else {
+                u16::try_from(len).unwrap_or_default()
+            };
             out.push(if own { idx | OWN } else { idx });
             out.extend_from_slice(&start.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
         }
         out.extend_from_slice(&self.values);
+        let mut own = Vec::new();
+        if !self.own.is_empty() {
+            let total: usize = self.own.iter().map(Vec::len).sum();
+            own.reserve_exact(1 + 2 * self.own.len() + total);
+            own.push(u8::try_from(self.own.len()).unwrap_or_default());
+            for v in &self.own {
+                let len = u16::try_from(v.len()).unwrap_or_default();
+                own.extend_from_slice(&len.to_le_bytes());
+            }
+            for v in &self.own {
+                own.extend_from_slice(v);
+            }
+        }
         Blocks {
             shared: crate::identity::intern::block(bytes::Bytes::from(out)),
             // Exactly its length: `bytes` keeps a vector's spare capacity.
-            own: bytes::Bytes::from(self.own.into_boxed_slice()),
+            own: bytes::Bytes::from(own.into_boxed_slice()),
         }
     }
+}
+
+/// The span of own value `k` in `own` (`[count] [len]* values`).
+fn own_span(own: &[u8], k: usize) -> Option<(usize, usize)> {
+    let n = usize::from(*own.first()?);
+    if k >= n {
+        return None;
+    }
+    let len = |i: usize| {
+        let at = 1 + 2 * i;
+        own.get(at..at + 2)
+            .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let start = 1 + 2 * n + (0..k).map(len).sum::<usize>();
+    Some((start, len(k)))
 }
 
 /// Copies a rendered block into `headers`: per header one reference to the
@@ -437,10 +485,13 @@ fn copy(headers: &mut HeaderMap, block: &Blocks) {
     for e in table.chunks_exact(ENTRY).take(n) {
         let start = usize::from(u16::from_le_bytes([e[1], e[2]]));
         let len = usize::from(u16::from_le_bytes([e[3], e[4]]));
-        let values: &bytes::Bytes = if e[0] & OWN == 0 {
-            &block.shared
+        let (values, start, len): (&bytes::Bytes, _, _) = if e[0] & OWN == 0 {
+            (&block.shared, start, len)
         } else {
-            &block.own
+            let Some((s, l)) = own_span(&block.own, start) else {
+                continue;
+            };
+            (&block.own, s, l)
         };
         let (Some(name), Some(_)) = (
             BLOCK_NAMES.get(usize::from(e[0] & !OWN)),

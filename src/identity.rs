@@ -276,13 +276,17 @@ impl Identity {
     }
 
     /// Length of the own values of the user header block `headers` renders:
-    /// the user's id and name, each distinct value once (the rest of the
-    /// block is shared by the tokens of one scope, [`intern`]).
+    /// a 1-byte count, 2 bytes of length per value, the user's id and name,
+    /// each distinct value once (the rest of the block is shared by the
+    /// tokens of one scope, [`intern`]).
     pub fn own_block_len(&self) -> usize {
-        match (self.user.id.as_deref(), self.user.name.as_deref()) {
-            (Some(a), Some(b)) if a == b => a.len(),
-            (a, b) => a.map_or(0, str::len) + b.map_or(0, str::len),
-        }
+        let values: &[&str] = match (self.user.id.as_deref(), self.user.name.as_deref()) {
+            (Some(a), Some(b)) if a == b => &[a],
+            (Some(a), Some(b)) => &[a, b],
+            (Some(a), None) | (None, Some(a)) => &[a],
+            (None, None) => return 0,
+        };
+        1 + values.iter().map(|v| 2 + v.len()).sum::<usize>()
     }
 
     /// The `X-Service-Catalog` JSON, when the catalog was fetched.

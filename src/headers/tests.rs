@@ -301,7 +301,7 @@ fn the_user_block_is_shared_by_every_request_and_every_token_of_its_scope() {
     }
     // The weigher's estimate of the own values is their length.
     assert_eq!(id.own_block_len(), block.own.len());
-    assert_eq!(block.own.len(), "uidalice".len());
+    assert_eq!(block.own.len(), 1 + 2 * 2 + "uidalice".len());
     // Another user of the same scope: the same shared block, its own values.
     let mut other = identity();
     other.user = Named {
