@@ -6,7 +6,9 @@
 //! distinct identities, each with its user header block rendered as the first
 //! request renders it, and reports the growth of its `VmRSS` per entry next
 //! to the weigher's estimate (`Cache::weighted_size` / entries). Memory only,
-//! no timing.
+//! no timing. Tokens validated with their catalog are over-estimated (the
+//! pooled catalog counts in full for every entry): the second test holds the
+//! weigher to being a bound there.
 
 use std::{collections::HashMap, process::Command};
 
@@ -58,5 +60,27 @@ fn the_weighers_estimate_is_within_15_percent_of_resident_memory_per_entry() {
         off.abs() <= 0.15,
         "weigher {estimated} B per entry, resident {measured} B: off by {:+.1}%",
         off * 100.0
+    );
+}
+
+/// With their catalogs (pooled, one per project here, but counted in full
+/// for every entry) the weigher over-estimates: `capacity_bytes` stays a
+/// bound of resident memory, a loose one (README: Performance, Memory).
+#[test]
+fn with_catalogs_the_weigher_over_estimates_and_stays_a_bound() {
+    let n = 10_000.0;
+    let figures = run(&["10000", "cache", "catalog"]);
+    assert_eq!(figures["mem_catalog"], "true", "{figures:?}");
+    assert_eq!(
+        number(&figures, "mem_cache_entry_count"),
+        n + 1.0,
+        "{figures:?}"
+    );
+    let measured = number(&figures, "mem_bytes_per_entry");
+    let estimated = number(&figures, "mem_estimated_bytes_per_entry");
+    assert!(measured > 100.0, "RSS grew by {measured} B per entry");
+    assert!(
+        estimated >= measured,
+        "weigher {estimated} B per entry under resident {measured} B"
     );
 }

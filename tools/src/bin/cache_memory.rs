@@ -9,7 +9,13 @@
 //! ```text
 //! cargo run --release -p stonegate-tools --bin cache_memory            # the cache
 //! cargo run --release -p stonegate-tools --bin cache_memory -- 1000000 identities
+//! cargo run --release -p stonegate-tools --bin cache_memory -- 1000000 cache catalog
 //! ```
+//!
+//! With `catalog`, every token carries its project's service catalog (seven
+//! services, public/internal/admin endpoints; block-storage and object-store
+//! URLs name the project, as in most clouds, so each project's catalog is
+//! its own), as validations without `?nocatalog` return it.
 //!
 //! Every identity's user header block is rendered (one request's
 //! `headers::set_user`) before it is stored, as the first request through
@@ -52,8 +58,55 @@ fn key(i: u64) -> Key {
     }
 }
 
-/// A distinct user's project-scoped password token, as `GET /v3/auth/tokens?nocatalog` returns it.
-fn identity(i: u64, issued: &str, expires: &str) -> Identity {
+/// A project's catalog, Keystone's v3 JSON.
+fn catalog(pid: &str) -> String {
+    let services = [
+        ("identity", "keystone", "http://ctl:5000/v3".to_owned()),
+        ("compute", "nova", "http://ctl:8774/v2.1".to_owned()),
+        ("image", "glance", "http://ctl:9292".to_owned()),
+        ("network", "neutron", "http://ctl:9696".to_owned()),
+        ("placement", "placement", "http://ctl:8778".to_owned()),
+        (
+            "block-storage",
+            "cinder",
+            format!("http://ctl:8776/v3/{pid}"),
+        ),
+        (
+            "object-store",
+            "swift",
+            format!("http://ctl:8080/v1/AUTH_{pid}"),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (k, (kind, name, url)) in services.iter().enumerate() {
+        let eps: Vec<String> = ["public", "internal", "admin"]
+            .iter()
+            .enumerate()
+            .map(|(j, iface)| {
+                format!(
+                    r#"{{"id": "{eid}", "interface": "{iface}", "region": "RegionOne", "region_id": "RegionOne", "url": "{url}"}}"#,
+                    eid = hex32(k as u64 * 3 + j as u64, 4),
+                )
+            })
+            .collect();
+        out.push(format!(
+            r#"{{"id": "{sid}", "type": "{kind}", "name": "{name}", "endpoints": [{eps}]}}"#,
+            sid = hex32(k as u64, 5),
+            eps = eps.join(", "),
+        ));
+    }
+    format!("[{}]", out.join(", "))
+}
+
+/// A distinct user's project-scoped password token, as `GET /v3/auth/tokens?nocatalog` returns it
+/// (or, `with_catalog`, without `?nocatalog`).
+fn identity(i: u64, issued: &str, expires: &str, with_catalog: bool) -> Identity {
+    let pid = hex32(i / 10, 2);
+    let catalog = if with_catalog {
+        format!(r#", "catalog": {}"#, catalog(&pid))
+    } else {
+        String::new()
+    };
     let doc = format!(
         r#"{{"token": {{"methods": ["password"],
           "user": {{"domain": {{"id": "default", "name": "Default"}}, "id": "{uid}", "name": "user-{i}", "password_expires_at": null}},
@@ -61,9 +114,8 @@ fn identity(i: u64, issued: &str, expires: &str) -> Identity {
           "expires_at": "{expires}", "issued_at": "{issued}",
           "project": {{"domain": {{"id": "default", "name": "Default"}}, "id": "{pid}", "name": "project-{p}"}},
           "is_domain": false,
-          "roles": [{{"id": "5e0f3b8a2c1d4e6f9a7b8c0d1e2f3a4b", "name": "reader"}}, {{"id": "7a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "member"}}]}}}}"#,
+          "roles": [{{"id": "5e0f3b8a2c1d4e6f9a7b8c0d1e2f3a4b", "name": "reader"}}, {{"id": "7a1b2c3d4e5f60718293a4b5c6d7e8f9", "name": "member"}}]{catalog}}}}}"#,
         uid = hex32(i, 1),
-        pid = hex32(i / 10, 2),
         p = i / 10,
         audit = &hex32(i, 3)[..22],
     );
@@ -74,6 +126,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().map_or(1_000_000, |s| s.parse().expect("N"));
     let mode = args.next().unwrap_or_else(|| "cache".to_owned());
+    let with_catalog = args.next().is_some_and(|a| a == "catalog");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +143,7 @@ fn main() {
     }
     // Warm the allocator and the cache's internals with one entry.
     rt.block_on(async {
-        let id = Arc::new(identity(u64::MAX, &issued, &expires));
+        let id = Arc::new(identity(u64::MAX, &issued, &expires, with_catalog));
         stonegate::headers::set_user(&mut http::HeaderMap::new(), &id, false);
         let _ = cache
             .get_or_validate(key(u64::MAX), async {
@@ -103,7 +156,7 @@ fn main() {
     rt.block_on(async {
         let mut request = http::HeaderMap::new();
         for i in 0..n {
-            let id = Arc::new(identity(i, &issued, &expires));
+            let id = Arc::new(identity(i, &issued, &expires, with_catalog));
             request.clear();
             stonegate::headers::set_user(&mut request, &id, false);
             match mode.as_str() {
@@ -143,6 +196,7 @@ fn main() {
 
     let per_entry = (after.saturating_sub(before) as f64 * 1024.0) / n as f64;
     println!("mem_mode={mode}");
+    println!("mem_catalog={with_catalog}");
     println!("mem_entries={n}");
     println!("mem_rss_before_kib={before}");
     println!("mem_rss_after_kib={after}");
