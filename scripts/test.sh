@@ -11,7 +11,7 @@
 # 2. starts the project's Keystone (tests/keystone/keystone-up.sh, port
 #    ${KEYSTONE_PORT:-25357}) unless it already runs, and exports
 #    STONEGATE_TEST_KEYSTONE_FIXTURES for the integration tests (tests/product/);
-# 3. runs `cargo test --all-targets --no-fail-fast` and `cargo test --doc`;
+# 3. runs `cargo test --workspace --all-targets --no-fail-fast` and `cargo test --doc`;
 # 4. stops the Keystone it started (also on failure or Ctrl-C).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,10 +69,11 @@ t=$(date +%s%3N)
 # The embedded-layer product test runs examples/axum as a user does; under
 # `cargo test` an example is only built as a test harness.
 timeout "${TEST_TIMEOUT:-2400}" cargo build --example axum
-# Every target, unless the arguments pick some (`--test product`, `--lib`...):
-# then only those, so test-name filters never reach the criterion benches
-# (which take them for bench filters and refuse more than one).
-TARGETS=(--all-targets)
+# Every target of the workspace (the tools' tests too: tools/tests/weigher.rs),
+# unless the arguments pick some (`--test product`, `--lib`...): then only
+# those, so test-name filters never reach the criterion benches (which take
+# them for bench filters and refuse more than one).
+TARGETS=(--workspace --all-targets)
 for a in "$@"; do
   [[ $a == -- ]] && break
   case "$a" in
