@@ -142,14 +142,26 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The pooled catalog of these service types and v2-shaped JSON.
+    /// The pooled catalog of these service types and v2-shaped JSON. The
+    /// header value is the JSON's own buffer, not a copy of it.
     pub fn pooled(types: &[String], json: String) -> Arc<Catalog> {
-        let header = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(json.clone())).ok();
+        let json: Arc<str> = Arc::from(json);
+        let header =
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Json(json.clone()))).ok();
         intern::catalog(Catalog {
             types: intern::list(types),
-            json: Arc::from(json),
+            json,
             header,
         })
+    }
+}
+
+/// A catalog's JSON as the owner of its header value's bytes.
+struct Json(Arc<str>);
+
+impl AsRef<[u8]> for Json {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
@@ -235,7 +247,8 @@ impl Identity {
     /// Heap bytes this identity holds alone, its user header block (rendered
     /// on first use) included, as glibc's allocator spends them (16-byte
     /// steps, 8 bytes of header, 32 at least). Pooled values ([`intern`])
-    /// count only as the pointer inside the struct, except the catalog,
+    /// count only as the pointer inside the struct, except the catalog (its
+    /// JSON, which is also its header value),
     /// which counts in full: a cache of many projects holds many catalogs.
     /// The cache weighs entries with it, so `capacity_bytes` bounds memory.
     pub fn held_bytes(&self) -> usize {
@@ -267,7 +280,8 @@ impl Identity {
                 + chunk(16 + f.protocol.len());
         }
         if let Some(c) = &self.catalog {
-            n += c.json.len() + c.header.as_ref().map_or(0, http::HeaderValue::len);
+            // The header value is the JSON's buffer: counted once.
+            n += chunk(16 + c.json.len());
         }
         // The user block's own values: one buffer, plus the shared handle
         // `bytes` adds when it is first sliced; its shared part is pooled.

@@ -379,6 +379,11 @@ mod tests {
             id.service_catalog().unwrap(),
             r#"[{"type": "identity", "name": "keystone", "endpoints": [{"region": "RegionOne", "publicURL": "http://k/v3/", "internalURL": "http://k-int/v3/"}]}, {"type": "compute", "endpoints": [{"adminURL": "http://n\u00e9"}]}]"#
         );
+        // `X-Service-Catalog` is the JSON's own buffer, held once (issue 16).
+        let c = id.catalog.as_ref().unwrap();
+        let header = c.header.as_ref().unwrap();
+        assert_eq!(header.as_bytes(), c.json.as_bytes());
+        assert_eq!(header.as_bytes().as_ptr(), c.json.as_ptr());
     }
 
     #[test]
