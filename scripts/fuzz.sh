@@ -9,6 +9,10 @@
 # (not versioned); fuzz/seeds/<target> (versioned) holds real Keystone
 # payloads of every kind and the spec's test vectors to start from.
 # A crash leaves its input in fuzz/artifacts/<target>/ and fails this script.
+# Before a release, run `scripts/fuzz.sh 120` (every target 120 s: latent
+# findings CI's 5 s would meet later). The build is bounded by 40 min; a cold
+# one (every dependency again, with sanitizers) on cores shared with other
+# builds can take longer: run again, what was built is kept.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/fuzz"
