@@ -217,7 +217,7 @@ async fn accept_loop(
                         req.extensions_mut().insert(c.clone());
                     }
                     let busy = activity.begin();
-                    let handled = front.clone().handle(req);
+                    let handled = front.handle(req);
                     let budget = requests.clone();
                     async move {
                         let permit = match budget {

@@ -2,7 +2,12 @@
 //! endpoints (HTTP, and Envoy's gRPC services), then the proxy
 //! ([`AuthTokenLayer`] around [`Proxy`]), else 404.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -10,6 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_layer::Layer;
+use tower_service::Service;
 
 use super::ServerError;
 use crate::{
@@ -106,6 +112,38 @@ pub(super) struct Front {
 /// A forward-auth answer: an HTTP one, or a gRPC one (with trailers).
 type AuthBody = Either<Full<Bytes>, tonic::body::Body>;
 type FrontBody = Either<AuthBody, ProxyResponseBody>;
+type Answer = Result<Response<FrontBody>, Infallible>;
+
+/// The future of one request through a [`Front`]. Small on purpose (two
+/// words and a tag): hyper moves a connection's request future as it
+/// stores and polls it, and a future holding every door's state inline was
+/// several KB, moved on every request (issue 16). The proxy's future is the
+/// one its layer already boxed; the other doors are boxed here.
+pub(super) enum Handled {
+    /// The proxy (the sidecar's hot path): no allocation of its own.
+    Proxy(<ProxyService as Service<Request<Incoming>>>::Future),
+    /// Forward-auth, gRPC, the webhook: boxed.
+    Boxed(Pin<Box<dyn Future<Output = Answer> + Send>>),
+    /// An answer of the front itself (431, 404), made when polled.
+    Fixed(StatusCode, &'static [u8]),
+}
+
+impl Future for Handled {
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.get_mut() {
+            Handled::Proxy(f) => f.as_mut().poll(cx).map_ok(|r| r.map(Either::Right)),
+            Handled::Boxed(f) => f.as_mut().poll(cx),
+            Handled::Fixed(status, body) => {
+                let body = Full::new(Bytes::from_static(body));
+                let mut r = Response::new(Either::Left(Either::Left(body)));
+                *r.status_mut() = *status;
+                Poll::Ready(Ok(r))
+            }
+        }
+    }
+}
 
 impl Front {
     /// The front of the `[kubernetes]` listener: the webhook alone.
@@ -119,44 +157,55 @@ impl Front {
         }
     }
 
-    pub(super) async fn handle(
-        self,
-        req: Request<Incoming>,
-    ) -> Result<Response<FrontBody>, Infallible> {
+    /// Routes one request: too many headers (431), the webhook, the gRPC
+    /// services, the forward-auth endpoints, the proxy, else 404.
+    pub(super) fn handle(&self, req: Request<Incoming>) -> Handled {
         if req.headers().len() > self.max_headers {
-            let mut r = Response::new(Full::new(Bytes::from_static(
+            return Handled::Fixed(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 b"request header fields too large\n",
-            )));
-            *r.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            return Ok(r.map(|b| Either::Left(Either::Left(b))));
+            );
         }
-        if let Some(kube) = self.kube {
-            let r = kube.handle(req).await;
-            return Ok(r.map(|b| Either::Left(Either::Left(b))));
+        if let Some(kube) = &self.kube {
+            let kube = kube.clone();
+            return Handled::Boxed(Box::pin(async move {
+                Ok(kube.handle(req).await.map(|b| Either::Left(Either::Left(b))))
+            }));
         }
-        if let Some(grpc) = self.grpc {
+        if let Some(grpc) = &self.grpc {
             if grpc.handles(&req) {
-                return grpc
-                    .oneshot(req)
-                    .await
-                    .map(|r| r.map(|b| Either::Left(Either::Right(b))));
+                let grpc = grpc.clone();
+                return Handled::Boxed(Box::pin(async move {
+                    grpc.oneshot(req)
+                        .await
+                        .map(|r| r.map(|b| Either::Left(Either::Right(b))))
+                }));
             }
         }
-        if let Some(fa) = self.forward_auth {
+        if let Some(fa) = &self.forward_auth {
             if fa.handles(req.uri().path()) {
-                return fa
-                    .oneshot(req)
-                    .await
-                    .map(|r| r.map(|b| Either::Left(Either::Left(b))));
+                let fa = fa.clone();
+                return Handled::Boxed(Box::pin(async move {
+                    fa.oneshot(req)
+                        .await
+                        .map(|r| r.map(|b| Either::Left(Either::Left(b))))
+                }));
             }
         }
-        match self.proxy {
-            Some(p) => p.oneshot(req).await.map(|r| r.map(Either::Right)),
-            None => {
-                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                *r.status_mut() = StatusCode::NOT_FOUND;
-                Ok(r.map(|b| Either::Left(Either::Left(b))))
+        match &self.proxy {
+            Some(p) => {
+                let mut p = p.clone();
+                // The proxy is always ready (it has no backpressure of its
+                // own); should that change, wait for it as `oneshot` does.
+                match p.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(Ok(())) => Handled::Proxy(p.call(req)),
+                    Poll::Ready(Err(never)) => match never {},
+                    Poll::Pending => Handled::Boxed(Box::pin(async move {
+                        p.oneshot(req).await.map(|r| r.map(Either::Right))
+                    })),
+                }
             }
+            None => Handled::Fixed(StatusCode::NOT_FOUND, b"not found\n"),
         }
     }
 }
