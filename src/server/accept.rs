@@ -141,12 +141,18 @@ fn http(settings: &proxy::Settings) -> auto::Builder<TokioExecutor> {
     // Limits answered with 431 (HTTP/1.1) or a stream reset (HTTP/2).
     // hyper's header_read_timeout also runs while an HTTP/1.1 connection
     // waits for its next request, so it bounds idle keep-alive as well.
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .max_headers(settings.max_headers)
         .max_buf_size(settings.max_header_bytes);
+    // hyper's own limit is 100, parsed into an array on the stack; any
+    // value set, even 100, makes it set up a 100-entry buffer for every
+    // request head (about 1,700 instructions a request, issue 16). The
+    // limit and its 431 are the same either way.
+    if settings.max_headers != HYPER_MAX_HEADERS {
+        http1.max_headers(settings.max_headers);
+    }
     // Rapid reset (CVE-2023-44487): a client resetting more than 20
     // streams before they are served, or provoking more than 1024 stream
     // errors, gets GOAWAY and the connection closes.
@@ -161,6 +167,9 @@ fn http(settings: &proxy::Settings) -> auto::Builder<TokioExecutor> {
         .max_local_error_reset_streams(1024);
     builder
 }
+
+/// The most request headers hyper's HTTP/1.1 server takes when not told.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// The connection limits every client connection is served with.
 struct Limits {

@@ -485,6 +485,50 @@ async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstr
     assert_eq!(crate::local::validate_calls(&sg).await, 1.0);
 }
 
+/// The default `max_headers` (100) is hyper's own limit, which stonegate
+/// then leaves unset (issue 16: setting it costs every request head a
+/// buffer): a head of exactly 100 headers is served, one of 101 is a 431
+/// that reaches neither the upstream nor Keystone.
+#[tokio::test]
+async fn the_default_limit_of_100_headers_holds_over_http1() {
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let send = |headers: usize| {
+        let addr = sg.listen;
+        let token = token.clone();
+        async move {
+            // Host, X-Auth-Token and Connection, then fillers up to `headers`.
+            let filler: String = (3..headers).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+            let req = format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{filler}Connection: close\r\n\r\n"
+            );
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+            )
+            .await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let at_limit = send(100).await;
+    assert!(at_limit.starts_with("HTTP/1.1 200"), "{at_limit:.80}");
+    let over = send(101).await;
+    assert!(over.starts_with("HTTP/1.1 431"), "{over:.80}");
+    assert_eq!(up.hits(), 1, "the head over the limit reached the upstream");
+    assert_eq!(crate::local::validate_calls(&sg).await, 1.0);
+}
+
 #[tokio::test]
 async fn the_start_line_names_the_bound_addresses_when_the_ports_are_zero() {
     let ks = Keystone::from_env();
