@@ -169,7 +169,10 @@ impl Front {
         if let Some(kube) = &self.kube {
             let kube = kube.clone();
             return Handled::Boxed(Box::pin(async move {
-                Ok(kube.handle(req).await.map(|b| Either::Left(Either::Left(b))))
+                Ok(kube
+                    .handle(req)
+                    .await
+                    .map(|b| Either::Left(Either::Left(b))))
             }));
         }
         if let Some(grpc) = &self.grpc {

@@ -504,7 +504,9 @@ async fn the_default_limit_of_100_headers_holds_over_http1() {
         let token = token.clone();
         async move {
             // Host, X-Auth-Token and Connection, then fillers up to `headers`.
-            let filler: String = (3..headers).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
+            let filler: String = (3..headers)
+                .map(|i| format!("X-Filler-{i}: x\r\n"))
+                .collect();
             let req = format!(
                 "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{filler}Connection: close\r\n\r\n"
             );
