@@ -3,8 +3,9 @@
 //! rendered header blocks. A cache of 300,000 tokens
 //! of one project holds that project's name once, not 300,000 times.
 //!
-//! The pool is taken only where an identity is built (a cache miss), never on
-//! a cache hit. It keeps a value while some identity holds it: when it has
+//! The pool is taken only where an identity is built (a cache miss) and where
+//! its header block is first rendered (once per identity, on the first
+//! request that forwards it), never on later hits. It keeps a value while some identity holds it: when it has
 //! doubled since the last sweep, values nothing else holds any more are
 //! dropped, so it is bounded by what the live identities share.
 
