@@ -444,6 +444,25 @@ async fn client_disconnect_cancels_the_upstream_request() {
     }
 }
 
+/// Sends one HTTP/1.1 GET head, written by hand (Host, the token, `extra`
+/// header lines, `Connection: close`), and returns the whole answer.
+async fn raw_head(addr: std::net::SocketAddr, token: &str, extra: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{extra}Connection: close\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstream() {
     let ks = Keystone::from_env();
@@ -456,31 +475,17 @@ async fn too_many_or_too_large_headers_get_431_and_never_reach_keystone_or_upstr
         .start()
         .await;
     let token = ks.demo_token().await;
-    let raw = |extra: String| {
-        let addr = sg.listen;
-        let token = token.clone();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{extra}Connection: close\r\n\r\n"
-            );
-            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-                .await
-                .unwrap();
-            let mut answer = Vec::new();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
-            )
-            .await;
-            String::from_utf8_lossy(&answer).into_owned()
-        }
-    };
     let many: String = (0..40).map(|i| format!("X-Filler-{i}: x\r\n")).collect();
-    assert!(raw(many).await.starts_with("HTTP/1.1 431"));
+    assert!(raw_head(sg.listen, &token, &many)
+        .await
+        .starts_with("HTTP/1.1 431"));
     let large = format!("X-Large: {}\r\n", "a".repeat(20_000));
-    assert!(raw(large).await.starts_with("HTTP/1.1 431"));
-    assert!(raw(String::new()).await.starts_with("HTTP/1.1 200"));
+    assert!(raw_head(sg.listen, &token, &large)
+        .await
+        .starts_with("HTTP/1.1 431"));
+    assert!(raw_head(sg.listen, &token, "")
+        .await
+        .starts_with("HTTP/1.1 200"));
     assert_eq!(up.hits(), 1);
     assert_eq!(crate::local::validate_calls(&sg).await, 1.0);
 }
@@ -501,29 +506,13 @@ async fn the_default_limit_of_100_headers_holds_over_http1() {
         .start()
         .await;
     let token = ks.demo_token().await;
+    // Host, X-Auth-Token and Connection, then fillers up to `headers`.
     let send = |headers: usize| {
-        let addr = sg.listen;
-        let token = token.clone();
-        async move {
-            // Host, X-Auth-Token and Connection, then fillers up to `headers`.
-            let filler: String = (3..headers)
-                .map(|i| format!("X-Filler-{i}: x\r\n"))
-                .collect();
-            let req = format!(
-                "GET / HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n{filler}Connection: close\r\n\r\n"
-            );
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
-                .await
-                .unwrap();
-            let mut answer = Vec::new();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer),
-            )
-            .await;
-            String::from_utf8_lossy(&answer).into_owned()
-        }
+        let filler: String = (3..headers)
+            .map(|i| format!("X-Filler-{i}: x\r\n"))
+            .collect();
+        let (addr, token) = (sg.listen, token.clone());
+        async move { raw_head(addr, &token, &filler).await }
     };
     let over = send(101).await;
     assert!(over.starts_with("HTTP/1.1 431"), "{over:.80}");
