@@ -318,12 +318,20 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let workers = match WorkerThreads::start(settings.proxy.worker_threads()) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("cannot start the worker threads: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let reload = || sources.build(&env);
             let served = runtime.block_on(async {
                 let listeners = stonegate::server::Listeners::bind(&settings.proxy).await?;
                 stonegate::server::run_registered(
                     settings,
                     listeners,
+                    workers.serving(),
                     shutdown_signal(),
                     reload,
                     registry,
@@ -331,6 +339,8 @@ fn main() -> ExitCode {
                 )
                 .await
             });
+            // The drain is over: what is left on the workers closes here.
+            workers.stop();
             match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -630,9 +640,6 @@ fn keys_check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Logs go to stderr through a non-blocking writer (a background thread), so
-/// a slow terminal or pipe never stalls request handling; lines are dropped,
-/// not queued without bound, if the writer falls far behind.
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, as nginx's
 /// `worker_rlimit_nofile` and Go's runtime do: the soft default (often 1024)
 /// dates from `select()`, which stonegate does not use, and would cap
@@ -663,8 +670,11 @@ fn raise_descriptor_limit() {
     }
 }
 
-/// The process's subscriber: log lines on stderr (a writer thread), and
-/// with `[tracing] otlp_endpoint` the span export layer. Without it no layer
+/// The process's subscriber: log lines on stderr, and with `[tracing]
+/// otlp_endpoint` the span export layer. Logs go through a non-blocking
+/// writer (a background thread), so a slow terminal or pipe never stalls
+/// request handling; lines are dropped, not queued without bound, if the
+/// writer falls far behind. Without it no layer
 /// wants stonegate's spans, so they are never made.
 fn init_logging(
     json: bool,
@@ -704,6 +714,54 @@ fn init_logging(
     };
     tracing_subscriber::registry().with(fmt).with(otel).init();
     Ok((guard, trace_guard))
+}
+
+/// The threads client connections are served on (`[proxy] worker_threads`),
+/// each running a single-threaded runtime, so a connection, its requests and
+/// its upstream connections stay on one thread. The main runtime keeps the
+/// accept loops, the admin listener and the background tasks.
+struct WorkerThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl WorkerThreads {
+    fn start(n: usize) -> std::io::Result<Self> {
+        let mut workers = Self {
+            handles: Vec::with_capacity(n),
+            stops: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            workers.stops.push(stop);
+            let thread = std::thread::Builder::new()
+                .name(format!("stonegate-worker-{i}"))
+                .spawn(move || {
+                    let _ = runtime.block_on(stopped);
+                    // Dropping the runtime closes the connections left.
+                })?;
+            workers.threads.push(thread);
+        }
+        Ok(workers)
+    }
+
+    fn serving(&self) -> stonegate::server::Workers {
+        stonegate::server::Workers::new(self.handles.iter().cloned())
+    }
+
+    /// Stops every worker and waits for its thread to end.
+    fn stop(self) {
+        drop(self.stops);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
 }
 
 async fn shutdown_signal() {

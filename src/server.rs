@@ -16,6 +16,9 @@ mod connection;
 mod front;
 pub mod otlp;
 mod reload;
+mod workers;
+
+pub use workers::Workers;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -80,7 +83,8 @@ impl Listeners {
 }
 
 /// Runs stonegate on `listeners` until `shutdown` completes, then drains
-/// in-flight requests for at most `shutdown_grace_period`.
+/// in-flight requests for at most `shutdown_grace_period`. Client
+/// connections are served on the calling runtime.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
@@ -89,15 +93,25 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry)?;
-    run_registered(settings, listeners, shutdown, reload, registry, metrics).await
+    run_registered(
+        settings,
+        listeners,
+        Workers::default(),
+        shutdown,
+        reload,
+        registry,
+        metrics,
+    )
+    .await
 }
 
 /// [`run`] with metrics the caller registered in `registry` (served on
 /// `/metrics`): the binary's span exporter counts into them before the
-/// server starts.
+/// server starts; client connections are served on `workers`.
 pub async fn run_registered(
     settings: Settings,
     listeners: Listeners,
+    workers: Workers,
     shutdown: impl Future<Output = ()>,
     reload: impl Fn() -> Result<Settings, crate::config::Error>,
     registry: Registry,
@@ -147,6 +161,7 @@ pub async fn run_registered(
         kubernetes = ?kube.as_ref().map(|k| bound(&k.0)),
         upstream = ?settings.proxy.upstream.as_ref().map(ToString::to_string),
         forward_auth_endpoints = settings.forward_auth.len(),
+        worker_threads = workers.len(),
         "stonegate started"
     );
 
@@ -170,6 +185,7 @@ pub async fn run_registered(
                 front::Front::kubernetes(webhook, settings.proxy.max_headers),
             )
         }),
+        &workers,
     );
     let generation = reload::until_shutdown(
         shutdown,

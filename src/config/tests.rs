@@ -496,3 +496,22 @@ fn tls_client_certificates_are_checked_with_their_keys() {
     let err = tls(&format!("{ca}\nclient_auth = \"on\"")).unwrap_err();
     assert!(err.to_string().contains("client_auth"), "{err}");
 }
+
+#[test]
+fn worker_threads_default_to_one_per_core_and_zero_is_named() {
+    let with = |v: &str| {
+        File::parse(&format!("{MINIMAL}\n[proxy]\n{v}\n"))
+            .unwrap()
+            .build(&no_env)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(with("").unwrap().proxy.worker_threads(), cores);
+    assert_eq!(
+        with("worker_threads = 3").unwrap().proxy.worker_threads(),
+        3
+    );
+    assert_eq!(
+        problem_keys(with("worker_threads = 0")),
+        vec!["proxy.worker_threads"]
+    );
+}

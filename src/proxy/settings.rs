@@ -82,6 +82,11 @@ pub struct Section {
     /// descriptor limit allows fewer (without a warning: only a value set
     /// here that the limit cannot honour is warned about).
     pub max_connections: Option<usize>,
+    /// Threads serving client connections (`stonegate serve`), each with
+    /// its own runtime and its own upstream connections: a connection, its
+    /// requests and the upstream connections they use stay on one thread.
+    /// Unset: one per available core.
+    pub worker_threads: Option<usize>,
     /// CA bundle for an https upstream (system roots when unset).
     pub cafile: Option<String>,
     /// Client certificate for mutual TLS to the upstream.
@@ -113,6 +118,7 @@ impl Default for Section {
             http2_keep_alive_timeout: 20,
             http2_max_concurrent_streams: 100,
             max_connections: None,
+            worker_threads: None,
             cafile: None,
             certfile: None,
             keyfile: None,
@@ -164,6 +170,9 @@ pub struct Settings {
     /// Most client connections per listener (before the descriptor limit);
     /// `None`: not configured, [`DEFAULT_MAX_CONNECTIONS`] at most.
     pub max_connections: Option<usize>,
+    /// Threads serving client connections (`stonegate serve`); `None`: one
+    /// per available core ([`Settings::worker_threads`]).
+    pub worker_threads: Option<usize>,
     /// Emit JSON log lines.
     pub log_json: bool,
     /// Listener certificate and key (PEM paths), when serving TLS.
@@ -172,6 +181,15 @@ pub struct Settings {
     pub upstream_tls: crate::tls::ClientTls,
     /// Allowed upgrades and the bounds of their tunnels.
     pub upgrades: super::upgrade::Settings,
+}
+
+impl Settings {
+    /// The threads `stonegate serve` serves client connections on:
+    /// `worker_threads`, or one per available core.
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+    }
 }
 
 /// The file's top-level keys that name the listeners and the upstream.
@@ -255,6 +273,13 @@ impl Section {
                 "must be at least 1 (the default, 10000, suits most deployments)",
             );
         }
+        if self.worker_threads == Some(0) {
+            problem(
+                p,
+                "proxy.worker_threads",
+                "must be at least 1; leave it unset for one thread per available core",
+            );
+        }
         if self.max_headers < 16 {
             problem(p, "proxy.max_headers", "must be at least 16");
         }
@@ -312,6 +337,7 @@ impl Section {
             http2_keep_alive_timeout: Duration::from_secs(self.http2_keep_alive_timeout),
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             max_connections: self.max_connections,
+            worker_threads: self.worker_threads,
             log_json,
             tls: tls.cloned(),
             upstream_tls: crate::tls::ClientTls {

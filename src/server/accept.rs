@@ -16,7 +16,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{connection, front::Front};
+use super::{connection, front::Front, Workers};
 use crate::{
     connection::ConnectionInfo,
     oauth2::{ConnectionCertificate, Thumbprint},
@@ -35,12 +35,14 @@ pub(super) struct Accepting {
 
 /// Starts the accept loops: the proxy listener serving `front`, the
 /// forward-auth listener with its front, both with TLS when `acceptor` is
-/// set (`[tls]`), and the kube-apiserver webhook's listener (TLS always).
+/// set (`[tls]`), and the kube-apiserver webhook's listener (TLS always);
+/// every connection is served on one of `workers`.
 pub(super) fn start(
     settings: &proxy::Settings,
     (listener, acceptor, front): (TcpListener, Option<Arc<ListenerTls>>, Front),
     auth: Option<(TcpListener, Front)>,
     kube: Option<(TcpListener, Arc<ListenerTls>, Front)>,
+    workers: &Workers,
 ) -> Accepting {
     let mut listeners = vec![("listen", listener, acceptor.clone(), front)];
     if let Some((l, front)) = auth {
@@ -67,6 +69,7 @@ pub(super) fn start(
             front,
             builder.clone(),
             limits.clone(),
+            workers.clone(),
             stop_rx.clone(),
         )));
     }
@@ -197,6 +200,7 @@ async fn accept_loop(
     front: Front,
     builder: auto::Builder<TokioExecutor>,
     limits: Arc<Limits>,
+    workers: Workers,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -212,8 +216,43 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let tls = l.acceptor.is_some();
-        let front = front.clone();
+        let connection = Connection {
+            peer,
+            front: front.clone(),
+            builder: builder.clone(),
+            acceptor: l.acceptor.clone(),
+            limits: limits.clone(),
+            stop: stop.clone(),
+        };
+        workers.spawn(stream, move |stream| async move {
+            let _slot = slot;
+            connection.serve(stream).await;
+        });
+    }
+}
+
+/// One accepted client connection and what it is served with.
+struct Connection {
+    peer: std::net::SocketAddr,
+    front: Front,
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: Option<Arc<ListenerTls>>,
+    limits: Arc<Limits>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves the connection until it ends (TLS first, with `[tls]`).
+    async fn serve(self, stream: tokio::net::TcpStream) {
+        let Self {
+            peer,
+            front,
+            builder,
+            acceptor,
+            limits,
+            stop,
+        } = self;
+        let tls = acceptor.is_some();
         let activity = connection::Activity::new();
         // `certificate`: the client certificate the handshake verified.
         let service = {
@@ -239,26 +278,17 @@ async fn accept_loop(
                 })
             }
         };
-        let builder = builder.clone();
-        let acceptor = l.acceptor.clone();
-        let limits = limits.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let result = match acceptor {
-                None => {
-                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(io), service(None));
-                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
-                }
-                Some(acceptor) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(acceptor.config());
-                    let stream = match tokio::time::timeout(
-                        limits.first_byte_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
+        let result = match acceptor {
+            None => {
+                let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(None));
+                connection::drive(conn, &activity, limits.idle_timeout, stop).await
+            }
+            Some(acceptor) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(acceptor.config());
+                let stream =
+                    match tokio::time::timeout(limits.first_byte_timeout, acceptor.accept(stream))
+                        .await
                     {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
@@ -267,22 +297,21 @@ async fn accept_loop(
                         }
                         Err(_) => return,
                     };
-                    // Its thumbprint, once per connection.
-                    let certificate = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|leaf| ConnectionCertificate(Thumbprint::of_der(leaf)));
-                    let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(io), service(certificate));
-                    connection::drive(conn, &activity, limits.idle_timeout, stop).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+                // Its thumbprint, once per connection.
+                let certificate = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| ConnectionCertificate(Thumbprint::of_der(leaf)));
+                let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                let conn =
+                    builder.serve_connection_with_upgrades(TokioIo::new(io), service(certificate));
+                connection::drive(conn, &activity, limits.idle_timeout, stop).await
             }
-        });
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
 }

@@ -105,7 +105,12 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
             o.header_read_timeout,
             o.max_headers,
             o.max_header_bytes,
-            (o.first_byte_timeout, o.idle_timeout, o.max_connections),
+            (
+                o.first_byte_timeout,
+                o.idle_timeout,
+                o.max_connections,
+                o.worker_threads,
+            ),
             (
                 o.http2_keep_alive_interval,
                 o.http2_keep_alive_timeout,
@@ -117,7 +122,12 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
             n.header_read_timeout,
             n.max_headers,
             n.max_header_bytes,
-            (n.first_byte_timeout, n.idle_timeout, n.max_connections),
+            (
+                n.first_byte_timeout,
+                n.idle_timeout,
+                n.max_connections,
+                n.worker_threads,
+            ),
             (
                 n.http2_keep_alive_interval,
                 n.http2_keep_alive_timeout,
