@@ -743,7 +743,12 @@ impl WorkerThreads {
             let thread = std::thread::Builder::new()
                 .name(format!("stonegate-worker-{i}"))
                 .spawn(move || {
-                    let _ = runtime.block_on(stopped);
+                    runtime.block_on(async {
+                        tokio::select! {
+                            _ = stopped => {}
+                            () = stonegate::server::timer_heartbeat() => {}
+                        }
+                    });
                     // Dropping the runtime closes the connections left.
                 })?;
             workers.threads.push(thread);

@@ -50,9 +50,18 @@ const MAX_TRACESTATE: usize = 512;
 /// How many request ids one buffer of [`IDS`] holds (4 KB).
 const IDS_PER_BUFFER: usize = 100;
 
+/// Bytes of the OS's generator one [`RANDOM`] refill draws: the next 64
+/// UUIDs of the thread, for one `getrandom` call (a call per request was
+/// 1 of the 8 system calls of a forwarded request; issue 16).
+const RANDOM_BUFFER: usize = 16 * 64;
+
 thread_local! {
     /// Where this thread's next request ids are written ([`RequestId::generate`]).
     static IDS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    /// This thread's next random UUID bytes, drawn from the OS's generator
+    /// [`RANDOM_BUFFER`] at a time, and how many of them are used.
+    static RANDOM: std::cell::RefCell<([u8; RANDOM_BUFFER], usize)> =
+        const { std::cell::RefCell::new(([0; RANDOM_BUFFER], RANDOM_BUFFER)) };
 }
 
 /// One request's id (`req-<uuid4>`): cheap to clone (the bytes are shared),
@@ -119,19 +128,31 @@ impl RequestId {
 
 /// A random (version 4) UUID, lower-case and hyphenated, from the OS's
 /// generator: request ids, and the ids of audit events and notifications.
+/// The bytes are drawn [`RANDOM_BUFFER`] at a time per thread, each used
+/// once: the ids are unique and unguessable, not secret (an id is on every
+/// response), so holding the next ones in memory gives nothing away.
 pub fn uuid4() -> [u8; 36] {
     let mut b = [0u8; 16];
-    if getrandom::getrandom(&mut b).is_err() {
-        // The id is no secret, only unique: without the OS generator
-        // (never seen on Linux), the time and a process counter.
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        b[..8].copy_from_slice(&(t as u64).to_be_bytes());
-        b[8..].copy_from_slice(&n.to_be_bytes());
-    }
+    RANDOM.with_borrow_mut(|(buf, used)| {
+        if *used + b.len() > buf.len() {
+            if getrandom::getrandom(buf).is_err() {
+                // The id is no secret, only unique: without the OS
+                // generator (never seen on Linux), the time and a process
+                // counter, for this id only.
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                b[..8].copy_from_slice(&(t as u64).to_be_bytes());
+                b[8..].copy_from_slice(&n.to_be_bytes());
+                return;
+            }
+            *used = 0;
+        }
+        b.copy_from_slice(&buf[*used..*used + 16]);
+        *used += 16;
+    });
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -352,10 +373,16 @@ mod tests {
 
     #[test]
     fn ids_cut_from_one_buffer_stay_distinct_and_whole() {
-        // More ids than a buffer holds: ids from an old buffer outlive it.
-        let ids: Vec<RequestId> = (0..IDS_PER_BUFFER * 2 + 7)
-            .map(|_| RequestId::generate())
-            .collect();
+        // More ids than a buffer holds: ids from an old buffer outlive it;
+        // and more than one draw of random bytes makes, on two threads.
+        let count = IDS_PER_BUFFER.max(RANDOM_BUFFER / 16) * 2 + 7;
+        let other = std::thread::spawn(move || {
+            (0..count)
+                .map(|_| RequestId::generate())
+                .collect::<Vec<_>>()
+        });
+        let mut ids: Vec<RequestId> = (0..count).map(|_| RequestId::generate()).collect();
+        ids.extend(other.join().unwrap());
         let mut seen = std::collections::HashSet::new();
         for id in &ids {
             assert!(is_well_formed(id.as_str().as_bytes()), "{id}");

@@ -18,7 +18,7 @@ pub mod otlp;
 mod reload;
 mod workers;
 
-pub use workers::Workers;
+pub use workers::{timer_heartbeat, Workers};
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
