@@ -41,6 +41,7 @@
 # BENCH_THREADS (2), BENCH_PROFILE (release | debug, for trying the script out),
 # BENCH_CASES (the load cases to run, e.g. "g c h_cache"; default all),
 # BENCH_KMW (1), BENCH_COLD (1), BENCH_MEM (1), BENCH_CALLGRIND (1): 0 skips that part,
+# BENCH_SYSCALLS (1): 0 skips the system-call counts (strace -c, installed by apt if missing),
 # BENCH_CALLGRIND_REQUESTS (2000), BENCH_CALLGRIND_WARMUP (200),
 # BENCH_MICRO (1), BENCH_MEM_ENTRIES (1000000), BENCH_COLD_REQUESTS (1000),
 # KEEP_KEYSTONE=1 (leave a Keystone it started running), BENCH_KEYSTONE_PORT (35358),
@@ -79,6 +80,7 @@ MEM="${BENCH_MEM:-1}"
 CALLGRIND="${BENCH_CALLGRIND:-1}"
 CG_REQUESTS="${BENCH_CALLGRIND_REQUESTS:-2000}"
 CG_WARMUP="${BENCH_CALLGRIND_WARMUP:-200}"
+SYSCALLS="${BENCH_SYSCALLS:-1}"
 OUT="$ROOT/target/bench"
 RAW="$OUT/raw"
 BENCH_DIR="$ROOT/scripts/bench"
@@ -106,6 +108,7 @@ apt_need /usr/sbin/nginx nginx
 NGINX=/usr/sbin/nginx
 [[ -x $NGINX ]] || NGINX=$(command -v nginx)
 [[ "$CALLGRIND" != 1 ]] || apt_need valgrind valgrind
+[[ "$SYSCALLS" != 1 ]] || apt_need strace strace
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stonegate-bench.XXXXXX")
 chmod 700 "$WORK"
@@ -534,6 +537,44 @@ if [[ "$CALLGRIND" == 1 ]]; then
   sed 's/^/  /' "$RAW/callgrind.txt" >&2
 fi
 
+# ------------------------------------------------------------ system calls per request
+# Also deterministic: strace -c -f counts the system calls of the server's
+# threads while keepalive_client sends SC_REQUESTS requests on one keep-alive
+# connection after a warm-up; stonegate (case c) beside nginx's hop (case g,
+# its two workers; fewer requests than nginx's keepalive_requests of 1000).
+SC_REQUESTS=900
+# sc_run NAME PORT TOKEN_FILE|- PID...
+sc_run() {
+  local name="$1" port="$2" tokf="$3" token="" p spids=() files=() n
+  shift 3
+  [[ "$tokf" != - ]] && token=$(cat "$tokf")
+  BENCH_TOKEN="$token" timeout 120 "$BIN/keepalive_client" "127.0.0.1:$port" "$PATH_Q" 50 >/dev/null \
+    || die "strace warm-up of $name: not every answer was 200"
+  for p in "$@"; do
+    strace -c -f -p "$p" -o "$RAW/strace-$name.$p" 2>/dev/null &
+    spids+=("$!"); files+=("$RAW/strace-$name.$p")
+  done
+  sleep 1
+  BENCH_TOKEN="$token" timeout 300 "$BIN/keepalive_client" "127.0.0.1:$port" "$PATH_Q" "$SC_REQUESTS" >/dev/null \
+    || die "strace run of $name: not every answer was 200"
+  sleep 0.5
+  kill -INT "${spids[@]}" 2>/dev/null || true
+  wait "${spids[@]}" 2>/dev/null || true
+  n=$(awk '$NF == "total" {s += $4} END {print s + 0}' "${files[@]}")
+  awk -v n="$n" -v r="$SC_REQUESTS" -v k="$name" \
+    'BEGIN{printf "%s_syscalls_per_request=%.2f\n", k, n / r}' >>"$RAW/syscalls.txt"
+  cat "${files[@]}" >"$RAW/strace-$name.txt"; rm -f "${files[@]}"
+}
+if [[ "$SYSCALLS" == 1 ]]; then
+  log "system calls per request (strace -c): $SC_REQUESTS requests, one keep-alive connection"
+  : >"$RAW/syscalls.txt"
+  # shellcheck disable=SC2046  # one pid per word
+  sc_run stonegate "$SG_PORT" "$WORK/token-valid" "$SG_PID"
+  # shellcheck disable=SC2046
+  sc_run nginx "$NG_PORT" - $(pgrep -P "$NG_PID")
+  sed 's/^/  /' "$RAW/syscalls.txt" >&2
+fi
+
 # Everything below runs without the servers.
 for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$NG_PID" "$BARE_PID" "$UP_PID"; do stop "$p"; done
 
@@ -555,7 +596,7 @@ fi
 
 # ------------------------------------------------------------ report
 CMD_LINE="scripts/bench.sh"
-for v in BENCH_CASES BENCH_KMW BENCH_COLD BENCH_MEM BENCH_CALLGRIND BENCH_MICRO BENCH_ROUNDS BENCH_DURATION; do
+for v in BENCH_CASES BENCH_KMW BENCH_COLD BENCH_MEM BENCH_CALLGRIND BENCH_SYSCALLS BENCH_MICRO BENCH_ROUNDS BENCH_DURATION; do
   if [[ -n "${!v:-}" ]]; then CMD_LINE="$v='${!v}' $CMD_LINE"; fi
 done
 python3 - "$RAW/env.json" <<EOF

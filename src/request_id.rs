@@ -128,7 +128,7 @@ impl RequestId {
 
 /// A random (version 4) UUID, lower-case and hyphenated, from the OS's
 /// generator: request ids, and the ids of audit events and notifications.
-/// The bytes are drawn [`RANDOM_BUFFER`] at a time per thread, each used
+/// The bytes are drawn 1 KB (64 UUIDs) at a time per thread, each used
 /// once: the ids are unique and unguessable, not secret (an id is on every
 /// response), so holding the next ones in memory gives nothing away.
 pub fn uuid4() -> [u8; 36] {

@@ -174,6 +174,9 @@ pub async fn run_registered(
         }),
     ));
     let webhook = kube.as_ref().map(|k| k.2.clone());
+    // Connections served on this runtime: its timers get the workers'
+    // heartbeat too ([`timer_heartbeat`]).
+    let heartbeat = workers.is_empty().then(|| tokio::spawn(timer_heartbeat()));
     let accepting = accept::start(
         &settings.proxy,
         (listeners.proxy, listener_tls, front),
@@ -202,7 +205,7 @@ pub async fn run_registered(
     .await;
     accepting.drain(settings.proxy.shutdown_grace_period).await;
     admin_task.abort();
-    for task in watchers {
+    for task in heartbeat.into_iter().chain(watchers) {
         task.abort();
     }
     drop(generation);

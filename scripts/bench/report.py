@@ -176,6 +176,12 @@ if cgt:
         ba = cgt.get("bare_proxy_allocations_per_request")
         extra = f"; bare proxy {ba}" if ba else ""
         w(f"| allocations per request (calls to malloc & co. in the same window{extra}) | {sa} | little |")
+sct = kv(os.path.join(RAW, "syscalls.txt"))
+if sct.get("stonegate_syscalls_per_request"):
+    ng = sct.get("nginx_syscalls_per_request")
+    extra = f"; nginx hop {ng}" if ng else ""
+    w(f"| system calls per request, stonegate, cached token (strace -c{extra}) | "
+      f"{sct['stonegate_syscalls_per_request']} | as few as nginx's |")
 w("")
 
 w("## Ratios (targets from issue 5)")

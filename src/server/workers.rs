@@ -98,7 +98,7 @@ impl Workers {
 /// (`header_read_timeout` and `response_timeout` are whole seconds, at least 1).
 const HEARTBEAT: Duration = Duration::from_millis(500);
 
-/// Never completes: keeps a timer due within [`HEARTBEAT`] on the runtime
+/// Never completes: keeps a timer due within 500 ms on the runtime
 /// it runs on. Tokio's timer writes its driver's eventfd whenever a timer
 /// is registered that is due before every timer the driver knew of when it
 /// last went to sleep, and hyper's `header_read_timeout` of the next
