@@ -117,48 +117,104 @@ impl Pattern {
     /// each named segment takes as much as it can, from the left, and `**`
     /// as little.
     pub fn captures<'s, 'p>(&'s self, path: &'p str) -> Option<Vec<(&'s str, &'p str)>> {
-        let (pieces, p) = (&self.pieces, path.as_bytes());
-        if !p.starts_with(&self.source.as_bytes()[..self.prefix]) {
-            return None;
-        }
-        let (n, w) = (pieces.len(), p.len() + 1);
-        // can[i * w + j]: pieces[i..] match p[j..].
-        let mut can = vec![false; (n + 1) * w];
-        can[n * w + p.len()] = true;
-        for i in (0..n).rev() {
-            for j in (0..=p.len()).rev() {
-                let next = |k: usize| can[(i + 1) * w + k];
-                can[i * w + j] = match &pieces[i] {
-                    Piece::Literal(c) => p.get(j) == Some(c) && next(j + 1),
-                    Piece::Anything => next(j) || (j < p.len() && can[i * w + j + 1]),
-                    Piece::Segment(_) => (j + 1..=segment_end(p, j))
-                        .take_while(|&k| k <= p.len())
-                        .any(next),
-                };
-            }
-        }
-        if !can[0] {
+        if !(path.as_bytes()).starts_with(&self.source.as_bytes()[..self.prefix]) {
             return None;
         }
         let mut out = Vec::new();
-        let mut j = 0;
-        for (i, piece) in pieces.iter().enumerate() {
-            let next = |k: usize| can[(i + 1) * w + k];
-            match piece {
-                Piece::Literal(_) => j += 1,
-                Piece::Anything => j = (j..=p.len()).find(|&k| next(k))?,
-                Piece::Segment(name) => {
-                    let ends = || (j + 1..=segment_end(p, j)).rev().filter(|&k| next(k));
-                    let k =
-                        (ends().find(|&k| path.is_char_boundary(k))).or_else(|| ends().next())?;
-                    if let (Some(name), Some(segment)) = (name, path.get(j..k)) {
+        let mut search = Search::new(&self.pieces, path, Some(&mut out));
+        search.from(self.prefix, self.prefix).then_some(out)
+    }
+}
+
+/// A depth-first match of pieces against a path, taking each choice in
+/// [`Pattern::captures`]'s order (a segment longest first, `**` shortest
+/// first) and remembering which (piece, position) states cannot match, so
+/// a state is tried at most once: linear in the path for the usual
+/// pattern, never exponential, and without the full pattern × path table
+/// that dynamic programming fills.
+struct Search<'s, 'p, 'o> {
+    pieces: &'s [Piece],
+    path: &'p str,
+    /// Where named segments go (`None`: only whether it matches).
+    out: Option<&'o mut Vec<(&'s str, &'p str)>>,
+    /// Bit `i * (len + 1) + j`: `pieces[i..]` cannot match `path[j..]`.
+    /// Allocated at the first dead end (most matches meet none).
+    dead: Vec<u64>,
+}
+
+impl<'s, 'p, 'o> Search<'s, 'p, 'o> {
+    fn new(
+        pieces: &'s [Piece],
+        path: &'p str,
+        out: Option<&'o mut Vec<(&'s str, &'p str)>>,
+    ) -> Self {
+        Self {
+            pieces,
+            path,
+            out,
+            dead: Vec::new(),
+        }
+    }
+
+    /// Whether `pieces[i..]` match `path[j..]` (recording named segments).
+    fn from(&mut self, mut i: usize, mut j: usize) -> bool {
+        let (pieces, p) = (self.pieces, self.path.as_bytes());
+        // A literal run has one way to match: no state, no recursion.
+        let piece = loop {
+            match pieces.get(i) {
+                None => return j == p.len(),
+                Some(Piece::Literal(c)) if p.get(j) == Some(c) => (i, j) = (i + 1, j + 1),
+                Some(Piece::Literal(_)) => return false,
+                Some(piece) => break piece,
+            }
+        };
+        let state = i * (p.len() + 1) + j;
+        if self
+            .dead
+            .get(state / 64)
+            .is_some_and(|w| w >> (state % 64) & 1 == 1)
+        {
+            return false;
+        }
+        let mark = self.out.as_ref().map_or(0, |o| o.len());
+        let found = match piece {
+            Piece::Segment(name) => {
+                // Non-empty, within one segment; an end on a character
+                // boundary first, so a named segment is a whole string.
+                let end = segment_end(p, j);
+                let path = self.path;
+                let ends = (j + 1..=end).rev();
+                let boundaries = ends.clone().filter(|&k| path.is_char_boundary(k));
+                let inside = ends.filter(|&k| !path.is_char_boundary(k));
+                boundaries.chain(inside).any(|k| {
+                    if let (Some(name), Some(segment), Some(out)) =
+                        (name, path.get(j..k), self.out.as_mut())
+                    {
                         out.push((&**name, segment));
                     }
-                    j = k;
-                }
+                    self.from(i + 1, k) || {
+                        self.unrecord(mark);
+                        false
+                    }
+                })
             }
+            // `**` (a literal is never here: runs are matched above).
+            _ => (j..=p.len()).any(|k| self.from(i + 1, k)),
+        };
+        if !found {
+            self.unrecord(mark);
+            if self.dead.is_empty() {
+                self.dead = vec![0; (self.pieces.len() + 1) * (p.len() + 1) / 64 + 1];
+            }
+            self.dead[state / 64] |= 1 << (state % 64);
         }
-        Some(out)
+        found
+    }
+
+    fn unrecord(&mut self, mark: usize) {
+        if let Some(out) = self.out.as_mut() {
+            out.truncate(mark);
+        }
     }
 }
 
@@ -201,49 +257,14 @@ fn compile(pattern: &str) -> Vec<Piece> {
     out
 }
 
-/// Whether `path` matches `pattern` as a whole (dynamic programming: linear in
-/// pattern × path, no backtracking blow-up).
+/// Whether `path` matches `pattern` as a whole (a memoised depth-first
+/// search: no backtracking blow-up).
 pub fn path_matches(path: &str, pattern: &str) -> bool {
     matches_pieces(&compile(pattern), path)
 }
 
 fn matches_pieces(pieces: &[Piece], path: &str) -> bool {
-    let p = path.as_bytes();
-    // ok[j]: the pieces so far can match p[..j].
-    let mut ok = vec![false; p.len() + 1];
-    ok[0] = true;
-    // Two rows, reused: no allocation per piece.
-    let mut next = vec![false; p.len() + 1];
-    for piece in pieces {
-        next.fill(false);
-        match piece {
-            Piece::Literal(c) => {
-                for (j, &byte) in p.iter().enumerate() {
-                    if ok[j] && byte == *c {
-                        next[j + 1] = true;
-                    }
-                }
-            }
-            Piece::Anything => {
-                let mut reach = false;
-                for (n, &o) in next.iter_mut().zip(&ok) {
-                    reach |= o;
-                    *n = reach;
-                }
-            }
-            Piece::Segment(_) => {
-                for (j, _) in ok.iter().enumerate().take(p.len()).filter(|(_, &o)| o) {
-                    let mut k = j;
-                    while k < p.len() && p[k] != b'/' {
-                        k += 1;
-                        next[k] = true;
-                    }
-                }
-            }
-        }
-        std::mem::swap(&mut ok, &mut next);
-    }
-    ok[p.len()]
+    Search::new(pieces, path, None).from(0, 0)
 }
 
 #[cfg(test)]
@@ -312,6 +333,107 @@ mod tests {
                 "{path} {pattern}"
             );
         }
+    }
+
+    /// The dynamic-programming matcher this module used before the
+    /// memoised search: the whole pieces × path table, then the captures
+    /// read off it left to right. The reference the search must agree with.
+    fn table_captures<'s, 'p>(
+        pieces: &'s [super::Piece],
+        path: &'p str,
+    ) -> Option<Vec<(&'s str, &'p str)>> {
+        use super::{segment_end, Piece};
+        let p = path.as_bytes();
+        let (n, w) = (pieces.len(), p.len() + 1);
+        let mut can = vec![false; (n + 1) * w];
+        can[n * w + p.len()] = true;
+        for i in (0..n).rev() {
+            for j in (0..=p.len()).rev() {
+                let next = |k: usize| can[(i + 1) * w + k];
+                can[i * w + j] = match &pieces[i] {
+                    Piece::Literal(c) => p.get(j) == Some(c) && next(j + 1),
+                    Piece::Anything => next(j) || (j < p.len() && can[i * w + j + 1]),
+                    Piece::Segment(_) => (j + 1..=segment_end(p, j)).any(next),
+                };
+            }
+        }
+        if !can[0] {
+            return None;
+        }
+        let (mut out, mut j) = (Vec::new(), 0);
+        for (i, piece) in pieces.iter().enumerate() {
+            let next = |k: usize| can[(i + 1) * w + k];
+            match piece {
+                Piece::Literal(_) => j += 1,
+                Piece::Anything => j = (j..=p.len()).find(|&k| next(k))?,
+                Piece::Segment(name) => {
+                    let ends = || (j + 1..=segment_end(p, j)).rev().filter(|&k| next(k));
+                    let k =
+                        (ends().find(|&k| path.is_char_boundary(k))).or_else(|| ends().next())?;
+                    if let (Some(name), Some(segment)) = (name, path.get(j..k)) {
+                        out.push((&**name, segment));
+                    }
+                    j = k;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn search_agrees_with_the_full_table_on_every_short_path() {
+        let patterns = [
+            "**",
+            "*",
+            "/{a}",
+            "/**",
+            "/a/**",
+            "/**/b",
+            "/**a**",
+            "/{x}/**/{y}",
+            "/{x}{y}",
+            "/{x}a{y}/**",
+            "/*/{x}",
+            "/a{x}",
+            "/{x}.b",
+            "/é{x}",
+            "/{x}é",
+            "/**/{x}/**/b",
+            "{x}/{y}/{z}",
+            "/a/b",
+            "/**{x}",
+            "{x}**",
+            "/{x}**{y}",
+        ];
+        let alphabet = ["a", "b", "/", ".", "é"];
+        let mut paths = vec![String::new()];
+        let mut last = paths.clone();
+        for _ in 0..5 {
+            last = (last.iter())
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(last.iter().cloned());
+        }
+        let mut matched = 0;
+        for pattern in patterns {
+            let compiled = super::Pattern::new(pattern);
+            for path in &paths {
+                let expected = table_captures(&compiled.pieces, path);
+                assert_eq!(compiled.captures(path), expected, "{path:?} {pattern:?}");
+                assert_eq!(
+                    compiled.matches(path),
+                    expected.is_some(),
+                    "{path:?} {pattern:?}"
+                );
+                assert_eq!(path_matches(path, pattern), expected.is_some());
+                matched += usize::from(expected.is_some());
+            }
+        }
+        // The paths exercise both outcomes for these patterns.
+        assert!(
+            matched > 1000 && matched < patterns.len() * paths.len() / 2,
+            "{matched}"
+        );
     }
 
     #[test]
