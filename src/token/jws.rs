@@ -11,7 +11,8 @@
 //! parsed. Never panics, whatever the input.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use p256::ecdsa::{signature::Verifier as _, Signature};
+use p256::ecdsa::Signature;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use serde::Deserialize;
 
 use super::{
@@ -134,8 +135,8 @@ pub fn verify(token: &str, keys: &PublicKeys, max_len: usize) -> Result<Verified
         .keys()
         .iter()
         .find(|k| {
-            k.verifying
-                .verify(parsed.signing_input, &parsed.signature)
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &k.point[..])
+                .verify(parsed.signing_input, &parsed.signature.to_bytes())
                 .is_ok()
         })
         .ok_or(JwsError::Signature)?;

@@ -43,15 +43,19 @@ pub enum PublicKeyError {
 pub struct PublicKey {
     /// The file name.
     pub name: Arc<str>,
-    pub(crate) verifying: VerifyingKey,
+    /// The key's point, uncompressed SEC1 (`04 || x || y`), validated on the
+    /// curve when it was parsed: what ring's verifier takes.
+    pub(crate) point: [u8; 65],
 }
 
 impl PublicKey {
     /// A key under a name (tests, fuzzing).
     pub fn new(name: &str, verifying: VerifyingKey) -> Self {
+        let mut point = [0; 65];
+        point.copy_from_slice(verifying.to_encoded_point(false).as_bytes());
         Self {
             name: name.into(),
-            verifying,
+            point,
         }
     }
 
