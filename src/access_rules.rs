@@ -140,6 +140,12 @@ struct Search<'s, 'p, 'o> {
     /// Bit `i * (len + 1) + j`: `pieces[i..]` cannot match `path[j..]`.
     /// Allocated at the first dead end (most matches meet none).
     dead: Vec<u64>,
+    /// Per piece: where a `**` there is known to fail from (a `**` at `j`
+    /// covers every later start, so it fails from `j` on). Allocated with
+    /// `dead`; absent means nothing known.
+    dead_from: Vec<usize>,
+    /// Calls: what the complexity test counts.
+    steps: usize,
 }
 
 impl<'s, 'p, 'o> Search<'s, 'p, 'o> {
@@ -153,11 +159,14 @@ impl<'s, 'p, 'o> Search<'s, 'p, 'o> {
             path,
             out,
             dead: Vec::new(),
+            dead_from: Vec::new(),
+            steps: 0,
         }
     }
 
     /// Whether `pieces[i..]` match `path[j..]` (recording named segments).
     fn from(&mut self, mut i: usize, mut j: usize) -> bool {
+        self.steps += 1;
         let (pieces, p) = (self.pieces, self.path.as_bytes());
         // A literal run has one way to match: no state, no recursion.
         let piece = loop {
@@ -198,15 +207,27 @@ impl<'s, 'p, 'o> Search<'s, 'p, 'o> {
                     }
                 })
             }
-            // `**` (a literal is never here: runs are matched above).
-            _ => (j..=p.len()).any(|k| self.from(i + 1, k)),
+            // `**` (a literal is never here: runs are matched above). A
+            // scan stops where an earlier one at this piece failed: every
+            // start there was tried, so each `**` is one pass over the path,
+            // whatever the path (an attacker's) holds.
+            _ => {
+                let stop = (self.dead_from.get(i).copied()).unwrap_or(usize::MAX);
+                (j..=p.len())
+                    .take_while(|&k| k < stop)
+                    .any(|k| self.from(i + 1, k))
+            }
         };
         if !found {
             self.unrecord(mark);
             if self.dead.is_empty() {
                 self.dead = vec![0; (self.pieces.len() + 1) * (p.len() + 1) / 64 + 1];
+                self.dead_from = vec![usize::MAX; self.pieces.len()];
             }
             self.dead[state / 64] |= 1 << (state % 64);
+            if matches!(piece, Piece::Anything) {
+                self.dead_from[i] = self.dead_from[i].min(j);
+            }
         }
         found
     }
@@ -434,6 +455,25 @@ mod tests {
             matched > 1000 && matched < patterns.len() * paths.len() / 2,
             "{matched}"
         );
+    }
+
+    #[test]
+    fn an_attackers_long_path_costs_linear_work_not_quadratic() {
+        // Every `**` could end at every position and none leads to a match:
+        // the search must not retry a `**` from each start.
+        let pieces = super::compile("/**/a/**/b/**/c");
+        let path = format!("/{}", "a/".repeat(4000));
+        let mut search = super::Search::new(&pieces, &path, None);
+        assert!(!search.from(0, 0));
+        let len = path.len();
+        assert!(
+            search.steps <= 4 * len,
+            "{} calls for {len} bytes",
+            search.steps
+        );
+        // Still finds the match when there is one, at the far end.
+        let path = format!("{path}b/x/c");
+        assert!(super::Search::new(&pieces, &path, None).from(0, 0));
     }
 
     #[test]
