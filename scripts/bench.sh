@@ -568,9 +568,8 @@ sc_run() {
 if [[ "$SYSCALLS" == 1 ]]; then
   log "system calls per request (strace -c): $SC_REQUESTS requests, one keep-alive connection"
   : >"$RAW/syscalls.txt"
-  # shellcheck disable=SC2046  # one pid per word
   sc_run stonegate "$SG_PORT" "$WORK/token-valid" "$SG_PID"
-  # shellcheck disable=SC2046
+  # shellcheck disable=SC2046  # one pid per word
   sc_run nginx "$NG_PORT" - $(pgrep -P "$NG_PID")
   sed 's/^/  /' "$RAW/syscalls.txt" >&2
 fi

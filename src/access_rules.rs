@@ -145,6 +145,7 @@ struct Search<'s, 'p, 'o> {
     /// `dead`; absent means nothing known.
     dead_from: Vec<usize>,
     /// Calls: what the complexity test counts.
+    #[cfg(test)]
     steps: usize,
 }
 
@@ -160,13 +161,17 @@ impl<'s, 'p, 'o> Search<'s, 'p, 'o> {
             out,
             dead: Vec::new(),
             dead_from: Vec::new(),
+            #[cfg(test)]
             steps: 0,
         }
     }
 
     /// Whether `pieces[i..]` match `path[j..]` (recording named segments).
     fn from(&mut self, mut i: usize, mut j: usize) -> bool {
-        self.steps += 1;
+        #[cfg(test)]
+        {
+            self.steps += 1;
+        }
         let (pieces, p) = (self.pieces, self.path.as_bytes());
         // A literal run has one way to match: no state, no recursion.
         let piece = loop {
