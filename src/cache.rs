@@ -37,6 +37,11 @@ pub enum Outcome {
     Shared(Arc<Identity>, Duration),
     /// Keystone rejected it.
     Invalid,
+    /// Refused because no key stonegate holds opens it, which its keys
+    /// lagging Keystone's would also explain: it answers the lookups it was
+    /// made for and is not kept, so the token is tried again, with the keys
+    /// of the next reload, on its next request.
+    Unopened,
 }
 
 /// Cache key: the token's hash and whether it was validated with
@@ -95,7 +100,7 @@ impl Entry {
                 identity: Some(id),
                 until: until | SHARED,
             },
-            Outcome::Invalid => Self {
+            Outcome::Invalid | Outcome::Unopened => Self {
                 identity: None,
                 until,
             },
@@ -134,6 +139,7 @@ impl Lifetimes {
     fn of(&self, value: &Outcome, now_unix: i64) -> Duration {
         match value {
             Outcome::Invalid => self.invalid,
+            Outcome::Unopened => Duration::ZERO,
             Outcome::Valid(id) => self.valid.min(id.lifetime_left(now_unix)),
             Outcome::Shared(id, shared_left) => {
                 self.valid.min(id.lifetime_left(now_unix)).min(*shared_left)

@@ -58,6 +58,18 @@ pub enum LocalRejection {
 }
 
 impl LocalRejection {
+    /// True when no key stonegate holds opens (Fernet) or verifies (JWS) the
+    /// token: it may be forged, or signed with a key that has reached
+    /// Keystone but not yet this node. Such a refusal is not cached
+    /// ([`crate::cache::Outcome::Unopened`]).
+    pub fn keys_may_lag(&self) -> bool {
+        matches!(
+            self,
+            LocalRejection::Undecryptable(FernetError::Signature)
+                | LocalRejection::Jws(JwsError::Signature)
+        )
+    }
+
     /// Label for `stonegate_local_decisions_total{outcome}`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -273,18 +285,29 @@ impl<R: Repository> KeyStore<R> {
         Ok(true)
     }
 
-    /// After a token no key opens: reload at most once every 2 seconds (a
-    /// key may have reached Keystone seconds before it reached us).
-    fn refresh_after_miss(&self) -> bool {
+    /// After a token no key of `tried` (the keys it was tried with) opens:
+    /// the keys to try it with again, or `None` when there are none newer.
+    /// Newer keys are those another request's reload put in place meanwhile,
+    /// or else those this one loads: at most once every 2 seconds (a key
+    /// may reach Keystone seconds before it reaches us). The lock is held
+    /// through a reload, so concurrent misses wait for its keys rather than
+    /// being refused with the keys before it.
+    fn keys_after_miss(&self, tried: &Arc<R>) -> Option<Arc<R>> {
         let Ok(mut last) = self.last_forced.lock() else {
-            return false;
+            return None;
         };
+        let current = self.current();
+        if !Arc::ptr_eq(&current, tried) {
+            return Some(current);
+        }
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
-            return false;
+            return None;
         }
         *last = Some(Instant::now());
-        drop(last);
-        self.refresh(false).unwrap_or(false)
+        match self.refresh(false) {
+            Ok(true) => Some(self.current()),
+            _ => None,
+        }
     }
 }
 
@@ -370,19 +393,23 @@ impl Local {
         let text = token.expose();
         let (payload, issued_at, key) = match (&self.public_keys, &self.keys) {
             (Some(store), _) if jws::looks_like_jws(text) => {
-                let v = match jws::verify(text, &store.current(), MAX_TOKEN_LEN) {
-                    Err(JwsError::Signature) if store.refresh_after_miss() => {
-                        jws::verify(text, &store.current(), MAX_TOKEN_LEN)?
-                    }
+                let tried = store.current();
+                let v = match jws::verify(text, &tried, MAX_TOKEN_LEN) {
+                    Err(JwsError::Signature) => match store.keys_after_miss(&tried) {
+                        Some(newer) => jws::verify(text, &newer, MAX_TOKEN_LEN)?,
+                        None => return Err(JwsError::Signature.into()),
+                    },
                     other => other?,
                 };
                 (v.payload, v.issued_at, KeyRef::Jws(v.key))
             }
             (_, Some(keys)) => {
-                let d = match fernet::decrypt(text, &keys.current(), MAX_TOKEN_LEN) {
-                    Err(FernetError::Signature) if keys.refresh_after_miss() => {
-                        fernet::decrypt(text, &keys.current(), MAX_TOKEN_LEN)?
-                    }
+                let tried = keys.current();
+                let d = match fernet::decrypt(text, &tried, MAX_TOKEN_LEN) {
+                    Err(FernetError::Signature) => match keys.keys_after_miss(&tried) {
+                        Some(newer) => fernet::decrypt(text, &newer, MAX_TOKEN_LEN)?,
+                        None => return Err(FernetError::Signature.into()),
+                    },
                     other => other?,
                 };
                 let payload = payload::decode(&d.plaintext, &self.settings.methods)?;
@@ -531,6 +558,36 @@ mod tests {
             std::fs::remove_file(dir.path().join(f)).unwrap();
         }
         assert!(store.refresh(false).is_err());
+        assert_eq!(store.current().ids(), vec![2, 1, 0]);
+    }
+
+    /// Two requests carry tokens of a key the store has not loaded yet. The
+    /// first one's miss reloads; the second decrypted with the keys before
+    /// that reload and must be given the newer keys, not refused because a
+    /// reload happened less than 2 s ago. With nothing newer to load, a
+    /// miss within 2 s of the last reload reads nothing from the disk.
+    #[test]
+    fn a_miss_gets_the_keys_another_requests_reload_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0"), key(0)).unwrap();
+        std::fs::write(dir.path().join("1"), key(1)).unwrap();
+        let store: KeyStore = KeyStore::open(dir.path().to_path_buf()).unwrap();
+        let before = store.current();
+        // A rotation stonegate has not seen (the primary is a new key).
+        std::fs::write(dir.path().join("2"), key(2)).unwrap();
+
+        let first = store
+            .keys_after_miss(&before)
+            .expect("the first miss reloads");
+        assert_eq!(first.ids(), vec![2, 1, 0]);
+        let second = store
+            .keys_after_miss(&before)
+            .expect("a concurrent miss gets the reloaded keys");
+        assert!(Arc::ptr_eq(&first, &second));
+
+        // Nothing newer: within 2 s of the last reload, no second one.
+        std::fs::write(dir.path().join("3"), key(3)).unwrap();
+        assert!(store.keys_after_miss(&second).is_none());
         assert_eq!(store.current().ids(), vec![2, 1, 0]);
     }
 

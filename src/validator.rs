@@ -485,7 +485,9 @@ impl Validator {
             {
                 id
             }
-            Outcome::Valid(_) | Outcome::Shared(..) | Outcome::Invalid => return Ok(None),
+            Outcome::Valid(_) | Outcome::Shared(..) | Outcome::Invalid | Outcome::Unopened => {
+                return Ok(None)
+            }
         };
         if let Some(r) = &self.revocations {
             if r.is_revoked(&TokenValues::from_identity(&id)) {
@@ -532,7 +534,11 @@ impl Validator {
                 Err(r) => {
                     count(r.label());
                     tracing::debug!(token = %token.fingerprint(), reason = %r, "rejected locally");
-                    return Ok(Outcome::Invalid);
+                    return Ok(if r.keys_may_lag() {
+                        Outcome::Unopened
+                    } else {
+                        Outcome::Invalid
+                    });
                 }
             };
             let limit = self

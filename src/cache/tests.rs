@@ -69,6 +69,18 @@ async fn a_valid_entry_ends_with_its_token() {
 }
 
 #[tokio::test]
+async fn a_token_no_key_opens_is_refused_but_never_kept() {
+    let cache = Cache::new(1 << 30, HOUR, HOUR);
+    let (outcome, was_hit) = get(&cache, key(1), Outcome::Unopened).await;
+    assert!(!was_hit);
+    assert!(matches!(outcome, Outcome::Invalid | Outcome::Unopened));
+    assert!(
+        !hit(&cache, key(1)).await,
+        "a refusal the keys' lag may explain was served again"
+    );
+}
+
+#[tokio::test]
 async fn an_invalid_entry_lives_negative_ttl() {
     let cache = Cache::new(1 << 30, HOUR, HOUR);
     get(&cache, key(1), Outcome::Invalid).await;

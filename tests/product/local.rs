@@ -1370,6 +1370,49 @@ async fn the_fernet_keys_gauge_follows_the_reload_an_unknown_key_triggers() {
     );
 }
 
+/// A node whose key repository lags Keystone's (keys distributed by a job
+/// that has not run yet) refuses a token of the new primary: stonegate
+/// cannot tell it from a forged one. That refusal is not cached: once the
+/// keys arrive, the same token is accepted at the next reload a miss may
+/// make (2 s), not after `negative_ttl` (10 s by default).
+#[tokio::test]
+async fn a_token_refused_while_the_keys_lag_is_accepted_once_they_arrive() {
+    let shared = Keystone::from_env();
+    let private = crate::harness::private_keystone::PrivateKeystone::start(&shared, 8).await;
+    let ks = &private.keystone;
+    let up = Upstream::echo().await;
+    let lagging = tempfile::tempdir().unwrap();
+    copy_repository(&private.key_repository, lagging.path());
+    let sg = Stonegate::builder()
+        .keystone(ks)
+        .upstream(&up)
+        .option("token_cache_time", -1)
+        .extra_toml(&format!(
+            "[fernet]\nkey_repository = {:?}\nkey_reload_interval = 3600\n",
+            lagging.path().to_str().unwrap()
+        ))
+        .start()
+        .await;
+    assert_eq!(status(&sg, &ks.demo_token().await).await, 200);
+    // Two rotations: the primary is then a key the lagging copy never had.
+    private.fernet_rotate().await;
+    private.fernet_rotate().await;
+    let token = ks.demo_token().await;
+    assert_eq!(
+        status(&sg, &token).await,
+        401,
+        "no key of the lagging copy opens the new primary's token"
+    );
+    // The keys arrive; the reload a miss may make is 2 s apart.
+    copy_repository(&private.key_repository, lagging.path());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        status(&sg, &token).await,
+        200,
+        "the refusal made while the keys lagged was kept"
+    );
+}
+
 /// On a copy of the harness repository (the shared one is rotated at most
 /// once per run): a malformed key file is a metered reload failure that keeps
 /// the last good keys; rotations that prune the key of a token make it
