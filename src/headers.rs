@@ -271,6 +271,24 @@ pub fn forward_request(headers: &mut HeaderMap, to: &Forwarding) {
     }
 }
 
+/// The response side of the hop, the upstream's head on its way to the
+/// client: removes the headers the upstream's `Connection` names, then the
+/// fixed [`HOP_BY_HOP`] list. (The request side is [`sanitize`] and
+/// [`forward_request`], so a client's list never removes a header stonegate
+/// set.) One pass over the names, as [`forward_request`]'s: nothing is
+/// parsed, hashed or removed per listed name.
+pub fn forward_response(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
+        .collect();
+    remove_names(headers, |n| {
+        HOP_BY_HOP.contains(&n.as_str()) || named.contains(n)
+    });
+}
+
 /// `X-Forwarded-For`: the client's chain followed by the peer address, in
 /// one allocation (the value's own).
 fn forwarded_for(chain: Option<String>, peer: Option<IpAddr>) -> Option<HeaderValue> {

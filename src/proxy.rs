@@ -19,10 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{
-    header, uri::PathAndQuery, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
-    Uri, Version,
-};
+use http::{header, uri::PathAndQuery, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -133,26 +130,6 @@ impl Proxy {
                 metrics,
             }),
         })
-    }
-}
-
-/// The response side: the upstream's `Connection` list, then the fixed
-/// hop-by-hop list. (The request side is `headers::sanitize` and
-/// `headers::forward_request`, so a client's list never removes a header
-/// stonegate set.)
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in crate::headers::HOP_BY_HOP {
-        headers.remove(*n);
     }
 }
 
@@ -301,12 +278,12 @@ impl Upstream {
                 self.metrics.clone(),
             ));
             let h = resp.headers_mut();
-            strip_hop_by_hop(h);
+            crate::headers::forward_response(h);
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, asked);
             return resp.map(Either::Left);
         }
-        strip_hop_by_hop(resp.headers_mut());
+        crate::headers::forward_response(resp.headers_mut());
         resp.map(Either::Left)
     }
 }

@@ -224,6 +224,45 @@ fn forwarding_headers_are_stonegates() {
 }
 
 #[test]
+fn an_upstreams_hop_by_hop_headers_never_reach_the_client() {
+    let mut h = head(&[
+        ("content-type", "application/json"),
+        ("connection", "keep-alive, X-Upstream-Hop"),
+        ("connection", "Set-Cookie-Debug"),
+        ("keep-alive", "timeout=5"),
+        ("x-upstream-hop", "internal"),
+        ("set-cookie-debug", "x"),
+        ("proxy-authenticate", "Basic"),
+        ("trailer", "x-checksum"),
+        ("upgrade", "websocket"),
+        ("transfer-encoding", "chunked"),
+        ("x-end-to-end", "kept"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+    ]);
+    forward_response(&mut h);
+    let mut left: Vec<(&str, &str)> = h
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    left.sort_unstable();
+    assert_eq!(
+        left,
+        [
+            ("content-type", "application/json"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-end-to-end", "kept"),
+        ]
+    );
+    // A response with none of them keeps every header as it came.
+    let plain = head(&[("content-type", "text/plain"), ("etag", "\"1\"")]);
+    let mut h = plain.clone();
+    forward_response(&mut h);
+    assert_eq!(h, plain);
+}
+
+#[test]
 fn every_header_we_set_is_one_we_strip() {
     for name in [
         "x-identity-status",
