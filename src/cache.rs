@@ -210,6 +210,9 @@ impl Cache {
         E: Send + Sync + 'static,
     {
         let lifetimes = self.lifetimes;
+        if lifetimes.valid.is_zero() {
+            return self.refusals_only(key, validate).await;
+        }
         // Not polled unless this call runs the validation; then it runs to
         // the end and the loop ends.
         let mut validate = std::pin::pin!(validate);
@@ -235,6 +238,33 @@ impl Cache {
             self.remove_ended(key).await;
         }
         let outcome = validate.await.map_err(Arc::new)?;
+        Ok((outcome, false))
+    }
+
+    /// `get_or_validate` with `token_cache_time = 0`: no valid outcome is
+    /// kept, so there is no entry for concurrent callers to share (one of
+    /// zero lifetime serves only the call that made it, and its waiters
+    /// validate again). A live refusal is served; anything else is
+    /// validated, and only a refusal kept (`negative_ttl`). No single-flight
+    /// entry is made, looked up again and removed around each validation:
+    /// that cost every request a third of a locally validated one.
+    async fn refusals_only<F, E>(&self, key: Key, validate: F) -> Result<(Outcome, bool), Arc<E>>
+    where
+        F: Future<Output = Result<Outcome, E>>,
+    {
+        let lifetimes = self.lifetimes;
+        if let Some(entry) = self.inner.get(&key).await {
+            let now = Instant::now();
+            if entry.live(lifetimes.base, now) {
+                return Ok((entry.outcome(lifetimes.base, now), true));
+            }
+        }
+        let outcome = validate.await.map_err(Arc::new)?;
+        if matches!(outcome, Outcome::Invalid) && !lifetimes.invalid.is_zero() {
+            self.inner
+                .insert(key, lifetimes.entry(Outcome::Invalid))
+                .await;
+        }
         Ok((outcome, false))
     }
 

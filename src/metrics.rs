@@ -265,6 +265,9 @@ struct Hot {
     cache_miss: IntCounter,
     seconds_cache: Histogram,
     seconds_validation: Histogram,
+    local_valid: IntCounter,
+    enrichment_hit: IntCounter,
+    enrichment_miss: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -294,6 +297,20 @@ impl Metrics {
             Opts::new("stonegate_cache_lookups_total", "Token cache lookups."),
             &["result"],
         )?;
+        let local_decisions = IntCounterVec::new(
+            Opts::new(
+                "stonegate_local_decisions_total",
+                "Local Fernet validation decisions by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let enrichment_lookups = IntCounterVec::new(
+            Opts::new(
+                "stonegate_enrichment_lookups_total",
+                "Lookups of names and roles learnt for a user and scope.",
+            ),
+            &["result"],
+        )?;
         let door = Door::default();
         let hot = Hot {
             forwarded: requests.with_label_values(&[door.as_str(), Outcome::Forwarded.as_str()]),
@@ -304,6 +321,9 @@ impl Metrics {
             cache_miss: cache_lookups.with_label_values(&["miss"]),
             seconds_cache: validation_seconds.with_label_values(&["cache"]),
             seconds_validation: validation_seconds.with_label_values(&["validation"]),
+            local_valid: local_decisions.with_label_values(&["valid"]),
+            enrichment_hit: enrichment_lookups.with_label_values(&["hit"]),
+            enrichment_miss: enrichment_lookups.with_label_values(&["miss"]),
         };
         let m = Self {
             door,
@@ -330,20 +350,8 @@ impl Metrics {
                 )
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )?,
-            local_decisions: IntCounterVec::new(
-                Opts::new(
-                    "stonegate_local_decisions_total",
-                    "Local Fernet validation decisions by outcome.",
-                ),
-                &["outcome"],
-            )?,
-            enrichment_lookups: IntCounterVec::new(
-                Opts::new(
-                    "stonegate_enrichment_lookups_total",
-                    "Lookups of names and roles learnt for a user and scope.",
-                ),
-                &["result"],
-            )?,
+            local_decisions,
+            enrichment_lookups,
             fernet_keys: IntGauge::new("stonegate_fernet_keys", "Fernet keys loaded.")?,
             fernet_reload_failures: IntCounter::new(
                 "stonegate_fernet_key_reload_failures_total",
@@ -542,6 +550,21 @@ impl Metrics {
             set_error: c("set", "error"),
             delete_ok: c("delete", "ok"),
             delete_error: c("delete", "error"),
+        }
+    }
+
+    /// Counts a token validated locally
+    /// (`stonegate_local_decisions_total{outcome="valid"}`).
+    pub fn local_valid(&self) {
+        self.hot.local_valid.inc();
+    }
+
+    /// Counts one lookup of the names and roles learnt for a user and scope.
+    pub fn enrichment(&self, hit: bool) {
+        if hit {
+            self.hot.enrichment_hit.inc();
+        } else {
+            self.hot.enrichment_miss.inc();
         }
     }
 

@@ -242,24 +242,29 @@ impl Event {
     }
 }
 
-/// The field an event is indexed under (the most selective one it has).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum IndexKey {
-    Audit(String),
-    Chain(String),
-    User(String),
-    Project(String),
-    Trust(String),
+/// The field an event is indexed under (the most selective one it has):
+/// the position of its map in [`List::index`].
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Audit,
+    Chain,
+    User,
+    Project,
+    Trust,
 }
 
-impl IndexKey {
-    fn of(e: &Event) -> Option<Self> {
-        let k = |f: &Option<String>, make: fn(String) -> IndexKey| f.clone().map(make);
-        k(&e.audit_id, IndexKey::Audit)
-            .or_else(|| k(&e.audit_chain_id, IndexKey::Chain))
-            .or_else(|| k(&e.user_id, IndexKey::User))
-            .or_else(|| k(&e.project_id, IndexKey::Project))
-            .or_else(|| k(&e.trust_id, IndexKey::Trust))
+impl Field {
+    /// The field `e` is indexed under, and its value.
+    fn of(e: &Event) -> Option<(Self, &str)> {
+        [
+            (Field::Audit, &e.audit_id),
+            (Field::Chain, &e.audit_chain_id),
+            (Field::User, &e.user_id),
+            (Field::Project, &e.project_id),
+            (Field::Trust, &e.trust_id),
+        ]
+        .into_iter()
+        .find_map(|(f, v)| v.as_deref().map(|v| (f, v)))
     }
 }
 
@@ -267,7 +272,9 @@ impl IndexKey {
 #[derive(Debug, Default, Clone)]
 pub struct List {
     events: Vec<Event>,
-    index: HashMap<IndexKey, Vec<usize>>,
+    /// Per [`Field`], the events indexed under each value of it: a token's
+    /// values are looked up as they are (`&str`), with no key to build.
+    index: [HashMap<String, Vec<usize>>; 5],
     unindexed: Vec<usize>,
 }
 
@@ -276,11 +283,11 @@ impl List {
     pub fn new(mut events: Vec<Event>) -> Self {
         let mut seen = std::collections::HashSet::new();
         events.retain(|e| seen.insert(e.clone()));
-        let mut index: HashMap<IndexKey, Vec<usize>> = HashMap::new();
+        let mut index: [HashMap<String, Vec<usize>>; 5] = Default::default();
         let mut unindexed = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            match IndexKey::of(e) {
-                Some(k) => index.entry(k).or_default().push(i),
+            match Field::of(e) {
+                Some((f, v)) => index[f as usize].entry(v.to_owned()).or_default().push(i),
                 None => unindexed.push(i),
             }
         }
@@ -326,31 +333,25 @@ impl List {
         self.events.iter().map(|e| e.revoked_at).max()
     }
 
-    /// Whether some event revokes the token.
+    /// Whether some event revokes the token: the unindexed events and those
+    /// indexed under one of its values are matched against it (no
+    /// allocation: it runs for every locally validated token).
     pub fn is_revoked(&self, t: &TokenValues<'_>) -> bool {
-        let lookup = |k: IndexKey| self.index.get(&k).into_iter().flatten();
-        let owned = |v: Option<&str>| v.map(str::to_owned);
-        let mut candidates: Vec<&usize> = self.unindexed.iter().collect();
-        if let Some(a) = owned(t.audit_id) {
-            candidates.extend(lookup(IndexKey::Audit(a)));
-        }
-        if let Some(a) = owned(t.parent_audit_id) {
-            candidates.extend(lookup(IndexKey::Chain(a)));
-        }
-        for u in [t.user_id, t.trustor_id, t.trustee_id]
-            .into_iter()
-            .flatten()
-        {
-            candidates.extend(lookup(IndexKey::User(u.to_owned())));
-        }
-        if let Some(p) = owned(t.project_id) {
-            candidates.extend(lookup(IndexKey::Project(p)));
-        }
-        if let Some(tr) = owned(t.trust_id) {
-            candidates.extend(lookup(IndexKey::Trust(tr)));
-        }
-        candidates
-            .into_iter()
+        let users = [t.user_id, t.trustor_id, t.trustee_id];
+        let keys = [
+            (Field::Audit, t.audit_id),
+            (Field::Chain, t.parent_audit_id),
+            (Field::Project, t.project_id),
+            (Field::Trust, t.trust_id),
+        ]
+        .into_iter()
+        .chain(users.into_iter().map(|u| (Field::User, u)));
+        let indexed = keys
+            .filter_map(|(f, v)| self.index[f as usize].get(v?))
+            .flatten();
+        self.unindexed
+            .iter()
+            .chain(indexed)
             .any(|&i| self.events.get(i).is_some_and(|e| e.matches(t)))
     }
 }

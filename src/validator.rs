@@ -563,7 +563,7 @@ impl Validator {
                 }
                 return Ok(match local::identity(&d, None) {
                     Ok(id) => {
-                        count("valid");
+                        self.metrics.local_valid();
                         Outcome::Valid(Arc::new(id))
                     }
                     Err(r) => {
@@ -575,21 +575,13 @@ impl Validator {
             if !stale && !d.needs_online() {
                 match local.enrichment(&d).await {
                     Some(template) => {
-                        self.metrics
-                            .enrichment_lookups
-                            .with_label_values(&["hit"])
-                            .inc();
+                        self.metrics.enrichment(true);
                         if let Ok(id) = local::identity(&d, Some(&template)) {
-                            count("valid");
+                            self.metrics.local_valid();
                             return Ok(Outcome::Valid(Arc::new(id)));
                         }
                     }
-                    None => {
-                        self.metrics
-                            .enrichment_lookups
-                            .with_label_values(&["miss"])
-                            .inc();
-                    }
+                    None => self.metrics.enrichment(false),
                 }
             }
             count("online");

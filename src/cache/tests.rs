@@ -61,6 +61,27 @@ async fn a_valid_entry_is_served_until_token_cache_time() {
 }
 
 #[tokio::test]
+async fn token_cache_time_0_keeps_no_valid_token_but_still_its_refusals() {
+    let cache = Cache::new(1 << 30, Duration::ZERO, HOUR);
+    for _ in 0..3 {
+        let (outcome, was_hit) = get(&cache, key(1), Outcome::Valid(identity(7200))).await;
+        assert!(!was_hit && matches!(outcome, Outcome::Valid(_)));
+    }
+    cache.inner.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), 0, "a valid outcome was kept");
+
+    get(&cache, key(2), Outcome::Invalid).await;
+    assert!(hit(&cache, key(2)).await, "negative_ttl still applies");
+    get(&cache, key(3), Outcome::Unopened).await;
+    assert!(!hit(&cache, key(3)).await);
+    let down = cache
+        .get_or_validate(key(4), async { Err::<Outcome, _>("Keystone down") })
+        .await;
+    assert!(down.is_err());
+    assert!(!hit(&cache, key(4)).await, "an error was kept");
+}
+
+#[tokio::test]
 async fn a_valid_entry_ends_with_its_token() {
     let cache = Cache::new(1 << 30, HOUR, HOUR);
     // Expires now: the entry has no lifetime left.
