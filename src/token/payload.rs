@@ -162,7 +162,10 @@ fn hex_of(uuid: &[u8; 16]) -> String {
     if hex::encode_to_slice(uuid, &mut out).is_err() {
         unreachable!("32 bytes hold 16 bytes' hex");
     }
-    String::from_utf8_lossy(&out).into_owned()
+    match std::str::from_utf8(&out) {
+        Ok(hex) => hex.to_owned(),
+        Err(_) => unreachable!("hex digits are ASCII"),
+    }
 }
 
 fn uuid_hex(b: &[u8], field: &'static str) -> Result<String, PayloadError> {
