@@ -246,8 +246,9 @@ impl Cache {
     /// zero lifetime serves only the call that made it, and its waiters
     /// validate again). A live refusal is served; anything else is
     /// validated, and only a refusal kept (`negative_ttl`). No single-flight
-    /// entry is made, looked up again and removed around each validation:
-    /// that cost every request a third of a locally validated one.
+    /// entry is made, found ended by the next request and removed around
+    /// each validation (README, Performance: local validation with the
+    /// cache off).
     async fn refusals_only<F, E>(&self, key: Key, validate: F) -> Result<(Outcome, bool), Arc<E>>
     where
         F: Future<Output = Result<Outcome, E>>,
