@@ -170,6 +170,44 @@ impl EnrichKey {
     }
 }
 
+/// An [`EnrichKey`] borrowed from a decoded payload: the enrichment cache is
+/// looked up, on every locally validated token, without copying the ids.
+/// Its fields are the key's, in the key's order, each hashing as the
+/// key's does (`&str` as `String`, `Option<&T>` as `Option<T>`).
+#[derive(Hash)]
+struct EnrichKeyRef<'a> {
+    user_id: &'a str,
+    scope: &'a payload::Scope,
+    trust_id: Option<&'a str>,
+    app_cred_id: Option<&'a str>,
+    federation: Option<&'a Federation>,
+    access_token_id: Option<&'a str>,
+}
+
+impl<'a> EnrichKeyRef<'a> {
+    fn of(p: &'a Payload) -> Self {
+        Self {
+            user_id: &p.user_id,
+            scope: &p.scope,
+            trust_id: p.trust_id.as_deref(),
+            app_cred_id: p.app_cred_id.as_deref(),
+            federation: p.federation.as_ref(),
+            access_token_id: p.access_token_id.as_deref(),
+        }
+    }
+}
+
+impl moka::Equivalent<EnrichKey> for EnrichKeyRef<'_> {
+    fn equivalent(&self, k: &EnrichKey) -> bool {
+        self.user_id == k.user_id
+            && *self.scope == k.scope
+            && self.trust_id == k.trust_id.as_deref()
+            && self.app_cred_id == k.app_cred_id.as_deref()
+            && self.federation == k.federation.as_ref()
+            && self.access_token_id == k.access_token_id.as_deref()
+    }
+}
+
 /// A key repository format a [`KeyStore`] reloads.
 pub trait Repository: Sized {
     /// Why it could not be loaded.
@@ -431,7 +469,7 @@ impl Local {
 
     /// Names and roles learnt for this token's user and scope, if fresh.
     pub async fn enrichment(&self, d: &Decoded) -> Option<Arc<Identity>> {
-        self.enrichment.get(&EnrichKey::of(&d.payload)).await
+        self.enrichment.get(&EnrichKeyRef::of(&d.payload)).await
     }
 
     /// Remembers what Keystone said about a token of this user and scope.
@@ -531,6 +569,68 @@ mod tests {
 
     fn key(b: u8) -> String {
         base64::engine::general_purpose::URL_SAFE.encode([b; 32])
+    }
+
+    /// Payloads that differ in one field of the enrichment key each.
+    fn payloads() -> Vec<Payload> {
+        let base = Payload {
+            version: 2,
+            user_id: "u1".into(),
+            methods: vec!["password".into()],
+            scope: payload::Scope::Project("p1".into()),
+            trust_id: None,
+            app_cred_id: None,
+            federation: None,
+            access_token_id: None,
+            thumbprint: None,
+            expires_at: 0,
+            audit_ids: vec![],
+        };
+        let with = |f: &dyn Fn(&mut Payload)| {
+            let mut p = base.clone();
+            f(&mut p);
+            p
+        };
+        vec![
+            base.clone(),
+            with(&|p| p.user_id = "u2".into()),
+            with(&|p| p.scope = payload::Scope::Domain("p1".into())),
+            with(&|p| p.scope = payload::Scope::Unscoped),
+            with(&|p| p.trust_id = Some("t".into())),
+            with(&|p| p.app_cred_id = Some("t".into())),
+            with(&|p| p.access_token_id = Some("t".into())),
+            with(&|p| {
+                p.federation = Some(Federation {
+                    group_ids: vec!["g".into()],
+                    idp_id: "i".into(),
+                    protocol_id: "o".into(),
+                })
+            }),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_borrowed_enrichment_key_finds_its_own_entry_and_no_other() {
+        let cache: moka::future::Cache<EnrichKey, usize> = moka::future::Cache::new(100);
+        let all = payloads();
+        for (i, p) in all.iter().enumerate() {
+            cache.insert(EnrichKey::of(p), i).await;
+        }
+        for (i, p) in all.iter().enumerate() {
+            assert_eq!(
+                cache.get(&EnrichKeyRef::of(p)).await,
+                Some(i),
+                "payload {i}"
+            );
+        }
+        let mut other = all[0].clone();
+        other.user_id = "u3".into();
+        assert_eq!(cache.get(&EnrichKeyRef::of(&other)).await, None);
+        // What is not part of the key does not change it.
+        other = all[0].clone();
+        other.audit_ids = vec!["a".into()];
+        other.expires_at = 1;
+        assert_eq!(cache.get(&EnrichKeyRef::of(&other)).await, Some(0));
     }
 
     #[test]
