@@ -253,6 +253,9 @@ enum Field {
     Trust,
 }
 
+/// The number of [`Field`]s: the length of [`List::index`].
+const FIELDS: usize = Field::Trust as usize + 1;
+
 impl Field {
     /// The field `e` is indexed under, and its value.
     fn of(e: &Event) -> Option<(Self, &str)> {
@@ -274,7 +277,7 @@ pub struct List {
     events: Vec<Event>,
     /// Per [`Field`], the events indexed under each value of it: a token's
     /// values are looked up as they are (`&str`), with no key to build.
-    index: [HashMap<String, Vec<usize>>; 5],
+    index: [HashMap<String, Vec<usize>>; FIELDS],
     unindexed: Vec<usize>,
 }
 
@@ -283,7 +286,7 @@ impl List {
     pub fn new(mut events: Vec<Event>) -> Self {
         let mut seen = std::collections::HashSet::new();
         events.retain(|e| seen.insert(e.clone()));
-        let mut index: [HashMap<String, Vec<usize>>; 5] = Default::default();
+        let mut index: [HashMap<String, Vec<usize>>; FIELDS] = Default::default();
         let mut unindexed = Vec::new();
         for (i, e) in events.iter().enumerate() {
             match Field::of(e) {
