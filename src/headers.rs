@@ -17,7 +17,7 @@
 //! WSGI/CGI upstream (which sees `X_User_Id` and `X-User-Id` as the same
 //! `HTTP_X_USER_ID`) cannot be fed a forged identity either.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
@@ -243,19 +243,33 @@ pub struct Forwarding {
 /// and `X-Forwarded-For` to the client's chain (all its values, in order)
 /// followed by the peer address. Identity headers are left exactly as set.
 pub fn forward_request(headers: &mut HeaderMap, to: &Forwarding) {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    let chain = join_values(headers, &X_FORWARDED_FOR);
     // One pass over the names (the usual request has none of these, and
-    // then nothing is hashed, removed or allocated).
-    remove_names(headers, |n| {
+    // then nothing is hashed, removed or allocated): what it finds decides
+    // the rest, so no name is looked up that the head does not hold.
+    let (mut coded, mut chained, mut any) = (false, false, false);
+    let doomed = |n: &HeaderName| {
         let n = n.as_str();
         HOP_BY_HOP.contains(&n)
             || n.starts_with("x-forwarded-")
             || n == "forwarded"
             || n == "x-real-ip"
-    });
+    };
+    for n in headers.keys() {
+        coded |= n == header::TRANSFER_ENCODING;
+        chained |= n == X_FORWARDED_FOR;
+        any |= doomed(n);
+    }
+    if coded {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let chain = if chained {
+        join_values(headers, &X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    if any {
+        remove_names(headers, doomed);
+    }
     if let Some(host) = &to.host {
         headers.insert(header::HOST, host.clone());
         headers.insert(X_FORWARDED_HOST, host.clone());
@@ -299,6 +313,7 @@ fn forwarded_for(chain: Option<String>, peer: Option<IpAddr>) -> Option<HeaderVa
             prev
         }
         (chain, None) => chain?,
+        (None, Some(IpAddr::V4(ip))) => return Some(peer_value(ip)),
         (None, Some(ip)) => {
             // An address is at most 45 characters: formatted on the stack.
             let mut buf = [0u8; 64];
@@ -309,6 +324,49 @@ fn forwarded_for(chain: Option<String>, peer: Option<IpAddr>) -> Option<HeaderVa
         }
     };
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+}
+
+thread_local! {
+    /// The last IPv4 peer this thread wrote into `X-Forwarded-For`, and its
+    /// value: behind an ingress, nearly every request comes from one of a
+    /// few addresses, and a hit is a reference, not a formatted copy.
+    static LAST_PEER: std::cell::RefCell<Option<(Ipv4Addr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as an `X-Forwarded-For` value (dotted decimal, as `Display` writes
+/// it), without the formatting machinery: it ran on every request.
+fn peer_value(ip: Ipv4Addr) -> HeaderValue {
+    LAST_PEER.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((a, v)) = last.as_ref() {
+            if *a == ip {
+                return v.clone();
+            }
+        }
+        let mut buf = [0u8; 15];
+        let mut n = 0;
+        for (i, o) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            if o >= 100 {
+                buf[n] = b'0' + o / 100;
+                n += 1;
+            }
+            if o >= 10 {
+                buf[n] = b'0' + o / 10 % 10;
+                n += 1;
+            }
+            buf[n] = b'0' + o % 10;
+            n += 1;
+        }
+        let v = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&buf[..n]))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        *last = Some((ip, v.clone()));
+        v
+    })
 }
 
 /// Every value of `name`, joined with `", "` (a list header's one meaning).
@@ -468,8 +526,19 @@ impl Block {
                 own.extend_from_slice(v);
             }
         }
+        let bytes = bytes::Bytes::from(out);
+        let values = self
+            .entries
+            .iter()
+            .map(|&(_, own, start, len)| {
+                let start = table + start;
+                (!own)
+                    .then(|| HeaderValue::from_maybe_shared(bytes.slice(start..start + len)).ok())
+                    .flatten()
+            })
+            .collect();
         Blocks {
-            shared: crate::identity::intern::block(bytes::Bytes::from(out)),
+            shared: crate::identity::intern::block(crate::identity::SharedBlock { bytes, values }),
             // Exactly its length: `bytes` keeps a vector's spare capacity.
             own: bytes::Bytes::from(own.into_boxed_slice()),
         }
@@ -492,33 +561,34 @@ fn own_span(own: &[u8], k: usize) -> Option<(usize, usize)> {
 }
 
 /// Copies a rendered block into `headers`: per header one reference to the
-/// shared block's or the own values' buffer (no copy of the value, no
-/// formatting).
+/// shared block's value (checked when it was rendered) or to the own
+/// values' buffer (no copy of the value, no formatting).
 fn copy(headers: &mut HeaderMap, block: &Blocks) {
-    let Some((&n, table)) = block.shared.split_first() else {
+    let shared = &*block.shared;
+    let Some((&n, table)) = shared.bytes.split_first() else {
         return;
     };
     let n = usize::from(n);
     headers.reserve(n);
-    for e in table.chunks_exact(ENTRY).take(n) {
-        let start = usize::from(u16::from_le_bytes([e[1], e[2]]));
-        let len = usize::from(u16::from_le_bytes([e[3], e[4]]));
-        let (values, start, len): (&bytes::Bytes, _, _) = if e[0] & OWN == 0 {
-            (&block.shared, start, len)
-        } else {
-            let Some((s, l)) = own_span(&block.own, start) else {
-                continue;
-            };
-            (&block.own, s, l)
-        };
-        let (Some(name), Some(_)) = (
-            BLOCK_NAMES.get(usize::from(e[0] & !OWN)),
-            values.get(start..start + len),
-        ) else {
+    for (e, value) in table.chunks_exact(ENTRY).take(n).zip(shared.values.iter()) {
+        let Some(name) = BLOCK_NAMES.get(usize::from(e[0] & !OWN)) else {
             continue;
         };
+        if e[0] & OWN == 0 {
+            if let Some(v) = value {
+                headers.insert(name.clone(), v.clone());
+            }
+            continue;
+        }
+        let start = usize::from(u16::from_le_bytes([e[1], e[2]]));
+        let Some((s, l)) = own_span(&block.own, start) else {
+            continue;
+        };
+        if block.own.get(s..s + l).is_none() {
+            continue;
+        }
         // Validated when the block was rendered.
-        if let Ok(v) = HeaderValue::from_maybe_shared(values.slice(start..start + len)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(block.own.slice(s..s + l)) {
             headers.insert(name.clone(), v);
         }
     }

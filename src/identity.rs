@@ -183,8 +183,34 @@ pub type HeaderBlock = bytes::Bytes;
 /// own values (user id and name).
 #[derive(Debug, Clone)]
 pub struct Blocks {
-    pub(crate) shared: Arc<HeaderBlock>,
+    pub(crate) shared: Arc<SharedBlock>,
     pub(crate) own: HeaderBlock,
+}
+
+/// The shared part of a rendered header block: its buffer (pooled by its
+/// bytes, [`intern`]) and, for every entry of its table in order, the value
+/// as a `HeaderValue` checked once when the block was rendered (`None` for
+/// an entry that is one of the token's own values). A request copies these
+/// (one reference count each) instead of checking every byte again.
+#[derive(Debug)]
+pub struct SharedBlock {
+    pub(crate) bytes: HeaderBlock,
+    pub(crate) values: Box<[Option<http::HeaderValue>]>,
+}
+
+/// Blocks are the same when their bytes are: the values derive from them.
+impl PartialEq for SharedBlock {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for SharedBlock {}
+
+impl std::hash::Hash for SharedBlock {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
 }
 
 /// Lazily rendered header blocks of an [`Identity`] (see `headers`). The

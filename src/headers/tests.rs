@@ -331,7 +331,7 @@ fn the_user_block_is_shared_by_every_request_and_every_token_of_its_scope() {
     // the user's id and name into its own values, the rest into the block
     // its scope shares.
     let block = id.rendered.user.get().unwrap();
-    let (shared, own) = (block.shared.as_ptr_range(), block.own.as_ptr_range());
+    let (shared, own) = (block.shared.bytes.as_ptr_range(), block.own.as_ptr_range());
     for (n, v) in first.iter().chain(second.iter()) {
         let p = v.as_bytes().as_ptr();
         let user = ["x-user-id", "x-user-name", "x-user"].contains(&n.as_str());
@@ -385,4 +385,33 @@ fn the_weighers_block_length_is_the_rendered_one_for_every_scope() {
         let block = id.rendered.user.get().unwrap();
         assert_eq!(id.own_block_len(), block.own.len(), "{:?}", id.scope);
     }
+}
+
+#[test]
+fn an_ipv4_peer_is_written_as_display_writes_it_and_each_peer_as_its_own() {
+    // The per-thread last peer must never answer for another address.
+    for ip in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.0.1",
+        "1.22.3.100",
+        "10.0.0.10",
+        "192.168.100.9",
+        "10.0.0.1",
+    ] {
+        let mut h = head(&[("host", "h")]);
+        let to = Forwarding {
+            host: None,
+            peer: Some((ip.parse().unwrap(), false)),
+        };
+        forward_request(&mut h, &to);
+        assert_eq!(h["x-forwarded-for"], ip);
+        // After a client's chain, the same text.
+        let mut h = head(&[("x-forwarded-for", "203.0.113.1")]);
+        forward_request(&mut h, &to);
+        assert_eq!(h["x-forwarded-for"], format!("203.0.113.1, {ip}").as_str());
+    }
+    let mut h = head(&[("transfer-encoding", "chunked"), ("content-length", "4")]);
+    forward_request(&mut h, &Forwarding::default());
+    assert!(h.is_empty(), "{h:?}");
 }

@@ -15,7 +15,7 @@ use std::{
     sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
-use super::{Catalog, HeaderBlock, Names};
+use super::{Catalog, Names, SharedBlock};
 
 /// Sweep no earlier than at this many pooled values.
 const MIN_SWEEP: usize = 4096;
@@ -55,7 +55,7 @@ struct Pool {
     strs: Set<str>,
     lists: Set<[Arc<str>]>,
     catalogs: Set<Catalog>,
-    blocks: Set<HeaderBlock>,
+    blocks: Set<SharedBlock>,
 }
 
 static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(|| {
@@ -119,7 +119,7 @@ pub fn own<S: AsRef<str>>(items: &[S]) -> Names {
 
 /// The shared copy of a rendered header block's shared part (one per scope,
 /// roles and user domain, not one per token).
-pub fn block(b: HeaderBlock) -> Arc<HeaderBlock> {
+pub fn block(b: SharedBlock) -> Arc<SharedBlock> {
     let mut p = pool();
     match p.blocks.get(&b) {
         Some(v) => v,
