@@ -21,6 +21,7 @@ RAW = os.path.join(OUT, "raw")
 CASES = [
     ("a", "upstream directly (the limit)"),
     ("g", "nginx proxy_pass hop, no auth (the reference)"),
+    ("g_id", "nginx proxy_pass hop setting stonegate's identity and X-Forwarded-* headers (static values)"),
     ("b", "bare hyper proxy, no auth"),
     ("c", "stonegate, online, token cached"),
     ("c_log", "stonegate, token cached, access log on"),
@@ -160,6 +161,12 @@ if hcg is not None:
 hg = ratio("h", "g")
 if hg is not None:
     w(f"| h/g nginx auth_request to stonegate on every request / nginx hop | {hg:.2f} ({per_round('h', 'g')}) | — (shown) |")
+gig = ratio("g_id", "g")
+if gig is not None:
+    w(f"| g_id/g nginx hop setting the identity headers / plain hop (what the longer head costs a hop) | {gig:.2f} ({per_round('g_id', 'g')}) | — (shown) |")
+cgi = ratio("c", "g_id")
+if cgi is not None:
+    w(f"| c/g_id stonegate / nginx hop doing the same forwarding work, no auth | {cgi:.2f} ({per_round('c', 'g_id')}) | — (shown) |")
 bg = ratio("b", "g")
 if bg is not None:
     w(f"| b/g bare hyper proxy / nginx hop | {bg:.2f} ({per_round('b', 'g')}) | — |")
@@ -336,7 +343,7 @@ if rows:
     H = top + len(rows) * (bar_h + gap) + 50
     max_rps = max(results[k]["rps"] for k, _ in rows)
     max_p99 = max(results[k]["p99_us"] for k, _ in rows)
-    color = {"a": "#8c8c8c", "g": "#4a4a9c", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "c": "#2e9e5b", "c_log": "#7cc49a",
+    color = {"a": "#8c8c8c", "g": "#4a4a9c", "g_id": "#7a7ac0", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "c": "#2e9e5b", "c_log": "#7cc49a",
              "e": "#d9a23b", "f": "#c8553d"}
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'font-family="sans-serif" font-size="13">',
