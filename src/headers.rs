@@ -526,19 +526,22 @@ impl Block {
                 own.extend_from_slice(v);
             }
         }
-        let bytes = bytes::Bytes::from(out);
-        let values = self
-            .entries
-            .iter()
-            .map(|&(_, own, start, len)| {
-                let start = table + start;
-                (!own)
-                    .then(|| HeaderValue::from_maybe_shared(bytes.slice(start..start + len)).ok())
-                    .flatten()
-            })
-            .collect();
+        let entries = &self.entries;
+        let shared = crate::identity::intern::block(bytes::Bytes::from(out), |bytes| {
+            entries
+                .iter()
+                .map(|&(_, own, start, len)| {
+                    let start = table + start;
+                    (!own)
+                        .then(|| {
+                            HeaderValue::from_maybe_shared(bytes.slice(start..start + len)).ok()
+                        })
+                        .flatten()
+                })
+                .collect()
+        });
         Blocks {
-            shared: crate::identity::intern::block(crate::identity::SharedBlock { bytes, values }),
+            shared,
             // Exactly its length: `bytes` keeps a vector's spare capacity.
             own: bytes::Bytes::from(own.into_boxed_slice()),
         }

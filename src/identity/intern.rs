@@ -118,11 +118,26 @@ pub fn own<S: AsRef<str>>(items: &[S]) -> Names {
 }
 
 /// The shared copy of a rendered header block's shared part (one per scope,
-/// roles and user domain, not one per token).
-pub fn block(b: SharedBlock) -> Arc<SharedBlock> {
+/// roles and user domain, not one per token), found by its bytes; `values`
+/// makes its header values only when the pool does not hold it yet.
+pub fn block(
+    bytes: bytes::Bytes,
+    values: impl FnOnce(&bytes::Bytes) -> Box<[Option<http::HeaderValue>]>,
+) -> Arc<SharedBlock> {
+    // Blocks compare and hash by their bytes alone: the probe needs no values.
+    let probe = SharedBlock {
+        bytes,
+        values: Box::default(),
+    };
     let mut p = pool();
-    match p.blocks.get(&b) {
+    match p.blocks.get(&probe) {
         Some(v) => v,
-        None => p.blocks.put(Arc::new(b)),
+        None => {
+            let values = values(&probe.bytes);
+            p.blocks.put(Arc::new(SharedBlock {
+                bytes: probe.bytes,
+                values,
+            }))
+        }
     }
 }
