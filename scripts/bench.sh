@@ -19,6 +19,9 @@
 # 4. drives the same wrk load at each (2 threads, 64 connections, HTTP/1.1
 #    keep-alive, 1 s warm-up + 5 s; 3 interleaved rounds, medians reported):
 #      a upstream directly | g nginx proxy_pass hop | b bare proxy
+#      g_id nginx's hop also setting stonegate's identity and X-Forwarded-* headers
+#      p thread-per-core hyper proxy, bodies collected (tools/src/bin/tpc_proxy.rs:
+#        what hyper alone reaches here, with every shortcut a product cannot take)
 #      c stonegate, cached token | c_log same, with the per-request access log on
 #      d / d_miss local Fernet, cached / cache off (every request decrypted)
 #      h / h_cache nginx auth_request -> stonegate forward-auth, without / with nginx's cache
@@ -186,7 +189,7 @@ PFLAG=(--release)
 log "cargo build ${PFLAG[*]} (stonegate + bench drivers in tools/)"
 timeout 3000 cargo build "${PFLAG[@]}" --bin stonegate
 timeout 3000 cargo build "${PFLAG[@]}" -p stonegate-tools --bin bench_upstream \
-  --bin bare_proxy --bin cold_start --bin cache_memory --bin keepalive_client
+  --bin bare_proxy --bin tpc_proxy --bin cold_start --bin cache_memory --bin keepalive_client
 BIN="$ROOT/target/$PROFILE"
 rm -rf "$OUT"
 mkdir -p "$RAW"
@@ -223,6 +226,12 @@ SGF_PORT=$(free_port); SGF_ADMIN=$(free_port); SGM_PORT=$(free_port); SGM_ADMIN=
 UP_PID=$!; PIDS+=("$UP_PID")
 "$BIN/bare_proxy" "127.0.0.1:$BARE_PORT" "http://127.0.0.1:$UP_PORT" >"$RAW/bare_proxy.log" 2>&1 &
 BARE_PID=$!; PIDS+=("$BARE_PID")
+# Case p: the upper bound of a hyper forwarding path on this machine
+# (tools/src/bin/tpc_proxy.rs: thread per core, SO_REUSEPORT, bodies
+# collected, nothing a product needs), beside nginx's hop.
+TPC_PORT=$(free_port)
+"$BIN/tpc_proxy" "127.0.0.1:$TPC_PORT" "127.0.0.1:$UP_PORT" >"$RAW/tpc_proxy.log" 2>&1 &
+TPC_PID=$!; PIDS+=("$TPC_PID")
 
 # write_config LISTEN_PORT ADMIN_PORT FILE [TOKEN_CACHE_TIME] [EXTRA_TOML]
 write_config() {
@@ -400,6 +409,7 @@ NG_PID=$!; PIDS+=("$NG_PID")
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 wait_code "http://127.0.0.1:$UP_PORT/" 200 20 "$UP_PID" || die "bench_upstream did not start"
 wait_code "http://127.0.0.1:$BARE_PORT/" 200 20 "$BARE_PID" || die "bare_proxy did not start"
+wait_code "http://127.0.0.1:$TPC_PORT/" 200 20 "$TPC_PID" || die "tpc_proxy did not start"
 wait_code "http://127.0.0.1:$SG_ADMIN/readyz" 200 30 "$SG_PID" || { tail -20 "$RAW/stonegate.log" >&2; die "stonegate not ready"; }
 wait_code "http://127.0.0.1:$SGL_ADMIN/readyz" 200 30 "$SGL_PID" || die "stonegate (access log) not ready"
 wait_code "http://127.0.0.1:$SGF_ADMIN/readyz" 200 30 "$SGF_PID" || { tail -20 "$RAW/stonegate-fernet.log" >&2; die "stonegate (fernet) not ready"; }
@@ -456,6 +466,7 @@ run_wrk a "upstream directly" "http://127.0.0.1:$UP_PORT$PATH_Q" -
 run_wrk g "nginx proxy_pass hop" "http://127.0.0.1:$NG_PORT$PATH_Q" -
 run_wrk g_id "nginx proxy_pass hop setting stonegate's identity headers" "http://127.0.0.1:$NGI_PORT$PATH_Q" -
 run_wrk b "bare proxy" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
+run_wrk p "thread-per-core hyper proxy, bodies collected" "http://127.0.0.1:$TPC_PORT$PATH_Q" -
 run_wrk c "stonegate, cached token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
 run_wrk c_log "stonegate, access log on" "http://127.0.0.1:$SGL_PORT$PATH_Q" "$WORK/token-valid"
 # Added latency without queueing: one connection, one request at a time.
@@ -609,7 +620,7 @@ if [[ "$SYSCALLS" == 1 ]]; then
 fi
 
 # Everything below runs without the servers.
-for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$NG_PID" "$BARE_PID" "$UP_PID"; do stop "$p"; done
+for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$NG_PID" "$BARE_PID" "$TPC_PID" "$UP_PID"; do stop "$p"; done
 
 # ------------------------------------------------------------ memory
 if [[ "$MEM" == 1 ]]; then

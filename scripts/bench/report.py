@@ -23,6 +23,7 @@ CASES = [
     ("g", "nginx proxy_pass hop, no auth (the reference)"),
     ("g_id", "nginx proxy_pass hop setting stonegate's identity and X-Forwarded-* headers (static values)"),
     ("b", "bare hyper proxy, no auth"),
+    ("p", "thread-per-core hyper proxy, bodies collected, no auth (upper bound of a hyper design)"),
     ("c", "stonegate, online, token cached"),
     ("c_log", "stonegate, token cached, access log on"),
     ("d", "stonegate, local Fernet, token cached"),
@@ -167,6 +168,9 @@ if gig is not None:
 cgi = ratio("c", "g_id")
 if cgi is not None:
     w(f"| c/g_id stonegate / nginx hop doing the same forwarding work, no auth | {cgi:.2f} ({per_round('c', 'g_id')}) | — (shown) |")
+pg = ratio("p", "g")
+if pg is not None:
+    w(f"| p/g thread-per-core hyper proxy, bodies collected / nginx hop (what hyper alone reaches here) | {pg:.2f} ({per_round('p', 'g')}) | — (shown) |")
 bg = ratio("b", "g")
 if bg is not None:
     w(f"| b/g bare hyper proxy / nginx hop | {bg:.2f} ({per_round('b', 'g')}) | — |")
@@ -343,7 +347,7 @@ if rows:
     H = top + len(rows) * (bar_h + gap) + 50
     max_rps = max(results[k]["rps"] for k, _ in rows)
     max_p99 = max(results[k]["p99_us"] for k, _ in rows)
-    color = {"a": "#8c8c8c", "g": "#4a4a9c", "g_id": "#7a7ac0", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "c": "#2e9e5b", "c_log": "#7cc49a",
+    color = {"a": "#8c8c8c", "g": "#4a4a9c", "g_id": "#7a7ac0", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "p": "#8fb3ec", "c": "#2e9e5b", "c_log": "#7cc49a",
              "e": "#d9a23b", "f": "#c8553d"}
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'font-family="sans-serif" font-size="13">',
