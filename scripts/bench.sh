@@ -23,6 +23,7 @@
 #      p thread-per-core hyper proxy, bodies collected (tools/src/bin/tpc_proxy.rs:
 #        what hyper alone reaches here, with every shortcut a product cannot take)
 #      c stonegate, cached token | c_log same, with the per-request access log on
+#      c_pub stonegate on a public route (no token: its forwarding without the auth)
 #      d / d_miss local Fernet, cached / cache off (every request decrypted)
 #      h / h_cache nginx auth_request -> stonegate forward-auth, without / with nginx's cache
 #      e stonegate, invalid token (negative cache) | f keystonemiddleware, cached token
@@ -284,6 +285,16 @@ SGF_PID=$!; PIDS+=("$SGF_PID")
 STONEGATE_PASSWORD="$KEYSTONE_SVC_PASSWORD" RUST_LOG=warn \
   "$BIN/stonegate" serve --config "$WORK/stonegate-fernet-nocache.toml" >"$RAW/stonegate-fernet-nocache.log" 2>&1 &
 SGM_PID=$!; PIDS+=("$SGM_PID")
+# Case c_pub: the same sidecar on a public route (no token, nothing
+# validated, no identity header set; still stripped, X-Forwarded-*, request
+# id, route match): stonegate's forwarding alone. 1/c - 1/c_pub is what the
+# auth itself (token, cache lookup, identity headers) costs a request.
+SGP_PORT=$(free_port); SGP_ADMIN=$(free_port)
+PUB_TOML=$(printf '[routes]\npublic = [{ method = "GET", path = "%s" }]\n' "${PATH_Q%%\?*}")
+write_config "$SGP_PORT" "$SGP_ADMIN" "$WORK/stonegate-public.toml" 300 "$PUB_TOML"
+STONEGATE_PASSWORD="$KEYSTONE_SVC_PASSWORD" RUST_LOG=warn \
+  "$BIN/stonegate" serve --config "$WORK/stonegate-public.toml" >"$RAW/stonegate-public.log" 2>&1 &
+SGP_PID=$!; PIDS+=("$SGP_PID")
 # Cases h and h_cache: stonegate as nginx's forward-auth endpoint (flavor nginx),
 # answering the auth subrequests of a real nginx that proxies to the upstream itself.
 SGA_PORT=$(free_port); SGA_ADMIN=$(free_port)
@@ -415,6 +426,9 @@ wait_code "http://127.0.0.1:$SGL_ADMIN/readyz" 200 30 "$SGL_PID" || die "stonega
 wait_code "http://127.0.0.1:$SGF_ADMIN/readyz" 200 30 "$SGF_PID" || { tail -20 "$RAW/stonegate-fernet.log" >&2; die "stonegate (fernet) not ready"; }
 wait_code "http://127.0.0.1:$SGM_ADMIN/readyz" 200 30 "$SGM_PID" || die "stonegate (fernet, no cache) not ready"
 wait_code "http://127.0.0.1:$SGA_ADMIN/readyz" 200 30 "$SGA_PID" || die "stonegate (forward-auth) not ready"
+wait_code "http://127.0.0.1:$SGP_ADMIN/readyz" 200 30 "$SGP_PID" || die "stonegate (public route) not ready"
+code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$SGP_PORT$PATH_Q")
+[[ "$code" == 200 ]] || die "stonegate answered $code on its public route without a token"
 wait_code "http://127.0.0.1:$NG_PORT/" 200 20 "$NG_PID" || { cat "$NG_DIR/error.log" >&2; die "nginx did not start"; }
 printf 'X-Auth-Token: %s\n' "$(cat "$WORK/token-valid")" >"$WORK/header-valid"
 for port in "$SG_PORT" "$SGL_PORT" "$SGF_PORT" "$SGM_PORT"; do
@@ -468,6 +482,7 @@ run_wrk g_id "nginx proxy_pass hop setting stonegate's identity headers" "http:/
 run_wrk b "bare proxy" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
 run_wrk p "thread-per-core hyper proxy, bodies collected" "http://127.0.0.1:$TPC_PORT$PATH_Q" -
 run_wrk c "stonegate, cached token" "http://127.0.0.1:$SG_PORT$PATH_Q" "$WORK/token-valid"
+run_wrk c_pub "stonegate, public route, no token" "http://127.0.0.1:$SGP_PORT$PATH_Q" -
 run_wrk c_log "stonegate, access log on" "http://127.0.0.1:$SGL_PORT$PATH_Q" "$WORK/token-valid"
 # Added latency without queueing: one connection, one request at a time.
 WRK_THREADS=1 WRK_CONNS=1 run_wrk b1 "bare proxy, 1 connection" "http://127.0.0.1:$BARE_PORT$PATH_Q" -
@@ -620,7 +635,7 @@ if [[ "$SYSCALLS" == 1 ]]; then
 fi
 
 # Everything below runs without the servers.
-for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$NG_PID" "$BARE_PID" "$TPC_PID" "$UP_PID"; do stop "$p"; done
+for p in "$SG_PID" "$SGL_PID" "$SGF_PID" "$SGM_PID" "$SGA_PID" "$SGP_PID" "$NG_PID" "$BARE_PID" "$TPC_PID" "$UP_PID"; do stop "$p"; done
 
 # ------------------------------------------------------------ memory
 if [[ "$MEM" == 1 ]]; then

@@ -25,6 +25,7 @@ CASES = [
     ("b", "bare hyper proxy, no auth"),
     ("p", "thread-per-core hyper proxy, bodies collected, no auth (upper bound of a hyper design)"),
     ("c", "stonegate, online, token cached"),
+    ("c_pub", "stonegate, public route, no token (its forwarding without the auth)"),
     ("c_log", "stonegate, token cached, access log on"),
     ("d", "stonegate, local Fernet, token cached"),
     ("d_miss", "stonegate, local Fernet, every request decoded (cache off)"),
@@ -155,6 +156,12 @@ if dmc is not None:
 if "c" in results and "g" in results and results["c"]["rps"] and results["g"]["rps"]:
     cost = 1e6 / results["c"]["rps"] - 1e6 / results["g"]["rps"]
     w(f"| auth cost per request, 1/c − 1/g | {cost:.1f} µs | ≤ 2 µs: {met(cost, cost <= 2)} |")
+if "c" in results and "c_pub" in results and results["c"]["rps"] and results["c_pub"]["rps"]:
+    own = 1e6 / results["c"]["rps"] - 1e6 / results["c_pub"]["rps"]
+    w(f"| the auth's own cost, 1/c − 1/c_pub (token, cache lookup, identity headers; the same sidecar on a public route) | {own:.1f} µs | — (shown) |")
+cpg = ratio("c_pub", "g")
+if cpg is not None:
+    w(f"| c_pub/g stonegate's forwarding without the auth / nginx hop | {cpg:.2f} ({per_round('c_pub', 'g')}) | — (shown) |")
 hcg = ratio("h_cache", "g")
 if hcg is not None:
     w(f"| h_cache/g nginx auth_request (auth answer cached by nginx) / nginx hop | {hcg:.2f} ({per_round('h_cache', 'g')}) | "
@@ -347,7 +354,7 @@ if rows:
     H = top + len(rows) * (bar_h + gap) + 50
     max_rps = max(results[k]["rps"] for k, _ in rows)
     max_p99 = max(results[k]["p99_us"] for k, _ in rows)
-    color = {"a": "#8c8c8c", "g": "#4a4a9c", "g_id": "#7a7ac0", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "p": "#8fb3ec", "c": "#2e9e5b", "c_log": "#7cc49a",
+    color = {"a": "#8c8c8c", "g": "#4a4a9c", "g_id": "#7a7ac0", "h": "#9c6ad9", "h_cache": "#b99be6", "b": "#5b8bd9", "p": "#8fb3ec", "c": "#2e9e5b", "c_log": "#7cc49a", "c_pub": "#a6d9b8",
              "e": "#d9a23b", "f": "#c8553d"}
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'font-family="sans-serif" font-size="13">',
