@@ -133,6 +133,7 @@ fn limits(settings: &proxy::Settings, listeners: usize) -> (usize, Arc<Limits>) 
     let limits = Arc::new(Limits {
         first_byte_timeout: settings.first_byte_timeout,
         idle_timeout: settings.idle_timeout,
+        header_read_timeout: settings.header_read_timeout,
         requests: connection::descriptor_budget(descriptors).map(|n| Arc::new(Semaphore::new(n))),
     });
     (cap, limits)
@@ -142,12 +143,14 @@ fn limits(settings: &proxy::Settings, listeners: usize) -> (usize, Arc<Limits>) 
 fn http(settings: &proxy::Settings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Limits answered with 431 (HTTP/1.1) or a stream reset (HTTP/2).
-    // hyper's header_read_timeout also runs while an HTTP/1.1 connection
-    // waits for its next request, so it bounds idle keep-alive as well.
+    // header_read_timeout is connection::drive's (Activity::head_overdue),
+    // not hyper's: hyper's made, armed and dropped a boxed timer for every
+    // request (issue 16). Its default of 30 s, which a timer would turn on,
+    // is turned off.
     let mut http1 = builder.http1();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes);
     // hyper's own limit is 100, parsed into an array on the stack; any
     // value set, even 100, makes it set up a 100-entry buffer for every
@@ -178,6 +181,7 @@ const HYPER_MAX_HEADERS: usize = 100;
 struct Limits {
     first_byte_timeout: Duration,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
     /// Requests in flight on all listeners together (each may hold an
     /// upstream connection), when the descriptor limit is known: further
     /// requests (HTTP/2 streams) wait for one to finish.
@@ -278,11 +282,16 @@ impl Connection {
                 })
             }
         };
+        let timeouts = (limits.idle_timeout, limits.header_read_timeout);
         let result = match acceptor {
             None => {
-                let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                let io = connection::FirstBytes::new(
+                    stream,
+                    limits.first_byte_timeout,
+                    activity.clone(),
+                );
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(None));
-                connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                connection::drive(conn, &activity, timeouts, stop).await
             }
             Some(acceptor) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(acceptor.config());
@@ -304,10 +313,14 @@ impl Connection {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|leaf| ConnectionCertificate(Thumbprint::of_der(leaf)));
-                let io = connection::FirstBytes::new(stream, limits.first_byte_timeout);
+                let io = connection::FirstBytes::new(
+                    stream,
+                    limits.first_byte_timeout,
+                    activity.clone(),
+                );
                 let conn =
                     builder.serve_connection_with_upgrades(TokioIo::new(io), service(certificate));
-                connection::drive(conn, &activity, limits.idle_timeout, stop).await
+                connection::drive(conn, &activity, timeouts, stop).await
             }
         };
         if let Err(e) = result {

@@ -10,7 +10,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -124,25 +124,29 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pin_project_lite::pin_project! {
     /// A connection that must send its first bytes before a deadline: until
-    /// it has sent enough to tell HTTP/1.1 from HTTP/2 (where hyper's own
-    /// `header_read_timeout` takes over), a read that is still pending at the
-    /// deadline fails with `TimedOut` and the connection closes. A socket
-    /// that sends nothing, or a few bytes of the HTTP/2 preface, is closed.
+    /// it has sent enough to tell HTTP/1.1 from HTTP/2 (where [`drive`]'s
+    /// `header_read_timeout` takes over for HTTP/1.1), a read that is still
+    /// pending at the deadline fails with `TimedOut` and the connection
+    /// closes. A socket that sends nothing, or a few bytes of the HTTP/2
+    /// preface, is closed.
     pub(super) struct FirstBytes<I> {
         #[pin]
         io: I,
         deadline: Option<Pin<Box<Sleep>>>,
         matched: usize,
+        activity: Arc<Activity>,
     }
 }
 
 impl<I> FirstBytes<I> {
-    /// `io`, which must send its first bytes within `timeout`.
-    pub(super) fn new(io: I, timeout: Duration) -> Self {
+    /// `io`, which must send its first bytes within `timeout`; what it
+    /// turns out to speak is told to `activity` ([`Activity::is_http1`]).
+    pub(super) fn new(io: I, timeout: Duration, activity: Arc<Activity>) -> Self {
         Self {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             matched: 0,
+            activity,
         }
     }
 }
@@ -166,6 +170,9 @@ impl<I: AsyncRead> AsyncRead for FirstBytes<I> {
                 if new.is_empty() || new[..n] != want[..n] || n == want.len() {
                     // End of stream, HTTP/1.1, or the whole preface: decided.
                     *this.deadline = None;
+                    if !new.is_empty() && new[..n] != want[..n] {
+                        this.activity.http1.store(true, Ordering::Release);
+                    }
                 } else {
                     *this.matched += n;
                 }
@@ -221,6 +228,8 @@ pub(super) struct Activity {
     /// Milliseconds after `start` when the last request ended.
     idle_since: AtomicU64,
     start: Instant,
+    /// Whether the connection speaks HTTP/1.1 (told by [`FirstBytes`]).
+    http1: AtomicBool,
 }
 
 impl Activity {
@@ -230,7 +239,35 @@ impl Activity {
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             start: Instant::now(),
+            http1: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the connection was found to speak HTTP/1.1 (not HTTP/2, not
+    /// yet undecided).
+    pub(super) fn is_http1(&self) -> bool {
+        self.http1.load(Ordering::Acquire)
+    }
+
+    /// Completes once an HTTP/1.1 connection has waited `timeout` for a
+    /// request head with none in flight: from its start, or from the end of
+    /// its last response, to a head that has arrived whole. That bounds a
+    /// head that trickles in (slowloris) and an idle keep-alive connection
+    /// alike, as hyper's own `header_read_timeout` did, without the timer
+    /// hyper allocated, armed and dropped for every request (issue 16). An
+    /// HTTP/2 connection never completes it (its idle bound is
+    /// [`idle_for`](Self::idle_for)'s).
+    pub(super) async fn head_overdue(&self, timeout: Duration) {
+        loop {
+            self.idle_for(timeout).await;
+            if self.is_http1() {
+                return;
+            }
+            // HTTP/2 or undecided: look again a whole `timeout` later (once
+            // idle, `idle_for` completes at once: without this sleep an
+            // HTTP/2 connection's task would spin).
+            tokio::time::sleep(timeout).await;
+        }
     }
 
     /// Marks a request in flight until the returned guard is dropped.
@@ -325,23 +362,32 @@ where
 /// Serves `conn` to its end. It is closed gracefully (HTTP/1.1: after the
 /// response in flight; HTTP/2: GOAWAY, then the open streams finish) once it
 /// has had no request in flight for `idle_timeout`, or when `stop` turns true.
+/// An HTTP/1.1 connection is closed at once, gracefully or not, when its next
+/// request head has not arrived whole within `header_read_timeout` of the
+/// last response's end ([`Activity::head_overdue`]): with no request in
+/// flight nothing is cut but a head that never finished.
 pub(super) async fn drive<C>(
     conn: C,
     activity: &Activity,
-    idle_timeout: Duration,
+    timeouts: (Duration, Duration),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
+    let (idle_timeout, header_read_timeout) = timeouts;
     tokio::pin!(conn);
     let mut closing = *stop.borrow();
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    let overdue = activity.head_overdue(header_read_timeout);
+    tokio::pin!(overdue);
     loop {
         tokio::select! {
             result = conn.as_mut() => return result,
+            // Dropping the connection closes its socket.
+            () = &mut overdue => return Ok(()),
             () = activity.idle_for(idle_timeout), if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
@@ -381,17 +427,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn silence_past_the_deadline_fails_and_a_first_byte_disarms_it() {
         let (client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_secs(1));
+        let mut io = FirstBytes::new(server, Duration::from_secs(1), Activity::new());
         let mut buf = [0u8; 8];
         let err = io.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(client);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_secs(1));
+        let mut io = FirstBytes::new(server, Duration::from_secs(1), Activity::new());
         client.write_all(b"G").await.unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 1);
-        // HTTP/1.1 decided: later silence is hyper's header_read_timeout's.
+        // HTTP/1.1 decided: later silence is drive's header_read_timeout's.
         let waited = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf)).await;
         assert!(
             waited.is_err(),
@@ -402,12 +448,53 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_partial_h2_preface_stays_on_the_deadline() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut io = FirstBytes::new(server, Duration::from_secs(1));
+        let mut io = FirstBytes::new(server, Duration::from_secs(1), Activity::new());
         client.write_all(b"PRI * ").await.unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(io.read(&mut buf).await.unwrap(), 6);
         let err = io.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_is_overdue_only_on_http1_and_only_with_no_request_in_flight() {
+        let timeout = Duration::from_secs(2);
+        // Undecided or HTTP/2: never overdue.
+        let activity = Activity::new();
+        let waited = tokio::time::timeout(Duration::from_secs(10), activity.head_overdue(timeout));
+        assert!(waited.await.is_err(), "overdue without HTTP/1.1");
+        // HTTP/1.1 (a first byte that is not the preface's).
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), activity.clone());
+        // Longer than the preface, as most heads are.
+        let head = b"GET /a/longer/path HTTP/1.1\r\nHost: h\r\n";
+        client.write_all(head).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(io.read(&mut buf).await.unwrap(), head.len());
+        assert!(activity.is_http1());
+        // A request in flight is never overdue ...
+        let busy = activity.begin();
+        let waited = tokio::time::timeout(Duration::from_secs(10), activity.head_overdue(timeout));
+        assert!(
+            waited.await.is_err(),
+            "overdue while a request was in flight"
+        );
+        // ... and the next head is, `timeout` after the response ended.
+        drop(busy);
+        let ended = Instant::now();
+        activity.head_overdue(timeout).await;
+        assert!(ended.elapsed() >= timeout);
+        // The HTTP/2 preface makes a connection HTTP/2.
+        let (mut client, server) = tokio::io::duplex(64);
+        let activity = Activity::new();
+        let mut io = FirstBytes::new(server, Duration::from_secs(60), activity.clone());
+        client.write_all(H2_PREFACE).await.unwrap();
+        let mut got = 0;
+        while got < H2_PREFACE.len() {
+            got += io.read(&mut buf).await.unwrap();
+        }
+        assert!(!activity.is_http1());
     }
 
     #[tokio::test(start_paused = true)]

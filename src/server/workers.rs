@@ -101,10 +101,11 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Never completes: keeps a timer due within 500 ms on the runtime
 /// it runs on. Tokio's timer writes its driver's eventfd whenever a timer
 /// is registered that is due before every timer the driver knew of when it
-/// last went to sleep, and hyper's `header_read_timeout` of the next
-/// request head is such a timer on every keep-alive request: one system
-/// call a request (and a wake-up of the thread's own driver), 1 of the 8 of
-/// a forwarded request (issue 16). With a heartbeat due sooner, a request's
+/// last went to sleep, and a request's `response_timeout` (and, before it
+/// was `connection::drive`'s, hyper's `header_read_timeout` of the next
+/// head) is such a timer on every keep-alive request: one system call a
+/// request (and a wake-up of the thread's own driver), 1 of the 8 of a
+/// forwarded request (issue 16). With a heartbeat due sooner, a request's
 /// timers are never the earliest. Costs two wake-ups a second per worker.
 pub async fn timer_heartbeat() {
     loop {

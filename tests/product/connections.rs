@@ -129,6 +129,69 @@ async fn an_idle_http1_keep_alive_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn a_request_head_that_trickles_in_is_cut_off_after_header_read_timeout() {
+    // Slowloris: a head sent a header every 200 ms never completes; with
+    // header_read_timeout = 1 the connection is closed (idle_timeout, 60 s,
+    // is not what ends it) and the upstream never sees the request.
+    let ks = Keystone::from_env();
+    let up = Upstream::echo().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .proxy_option("header_read_timeout", 1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    let start = Instant::now();
+    let head = format!(
+        "GET /conn HTTP/1.1\r\nHost: {}\r\nX-Auth-Token: {token}\r\n",
+        sg.listen
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("X-Slow-{i}: x\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(8), rd.read(&mut buf)).await {
+            Err(_) => break None,
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    };
+    trickle.abort();
+    let took =
+        closed.expect("a trickling head kept its connection for 8 s (header_read_timeout = 1)");
+    assert!(
+        took < Duration::from_secs(4),
+        "a trickling head was cut off only after {took:?} (header_read_timeout = 1)"
+    );
+    assert_eq!(up.hits(), 0, "an incomplete head reached the upstream");
+
+    // A keep-alive connection waiting for its next head is bounded by the
+    // same timeout (README: HTTP/1.1 closes an idle connection once
+    // header_read_timeout passes without a new request).
+    let mut s = TcpStream::connect(sg.listen).await.unwrap();
+    assert!(raw_get(&mut s, sg.listen, &token).await.contains(" 200 "));
+    let took = closed_within(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(4)),
+        "an idle keep-alive connection lasted {took:?} (header_read_timeout = 1, idle_timeout = 60)"
+    );
+}
+
+#[tokio::test]
 async fn an_idle_http2_connection_is_closed() {
     let ks = Keystone::from_env();
     let up = Upstream::echo().await;
