@@ -362,10 +362,12 @@ where
 /// Serves `conn` to its end. It is closed gracefully (HTTP/1.1: after the
 /// response in flight; HTTP/2: GOAWAY, then the open streams finish) once it
 /// has had no request in flight for `idle_timeout`, or when `stop` turns true.
-/// An HTTP/1.1 connection is closed at once, gracefully or not, when its next
-/// request head has not arrived whole within `header_read_timeout` of the
-/// last response's end ([`Activity::head_overdue`]): with no request in
-/// flight nothing is cut but a head that never finished.
+/// An HTTP/1.1 connection is dropped (closed at once, not gracefully) when
+/// its next request head has not arrived whole within `header_read_timeout`
+/// of the last response's end ([`Activity::head_overdue`]). With no request
+/// in flight, what that cuts is a head that never finished, or the rest of
+/// an upload whose response was already sent (an upstream that answered
+/// early) still trickling in after that long.
 pub(super) async fn drive<C>(
     conn: C,
     activity: &Activity,
