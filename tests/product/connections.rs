@@ -185,6 +185,58 @@ async fn a_request_head_that_trickles_in_is_cut_off_after_header_read_timeout() 
 }
 
 #[tokio::test]
+async fn an_upload_the_upstream_refused_unread_ends_with_its_answer() {
+    // An upstream that answers an upload at once (413) without reading it:
+    // the client gets the answer, then goes on sending the rest of a 1 MB
+    // body 100 bytes every 200 ms. Nobody reads that body any more, so the
+    // connection ends with the answer (the default timeouts, 30 s and 60 s,
+    // are not what ends it); it is never kept for the client's trickle.
+    let ks = Keystone::from_env();
+    let up = Upstream::answering(413).await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream(&up)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let s = TcpStream::connect(sg.listen).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nX-Auth-Token: {token}\r\n\
+         Content-Length: 1000000\r\n\r\n",
+        sg.listen
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    wr.write_all(&[b'x'; 1000]).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(&[b'x'; 100]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("upstream says 413") {
+        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf))
+            .await
+            .expect("the early answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed before the early answer arrived");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 413 "));
+    let closed = closed_within(&mut rd, Duration::from_secs(8)).await;
+    trickle.abort();
+    let took = closed.expect("a trickling upload kept its connection 8 s after its answer");
+    assert!(
+        took < Duration::from_secs(2),
+        "an upload nobody reads kept its connection {took:?} after its answer"
+    );
+}
+
+#[tokio::test]
 async fn an_idle_http2_connection_is_closed() {
     let ks = Keystone::from_env();
     let up = Upstream::echo().await;

@@ -2,7 +2,8 @@
 //! real upstream on a loopback socket: a request is never sent twice, nor
 //! with a truncated body, once the upstream may have seen any of it; a
 //! request never waits for another client's request body; `100-continue`
-//! and an upgrade on a pooled connection behave.
+//! and an upgrade on a pooled connection behave; an upload trickling on
+//! after its early answer is cut at `header_read_timeout`.
 
 use std::{
     sync::{
@@ -327,6 +328,59 @@ async fn a_request_never_waits_for_another_clients_request_body() {
     }
     slow.send(b"5\r\nworld\r\n0\r\n\r\n").await;
     assert_eq!(slow.get("/warm").await, (200, "ok".into()));
+}
+
+/// The same early answer, but the client's upload then trickles on (a
+/// chunk every 200 ms): once `header_read_timeout` (1 s here) passes with no
+/// request in flight, stonegate drops the connection, as it drops a head
+/// that never ends. A client cannot hold a connection open for as long as
+/// it likes by never finishing a body nobody waits for any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_trickling_on_after_its_early_answer_is_cut_at_header_read_timeout() {
+    let ks = Keystone::from_env();
+    let up = Scripted::start().await;
+    let sg = Stonegate::builder()
+        .keystone(&ks)
+        .upstream_url(up.url.clone())
+        .proxy_option("header_read_timeout", 1)
+        .start()
+        .await;
+    let token = ks.demo_token().await;
+    let mut slow = Client::open(&sg, &token).await;
+    slow.head("POST /early", "transfer-encoding: chunked\r\n")
+        .await;
+    slow.send(b"5\r\nhello\r\n").await;
+    assert_eq!(slow.response().await, (200, "ok".into()));
+    let answered = std::time::Instant::now();
+    let (mut rd, mut wr) = slow.s.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(b"1\r\nx\r\n").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    assert!(
+        ended.is_ok(),
+        "a trickling upload kept its connection 8 s after its answer (header_read_timeout = 1)"
+    );
+    let took = answered.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "the connection ended {took:?} after the answer (header_read_timeout = 1)"
+    );
 }
 
 /// `Expect: 100-continue` through a pooled connection: the client gets its
