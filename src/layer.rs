@@ -472,7 +472,13 @@ impl Authenticator {
             let _in = upstream.enter();
             arrival.correlation.set_on(req.headers_mut());
         }
-        let mut resp = inner.call(req).instrument(upstream.clone()).await?;
+        // As in `handle`: no wrapper around the upstream's future unless a
+        // trace layer records its span.
+        let mut resp = if upstream.is_disabled() {
+            inner.call(req).await?
+        } else {
+            inner.call(req).instrument(upstream.clone()).await?
+        };
         crate::trace::record_status(&upstream, resp.status());
         if let Some((a, record)) = &audit {
             a.response(record, resp.status().as_u16());

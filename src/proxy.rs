@@ -178,17 +178,22 @@ impl Service<Request<Incoming>> for Proxy {
 
 impl Upstream {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let (upgrade, lifetime) = upgrade_of(&self.upgrades, &req).unzip();
-        if upgrade.is_none() && req.headers().contains_key(header::UPGRADE) {
+        // Most requests ask for no upgrade: one lookup decides that.
+        let asks = req.headers().contains_key(header::UPGRADE);
+        let (upgrade, lifetime) = if asks {
+            upgrade_of(&self.upgrades, &req).unzip()
+        } else {
+            (None, None)
+        };
+        if upgrade.is_none() && asks {
             self.metrics.upgrade(UpgradeResult::NotAllowed);
         }
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let info = parts.extensions.get::<ConnectionInfo>().copied();
+        let info = req.extensions().get::<ConnectionInfo>().copied();
 
         // Target URI, origin-form (the connection is the upstream's): the
         // upstream's path prefix + the request's path and query.
-        let pq = parts.uri.path_and_query().cloned();
+        let pq = req.uri().path_and_query().cloned();
         let pq = match (self.prefix.as_str(), pq) {
             ("", Some(pq)) => Ok(pq),
             (prefix, pq) => PathAndQuery::try_from(format!(
@@ -208,28 +213,30 @@ impl Upstream {
         };
 
         // Keep the client's Host (HTTP/2 carries it in the URI).
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let sent_host = host.is_some();
         let peer = info.map(|i| (i.peer.ip(), i.tls));
-        let h = &mut parts.headers;
+        // Changed in place: the request is not taken apart and rebuilt
+        // (each of those moves all of it).
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+        let h = req.headers_mut();
         crate::headers::forward_request(h, &crate::headers::Forwarding { host, peer });
-        if !h.contains_key(header::HOST) {
+        if !sent_host {
+            // An HTTP/1.0 request without one: the upstream's own.
             h.insert(header::HOST, self.default_host.clone());
         }
         if let Some(u) = &upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u.clone());
         }
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let out = Request::from_parts(parts, body);
 
         let started = Instant::now();
-        let result = tokio::time::timeout(self.response_timeout, self.pool.send(out)).await;
+        let result = tokio::time::timeout(self.response_timeout, self.pool.send(req)).await;
         self.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -208,13 +208,27 @@ impl Correlation {
     /// well-formed value, else a new one; the trace context when
     /// `traceparent` is one well-formed value.
     pub fn take(headers: &mut HeaderMap, trust_incoming: bool) -> Self {
-        let incoming = take_one(headers, &HEADER);
+        // One pass over the names finds which of the three came (usually
+        // none): comparing a name is cheaper than hashing one to look it up.
+        let (mut has_id, mut has_parent, mut has_state) = (false, false, false);
+        for n in headers.keys() {
+            has_id |= *n == HEADER;
+            has_parent |= *n == TRACEPARENT;
+            has_state |= *n == TRACESTATE;
+        }
+        let incoming = has_id.then(|| take_one(headers, &HEADER)).flatten();
         let id = incoming
             .filter(|_| trust_incoming)
             .and_then(|v| RequestId::parse(&v))
             .unwrap_or_else(RequestId::generate);
-        let traceparent = take_one(headers, &TRACEPARENT).filter(|v| is_traceparent(v.as_bytes()));
-        let tracestate = take_tracestate(headers).filter(|_| traceparent.is_some());
+        let traceparent = has_parent
+            .then(|| take_one(headers, &TRACEPARENT))
+            .flatten()
+            .filter(|v| is_traceparent(v.as_bytes()));
+        let tracestate = has_state
+            .then(|| take_tracestate(headers))
+            .flatten()
+            .filter(|_| traceparent.is_some());
         Self {
             id,
             traceparent,

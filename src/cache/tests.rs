@@ -157,3 +157,40 @@ fn an_entry_is_sixteen_bytes() {
     // What moka holds per entry besides its own nodes (issue 16).
     assert_eq!(std::mem::size_of::<super::Entry>(), 16);
 }
+
+/// Keys the cache hashes alike (the same first 8 bytes of fingerprint, or
+/// the same fingerprint with and without `allow_expired`) are still
+/// different entries: each is validated on its own and served its own
+/// outcome, never another's.
+#[tokio::test]
+async fn keys_that_hash_alike_are_still_different_entries() {
+    let cache = Cache::new(1 << 20, Duration::from_secs(60), Duration::from_secs(60));
+    let mut other = [7u8; 32];
+    other[31] = 8;
+    let a = key(7);
+    let b = Key {
+        fingerprint: Fingerprint(other),
+        allow_expired: false,
+    };
+    let expired = Key {
+        allow_expired: true,
+        ..a
+    };
+    assert!(!get(&cache, a, Outcome::Valid(identity(600))).await.1);
+    assert!(matches!(
+        get(&cache, b, Outcome::Invalid).await,
+        (Outcome::Invalid, false)
+    ));
+    assert!(matches!(
+        get(&cache, expired, Outcome::Invalid).await,
+        (Outcome::Invalid, false)
+    ));
+    assert!(matches!(
+        get(&cache, a, Outcome::Invalid).await,
+        (Outcome::Valid(_), true)
+    ));
+    assert!(matches!(
+        get(&cache, b, Outcome::Valid(identity(600))).await,
+        (Outcome::Invalid, true)
+    ));
+}
