@@ -10,25 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{client, Keystone, Stonegate, Upstream};
-
-/// Reads until the peer closes; how long that took, or `None` if it was
-/// still open after `limit`.
-async fn closed_within<R: AsyncRead + Unpin>(s: &mut R, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = limit.checked_sub(start.elapsed())?;
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
+use crate::harness::{client, closed_within, Keystone, Stonegate, Upstream};
 
 /// One raw HTTP/1.1 GET with a token on `s`, keeping the connection; the
 /// status line.

@@ -208,3 +208,21 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "x-service-domain-name",
     "x-service-roles",
 ];
+
+/// Reads until the peer closes; how long that took, or `None` if it was
+/// still open after `limit`.
+pub async fn closed_within<R: tokio::io::AsyncRead + Unpin>(
+    s: &mut R,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(s, &mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}

@@ -19,7 +19,7 @@ use tokio::{
     sync::Notify,
 };
 
-use crate::harness::{Keystone, Stonegate};
+use crate::harness::{closed_within, Keystone, Stonegate};
 
 /// A request head as the scripted upstream read it.
 #[derive(Debug, Clone)]
@@ -361,19 +361,10 @@ async fn an_upload_trickling_on_after_its_early_answer_is_cut_at_header_read_tim
             }
         }
     });
-    let mut buf = [0u8; 1024];
-    let ended = tokio::time::timeout(Duration::from_secs(8), async {
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    let ended = closed_within(&mut rd, Duration::from_secs(8)).await;
     trickle.abort();
     assert!(
-        ended.is_ok(),
+        ended.is_some(),
         "a trickling upload kept its connection 8 s after its answer (header_read_timeout = 1)"
     );
     let took = answered.elapsed();
