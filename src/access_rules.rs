@@ -24,8 +24,7 @@ pub fn allowed(
     service_token_valid: bool,
 ) -> bool {
     let Some(rules) = identity
-        .application_credential
-        .as_ref()
+        .application_credential()
         .and_then(|a| a.access_rules.as_ref())
     else {
         return true;

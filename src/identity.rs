@@ -87,6 +87,54 @@ pub struct Federation {
     pub protocol: Arc<str>,
 }
 
+/// The facts of an [`Identity`] that few tokens have (see
+/// [`Identity::extras`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extras {
+    /// Application credential, for app-credential tokens.
+    pub application_credential: Option<ApplicationCredential>,
+    /// Trust id, for trust-scoped tokens.
+    pub trust_id: Option<Arc<str>>,
+    /// Trustor and trustee user ids, for trust-scoped tokens.
+    pub trust_users: Option<(String, String)>,
+    /// The certificate thumbprint a certificate-bound token (RFC 8705) is
+    /// bound to (Keystone's `oauth2_credential."x5t#S256"`): the token is
+    /// accepted only with that client certificate.
+    pub cert_thumbprint: Option<Box<str>>,
+    /// Federation facts, for federated tokens.
+    pub federation: Option<Federation>,
+}
+
+impl Extras {
+    /// Boxed, or `None` when it holds nothing.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (self != Self::default()).then(|| Box::new(self))
+    }
+
+    /// Heap bytes it holds, the box included.
+    fn held_bytes(&self) -> usize {
+        let mut n = chunk(std::mem::size_of::<Self>());
+        if let Some(a) = &self.application_credential {
+            n += chunk(a.id.len());
+            if let Some(rules) = &a.access_rules {
+                n += chunk(std::mem::size_of::<AccessRule>() * rules.len());
+                for r in rules {
+                    n += chunk(r.service.len()) + chunk(r.path.len()) + chunk(r.method.len());
+                }
+            }
+        }
+        n += self.trust_id.as_ref().map_or(0, |s| chunk(16 + s.len()));
+        if let Some(t) = &self.trust_users {
+            n += chunk(t.0.len()) + chunk(t.1.len());
+        }
+        n += self.cert_thumbprint.as_ref().map_or(0, |s| chunk(s.len()));
+        if let Some(f) = &self.federation {
+            n += chunk(16 + f.identity_provider.len()) + chunk(16 + f.protocol.len());
+        }
+        n
+    }
+}
+
 /// A validated token's identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
@@ -110,20 +158,12 @@ pub struct Identity {
     pub audit_ids: Names,
     /// Authentication methods (pooled).
     pub methods: Names,
-    /// Application credential, for app-credential tokens.
-    pub application_credential: Option<Box<ApplicationCredential>>,
-    /// Trust id, for trust-scoped tokens.
-    pub trust_id: Option<Arc<str>>,
-    /// Trustor and trustee user ids, for trust-scoped tokens.
-    pub trust_users: Option<Box<(String, String)>>,
+    /// What few tokens carry (application credential, trust, certificate
+    /// binding, federation), boxed: `None` for most tokens, so the identity
+    /// every cache entry holds is 48 bytes smaller (issue 16).
+    pub extras: Option<Box<Extras>>,
     /// The catalog, when it was fetched (pooled: one copy per distinct catalog).
     pub catalog: Option<Arc<Catalog>>,
-    /// The certificate thumbprint a certificate-bound token (RFC 8705) is
-    /// bound to (Keystone's `oauth2_credential."x5t#S256"`): the token is
-    /// accepted only with that client certificate.
-    pub cert_thumbprint: Option<Box<str>>,
-    /// Federation facts, for federated tokens.
-    pub federation: Option<Box<Federation>>,
     /// Header blocks rendered from this identity, filled once by `headers`
     /// so a cache hit costs no formatting.
     pub rendered: Rendered,
@@ -250,9 +290,34 @@ impl Identity {
     /// True for an application-credential token restricted by access rules
     /// (which are checked against the service catalog).
     pub fn has_access_rules(&self) -> bool {
-        self.application_credential
-            .as_ref()
+        self.application_credential()
             .is_some_and(|a| a.access_rules.is_some())
+    }
+
+    /// The application credential, for app-credential tokens.
+    pub fn application_credential(&self) -> Option<&ApplicationCredential> {
+        self.extras.as_ref()?.application_credential.as_ref()
+    }
+
+    /// The trust id, for trust-scoped tokens.
+    pub fn trust_id(&self) -> Option<&str> {
+        self.extras.as_ref()?.trust_id.as_deref()
+    }
+
+    /// Trustor and trustee user ids, for trust-scoped tokens.
+    pub fn trust_users(&self) -> Option<(&str, &str)> {
+        let (a, b) = self.extras.as_ref()?.trust_users.as_ref()?;
+        Some((a, b))
+    }
+
+    /// The certificate thumbprint a certificate-bound token is bound to.
+    pub fn cert_thumbprint(&self) -> Option<&str> {
+        self.extras.as_ref()?.cert_thumbprint.as_deref()
+    }
+
+    /// Federation facts, for federated tokens.
+    pub fn federation(&self) -> Option<&Federation> {
+        self.extras.as_ref()?.federation.as_ref()
     }
 
     /// True when the token holds at least one of `roles` (by name).
@@ -289,22 +354,7 @@ impl Identity {
                 .map(|a| chunk(16 + a.len()))
                 .sum::<usize>();
         }
-        if let Some(a) = &self.application_credential {
-            n += chunk(std::mem::size_of::<ApplicationCredential>()) + chunk(a.id.len());
-            for r in a.access_rules.iter().flatten() {
-                n += chunk(std::mem::size_of::<AccessRule>());
-                n += chunk(r.service.len()) + chunk(r.path.len()) + chunk(r.method.len());
-            }
-        }
-        n += own(&self.trust_id);
-        if let Some(t) = &self.trust_users {
-            n += chunk(48) + chunk(t.0.len()) + chunk(t.1.len());
-        }
-        if let Some(f) = &self.federation {
-            n += chunk(std::mem::size_of::<Federation>())
-                + chunk(16 + f.identity_provider.len())
-                + chunk(16 + f.protocol.len());
-        }
+        n += self.extras.as_ref().map_or(0, |e| e.held_bytes());
         if let Some(c) = &self.catalog {
             // The header value is the JSON's buffer: counted once.
             n += chunk(16 + c.json.len());

@@ -19,7 +19,9 @@ use std::{
 };
 
 use crate::{
-    identity::{self, intern, ApplicationCredential, Identity, Named, Names, Project, Scope},
+    identity::{
+        self, intern, ApplicationCredential, Extras, Identity, Named, Names, Project, Scope,
+    },
     revocation::{Known, TokenValues},
     token::{
         fernet::{self, FernetError},
@@ -505,9 +507,11 @@ pub(crate) fn identity(
         id.methods = intern::list(&p.methods);
         // The token's own binding, never the template's: a template learnt
         // from an ordinary token of the same user must not unbind it.
-        id.cert_thumbprint = p.thumbprint.as_deref().map(Box::from);
+        let mut extras = id.extras.take().map(|e| *e).unwrap_or_default();
+        extras.cert_thumbprint = p.thumbprint.as_deref().map(Box::from);
         // The token's own groups (the enrichment key holds them too).
-        id.federation = federation(p);
+        extras.federation = federation(p);
+        id.extras = extras.boxed();
         return Ok(id);
     }
     if p.app_cred_id.is_some() {
@@ -536,29 +540,28 @@ pub(crate) fn identity(
         issued_at: d.issued_at,
         audit_ids: intern::own(&p.audit_ids),
         methods: intern::list(&p.methods),
-        application_credential: p.app_cred_id.clone().map(|id| {
-            Box::new(ApplicationCredential {
+        extras: Extras {
+            application_credential: p.app_cred_id.clone().map(|id| ApplicationCredential {
                 id,
                 access_rules: None,
-            })
-        }),
-        trust_id: p.trust_id.as_deref().map(Arc::from),
-        trust_users: None,
+            }),
+            trust_id: p.trust_id.as_deref().map(Arc::from),
+            trust_users: None,
+            cert_thumbprint: p.thumbprint.as_deref().map(Box::from),
+            federation: federation(p),
+        }
+        .boxed(),
         catalog: None,
-        cert_thumbprint: p.thumbprint.as_deref().map(Box::from),
-        federation: federation(p),
         rendered: Default::default(),
     })
 }
 
 /// The federation facts a federated payload (v4–v6) carries.
-fn federation(p: &Payload) -> Option<Box<identity::Federation>> {
-    p.federation.as_ref().map(|f| {
-        Box::new(identity::Federation {
-            group_ids: intern::list(&f.group_ids),
-            identity_provider: Arc::from(f.idp_id.as_str()),
-            protocol: Arc::from(f.protocol_id.as_str()),
-        })
+fn federation(p: &Payload) -> Option<identity::Federation> {
+    p.federation.as_ref().map(|f| identity::Federation {
+        group_ids: intern::list(&f.group_ids),
+        identity_provider: Arc::from(f.idp_id.as_str()),
+        protocol: Arc::from(f.protocol_id.as_str()),
     })
 }
 

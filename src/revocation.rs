@@ -176,12 +176,12 @@ impl<'a> TokenValues<'a> {
         };
         Self {
             user_id: id.user.id.as_deref(),
-            trustor_id: id.trust_users.as_ref().map(|t| t.0.as_str()),
-            trustee_id: id.trust_users.as_ref().map(|t| t.1.as_str()),
+            trustor_id: id.trust_users().map(|t| t.0),
+            trustee_id: id.trust_users().map(|t| t.1),
             identity_domain_id: Known::Is(id.user_domain.id.as_deref()),
             project_id,
             assignment_domain_id,
-            trust_id: id.trust_id.as_deref(),
+            trust_id: id.trust_id(),
             consumer_id: if id.methods.iter().any(|m| &**m == "oauth1") {
                 Known::Unknown
             } else {

@@ -677,7 +677,7 @@ impl Validator {
 /// when its token is not certificate-bound, else only with the certificate
 /// whose thumbprint it names.
 fn with_its_certificate(id: &Identity, certificate: Option<&Thumbprint>) -> bool {
-    let Some(bound) = &id.cert_thumbprint else {
+    let Some(bound) = id.cert_thumbprint() else {
         return true;
     };
     let ok = certificate.is_some_and(|c| c.matches(bound));

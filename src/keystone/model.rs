@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::identity::{
-    intern, AccessRule, ApplicationCredential, Catalog, Federation, Identity, Named, Project, Scope,
+    intern, AccessRule, ApplicationCredential, Catalog, Extras, Federation, Identity, Named,
+    Project, Scope,
 };
 
 /// Why a validation response could not be used.
@@ -196,11 +197,11 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
     });
     let federation = t.user.federation.map(|f| {
         let groups: Vec<&str> = f.groups.iter().map(|g| g.id.as_str()).collect();
-        Box::new(Federation {
+        Federation {
             group_ids: intern::list(&groups),
             identity_provider: Arc::from(f.identity_provider.id),
             protocol: Arc::from(f.protocol.id),
-        })
+        }
     });
     let role_ids: Vec<&str> = t.roles.iter().filter_map(|r| r.id.as_deref()).collect();
     let roles: Vec<&str> = t.roles.iter().filter_map(|r| r.name.as_deref()).collect();
@@ -219,8 +220,8 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         issued_at,
         audit_ids: intern::own(&t.audit_ids),
         methods: intern::list(&t.methods),
-        application_credential: t.application_credential.map(|a| {
-            Box::new(ApplicationCredential {
+        extras: Extras {
+            application_credential: t.application_credential.map(|a| ApplicationCredential {
                 id: a.id,
                 access_rules: a.access_rules.map(|rules| {
                     rules
@@ -232,18 +233,19 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
                         })
                         .collect()
                 }),
-            })
-        }),
-        trust_users: t.trust.as_ref().and_then(|t| {
-            Some(Box::new((
-                t.trustor_user.as_ref()?.id.clone(),
-                t.trustee_user.as_ref()?.id.clone(),
-            )))
-        }),
-        trust_id: t.trust.map(|t| Arc::from(t.id)),
+            }),
+            trust_users: t.trust.as_ref().and_then(|t| {
+                Some((
+                    t.trustor_user.as_ref()?.id.clone(),
+                    t.trustee_user.as_ref()?.id.clone(),
+                ))
+            }),
+            trust_id: t.trust.map(|t| Arc::from(t.id)),
+            cert_thumbprint,
+            federation,
+        }
+        .boxed(),
         catalog,
-        cert_thumbprint,
-        federation,
         rendered: Default::default(),
     })
 }
@@ -395,12 +397,12 @@ mod tests {
         );
         let id = parse_token(bound.as_bytes()).unwrap();
         assert_eq!(
-            id.cert_thumbprint.as_deref(),
+            id.cert_thumbprint(),
             Some("Ymy0cdRyOk_ZyEPfjqTgk8_yMjbhH-tH8zxZ0Q5QvWM=")
         );
         assert!(parse_token(PROJECT.as_bytes())
             .unwrap()
-            .cert_thumbprint
+            .cert_thumbprint()
             .is_none());
         // A binding that names no thumbprint cannot be checked: refused.
         for credential in [
@@ -430,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn an_ordinary_token_allocates_no_extras_and_a_trust_token_keeps_its_trust() {
+        // Most cached identities carry none of the rare facts: no box.
+        let plain = parse_token(PROJECT.as_bytes()).unwrap();
+        assert!(plain.extras.is_none());
+        assert_eq!(std::mem::size_of::<Identity>(), 272);
+        let trust = PROJECT.replace(
+            "\"is_domain\": false,",
+            "\"is_domain\": false, \"OS-TRUST:trust\": {\"id\": \"t1\", \"impersonation\": true, \"trustor_user\": {\"id\": \"u1\"}, \"trustee_user\": {\"id\": \"u2\"}},",
+        );
+        let id = parse_token(trust.as_bytes()).unwrap();
+        assert_eq!(id.trust_id(), Some("t1"));
+        assert_eq!(id.trust_users(), Some(("u1", "u2")));
+        assert!(id.federation().is_none() && id.cert_thumbprint().is_none());
+    }
+
+    #[test]
     fn a_federated_token_carries_its_groups_identity_provider_and_protocol() {
         // Keystone's render_token for a federated user: OS-FEDERATION on the
         // user, no password_expires_at.
@@ -438,13 +456,13 @@ mod tests {
             "\"OS-FEDERATION\": {\"groups\": [{\"id\": \"g1\"}, {\"id\": \"g2\"}], \"identity_provider\": {\"id\": \"idp\"}, \"protocol\": {\"id\": \"mapped\"}}",
         );
         let id = parse_token(federated.as_bytes()).unwrap();
-        let f = id.federation.expect("federation facts");
+        let f = id.federation().expect("federation facts");
         assert_eq!(*f.group_ids, [Arc::from("g1"), Arc::from("g2")]);
         assert_eq!(&*f.identity_provider, "idp");
         assert_eq!(&*f.protocol, "mapped");
         assert!(parse_token(PROJECT.as_bytes())
             .unwrap()
-            .federation
+            .federation()
             .is_none());
     }
 

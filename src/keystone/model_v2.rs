@@ -13,7 +13,7 @@ use serde::{
 };
 
 use super::model::{py_str, ModelError};
-use crate::identity::{intern, Catalog, Identity, Named, Names, Project, Scope};
+use crate::identity::{intern, Catalog, Extras, Identity, Named, Names, Project, Scope};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -180,13 +180,13 @@ fn read_access(body: &[u8]) -> Result<Identity, ModelError> {
         issued_at,
         audit_ids: intern::own(&a.token.audit_ids),
         methods: Names::default(),
-        application_credential: None,
-        trust_id: a.trust.map(|t| Arc::from(t.id)),
         // v2.0 names no trustor (keystoneauth's trustor_user_id is None).
-        trust_users: None,
+        extras: Extras {
+            trust_id: a.trust.map(|t| Arc::from(t.id)),
+            ..Extras::default()
+        }
+        .boxed(),
         catalog,
-        cert_thumbprint: None,
-        federation: None,
         rendered: Default::default(),
     })
 }
@@ -354,7 +354,7 @@ mod tests {
             assert_eq!(id.role_ids, strings(&want["role_ids"]), "{name}");
             assert_eq!(id.expires_at, want["expires"].as_i64().unwrap(), "{name}");
             assert_eq!(id.audit_id(), want["audit_id"].as_str(), "{name}");
-            assert_eq!(id.trust_id, s(&want["trust_id"]), "{name}");
+            assert_eq!(id.trust_id(), s(&want["trust_id"]).as_deref(), "{name}");
             assert!(id.is_admin_project, "{name}");
             assert_eq!(id.user_domain, Named::default(), "{name}");
             assert_eq!(

@@ -262,7 +262,7 @@ impl Webhook {
         id: &Identity,
         token: &Token,
     ) -> Result<Arc<[String]>, Arc<GroupsError>> {
-        if let Some(federation) = &id.federation {
+        if let Some(federation) = id.federation() {
             return Ok(federation.group_ids.iter().map(|g| g.to_string()).collect());
         }
         let Some(user_id) = id.user.id.clone() else {

@@ -100,12 +100,8 @@ fn member(project: &str, roles: &[&str]) -> Identity {
         issued_at: 0,
         audit_ids: vec!["a".into()].into(),
         methods: vec!["password".into()].into(),
-        application_credential: None,
-        trust_id: None,
-        trust_users: None,
         catalog: None,
-        cert_thumbprint: None,
-        federation: None,
+        extras: None,
         rendered: Default::default(),
     }
 }

@@ -153,12 +153,8 @@ fn identity(w: &Who) -> Identity {
         issued_at: 0,
         audit_ids: vec!["audit".into()].into(),
         methods: vec!["password".into()].into(),
-        application_credential: None,
-        trust_id: None,
-        trust_users: None,
         catalog: None,
-        cert_thumbprint: None,
-        federation: None,
+        extras: None,
         rendered: Default::default(),
     }
 }

@@ -37,12 +37,8 @@ fn identity(scope: Scope) -> Identity {
         issued_at: 0,
         audit_ids: Default::default(),
         methods: Default::default(),
-        application_credential: None,
-        trust_id: None,
-        trust_users: None,
         catalog: None,
-        cert_thumbprint: None,
-        federation: None,
+        extras: None,
         rendered: Default::default(),
     }
 }
