@@ -20,7 +20,8 @@ use std::{
 
 use crate::{
     identity::{
-        self, intern, ApplicationCredential, Extras, Identity, Named, Names, Project, Scope,
+        self, intern, ApplicationCredential, AuditIds, Extras, Identity, Named, Names, Project,
+        Scope,
     },
     revocation::{Known, TokenValues},
     token::{
@@ -503,7 +504,7 @@ pub(crate) fn identity(
         let mut id = t.clone();
         id.expires_at = p.expires_at;
         id.issued_at = d.issued_at;
-        id.audit_ids = intern::own(&p.audit_ids);
+        id.audit_ids = AuditIds::new(&p.audit_ids);
         id.methods = intern::list(&p.methods);
         // The token's own binding, never the template's: a template learnt
         // from an ordinary token of the same user must not unbind it.
@@ -538,7 +539,7 @@ pub(crate) fn identity(
         is_admin_project: true,
         expires_at: p.expires_at,
         issued_at: d.issued_at,
-        audit_ids: intern::own(&p.audit_ids),
+        audit_ids: AuditIds::new(&p.audit_ids),
         methods: intern::list(&p.methods),
         extras: Extras {
             application_credential: p.app_cred_id.clone().map(|id| ApplicationCredential {

@@ -187,8 +187,8 @@ impl<'a> TokenValues<'a> {
             } else {
                 Known::Is(None)
             },
-            audit_id: id.audit_ids.first().map(|a| &**a),
-            parent_audit_id: id.audit_ids.get(1).map(|a| &**a),
+            audit_id: id.audit_ids.first(),
+            parent_audit_id: id.audit_ids.get(1),
             roles: Known::Is(&id.role_ids),
             issued_at: id.issued_at,
             expires_at: id.expires_at,

@@ -111,12 +111,6 @@ pub fn catalog(c: Catalog) -> Arc<Catalog> {
     }
 }
 
-/// A list of strings held by this identity alone (audit ids): one
-/// allocation for the list, one per item, nothing pooled.
-pub fn own<S: AsRef<str>>(items: &[S]) -> Names {
-    items.iter().map(|s| Arc::from(s.as_ref())).collect()
-}
-
 /// The shared copy of a rendered header block's shared part (one per scope,
 /// roles and user domain, not one per token), found by its bytes; `values`
 /// makes its header values only when the pool does not hold it yet.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::identity::{
-    intern, AccessRule, ApplicationCredential, Catalog, Extras, Federation, Identity, Named,
-    Project, Scope,
+    intern, AccessRule, ApplicationCredential, AuditIds, Catalog, Extras, Federation, Identity,
+    Named, Project, Scope,
 };
 
 /// Why a validation response could not be used.
@@ -218,7 +218,7 @@ pub fn parse_token(body: &[u8]) -> Result<Identity, ModelError> {
         is_admin_project: t.is_admin_project.unwrap_or(true),
         expires_at,
         issued_at,
-        audit_ids: intern::own(&t.audit_ids),
+        audit_ids: AuditIds::new(&t.audit_ids),
         methods: intern::list(&t.methods),
         extras: Extras {
             application_credential: t.application_credential.map(|a| ApplicationCredential {

@@ -13,7 +13,7 @@ use serde::{
 };
 
 use super::model::{py_str, ModelError};
-use crate::identity::{intern, Catalog, Extras, Identity, Named, Names, Project, Scope};
+use crate::identity::{intern, AuditIds, Catalog, Extras, Identity, Named, Names, Project, Scope};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -178,7 +178,7 @@ fn read_access(body: &[u8]) -> Result<Identity, ModelError> {
         is_admin_project: true,
         expires_at,
         issued_at,
-        audit_ids: intern::own(&a.token.audit_ids),
+        audit_ids: AuditIds::new(&a.token.audit_ids),
         methods: Names::default(),
         // v2.0 names no trustor (keystoneauth's trustor_user_id is None).
         extras: Extras {

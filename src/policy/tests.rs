@@ -98,7 +98,7 @@ fn member(project: &str, roles: &[&str]) -> Identity {
         is_admin_project: false,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec!["a".into()].into(),
+        audit_ids: crate::identity::AuditIds::new(&["a"]),
         methods: vec!["password".into()].into(),
         catalog: None,
         extras: None,

@@ -151,7 +151,7 @@ fn identity(w: &Who) -> Identity {
         is_admin_project: w.is_admin_project,
         expires_at: i64::MAX,
         issued_at: 0,
-        audit_ids: vec!["audit".into()].into(),
+        audit_ids: stonegate::identity::AuditIds::new(&["audit"]),
         methods: vec!["password".into()].into(),
         catalog: None,
         extras: None,
