@@ -543,26 +543,27 @@ async fn keys_of_a_dead_server_move_where_python_memcached_rehashes_them() {
     let servers: Vec<String> = mcs.iter().map(Memcached::server).collect();
     let sg = replica(&ks, &up, Backend::Memcached(&servers), Strategy::Encrypt).await;
     mcs[0].0.kill();
-    let mut tokens = Vec::new();
-    for _ in 0..16 {
-        tokens.push(ks.demo_token().await);
-    }
-    let written = where_stonegate_wrote(&sg, &mcs, &[1, 2], &tokens).await;
-    let now = python_memcached_home(&servers, &tokens).await;
-    assert_eq!(written, now, "stonegate's rehash is python-memcached's");
     // Where the keys lived before server 0 died: python-memcached over three
     // live servers (server 1 answering in server 0's place; the hash only
-    // depends on the position).
-    let before = python_memcached_home(
-        &[servers[1].clone(), servers[1].clone(), servers[2].clone()],
-        &tokens,
-    )
-    .await;
+    // depends on the position). Fewer than two of 16 keys lived on server 0
+    // about once in 75 runs: more tokens then, until two did.
+    let three = [servers[1].clone(), servers[1].clone(), servers[2].clone()];
+    let (mut tokens, mut before) = (Vec::new(), Vec::new());
+    while tokens.len() < 64 && before.iter().filter(|&&h| h == 0).count() < 2 {
+        for _ in 0..16 {
+            tokens.push(ks.demo_token().await);
+        }
+        before = python_memcached_home(&three, &tokens).await;
+    }
     let moved = before.iter().filter(|&&h| h == 0).count();
     assert!(
         moved >= 2,
-        "too few of 16 keys had the dead server as home: {before:?}"
+        "too few of {} keys had the dead server as home: {before:?}",
+        tokens.len()
     );
+    let written = where_stonegate_wrote(&sg, &mcs, &[1, 2], &tokens).await;
+    let now = python_memcached_home(&servers, &tokens).await;
+    assert_eq!(written, now, "stonegate's rehash is python-memcached's");
     assert!(shared_ops(&sg, "set", "error").await == 0.0, "a set failed");
 }
 
