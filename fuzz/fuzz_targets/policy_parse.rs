@@ -31,12 +31,8 @@ fn identity() -> Identity {
         issued_at: 0,
         audit_ids: Default::default(),
         methods: vec!["password".into()].into(),
-        application_credential: None,
-        trust_id: None,
-        trust_users: None,
         catalog: None,
-        cert_thumbprint: None,
-        federation: None,
+        extras: None,
         rendered: Default::default(),
     }
 }
@@ -48,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     let once = check::parse(text).check;
     let printed = once.to_string();
     let twice = check::parse(&printed).check;
-    assert_eq!(once, twice, "parse(print(parse({text:?}))) differs; printed {printed:?}");
+    assert_eq!(
+        once, twice,
+        "parse(print(parse({text:?}))) differs; printed {printed:?}"
+    );
     assert_eq!(printed, twice.to_string());
 
     // The same text as a policy file: its rules are the store.
