@@ -67,24 +67,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let got = path_matches(path, pattern);
-    assert_eq!(
-        got,
-        want.is_match(path),
-        "pattern {pattern:?} path {path:?}"
-    );
+    assert_eq!(got, want.is_match(path), "pattern {pattern:?} path {path:?}");
     let compiled = Pattern::new(pattern);
-    assert_eq!(
-        compiled.matches(path),
-        got,
-        "Pattern::matches differs from path_matches"
-    );
+    assert_eq!(compiled.matches(path), got, "Pattern::matches differs from path_matches");
     if let Some(caps) = compiled.captures(path) {
         assert!(got, "captures without a match");
         for (name, seg) in caps {
-            assert!(
-                !seg.is_empty() && !seg.contains('/'),
-                "{{{name}}} captured {seg:?}"
-            );
+            assert!(!seg.is_empty() && !seg.contains('/'), "{{{name}}} captured {seg:?}");
         }
     } else {
         assert!(!got, "a match without captures");

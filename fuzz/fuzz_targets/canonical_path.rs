@@ -20,10 +20,7 @@ fn remove_dot_segments(input: &str) -> String {
     let mut input = input.to_owned();
     let mut out = String::new();
     while !input.is_empty() {
-        if let Some(rest) = input
-            .strip_prefix("../")
-            .or_else(|| input.strip_prefix("./"))
-        {
+        if let Some(rest) = input.strip_prefix("../").or_else(|| input.strip_prefix("./")) {
             input = rest.to_owned();
         } else if input.starts_with("/./") {
             input.replace_range(..3, "/");
@@ -59,11 +56,7 @@ fuzz_target!(|data: &[u8]| {
     let (decoded, forward) = (c.decoded(), c.forward());
     for p in [decoded, forward] {
         assert!(p.starts_with('/'), "{raw:?}");
-        assert_eq!(
-            remove_dot_segments(p),
-            p,
-            "dot segments left in {p:?} from {raw:?}"
-        );
+        assert_eq!(remove_dot_segments(p), p, "dot segments left in {p:?} from {raw:?}");
         assert!(!p.contains("//"), "empty segment in {p:?} from {raw:?}");
         assert!(
             !p.contains('\\') && !p.chars().any(|ch| ch.is_ascii_control()),
@@ -75,21 +68,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(!seg.starts_with(';'), "{seg:?} in {p:?} from {raw:?}");
         }
     }
-    assert_eq!(
-        percent_decode(forward.as_bytes()),
-        decoded.as_bytes(),
-        "{raw:?}"
-    );
+    assert_eq!(percent_decode(forward.as_bytes()), decoded.as_bytes(), "{raw:?}");
     let lower = forward.to_ascii_lowercase();
     for bad in ["%2f", "%5c", "%00", "%2e"] {
         assert!(!lower.contains(bad), "{bad} in {forward:?} from {raw:?}");
     }
     let again = Canonical::parse(forward).expect("the forwarded path is accepted again");
-    assert_eq!(
-        (again.decoded(), again.forward()),
-        (decoded, forward),
-        "{raw:?}"
-    );
+    assert_eq!((again.decoded(), again.forward()), (decoded, forward), "{raw:?}");
     if !raw.contains('%') {
         assert_eq!((decoded, forward), (raw, raw));
     }

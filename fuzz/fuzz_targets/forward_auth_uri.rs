@@ -25,9 +25,7 @@ use stonegate::path::{target_path, Canonical};
 
 /// RFC 3986 §3: the path of an origin-form or http(s) absolute-form target.
 fn reference(target: &str) -> Option<&str> {
-    let end = target
-        .find(|c| c == '?' || c == '#')
-        .unwrap_or(target.len());
+    let end = target.find(|c| c == '?' || c == '#').unwrap_or(target.len());
     let t = &target[..end];
     if t.starts_with('/') {
         return Some(t);
@@ -50,34 +48,20 @@ fuzz_target!(|data: &[u8]| {
 
     let uri = target.parse::<Uri>().ok();
     let upstream = uri.as_ref().filter(|u| {
-        u.scheme_str()
-            .is_none_or(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+        u.scheme_str().is_none_or(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
             && (u.scheme().is_some() || target.starts_with('/'))
     });
     if let Some(u) = upstream {
-        assert_eq!(
-            ours,
-            Some(u.path()),
-            "{target:?}: hyper reads {:?}",
-            u.path()
-        );
+        assert_eq!(ours, Some(u.path()), "{target:?}: hyper reads {:?}", u.path());
     }
     if let (Some(path), Some(u)) = (ours, upstream) {
         if let Ok(c) = Canonical::parse(path) {
-            assert_eq!(
-                percent_decode(u.path().as_bytes()),
-                c.decoded().as_bytes(),
-                "{target:?}"
-            );
+            assert_eq!(percent_decode(u.path().as_bytes()), c.decoded().as_bytes(), "{target:?}");
         }
     }
 
     // Envoy: the endpoint prefix is the text before the first `?`.
-    let prefix = target
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/');
+    let prefix = target.split('?').next().unwrap_or_default().trim_end_matches('/');
     if prefix.starts_with('/') && prefix.len() > 1 {
         let ep = Endpoint {
             flavor: Flavor::Envoy,

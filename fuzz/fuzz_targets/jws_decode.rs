@@ -26,11 +26,8 @@ fn signing() -> &'static SigningKey {
 fn keys() -> &'static PublicKeys {
     static KEYS: OnceLock<PublicKeys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        PublicKeys::from_keys(vec![PublicKey::new(
-            "public.pem",
-            *signing().verifying_key(),
-        )])
-        .expect("one key")
+        PublicKeys::from_keys(vec![PublicKey::new("public.pem", *signing().verifying_key())])
+            .expect("one key")
     })
 }
 

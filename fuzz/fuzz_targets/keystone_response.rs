@@ -14,10 +14,7 @@ use stonegate::keystone::{model, model_v2};
 fuzz_target!(|data: &[u8]| {
     for parsed in [model::parse_token(data), model_v2::parse_access(data)] {
         let Ok(id) = parsed else { continue };
-        assert!(
-            id.user.id.is_some(),
-            "accepted a document without a user id"
-        );
+        assert!(id.user.id.is_some(), "accepted a document without a user id");
         let mut headers = HeaderMap::new();
         set_user(&mut headers, &id, true);
         set_service(&mut headers, &id);

@@ -51,11 +51,7 @@ fn oslo(value: &str, group: &str, all: &Sections, depth: usize) -> Option<String
         let name = c.get(2).or(c.get(3))?.as_str(); // invalid: kept as `$` by oslo
         let get = |g: &str, o: &str| {
             let (_, entries) = all.iter().find(|(n, _)| n == g)?;
-            entries
-                .iter()
-                .rev()
-                .find(|(k, _)| k == o)
-                .map(|(_, v)| (g.to_owned(), v.clone()))
+            entries.iter().rev().find(|(k, _)| k == o).map(|(_, v)| (g.to_owned(), v.clone()))
         };
         let found = match name.split_once('.') {
             Some((g, o)) => get(g, o),
@@ -85,32 +81,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (Ok(all), Ok(values)) = (sections(text), group_values(text)) else {
-        assert!(
-            sections(text).is_err() && group_values(text).is_err(),
-            "{text:?}"
-        );
+        assert!(sections(text).is_err() && group_values(text).is_err(), "{text:?}");
         return;
     };
-    let entries = all
-        .iter()
-        .find(|(n, _)| n == "keystone_authtoken")
-        .map(|(_, e)| e.clone())
-        .unwrap_or_default();
+    let entries = all.iter().find(|(n, _)| n == "keystone_authtoken").map(|(_, e)| e.clone()).unwrap_or_default();
     let mut last: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in &entries {
         last.insert(k, v);
     }
-    assert_eq!(
-        values.keys().map(String::as_str).collect::<Vec<_>>(),
-        last.keys().copied().collect::<Vec<_>>()
-    );
+    assert_eq!(values.keys().map(String::as_str).collect::<Vec<_>>(), last.keys().copied().collect::<Vec<_>>());
     for (key, raw) in &last {
         let reference = oslo(raw, "keystone_authtoken", &all, 0);
         match (&values[*key], &reference) {
             (Ok(v), _) => assert_eq!(Some(v), reference.as_ref(), "{key} = {raw:?} in {text:?}"),
-            (Err(why), Some(r)) => {
-                panic!("{key} = {raw:?}: refused ({why}), oslo.config reads {r:?}")
-            }
+            (Err(why), Some(r)) => panic!("{key} = {raw:?}: refused ({why}), oslo.config reads {r:?}"),
             (Err(_), None) => {}
         }
     }
@@ -128,10 +112,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let again = group_values(&back).unwrap_or_else(|e| panic!("{back:?}: {e}"));
     for (key, v) in &expect {
-        assert_eq!(
-            again.get(key).and_then(|r| r.as_ref().ok()),
-            Some(v),
-            "{key} from {back:?}"
-        );
+        assert_eq!(again.get(key).and_then(|r| r.as_ref().ok()), Some(v), "{key} from {back:?}");
     }
 });

@@ -44,10 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let once = check::parse(text).check;
     let printed = once.to_string();
     let twice = check::parse(&printed).check;
-    assert_eq!(
-        once, twice,
-        "parse(print(parse({text:?}))) differs; printed {printed:?}"
-    );
+    assert_eq!(once, twice, "parse(print(parse({text:?}))) differs; printed {printed:?}");
     assert_eq!(printed, twice.to_string());
 
     // The same text as a policy file: its rules are the store.

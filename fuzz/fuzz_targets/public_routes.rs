@@ -37,13 +37,7 @@ const ROUTES: &[&str] = &[
 fn routes() -> &'static PublicRoutes {
     static R: std::sync::OnceLock<PublicRoutes> = std::sync::OnceLock::new();
     R.get_or_init(|| {
-        PublicRoutes::new(
-            ROUTES
-                .iter()
-                .map(|p| PublicRoute::new(Method::GET, p))
-                .collect(),
-            false,
-        )
+        PublicRoutes::new(ROUTES.iter().map(|p| PublicRoute::new(Method::GET, p)).collect(), false)
     })
 }
 
@@ -187,8 +181,7 @@ fuzz_target!(|data: &[u8]| {
     let ours = Canonical::parse(raw).ok();
     let expected = reference(raw);
     assert_eq!(
-        ours.as_ref()
-            .map(|c| (c.decoded().to_owned(), c.forward().to_owned())),
+        ours.as_ref().map(|c| (c.decoded().to_owned(), c.forward().to_owned())),
         expected,
         "{raw:?}"
     );
@@ -196,12 +189,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let public = routes().is_public(&Method::GET, c.decoded(), &HeaderMap::new());
-    assert_eq!(
-        public,
-        reference_public(c.decoded()),
-        "{raw:?} -> {:?}",
-        c.decoded()
-    );
+    assert_eq!(public, reference_public(c.decoded()), "{raw:?} -> {:?}", c.decoded());
     assert!(!routes().is_public(&Method::POST, c.decoded(), &HeaderMap::new()));
     if public {
         // What the upstream receives is the forwarded path.

@@ -21,9 +21,7 @@ use stonegate::revocation::{parse_events, Event};
 
 fn digits(s: &[u8], n: usize) -> Option<i64> {
     let d = s.get(..n)?;
-    d.iter()
-        .all(u8::is_ascii_digit)
-        .then(|| d.iter().fold(0, |a, c| a * 10 + i64::from(c - b'0')))
+    d.iter().all(u8::is_ascii_digit).then(|| d.iter().fold(0, |a, c| a * 10 + i64::from(c - b'0')))
 }
 
 /// Days from 1970-01-01 to a civil date (H. Hinnant's algorithm).
@@ -40,23 +38,14 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// seconds (`:60`) are `Err(())`: not compared.
 fn rfc3339(s: &str) -> Result<Option<i64>, ()> {
     let b = s.as_bytes();
-    let (Some(y), Some(mo), Some(d)) = (
-        digits(b, 4),
-        digits(b.get(5..).unwrap_or_default(), 2),
-        digits(b.get(8..).unwrap_or_default(), 2),
-    ) else {
+    let (Some(y), Some(mo), Some(d)) = (digits(b, 4), digits(b.get(5..).unwrap_or_default(), 2), digits(b.get(8..).unwrap_or_default(), 2)) else {
         return Ok(None);
     };
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't'))
-    {
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't')) {
         return Ok(None);
     }
     let t = &b[11..];
-    let (Some(h), Some(mi), Some(sec)) = (
-        digits(t, 2),
-        digits(t.get(3..).unwrap_or_default(), 2),
-        digits(t.get(6..).unwrap_or_default(), 2),
-    ) else {
+    let (Some(h), Some(mi), Some(sec)) = (digits(t, 2), digits(t.get(3..).unwrap_or_default(), 2), digits(t.get(6..).unwrap_or_default(), 2)) else {
         return Ok(None);
     };
     if t.get(2) != Some(&b':') || t.get(5) != Some(&b':') {
@@ -72,7 +61,7 @@ fn rfc3339(s: &str) -> Result<Option<i64>, ()> {
     }
     let offset = match rest {
         [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), oh @ ..] if rest.len() == 6 && rest[3] == b':' => {
+        [sign @ (b'+' | b'-'), oh @ .., ] if rest.len() == 6 && rest[3] == b':' => {
             let (Some(oh), Some(om)) = (digits(&oh[..2], 2), digits(&rest[4..], 2)) else {
                 return Ok(None);
             };
@@ -84,20 +73,7 @@ fn rfc3339(s: &str) -> Result<Option<i64>, ()> {
         _ => return Ok(None),
     };
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&mo) || d < 1 || d > month_days[(mo - 1) as usize] || h > 23 || mi > 59 {
         return Ok(None);
     }
@@ -107,9 +83,7 @@ fn rfc3339(s: &str) -> Result<Option<i64>, ()> {
     if sec > 59 {
         return Ok(None);
     }
-    Ok(Some(
-        days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset,
-    ))
+    Ok(Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset))
 }
 
 const STRINGS: [&str; 10] = [
@@ -150,11 +124,9 @@ fn reference(doc: &Value) -> Result<Option<Vec<Event>>, ()> {
                 Some(_) => Ok(None),
             }
         };
-        let (Some(Some(issued_before)), Some(expires_at), Some(revoked_at)) = (
-            time("issued_before")?,
-            time("expires_at")?,
-            time("revoked_at")?,
-        ) else {
+        let (Some(Some(issued_before)), Some(expires_at), Some(revoked_at)) =
+            (time("issued_before")?, time("expires_at")?, time("revoked_at")?)
+        else {
             return Ok(None);
         };
         let (mut domain_id, mut domain_scope_id) = (s[2].clone(), s[3].clone());
@@ -194,12 +166,7 @@ fn isotime(t: i64, subsecond: bool) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let frac = if subsecond { ".000000" } else { "" };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Events as Keystone's `RevokeEvent(**kwargs).to_dict()` writes them.
@@ -253,10 +220,7 @@ fn round_trip(data: &[u8]) {
         if let Some(x) = e.expires_at {
             d.insert("expires_at".into(), json!(isotime(x, false)));
         }
-        d.insert(
-            "issued_before".into(),
-            json!(isotime(e.issued_before, true)),
-        );
+        d.insert("issued_before".into(), json!(isotime(e.issued_before, true)));
         d.insert("revoked_at".into(), json!(isotime(e.revoked_at, true)));
         events.push(e);
         docs.push(Value::Object(d));
@@ -286,10 +250,7 @@ fuzz_target!(|data: &[u8]| {
         (None, Some(_)) => {
             // Repeated keys: serde refuses them, the Value kept the last.
             let again = parse_events(doc.to_string().as_bytes()).ok();
-            assert_eq!(
-                again, expected,
-                "refused a document the reference reads: {doc}"
-            );
+            assert_eq!(again, expected, "refused a document the reference reads: {doc}");
         }
         (None, None) => {}
     }

@@ -47,15 +47,8 @@ fn run(data: &[u8], sealing: &SessionKeys, rotated: &SessionKeys, other: &Sessio
     let user_id = parts.next().unwrap_or("").to_owned();
     let mutation = parts.next().unwrap_or("");
     let replacement = parts.next();
-    let expires_at = data
-        .iter()
-        .fold(0i64, |a, &b| a.wrapping_mul(31).wrapping_add(b as i64));
-    let session = SessionData {
-        token,
-        csrf,
-        expires_at,
-        user_id,
-    };
+    let expires_at = data.iter().fold(0i64, |a, &b| a.wrapping_mul(31).wrapping_add(b as i64));
+    let session = SessionData { token, csrf, expires_at, user_id };
     let Ok(value) = seal(sealing, "sessionid", &session) else {
         return;
     };
@@ -68,14 +61,8 @@ fn run(data: &[u8], sealing: &SessionKeys, rotated: &SessionKeys, other: &Sessio
         }
     }
     // Bound to its name and to its key.
-    assert!(
-        open(sealing, "csrftoken", &value).is_err(),
-        "opened under another name"
-    );
-    assert!(
-        open(other, "sessionid", &value).is_err(),
-        "opened without its key"
-    );
+    assert!(open(sealing, "csrftoken", &value).is_err(), "opened under another name");
+    assert!(open(other, "sessionid", &value).is_err(), "opened without its key");
 
     // Integrity: flip one bit of the sealed bytes.
     let mut raw = URL_SAFE_NO_PAD.decode(&value).unwrap();
@@ -85,16 +72,10 @@ fn run(data: &[u8], sealing: &SessionKeys, rotated: &SessionKeys, other: &Sessio
             let i = (pos as usize * 7919) % raw.len();
             raw[i] ^= mask;
             let tampered = URL_SAFE_NO_PAD.encode(&raw);
-            assert!(
-                open(sealing, "sessionid", &tampered).is_err(),
-                "a tampered cookie opened (byte {i})"
-            );
+            assert!(open(sealing, "sessionid", &tampered).is_err(), "a tampered cookie opened (byte {i})");
             // A cut value never opens either.
             let cut = &value[..(pos as usize) % value.len()];
-            assert!(
-                open(sealing, "sessionid", cut).is_err(),
-                "a truncated cookie opened"
-            );
+            assert!(open(sealing, "sessionid", cut).is_err(), "a truncated cookie opened");
         }
     }
     // Anything else the client may send: no panic, and never this session.

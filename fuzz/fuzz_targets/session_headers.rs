@@ -85,18 +85,12 @@ fn cookies(fields: &[&str]) {
 
     remove_cookie(&mut headers, "sessionid");
     assert!(headers.get_all(header::COOKIE).iter().count() <= 1);
-    assert_eq!(
-        cookie_values(&headers, "sessionid").count(),
-        0,
-        "{texts:?}: session cookie left"
-    );
+    assert_eq!(cookie_values(&headers, "sessionid").count(), 0, "{texts:?}: session cookie left");
     let left: Vec<(String, String)> = (headers.get_all(header::COOKIE).iter())
         .flat_map(|v| reference_pairs(v.to_str().unwrap()))
         .collect();
-    let others: Vec<(String, String)> = pairs
-        .into_iter()
-        .filter(|(n, _)| n != "sessionid")
-        .collect();
+    let others: Vec<(String, String)> =
+        pairs.into_iter().filter(|(n, _)| n != "sessionid").collect();
     assert_eq!(left, others, "{texts:?}");
 }
 
@@ -120,21 +114,11 @@ fn reference_authority(s: &str) -> Option<(String, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
         let end = s.find(']')?;
         let (h, tail) = s.split_at(end + 1);
-        let ok = h.len() > 2
-            && h[1..h.len() - 1]
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+        let ok = h.len() > 2 && h[1..h.len() - 1].bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
         if !ok {
             return None;
         }
-        (
-            h,
-            if tail.is_empty() {
-                None
-            } else {
-                Some(tail.strip_prefix(':')?)
-            },
-        )
+        (h, if tail.is_empty() { None } else { Some(tail.strip_prefix(':')?) })
     } else {
         match s.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -190,10 +174,7 @@ fn origin(fields: &[&str]) {
     };
     assert_eq!(passed, expected, "Origin {value:?}, Host {site:?}");
     // Two Origin values are never a pass.
-    headers.append(
-        header::ORIGIN,
-        HeaderValue::from_static("https://portal.example.com"),
-    );
+    headers.append(header::ORIGIN, HeaderValue::from_static("https://portal.example.com"));
     assert!(check_login(&headers, &uri, &trusted).is_err());
 }
 
@@ -233,9 +214,7 @@ fn reference_auth(f: &[Option<String>; 9], default: &str) -> Option<(String, Val
         "name": username, "domain": user_domain, "password": password}}}});
     match (get(5), get(6)) {
         (Some(id), _) => auth["scope"] = json!({"project": {"id": id}}),
-        (None, Some(name)) => {
-            auth["scope"] = json!({"project": {"name": name, "domain": project_domain}})
-        }
+        (None, Some(name)) => auth["scope"] = json!({"project": {"name": name, "domain": project_domain}}),
         _ => {}
     }
     Some((username, auth))
@@ -247,19 +226,14 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
         let mut out = String::new();
         for &b in s.as_bytes() {
             match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    out.push(b as char)
-                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b as char),
                 b' ' => out.push('+'),
                 _ => out.push_str(&format!("%{b:02X}")),
             }
         }
         out
     };
-    let parts: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect();
+    let parts: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     parts.join("&")
 }
 
@@ -276,37 +250,20 @@ fn login_fields(fields: &[&str]) {
         .collect();
     let expected = reference_auth(&given, "Default");
     let form = form_encode(&pairs);
-    let json = Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(v)))
-            .collect(),
-    )
-    .to_string();
+    let json = Value::Object(pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()).to_string();
     assert_eq!(
-        login_auth(
-            "application/x-www-form-urlencoded",
-            form.as_bytes(),
-            "Default"
-        ),
+        login_auth("application/x-www-form-urlencoded", form.as_bytes(), "Default"),
         expected,
         "form {form:?}"
     );
-    assert_eq!(
-        login_auth("application/json", json.as_bytes(), "Default"),
-        expected,
-        "json {json}"
-    );
+    assert_eq!(login_auth("application/json", json.as_bytes(), "Default"), expected, "json {json}");
     assert_eq!(login_auth("text/plain", json.as_bytes(), "Default"), None);
 }
 
 /// A name or value of a form body: `+` is a space, then percent-decoded
 /// (WHATWG URL §5.1), read as UTF-8 with invalid sequences replaced.
 fn form_decode(s: &[u8]) -> String {
-    let plus: Vec<u8> = s
-        .iter()
-        .map(|&c| if c == b'+' { b' ' } else { c })
-        .collect();
+    let plus: Vec<u8> = s.iter().map(|&c| if c == b'+' { b' ' } else { c }).collect();
     String::from_utf8_lossy(&percent_decode(&plus)).into_owned()
 }
 
@@ -358,10 +315,7 @@ fn login_any(body: &[u8], json: bool) {
     if let Some((username, auth)) = &ours {
         // Whatever the body, one password method and nothing else.
         let top: Vec<&String> = auth.as_object().unwrap().keys().collect();
-        assert!(
-            top.iter().all(|k| *k == "identity" || *k == "scope"),
-            "{auth}"
-        );
+        assert!(top.iter().all(|k| *k == "identity" || *k == "scope"), "{auth}");
         let identity = auth["identity"].as_object().unwrap();
         assert_eq!(identity.len(), 2, "{auth}");
         assert_eq!(identity["methods"], json!(["password"]), "{auth}");

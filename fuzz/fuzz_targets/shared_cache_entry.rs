@@ -36,8 +36,7 @@ struct Golden {
 fn golden() -> &'static [Golden] {
     static G: std::sync::OnceLock<Vec<Golden>> = std::sync::OnceLock::new();
     G.get_or_init(|| {
-        let doc: Value =
-            serde_json::from_str(include_str!("../golden/shared_cache_entries.json")).unwrap();
+        let doc: Value = serde_json::from_str(include_str!("../golden/shared_cache_entries.json")).unwrap();
         let mut out = Vec::new();
         for e in doc.as_array().unwrap() {
             let s = |k: &str| e[k].as_str().unwrap().to_owned();
@@ -47,25 +46,14 @@ fn golden() -> &'static [Golden] {
             };
             let (secret, token) = (s("secret"), s("token"));
             let keys = Keys::derive(secret.as_bytes(), token.as_bytes(), strategy);
-            assert_eq!(
-                keys.cache_key(),
-                s("key"),
-                "{}: not keystonemiddleware's key",
-                s("name")
-            );
+            assert_eq!(keys.cache_key(), s("key"), "{}: not keystonemiddleware's key", s("name"));
             let (value, data) = (s("value").into_bytes(), s("data").into_bytes());
             let opened = keys.unprotect(&value).expect("a golden entry opens");
             assert_eq!(opened, data, "{}: opened to other bytes", s("name"));
             let identity = parse_token(&opened).expect("a golden entry is a token document");
             assert_eq!(identity.user.id.as_deref(), Some(s("user_id").as_str()));
             let other_strategy = Keys::derive(secret.as_bytes(), token.as_bytes(), other);
-            out.push(Golden {
-                keys,
-                other_strategy,
-                value,
-                data,
-                strategy,
-            });
+            out.push(Golden { keys, other_strategy, value, data, strategy });
         }
         out
     })
@@ -82,24 +70,14 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             match g.keys.unprotect(rest) {
                 Ok(opened) => {
-                    assert_eq!(
-                        rest,
-                        g.value.as_slice(),
-                        "a value that is not the entry opened"
-                    );
+                    assert_eq!(rest, g.value.as_slice(), "a value that is not the entry opened");
                     assert_eq!(opened, g.data);
                 }
                 Err(_) => assert_ne!(rest, g.value.as_slice(), "the golden entry did not open"),
             }
-            assert!(
-                g.other_strategy.unprotect(rest).is_err(),
-                "opened under the other strategy"
-            );
+            assert!(g.other_strategy.unprotect(rest).is_err(), "opened under the other strategy");
             if neighbour.value != rest {
-                assert!(
-                    neighbour.keys.unprotect(rest).is_err(),
-                    "opened under another token's keys"
-                );
+                assert!(neighbour.keys.unprotect(rest).is_err(), "opened under another token's keys");
             }
             if let Ok(opened) = g.keys.unprotect(rest) {
                 let _ = parse_token(&opened);
@@ -111,16 +89,9 @@ fuzz_target!(|data: &[u8]| {
             };
             let stored = g.keys.protect_with_iv(doc, *iv);
             assert_eq!(g.keys.unprotect(&stored).unwrap(), doc, "round trip");
-            assert!(
-                neighbour.keys.unprotect(&stored).is_err()
-                    || neighbour.keys.cache_key() == g.keys.cache_key()
-            );
+            assert!(neighbour.keys.unprotect(&stored).is_err() || neighbour.keys.cache_key() == g.keys.cache_key());
             if g.strategy == Strategy::Mac {
-                assert_eq!(
-                    &stored[64..],
-                    STANDARD.encode(doc).as_bytes(),
-                    "not keystonemiddleware's layout"
-                );
+                assert_eq!(&stored[64..], STANDARD.encode(doc).as_bytes(), "not keystonemiddleware's layout");
             } else {
                 // IV, then at least one AES block.
                 let raw = STANDARD.decode(&stored[64..]).unwrap();
@@ -138,20 +109,11 @@ fuzz_target!(|data: &[u8]| {
             let mut v = g.value.clone();
             let at = (usize::from(pos) * 131 + rest.len()) % v.len();
             v[at] ^= mask;
-            assert!(
-                g.keys.unprotect(&v).is_err(),
-                "a tampered entry opened (byte {at})"
-            );
+            assert!(g.keys.unprotect(&v).is_err(), "a tampered entry opened (byte {at})");
         }
         _ => {
-            let cut = rest
-                .iter()
-                .fold(0usize, |a, &b| a.wrapping_mul(31).wrapping_add(b.into()))
-                % g.value.len();
-            assert!(
-                g.keys.unprotect(&g.value[..cut]).is_err(),
-                "a truncated entry opened"
-            );
+            let cut = rest.iter().fold(0usize, |a, &b| a.wrapping_mul(31).wrapping_add(b.into())) % g.value.len();
+            assert!(g.keys.unprotect(&g.value[..cut]).is_err(), "a truncated entry opened");
         }
     }
 });

@@ -11,10 +11,7 @@ pub fn percent_decode(b: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) {
+            if let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
                 out.push(h * 16 + l);
                 i += 3;
                 continue;
